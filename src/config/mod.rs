@@ -1,0 +1,176 @@
+//! Configuration: UCI files (`/etc/config/postern`) into a typed, validated [`Config`].
+//!
+//! [`uci`] reads libuci's syntax into untyped sections with line numbers;
+//! [`typed`] turns those into a [`Config`] and validates it. Every error names
+//! `file:line` and what is wrong; a file with errors yields no `Config` at all,
+//! so a running daemon keeps its old one. No I/O here but [`load`] reading the file.
+
+use core::fmt;
+use core::time::Duration;
+use std::path::Path;
+
+use crate::port::PortSpec;
+
+pub mod typed;
+pub mod uci;
+
+/// Most knock steps in one sequence.
+pub const MAX_SEQUENCE_STEPS: usize = 32;
+/// Most sequences in one configuration.
+pub const MAX_SEQUENCES: usize = 64;
+
+/// A validated postern configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The `config postern` section (defaults if absent).
+    pub main: Main,
+    /// `config sequence` sections in file order (disabled ones included).
+    pub sequences: Vec<Sequence>,
+}
+
+/// Firewall backend choice (`option backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// fw4 when `fw4` is installed, else standalone nft.
+    Auto,
+    /// Sets `postern_allow4/6` inside OpenWrt's `table inet fw4`.
+    Fw4,
+    /// OpenWrt <= 21.02 (iptables + ipset); not built yet.
+    Fw3,
+    /// postern's own `table inet postern`.
+    Nft,
+    /// Log decisions, touch nothing.
+    DryRun,
+}
+
+/// The `config postern` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Main {
+    /// `option enabled` (default true).
+    pub enabled: bool,
+    /// `list interface`: UCI network names, resolved to devices by the init script.
+    pub interfaces: Vec<String>,
+    /// `list device`: capture devices used when `-i` is not given.
+    pub devices: Vec<String>,
+    /// `option backend` (default auto).
+    pub backend: BackendKind,
+    /// `option spa_port` (default 62201; used by SPA).
+    pub spa_port: u16,
+    /// `option max_skew` seconds (default 120; used by SPA).
+    pub max_skew: Duration,
+    /// `option log_level`: error | warn | info | debug | trace (default info).
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Main {
+    fn default() -> Main {
+        Main {
+            enabled: true,
+            interfaces: Vec::new(),
+            devices: Vec::new(),
+            backend: BackendKind::Auto,
+            spa_port: 62201,
+            max_skew: Duration::from_secs(120),
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+/// What a completed sequence does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Allow the knocking source to the sequence's ports for `duration`.
+    Open,
+    /// Remove the knocking source's grant on the sequence's ports now.
+    Close,
+}
+
+/// A `config sequence` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    /// The section name (`config sequence 'ssh'`), or `@sequence[N]` when anonymous.
+    pub name: String,
+    /// `option enabled` (default true).
+    pub enabled: bool,
+    /// `list knock`: 1..=32 steps, no two consecutive steps equal.
+    pub knocks: Vec<PortSpec>,
+    /// `option timeout` seconds from first to last knock (default 10).
+    pub timeout: Duration,
+    /// `option action` open | close (default open).
+    pub action: Action,
+    /// `list open` (action open) or `list close` (action close): the ports acted on.
+    pub ports: Vec<PortSpec>,
+    /// `option duration` seconds a grant stays open for new connections (default 30).
+    pub duration: Duration,
+}
+
+impl Config {
+    /// The enabled sequences.
+    pub fn active_sequences(&self) -> impl Iterator<Item = &Sequence> {
+        self.sequences.iter().filter(|s| s.enabled)
+    }
+
+    /// Ports the firewall must keep closed: every port an enabled sequence opens or closes,
+    /// sorted and without duplicates.
+    pub fn guarded_ports(&self) -> Vec<PortSpec> {
+        let mut v: Vec<PortSpec> = self
+            .active_sequences()
+            .flat_map(|s| s.ports.iter().copied())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Ports a knock can arrive on (every step of every enabled sequence), sorted, deduplicated.
+    pub fn knock_ports(&self) -> Vec<PortSpec> {
+        let mut v: Vec<PortSpec> = self
+            .active_sequences()
+            .flat_map(|s| s.knocks.iter().copied())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file name as given.
+    pub file: String,
+    /// 1-based line number (0 when the error is about the whole file).
+    pub line: usize,
+    /// What is wrong, in words a router owner understands.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+/// Parses and validates UCI text; `file` is used in error messages only.
+/// Returns every error found, not just the first.
+pub fn parse_str(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+    let sections = uci::parse(file, text)?;
+    typed::from_sections(file, &sections)
+}
+
+/// Reads and validates a UCI file.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        }]
+    })?;
+    parse_str(&file, &text)
+}

@@ -1,0 +1,26 @@
+//! postern: a port-knocking and Single Packet Authorization daemon for routers.
+//!
+//! The crate is split into a sans-IO core and thin I/O edges:
+//!
+//! * core (no syscalls, no clock reads, no allocation per packet):
+//!   [`wire`] turns captured frames into [`wire::Observation`]s,
+//!   [`knock`] matches knock sequences, [`engine`] turns observations into
+//!   [`engine::Decision`]s, [`config`] parses and validates UCI files;
+//! * edges: [`capture`] (AF_PACKET sockets with an in-kernel BPF filter),
+//!   [`firewall`] (nftables over netlink, dry-run), [`daemon`] (the event
+//!   loop), [`client`] (knock senders) and [`demo`] (network-namespace lab).
+
+#![deny(missing_docs)]
+
+pub mod capture;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod engine;
+pub mod firewall;
+pub mod knock;
+pub mod logger;
+pub mod port;
+pub mod time;
+pub mod wire;

@@ -1,0 +1,64 @@
+//! Monotonic time as plain data.
+//!
+//! The core never reads a clock: the daemon reads `CLOCK_MONOTONIC` once per
+//! event and passes a [`Millis`] in. Tests and fuzzers make up any time they like.
+
+use core::ops::{Add, Sub};
+use core::time::Duration;
+
+/// Milliseconds on a monotonic clock (since an arbitrary origin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    /// Milliseconds elapsed since `earlier` (zero if `earlier` is later).
+    pub const fn since(self, earlier: Millis) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// Reads `CLOCK_MONOTONIC`. For the edges only; the core takes time as input.
+    pub fn now_monotonic() -> Millis {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        Millis(ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
+    }
+}
+
+impl Add<Duration> for Millis {
+    type Output = Millis;
+    fn add(self, d: Duration) -> Millis {
+        Millis(self.0.saturating_add(d.as_millis() as u64))
+    }
+}
+
+impl Sub<Duration> for Millis {
+    type Output = Millis;
+    fn sub(self, d: Duration) -> Millis {
+        Millis(self.0.saturating_sub(d.as_millis() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        assert_eq!(Millis(5).since(Millis(7)), 0);
+        assert_eq!(Millis(7).since(Millis(5)), 2);
+        assert_eq!(Millis(1) - Duration::from_secs(1), Millis(0));
+        assert_eq!(Millis(1) + Duration::from_millis(1500), Millis(1501));
+    }
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = Millis::now_monotonic();
+        let b = Millis::now_monotonic();
+        assert!(b >= a);
+        assert!(a.0 > 0);
+    }
+}
