@@ -1,1 +1,510 @@
-//! stub
+//! A network-namespace lab: a `router` namespace guarding a TCP service and a
+//! `client` namespace joined to it by a veth pair.
+//!
+//! `postern demo` uses it to show the whole path on a real kernel; the
+//! end-to-end tests use the same [`Lab`]. Everything it creates (namespaces,
+//! veth pair, daemon processes, service threads) is removed on drop, also on
+//! failure and on Ctrl-C. Needs root and iproute2's `ip`. Traffic never
+//! leaves the namespaces: the addresses exist only inside them.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use nix::sched::{setns, CloneFlags};
+
+/// The router's IPv4 address inside the lab.
+pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
+/// The client's IPv4 address inside the lab.
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 2);
+/// The router's IPv6 address inside the lab.
+pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 1);
+/// The client's IPv6 address inside the lab.
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 2);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT/SIGTERM set a flag that the lab's waits check, so cleanup runs.
+pub fn catch_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(SigHandler::Handler(on_interrupt), SaFlags::empty(), SigSet::empty());
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(s, &action) };
+    }
+}
+
+/// True once Ctrl-C (or TERM) arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn check_interrupt() -> io::Result<()> {
+    if interrupted() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+    }
+    Ok(())
+}
+
+/// Sleeps in small steps, returning early with an error on Ctrl-C.
+pub fn sleep(d: Duration) -> io::Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        check_interrupt()?;
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
+
+/// Runs `ip ARGS...`, failing with its stderr.
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot run 'ip' (install iproute2): {e}"))
+    })?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `f` on a new thread inside network namespace `ns` and returns its result.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || -> io::Result<T> {
+        let file = File::open(&path)?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| io::Error::other(format!("setns {path}: {e}")))?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| io::Error::other("namespace thread panicked"))?
+}
+
+/// A running `postern daemon` inside the router namespace, with its log.
+pub struct DaemonProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl DaemonProcess {
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a log line contains `needle` (at most `timeout`); returns the line.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> io::Result<String> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return Ok(line);
+            }
+            if Instant::now() >= end {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("daemon did not log '{needle}' within {timeout:?}; log:\n{}", self.log().join("\n")),
+                ));
+            }
+            check_interrupt()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (e.g. `libc::SIGKILL`, `libc::SIGHUP`).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on a child we own; an already-gone pid only returns ESRCH.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Waits for exit (at most `timeout`, then kills); returns the exit code if it exited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return status.code();
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            self.wait_exit(Duration::from_secs(3));
+        }
+    }
+}
+
+/// A TCP service in the router namespace: greets, then echoes lines back.
+pub struct Service {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_connection(mut s: TcpStream, stop: Arc<AtomicBool>) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = s.write_all(b"hello from the router\n");
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::SeqCst) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The two namespaces and what runs in them. Dropping it removes everything.
+pub struct Lab {
+    /// Router namespace name.
+    pub router_ns: String,
+    /// Client namespace name.
+    pub client_ns: String,
+    /// The router's end of the veth pair (the capture device).
+    pub router_dev: String,
+    dir: PathBuf,
+    services: Vec<Service>,
+    daemons: Vec<DaemonProcess>,
+}
+
+impl Lab {
+    /// Creates namespaces `pst-TAG-r` and `pst-TAG-c` joined by veth `prTAG`/`pcTAG`
+    /// (TAG at most 10 characters), with the `ROUTER_*`/`CLIENT_*` addresses.
+    pub fn new(tag: &str) -> io::Result<Lab> {
+        if tag.is_empty() || tag.len() > 10 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "lab tag: 1-10 letters/digits"));
+        }
+        let router_ns = format!("pst-{tag}-r");
+        let client_ns = format!("pst-{tag}-c");
+        // Leftovers of an interrupted earlier run go first.
+        let _ = ip(&["netns", "del", &router_ns]);
+        let _ = ip(&["netns", "del", &client_ns]);
+        let dir = std::env::temp_dir().join(format!("postern-lab-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let lab = Lab {
+            router_dev: format!("pr{tag}"),
+            router_ns,
+            client_ns,
+            dir,
+            services: Vec::new(),
+            daemons: Vec::new(),
+        };
+        lab.build()?;
+        Ok(lab)
+    }
+
+    fn build(&self) -> io::Result<()> {
+        let (r, c) = (self.router_ns.as_str(), self.client_ns.as_str());
+        let client_dev = format!("pc{}", &self.router_dev[2..]);
+        ip(&["netns", "add", r])?;
+        ip(&["netns", "add", c])?;
+        ip(&["link", "add", &self.router_dev, "netns", r, "type", "veth", "peer", "name", &client_dev, "netns", c])?;
+        for (ns, dev, v4, v6) in [
+            (r, self.router_dev.as_str(), ROUTER_V4, ROUTER_V6),
+            (c, client_dev.as_str(), CLIENT_V4, CLIENT_V6),
+        ] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Starts a TCP service on `port` (IPv4 and IPv6) in the router namespace.
+    pub fn serve_tcp(&mut self, port: u16) -> io::Result<()> {
+        let listener = in_netns(&self.router_ns, move || {
+            let l = TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))?;
+            l.set_nonblocking(true)?;
+            Ok::<_, io::Error>(l)
+        })??;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let f = flag.clone();
+                        std::thread::spawn(move || serve_connection(s, f));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        self.services.push(Service {
+            stop,
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Writes `config` to a file and starts `exe daemon -c FILE -i ROUTER_DEV` in the
+    /// router namespace; waits (at most 10 s) until it logs that it is ready.
+    /// `echo` prints each daemon log line with that prefix as it arrives.
+    pub fn start_daemon(&mut self, exe: &Path, config: &str, echo: Option<&'static str>) -> io::Result<&mut DaemonProcess> {
+        let path = self.dir.join(format!("postern-{}.conf", self.daemons.len()));
+        std::fs::write(&path, config)?;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.router_ns])
+            .arg(exe)
+            .args(["daemon", "-c"])
+            .arg(&path)
+            .args(["-i", &self.router_dev])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().ok_or_else(|| io::Error::other("no stderr pipe"))?;
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(prefix) = echo {
+                    println!("{prefix}{line}");
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        self.daemons.push(DaemonProcess {
+            child,
+            log,
+            reader: Some(reader),
+        });
+        let d = self.daemons.last_mut().ok_or_else(|| io::Error::other("no daemon"))?;
+        d.wait_for_log("ready:", Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// The `index`-th daemon started (panics if there is none: for tests).
+    pub fn daemon(&mut self, index: usize) -> &mut DaemonProcess {
+        &mut self.daemons[index]
+    }
+
+    /// Waits (at most 5 s) until the newest daemon logs a line containing `needle`;
+    /// panics with the log otherwise (for tests).
+    pub fn daemons_wait(&self, needle: &str) -> String {
+        match self.daemons.last() {
+            Some(d) => d.wait_for_log(needle, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}")),
+            None => panic!("no daemon started"),
+        }
+    }
+
+    /// The config file path of the `index`-th daemon (rewrite it to test reloads).
+    pub fn config_path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("postern-{index}.conf"))
+    }
+
+    /// Tries a TCP connection from the client namespace; on success returns the greeting.
+    pub fn connect(&self, addr: IpAddr, port: u16, timeout: Duration) -> io::Result<Option<String>> {
+        in_netns(&self.client_ns, move || {
+            let mut s = match TcpStream::connect_timeout(&SocketAddr::new(addr, port), timeout) {
+                Ok(s) => s,
+                Err(_) => return None,
+            };
+            let _ = s.set_read_timeout(Some(timeout));
+            let mut line = String::new();
+            let _ = BufReader::new(&mut s).read_line(&mut line);
+            Some(line.trim_end().to_string())
+        })
+    }
+
+    /// Opens a TCP connection from the client namespace and keeps it.
+    pub fn open_connection(&self, addr: IpAddr, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+        in_netns(&self.client_ns, move || {
+            let s = TcpStream::connect_timeout(&SocketAddr::new(addr, port), timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            Ok::<_, io::Error>(s)
+        })?
+    }
+
+    /// Runs a command in the client namespace (`ip netns exec CLIENT ARGS...`).
+    pub fn run_in_client(&self, args: &[&str]) -> io::Result<Output> {
+        Command::new("ip").args(["netns", "exec", &self.client_ns]).args(args).output()
+    }
+
+    /// Runs a command in the router namespace.
+    pub fn run_in_router(&self, args: &[&str]) -> io::Result<Output> {
+        Command::new("ip").args(["netns", "exec", &self.router_ns]).args(args).output()
+    }
+
+    /// The router namespace's nftables ruleset (`nft list ruleset`).
+    pub fn router_ruleset(&self) -> String {
+        self.run_in_router(&["nft", "list", "ruleset"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.daemons.clear();
+        self.services.clear();
+        let _ = ip(&["netns", "del", &self.router_ns]);
+        let _ = ip(&["netns", "del", &self.client_ns]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends one line on an established connection and reads the echo.
+pub fn echo(s: &mut TcpStream, text: &str) -> io::Result<String> {
+    s.write_all(format!("{text}\n").as_bytes())?;
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while !got.ends_with(b"\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&got).trim_end().to_string())
+}
+
+/// The demo's config: knock tcp:7000 udp:8000 tcp:9000 to open tcp:2222 for `duration` s.
+pub fn demo_config(duration: u64) -> String {
+    format!(
+        "config postern 'main'\n\
+         \toption backend 'nft'\n\
+         \toption log_level 'info'\n\n\
+         config sequence 'service'\n\
+         \tlist knock 'tcp:7000'\n\
+         \tlist knock 'udp:8000'\n\
+         \tlist knock 'tcp:9000'\n\
+         \toption timeout '10'\n\
+         \toption action 'open'\n\
+         \tlist open 'tcp:2222'\n\
+         \toption duration '{duration}'\n"
+    )
+}
+
+/// Service port guarded in the demo.
+pub const DEMO_PORT: u16 = 2222;
+
+struct Timeline(Instant);
+
+impl Timeline {
+    fn say(&self, who: &str, what: &str) {
+        println!("[{:>5.1}s] {who:<7} {what}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+/// `postern demo`: closed → knock → open → expired, on a real kernel. Ok only if
+/// every step behaved; everything created is removed in any case.
+pub fn run(exe: &Path) -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("the demo needs root (network namespaces and nftables): sudo postern demo".into());
+    }
+    catch_interrupts();
+    let t = Timeline(Instant::now());
+    let duration = 5;
+    let target = IpAddr::V4(ROUTER_V4);
+    let probe = Duration::from_millis(700);
+    let e = |e: io::Error| e.to_string();
+
+    t.say("lab", &format!("namespaces pst-demo-r (router {ROUTER_V4}) and pst-demo-c (client {CLIENT_V4}), veth between"));
+    let mut lab = Lab::new("demo").map_err(e)?;
+    lab.serve_tcp(DEMO_PORT).map_err(e)?;
+    t.say("router", &format!("service listening on tcp:{DEMO_PORT}"));
+    t.say("router", "postern daemon: knock tcp:7000 udp:8000 tcp:9000 opens tcp:2222 for 5 s");
+    lab.start_daemon(exe, &demo_config(duration), Some("          daemon  ")).map_err(e)?;
+
+    match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
+        None => t.say("client", &format!("connect {target}:{DEMO_PORT} -> no answer (guarded)")),
+        Some(g) => return Err(format!("the port answered before any knock: {g}")),
+    }
+
+    let knock = ["postern", "knock", "10.213.0.1", "tcp:7000", "udp:8000", "tcp:9000"];
+    t.say("client", &knock.join(" "));
+    let exe_s = exe.to_string_lossy().into_owned();
+    let mut cmd = vec![exe_s.as_str()];
+    cmd.extend_from_slice(&knock[1..]);
+    let out = lab.run_in_client(&cmd).map_err(e)?;
+    if !out.status.success() {
+        return Err(format!("knock failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    lab.daemons
+        .last()
+        .ok_or("no daemon")?
+        .wait_for_log("opened tcp:2222", Duration::from_secs(3))
+        .map_err(e)?;
+    let mut kept = match lab.open_connection(target, DEMO_PORT, probe) {
+        Ok(mut s) => {
+            let mut greeting = String::new();
+            BufReader::new(&mut s).read_line(&mut greeting).map_err(e)?;
+            t.say("client", &format!("connect {target}:{DEMO_PORT} -> \"{}\" (open)", greeting.trim_end()));
+            s
+        }
+        Err(err) => return Err(format!("the port stayed closed after the knock: {err}")),
+    };
+
+    t.say("client", &format!("keeps that connection; waits for the {duration} s grant to run out"));
+    let opened = Instant::now();
+    sleep(Duration::from_secs(duration)).map_err(e)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
+            None => break,
+            Some(_) if Instant::now() < deadline => sleep(Duration::from_millis(200)).map_err(e)?,
+            Some(_) => return Err("the port did not close after the grant expired".into()),
+        }
+    }
+    t.say(
+        "client",
+        &format!("new connect -> no answer after {:.1} s (closed again)", opened.elapsed().as_secs_f64()),
+    );
+    let reply = echo(&mut kept, "still there?").map_err(|err| format!("established connection was cut: {err}"))?;
+    t.say("client", &format!("the established connection still works: echo \"{reply}\""));
+    drop(kept);
+    drop(lab);
+    t.say("lab", "removed namespaces, veth, daemon and service");
+    println!("demo OK: closed -> knock -> open -> closed again");
+    Ok(())
+}

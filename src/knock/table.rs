@@ -1,0 +1,450 @@
+//! The fixed-capacity table of knock progress, keyed by (source, sequence).
+//!
+//! Capacity is a compile-time constant; memory does not grow under any flood.
+//! When the table is full, a new first knock evicts the entry with the least
+//! progress, then the oldest: entries that have matched only their first step
+//! are kept in arrival order (a FIFO of `(key, generation)` with lazy deletion),
+//! so the oldest of them is found in O(1). An entry that has matched two or
+//! more steps is never evicted by a first knock; if every entry has, the new
+//! first knock is dropped (and counted), unless some entry has expired: those
+//! are purged then (and on every tick by the owner).
+//!
+//! The map is open addressing with linear probing over twice as many slots as
+//! entries (load factor at most 1/2, so probes stay short even when full), and
+//! hashes keys with a per-process random SipHash key, so spoofed sources cannot
+//! be chosen to collide.
+
+use core::hash::BuildHasher;
+use core::net::IpAddr;
+use std::collections::hash_map::RandomState;
+
+use heapless::Deque;
+use static_assertions::const_assert;
+
+use crate::time::Millis;
+
+/// Most (source, sequence) pairs tracked at once.
+pub const KNOCK_TABLE_CAPACITY: usize = 4096;
+
+const_assert!(KNOCK_TABLE_CAPACITY.is_power_of_two());
+const_assert!(KNOCK_TABLE_CAPACITY >= 64);
+// Keeps the table (about 40 bytes an entry plus the FIFO) well under 1 MiB.
+const_assert!(KNOCK_TABLE_CAPACITY <= 8192);
+/// Hash slots: twice the capacity, a power of two, indices fit in `u16`.
+const SLOTS: usize = 2 * KNOCK_TABLE_CAPACITY;
+const_assert!(SLOTS.is_power_of_two());
+const_assert!(SLOTS < u16::MAX as usize);
+const EMPTY: u16 = u16::MAX;
+
+/// Identifies one source's attempt at one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The knocking source address.
+    pub src: IpAddr,
+    /// Index of the sequence in the matcher.
+    pub sequence: u8,
+}
+
+/// One source's progress through one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Steps matched so far (at least 1 for a stored entry).
+    pub matched: u8,
+    /// When the first step arrived.
+    pub started: Millis,
+    /// Unique per insertion; ties FIFO items to the entry they were made for.
+    generation: u32,
+}
+
+/// What happened when a first knock was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored in a free slot.
+    Stored,
+    /// Stored after evicting an expired entry or the oldest first-step entry.
+    StoredAfterEviction,
+    /// Not stored: every entry has matched two or more steps and none expired.
+    DroppedFull,
+}
+
+/// Fixed-capacity progress table. Construct once (it is large: box it).
+pub struct ProgressTable {
+    map: FixedMap,
+    first_steps: Deque<(Key, u32), KNOCK_TABLE_CAPACITY>,
+    next_generation: u32,
+}
+
+impl Default for ProgressTable {
+    fn default() -> Self {
+        ProgressTable {
+            map: FixedMap::default(),
+            first_steps: Deque::new(),
+            next_generation: 0,
+        }
+    }
+}
+
+impl ProgressTable {
+    /// A new empty table on the heap (allocated once, at start-up).
+    pub fn boxed() -> Box<ProgressTable> {
+        Box::default()
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The progress stored for `key`.
+    pub fn get(&self, key: &Key) -> Option<Progress> {
+        self.map.get(key).copied()
+    }
+
+    /// Records one more matched step for an existing entry; returns the new count.
+    pub fn advance(&mut self, key: &Key) -> Option<u8> {
+        let p = self.map.get_mut(key)?;
+        p.matched = p.matched.saturating_add(1);
+        Some(p.matched)
+    }
+
+    /// Forgets `key`'s progress.
+    pub fn remove(&mut self, key: &Key) {
+        // The FIFO item (if any) goes stale and is skipped later.
+        self.map.swap_remove(key);
+    }
+
+    /// Stores a first knock (`matched = 1`) for `key`, evicting if full.
+    /// `is_expired` tells whether an entry has outlived its sequence's timeout.
+    pub fn insert_first(
+        &mut self,
+        key: Key,
+        now: Millis,
+        is_expired: impl Fn(&Key, &Progress) -> bool,
+    ) -> Insert {
+        self.map.swap_remove(&key);
+        let mut outcome = Insert::Stored;
+        if self.map.is_full() {
+            if self.evict_oldest_first_step() || self.purge_expired(&is_expired) > 0 {
+                outcome = Insert::StoredAfterEviction;
+            } else {
+                return Insert::DroppedFull;
+            }
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let progress = Progress {
+            matched: 1,
+            started: now,
+            generation,
+        };
+        if !self.map.insert(key, progress) {
+            return Insert::DroppedFull; // unreachable: room was made above
+        }
+        if self.first_steps.is_full() {
+            self.compact_first_steps();
+        }
+        // Cannot fail after compaction: live first-step items <= entries - 1 < capacity.
+        let _ = self.first_steps.push_back((key, generation));
+        outcome
+    }
+
+    /// Removes every expired entry; returns how many.
+    pub fn purge_expired(&mut self, is_expired: &impl Fn(&Key, &Progress) -> bool) -> usize {
+        let before = self.map.len();
+        self.map.retain(|k, p| !is_expired(k, p));
+        before - self.map.len()
+    }
+
+    fn is_live_first_step(&self, key: &Key, generation: u32) -> bool {
+        matches!(self.map.get(key), Some(p) if p.matched == 1 && p.generation == generation)
+    }
+
+    /// Evicts the oldest entry still at its first step; false if there is none.
+    fn evict_oldest_first_step(&mut self) -> bool {
+        while let Some((key, generation)) = self.first_steps.pop_front() {
+            if self.is_live_first_step(&key, generation) {
+                self.map.swap_remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Drops FIFO items whose entry advanced, was reset or removed.
+    fn compact_first_steps(&mut self) {
+        for _ in 0..self.first_steps.len() {
+            if let Some((key, generation)) = self.first_steps.pop_front() {
+                if self.is_live_first_step(&key, generation) {
+                    let _ = self.first_steps.push_back((key, generation));
+                }
+            }
+        }
+    }
+}
+
+/// A fixed-capacity hash map from [`Key`] to [`Progress`]: dense entries plus a
+/// slot array of entry indices (linear probing, backward-shift deletion).
+struct FixedMap {
+    slots: [u16; SLOTS],
+    entries: heapless::Vec<(Key, Progress), KNOCK_TABLE_CAPACITY>,
+    hasher: RandomState,
+}
+
+impl Default for FixedMap {
+    fn default() -> Self {
+        FixedMap {
+            slots: [EMPTY; SLOTS],
+            entries: heapless::Vec::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl FixedMap {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.is_full()
+    }
+
+    fn home(&self, key: &Key) -> usize {
+        (self.hasher.hash_one(key) as usize) & (SLOTS - 1)
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go.
+    fn probe(&self, key: &Key) -> (usize, bool) {
+        let mut slot = self.home(key);
+        loop {
+            let idx = self.slots[slot];
+            if idx == EMPTY {
+                return (slot, false);
+            }
+            if self.entries[usize::from(idx)].0 == *key {
+                return (slot, true);
+            }
+            slot = (slot + 1) & (SLOTS - 1);
+        }
+    }
+
+    fn get(&self, key: &Key) -> Option<&Progress> {
+        match self.probe(key) {
+            (slot, true) => Some(&self.entries[usize::from(self.slots[slot])].1),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Progress> {
+        match self.probe(key) {
+            (slot, true) => Some(&mut self.entries[usize::from(self.slots[slot])].1),
+            _ => None,
+        }
+    }
+
+    /// Inserts or replaces; false when full.
+    fn insert(&mut self, key: Key, value: Progress) -> bool {
+        let (slot, found) = self.probe(&key);
+        if found {
+            self.entries[usize::from(self.slots[slot])].1 = value;
+            return true;
+        }
+        let idx = self.entries.len() as u16;
+        if self.entries.push((key, value)).is_err() {
+            return false;
+        }
+        self.slots[slot] = idx;
+        true
+    }
+
+    fn swap_remove(&mut self, key: &Key) -> Option<Progress> {
+        let (slot, found) = self.probe(key);
+        if !found {
+            return None;
+        }
+        let idx = usize::from(self.slots[slot]);
+        self.clear_slot(slot);
+        let last = self.entries.len() - 1;
+        if idx != last {
+            // The last entry will move to `idx`: point its slot there first,
+            // while every slot still names a valid entry.
+            let (moved_slot, _) = self.probe(&self.entries[last].0);
+            self.slots[moved_slot] = idx as u16;
+        }
+        let (_, value) = self.entries.swap_remove(idx);
+        Some(value)
+    }
+
+    /// Empties `slot`, shifting later members of its probe run back (no tombstones).
+    fn clear_slot(&mut self, mut hole: usize) {
+        self.slots[hole] = EMPTY;
+        let mut slot = (hole + 1) & (SLOTS - 1);
+        while self.slots[slot] != EMPTY {
+            let idx = usize::from(self.slots[slot]);
+            let home = self.home(&self.entries[idx].0);
+            // Move it into the hole if its home is not cyclically in (hole, slot].
+            let dist_hole = hole.wrapping_sub(home) & (SLOTS - 1);
+            let dist_slot = slot.wrapping_sub(home) & (SLOTS - 1);
+            if dist_hole < dist_slot {
+                self.slots[hole] = self.slots[slot];
+                self.slots[slot] = EMPTY;
+                hole = slot;
+            }
+            slot = (slot + 1) & (SLOTS - 1);
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Key, &Progress) -> bool) {
+        let mut i = 0;
+        while i < self.entries.len() {
+            let (key, value) = self.entries[i];
+            if keep(&key, &value) {
+                i += 1;
+            } else {
+                self.swap_remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    fn key(n: u32) -> Key {
+        Key {
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)),
+            sequence: 0,
+        }
+    }
+
+    fn never(_: &Key, _: &Progress) -> bool {
+        false
+    }
+
+    #[test]
+    fn full_table_evicts_oldest_first_step() {
+        let mut t = ProgressTable::boxed();
+        for i in 0..KNOCK_TABLE_CAPACITY as u32 {
+            assert_eq!(t.insert_first(key(i), Millis(i as u64), never), Insert::Stored);
+        }
+        assert_eq!(
+            t.insert_first(key(99_999), Millis(99_999), never),
+            Insert::StoredAfterEviction
+        );
+        assert!(t.get(&key(0)).is_none(), "oldest evicted");
+        assert!(t.get(&key(1)).is_some());
+        assert!(t.get(&key(99_999)).is_some());
+        assert_eq!(t.len(), KNOCK_TABLE_CAPACITY);
+    }
+
+    #[test]
+    fn advanced_entries_survive_first_step_flood() {
+        let mut t = ProgressTable::boxed();
+        t.insert_first(key(0), Millis(0), never);
+        assert_eq!(t.advance(&key(0)), Some(2));
+        for i in 1..200_000u32 {
+            assert_ne!(t.insert_first(key(i), Millis(1), never), Insert::DroppedFull);
+        }
+        assert_eq!(t.get(&key(0)).map(|p| p.matched), Some(2));
+        assert_eq!(t.len(), KNOCK_TABLE_CAPACITY);
+    }
+
+    #[test]
+    fn full_of_advanced_entries_drops_new_first_knocks() {
+        let mut t = ProgressTable::boxed();
+        for i in 0..KNOCK_TABLE_CAPACITY as u32 {
+            t.insert_first(key(i), Millis(0), never);
+            t.advance(&key(i));
+        }
+        assert_eq!(t.insert_first(key(1 << 20), Millis(5), never), Insert::DroppedFull);
+        assert!(t.get(&key(1 << 20)).is_none());
+        // ...unless some have expired.
+        let expired = |_: &Key, p: &Progress| p.started == Millis(0);
+        assert_eq!(
+            t.insert_first(key(1 << 20), Millis(5), expired),
+            Insert::StoredAfterEviction
+        );
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn stale_fifo_items_are_skipped_and_compacted() {
+        let mut t = ProgressTable::boxed();
+        // Churn: insert, advance (item goes stale), remove — many times over capacity.
+        for i in 0..(3 * KNOCK_TABLE_CAPACITY as u32) {
+            t.insert_first(key(i), Millis(i as u64), never);
+            t.advance(&key(i));
+            t.remove(&key(i));
+        }
+        assert!(t.is_empty());
+        // Fill with first steps again; eviction must pick the oldest live one.
+        for i in 0..KNOCK_TABLE_CAPACITY as u32 {
+            assert_eq!(t.insert_first(key(i), Millis(0), never), Insert::Stored);
+        }
+        t.insert_first(key(1 << 21), Millis(1), never);
+        assert!(t.get(&key(0)).is_none());
+        assert!(t.get(&key(1)).is_some());
+    }
+
+    #[test]
+    fn fixed_map_matches_a_std_map_under_random_operations() {
+        use std::collections::HashMap;
+        let mut m = FixedMap::default();
+        let mut reference = HashMap::new();
+        let mut rng = 0x9e37_79b9u32;
+        for step in 0..200_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            let k = key(rng % 6000);
+            let v = Progress {
+                matched: (rng % 7) as u8,
+                started: Millis(step),
+                generation: 0,
+            };
+            match rng % 3 {
+                0 | 1 => {
+                    let ok = m.insert(k, v);
+                    if ok {
+                        reference.insert(k, v);
+                    } else {
+                        assert!(!reference.contains_key(&k) && reference.len() == KNOCK_TABLE_CAPACITY);
+                    }
+                }
+                _ => assert_eq!(m.swap_remove(&k), reference.remove(&k)),
+            }
+            assert_eq!(m.len(), reference.len());
+        }
+        for (k, v) in &reference {
+            assert_eq!(m.get(k), Some(v));
+        }
+        m.retain(|_, p| p.matched % 2 == 0);
+        reference.retain(|_, p| p.matched % 2 == 0);
+        assert_eq!(m.len(), reference.len());
+        for (k, v) in &reference {
+            assert_eq!(m.get(k), Some(v));
+        }
+    }
+
+    #[test]
+    fn reinserting_a_key_restarts_it() {
+        let mut t = ProgressTable::boxed();
+        t.insert_first(key(7), Millis(1), never);
+        t.advance(&key(7));
+        t.insert_first(key(7), Millis(9), never);
+        let p = t.get(&key(7)).unwrap();
+        assert_eq!((p.matched, p.started), (1, Millis(9)));
+        assert_eq!(t.len(), 1);
+    }
+}

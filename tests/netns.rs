@@ -1,0 +1,244 @@
+//! End to end on a real kernel: network namespaces, veth, nftables, the real
+//! daemon binary, postern's client and Debian's `knock` client.
+//!
+//! Root only. Without root each test prints SKIPPED loudly and passes —
+//! except under `CI=true`, where a missing root (or `knock`) fails the test.
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use postern::demo::{self, Lab, CLIENT_V6, DEMO_PORT, ROUTER_V4, ROUTER_V6};
+
+const EXE: &str = env!("CARGO_BIN_EXE_postern");
+const PROBE: Duration = Duration::from_millis(500);
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "{test}: needs root, and CI=true: netns tests must run in CI");
+    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
+    false
+}
+
+/// A lab tag unique to this process and test.
+fn tag(letter: char) -> String {
+    format!("{letter}{}", std::process::id() % 100_000)
+}
+
+fn exe() -> &'static Path {
+    Path::new(EXE)
+}
+
+fn v4() -> IpAddr {
+    IpAddr::V4(ROUTER_V4)
+}
+
+fn knock_with_postern(lab: &Lab, host: &str, knocks: &[&str]) {
+    let mut args = vec![EXE, "knock", host];
+    args.extend_from_slice(knocks);
+    let out = lab.run_in_client(&args).expect("run postern knock");
+    assert!(out.status.success(), "postern knock: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn is_open(lab: &Lab, addr: IpAddr) -> bool {
+    lab.connect(addr, DEMO_PORT, PROBE).expect("connect from client").is_some()
+}
+
+/// Polls until the port is closed again (bounded), returning how long it took.
+fn wait_closed(lab: &Lab, addr: IpAddr, within: Duration) -> Duration {
+    let start = Instant::now();
+    while is_open(lab, addr) {
+        assert!(start.elapsed() < within, "port still open after {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    start.elapsed()
+}
+
+fn config_with_close(duration: u64) -> String {
+    format!(
+        "{}\nconfig sequence 'service_close'\n\tlist knock 'udp:9001'\n\tlist knock 'tcp:9002'\n\toption action 'close'\n\tlist close 'tcp:2222'\n",
+        demo::demo_config(duration)
+    )
+}
+
+#[test]
+fn own_client_opens_and_grant_expires() {
+    if !root_or_skip("own_client_opens_and_grant_expires") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('a')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    let d = lab.start_daemon(exe(), &demo::demo_config(2), None).unwrap();
+    let _ = d;
+    assert!(!is_open(&lab, v4()), "guarded before any knock");
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222 for 10.213.0.2");
+    assert_eq!(
+        lab.connect(v4(), DEMO_PORT, PROBE).unwrap().as_deref(),
+        Some("hello from the router")
+    );
+    let ruleset = lab.router_ruleset();
+    assert!(ruleset.contains("10.213.0.2 . tcp . 2222"), "{ruleset}");
+    assert!(ruleset.contains("expires"), "the grant carries a kernel timeout: {ruleset}");
+    wait_closed(&lab, v4(), Duration::from_secs(8));
+    assert!(!lab.router_ruleset().contains("10.213.0.2 . tcp . 2222"));
+}
+
+#[test]
+fn real_knock_client_opens() {
+    if !root_or_skip("real_knock_client_opens") {
+        return;
+    }
+    if std::process::Command::new("knock").arg("--help").output().is_err() {
+        assert!(!in_ci(), "Debian's knock client (package knockd) must be installed in CI");
+        eprintln!("\n*** SKIPPED real_knock_client_opens: no 'knock' (apt-get install knockd) ***\n");
+        return;
+    }
+    let mut lab = Lab::new(&tag('b')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(exe(), &demo::demo_config(30), None).unwrap();
+    assert!(!is_open(&lab, v4()));
+    let out = lab
+        .run_in_client(&["knock", "-v", "10.213.0.1", "7000", "8000:udp", "9000"])
+        .unwrap();
+    assert!(out.status.success(), "knock: {}", String::from_utf8_lossy(&out.stderr));
+    lab.daemons_wait("opened tcp:2222 for 10.213.0.2");
+    assert!(is_open(&lab, v4()));
+}
+
+#[test]
+fn close_sequence_removes_grant_at_once() {
+    if !root_or_skip("close_sequence_removes_grant_at_once") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('c')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(exe(), &config_with_close(600), None).unwrap();
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222");
+    assert!(is_open(&lab, v4()));
+    knock_with_postern(&lab, "10.213.0.1", &["udp:9001", "tcp:9002"]);
+    lab.daemons_wait("closed tcp:2222 for 10.213.0.2");
+    assert!(!is_open(&lab, v4()), "closed at once, long before the 600 s grant ends");
+}
+
+#[test]
+fn grant_expires_after_daemon_is_killed() {
+    if !root_or_skip("grant_expires_after_daemon_is_killed") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('d')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(exe(), &demo::demo_config(3), None).unwrap();
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222");
+    let d = lab.daemon(0);
+    d.signal(libc::SIGKILL);
+    assert_eq!(d.wait_exit(Duration::from_secs(3)), None, "killed, no exit code");
+    assert!(is_open(&lab, v4()), "the grant outlives the daemon");
+    wait_closed(&lab, v4(), Duration::from_secs(8));
+    assert!(lab.router_ruleset().contains("table inet postern"), "nothing removed the table: the kernel closed it");
+}
+
+#[test]
+fn ipv6_knock_opens_for_the_ipv6_source_only() {
+    if !root_or_skip("ipv6_knock_opens_for_the_ipv6_source_only") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('e')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(exe(), &demo::demo_config(30), None).unwrap();
+    let v6 = IpAddr::V6(ROUTER_V6);
+    assert!(!is_open(&lab, v6));
+    knock_with_postern(&lab, "fd00:213::1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait(&format!("opened tcp:2222 for {CLIENT_V6}"));
+    assert!(is_open(&lab, v6));
+    assert!(!is_open(&lab, v4()), "the IPv4 source was not granted");
+    assert!(lab.router_ruleset().contains("fd00:213::2 . tcp . 2222"));
+}
+
+#[test]
+fn fw4_backend_uses_fw4_sets_and_leaves_fw4_alone() {
+    if !root_or_skip("fw4_backend_uses_fw4_sets_and_leaves_fw4_alone") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('f')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    // A ruleset shaped like OpenWrt's fw4 with postern's include files applied.
+    let fw4 = format!(
+        "table inet fw4 {{
+  set postern_allow4 {{ type ipv4_addr . inet_proto . inet_service; flags timeout; }}
+  set postern_allow6 {{ type ipv6_addr . inet_proto . inet_service; flags timeout; }}
+  chain input {{ type filter hook input priority filter; policy accept;
+    ct state established,related accept
+    iifname \"{dev}\" jump input_wan
+  }}
+  chain input_wan {{
+    meta nfproto ipv4 ip saddr . meta l4proto . th dport @postern_allow4 counter accept
+    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept
+    tcp dport {DEMO_PORT} drop
+  }}
+}}
+",
+        dev = lab.router_dev
+    );
+    let path = std::env::temp_dir().join(format!("fw4-{}.nft", tag('f')));
+    std::fs::write(&path, fw4).unwrap();
+    let out = lab.run_in_router(&["nft", "-f", path.to_str().unwrap()]).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = demo::demo_config(30).replace("option backend 'nft'", "option backend 'fw4'");
+    lab.start_daemon(exe(), &config, None).unwrap();
+    assert!(!is_open(&lab, v4()));
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222");
+    assert!(is_open(&lab, v4()));
+    let ruleset = lab.router_ruleset();
+    assert!(!ruleset.contains("table inet postern"), "fw4 mode creates no table of its own");
+    assert!(ruleset.contains("10.213.0.2 . tcp . 2222"), "{ruleset}");
+    let d = lab.daemon(0);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(lab.router_ruleset().contains("table inet fw4"), "fw4's table is left alone");
+}
+
+#[test]
+fn sighup_reloads_good_config_and_refuses_bad_one() {
+    if !root_or_skip("sighup_reloads_good_config_and_refuses_bad_one") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('g')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(exe(), &demo::demo_config(30), None).unwrap();
+    let path = lab.config_path(0);
+    // A broken file: refused with file:line, the old sequence keeps working.
+    std::fs::write(&path, "config sequence 'x'\n\tlist knock 'tcp:7000'\n\tlist open 'tcp:22\n").unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    lab.daemons_wait("reload refused");
+    let log = lab.daemon(0).log().join("\n");
+    assert!(log.contains(&format!("{}:3", path.display())), "error names file:line: {log}");
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222");
+    // A good file with another sequence replaces the old one; the grant stays.
+    std::fs::write(&path, demo::demo_config(30).replace("'udp:8000'", "'udp:8100'")).unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    lab.daemons_wait("reloaded:");
+    assert!(is_open(&lab, v4()), "live grants survive a reload");
+    let mut conn = lab.open_connection(v4(), DEMO_PORT, PROBE).unwrap();
+    let mut greeting = String::new();
+    BufReader::new(&mut conn).read_line(&mut greeting).unwrap();
+    assert_eq!(greeting.trim_end(), "hello from the router");
+    // SIGTERM: clean exit, standalone table removed.
+    let d = lab.daemon(0);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(!lab.router_ruleset().contains("table inet postern"));
+}
