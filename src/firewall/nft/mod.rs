@@ -1,0 +1,347 @@
+//! The nftables backend: grants as set elements with kernel timeouts.
+//!
+//! Two flavours share one per-grant path:
+//! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`, an
+//!   input chain at priority filter - 5). Setup and teardown run `nft -f -` once
+//!   with text from [`ruleset`]; setup is atomic, idempotent and keeps live grants.
+//! * **fw4** adds elements to `postern_allow4`/`postern_allow6` in OpenWrt's
+//!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
+//!   (over netlink) that the sets exist; teardown leaves fw4 alone.
+//!
+//! Per grant, this module must never spawn `nft`: grants and revokes are
+//! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
+//! and sent by `socket` (the only netlink I/O).
+
+pub mod netlink;
+pub mod ruleset;
+mod socket;
+
+use std::io::{self, Write as _};
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use self::netlink::{ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
+use self::socket::NfSocket;
+use super::{Backend, FirewallError, Grant};
+use crate::port::PortSpec;
+
+/// Which firewall the backend plugs into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// postern owns `table inet postern` (any Linux with nftables).
+    Standalone,
+    /// OpenWrt fw4: sets inside `table inet fw4`, created by the postern fw4 includes.
+    Fw4,
+}
+
+/// nftables over netlink (see the module docs).
+#[derive(Debug)]
+pub struct NftBackend {
+    flavour: Flavour,
+    /// Opened on first use, in the caller's network namespace; dropped after a
+    /// socket error so that the next call starts afresh.
+    sock: Option<NfSocket>,
+}
+
+impl NftBackend {
+    /// The standalone flavour, owning `table inet postern`.
+    pub fn standalone() -> NftBackend {
+        NftBackend {
+            flavour: Flavour::Standalone,
+            sock: None,
+        }
+    }
+
+    /// The fw4 flavour, using `postern_allow4`/`postern_allow6` in `table inet fw4`.
+    pub fn fw4() -> NftBackend {
+        NftBackend {
+            flavour: Flavour::Fw4,
+            sock: None,
+        }
+    }
+
+    /// The flavour this backend was made with.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// The `inet` table holding the allow sets.
+    pub fn table(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Standalone => ruleset::STANDALONE_TABLE,
+            Flavour::Fw4 => ruleset::FW4_TABLE,
+        }
+    }
+
+    /// The allow set for an address family: `allow4`/`allow6` or
+    /// `postern_allow4`/`postern_allow6`.
+    pub fn allow_set(&self, ipv6: bool) -> &'static str {
+        match (self.flavour, ipv6) {
+            (Flavour::Standalone, false) => ruleset::STANDALONE_ALLOW4,
+            (Flavour::Standalone, true) => ruleset::STANDALONE_ALLOW6,
+            (Flavour::Fw4, false) => ruleset::FW4_ALLOW4,
+            (Flavour::Fw4, true) => ruleset::FW4_ALLOW6,
+        }
+    }
+
+    fn socket(&mut self) -> io::Result<&mut NfSocket> {
+        match self.sock {
+            Some(ref mut sock) => Ok(sock),
+            None => Ok(self.sock.insert(NfSocket::open()?)),
+        }
+    }
+
+    /// Sends one request through the socket; a socket failure (not a kernel
+    /// refusal) drops the socket so that the next call reopens it.
+    fn exchange(
+        &mut self,
+        msg_for_seq: impl Fn(u32, &mut [u8]) -> io::Result<(usize, u32)>,
+    ) -> io::Result<Result<(), i32>> {
+        let sock = self.socket()?;
+        let seq = sock.next_seq(3);
+        let mut buf = [0u8; REQUEST_BUF_LEN];
+        let (n, ack_seq) = msg_for_seq(seq, &mut buf)?;
+        let result = sock.request(&buf[..n], ack_seq);
+        if result.is_err() {
+            self.sock = None;
+        }
+        result
+    }
+
+    /// One set-element change. `ENOENT` from the kernel counts as success when
+    /// `absent_ok` (deleting an element that is not there).
+    fn elem(
+        &mut self,
+        op: ElemOp,
+        addr: IpAddr,
+        port: PortSpec,
+        absent_ok: bool,
+    ) -> Result<(), FirewallError> {
+        // A v4-mapped IPv6 address is an IPv4 source on the wire.
+        let addr = addr.to_canonical();
+        let req = SetElemRequest {
+            op,
+            table: self.table(),
+            set: self.allow_set(addr.is_ipv6()),
+            addr,
+            port,
+        };
+        let outcome = self.exchange(|seq, buf| {
+            let n = req
+                .emit(seq, buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Ok((n, SetElemRequest::ack_seq(seq)))
+        });
+        let source = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(libc::ENOENT)) if absent_ok => return Ok(()),
+            Ok(Err(errno)) => io::Error::from_raw_os_error(errno),
+            Err(e) => e,
+        };
+        Err(FirewallError {
+            context: elem_context(&req),
+            source,
+        })
+    }
+
+    /// Checks that `set` exists in the fw4 table.
+    fn check_fw4_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
+        let outcome = self
+            .exchange(|seq, buf| {
+                let n = netlink::get_set(ruleset::FW4_TABLE, set, seq, buf)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                Ok((n, seq))
+            })
+            .map_err(|source| FirewallError {
+                context: format!("look up set inet fw4 {set}"),
+                source,
+            })?;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(libc::ENOENT) => Err(FirewallError {
+                context: format!("fw4 set {set} missing: is the postern fw4 include installed?"),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            }),
+            Err(errno) => Err(FirewallError {
+                context: format!("look up set inet fw4 {set}"),
+                source: io::Error::from_raw_os_error(errno),
+            }),
+        }
+    }
+}
+
+/// "add 10.0.0.2 . tcp . 22 to inet postern allow4" (or "delete … from …").
+fn elem_context(req: &SetElemRequest<'_>) -> String {
+    let (verb, prep) = match req.op {
+        ElemOp::Add { .. } => ("add", "to"),
+        ElemOp::Delete => ("delete", "from"),
+    };
+    format!(
+        "{verb} {} . {} . {} {prep} inet {} {}",
+        req.addr, req.port.proto, req.port.port, req.table, req.set
+    )
+}
+
+/// Runs `nft -f -` with `script` on stdin. `what` names the step for errors.
+pub fn run_nft_script(script: &str, what: &str) -> Result<(), FirewallError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| FirewallError {
+            context: if source.kind() == io::ErrorKind::NotFound {
+                format!("{what}: cannot run `nft` (is the nftables package installed?)")
+            } else {
+                format!("{what}: cannot run `nft`")
+            },
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error (nft exited early) shows up in the exit status below.
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|source| FirewallError {
+        context: format!("{what}: waiting for `nft`"),
+        source,
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(FirewallError {
+            context: format!("{what}: `nft -f -` failed ({})", out.status),
+            source: io::Error::other(stderr.trim().to_string()),
+        })
+    }
+}
+
+impl Backend for NftBackend {
+    fn setup(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
+        match self.flavour {
+            Flavour::Standalone => {
+                run_nft_script(
+                    &ruleset::standalone_setup_script(guarded),
+                    "set up table inet postern",
+                )?;
+                log::info!(
+                    "nft: table inet {} ready, {} guarded port(s)",
+                    ruleset::STANDALONE_TABLE,
+                    guarded.len()
+                );
+                Ok(())
+            }
+            Flavour::Fw4 => {
+                // fw4 closes the WAN input by default; `guarded` needs no rules here.
+                self.check_fw4_set(ruleset::FW4_ALLOW4)?;
+                self.check_fw4_set(ruleset::FW4_ALLOW6)?;
+                log::info!(
+                    "fw4: sets {} and {} present",
+                    ruleset::FW4_ALLOW4,
+                    ruleset::FW4_ALLOW6
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn grant(&mut self, grant: &Grant) -> Result<(), FirewallError> {
+        let op = ElemOp::Add {
+            timeout: grant.timeout,
+        };
+        if grant.timeout.is_zero() {
+            // Refused before the delete below, so an existing grant stays as it is.
+            return Err(FirewallError {
+                context: elem_context(&SetElemRequest {
+                    op,
+                    table: self.table(),
+                    set: self.allow_set(grant.addr.to_canonical().is_ipv6()),
+                    addr: grant.addr.to_canonical(),
+                    port: grant.port,
+                }),
+                source: io::Error::new(io::ErrorKind::InvalidInput, EncodeError::ZeroTimeout),
+            });
+        }
+        // Re-adding an element keeps its old expiry: delete first (absent is
+        // fine), then add, in separate batches since an error aborts a batch.
+        self.elem(ElemOp::Delete, grant.addr, grant.port, true)?;
+        self.elem(op, grant.addr, grant.port, false)
+    }
+
+    fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError> {
+        self.elem(ElemOp::Delete, addr, port, true)
+    }
+
+    fn teardown(&mut self) -> Result<(), FirewallError> {
+        self.sock = None;
+        match self.flavour {
+            Flavour::Standalone => run_nft_script(
+                &ruleset::standalone_teardown_script(),
+                "remove table inet postern",
+            ),
+            Flavour::Fw4 => Ok(()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Standalone => "nft",
+            Flavour::Fw4 => "fw4",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+    use core::time::Duration;
+
+    #[test]
+    fn names_and_sets() {
+        let s = NftBackend::standalone();
+        assert_eq!((s.name(), s.table()), ("nft", "postern"));
+        assert_eq!(
+            (s.allow_set(false), s.allow_set(true)),
+            ("allow4", "allow6")
+        );
+        let f = NftBackend::fw4();
+        assert_eq!(
+            (f.name(), f.table(), f.flavour()),
+            ("fw4", "fw4", Flavour::Fw4)
+        );
+        assert_eq!(
+            (f.allow_set(false), f.allow_set(true)),
+            ("postern_allow4", "postern_allow6")
+        );
+    }
+
+    #[test]
+    fn error_context() {
+        let req = SetElemRequest {
+            op: ElemOp::Add {
+                timeout: Duration::from_secs(1),
+            },
+            table: "postern",
+            set: "allow4",
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            port: PortSpec::tcp(22),
+        };
+        assert_eq!(
+            elem_context(&req),
+            "add 10.0.0.2 . tcp . 22 to inet postern allow4"
+        );
+        let req = SetElemRequest {
+            op: ElemOp::Delete,
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            set: "allow6",
+            port: PortSpec::udp(53),
+            ..req
+        };
+        assert_eq!(
+            elem_context(&req),
+            "delete ::1 . udp . 53 from inet postern allow6"
+        );
+    }
+}

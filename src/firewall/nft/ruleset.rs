@@ -1,0 +1,219 @@
+//! nftables ruleset text: the standalone `table inet postern` and the fw4 includes.
+//!
+//! Owns every piece of `nft` syntax postern writes. Pure string building, no I/O;
+//! the caller feeds the text to `nft -f -` (setup and teardown only) or installs
+//! it as a file (packaging). Per-grant changes never go through this text: they
+//! are netlink set-element messages ([`super::netlink`]).
+
+use core::fmt::Write as _;
+
+use crate::port::PortSpec;
+
+/// The table the standalone backend owns (family `inet`).
+pub const STANDALONE_TABLE: &str = "postern";
+/// The set of guarded `proto . port` pairs in the standalone table.
+pub const GUARD_SET: &str = "guard";
+/// IPv4 allow set of the standalone table.
+pub const STANDALONE_ALLOW4: &str = "allow4";
+/// IPv6 allow set of the standalone table.
+pub const STANDALONE_ALLOW6: &str = "allow6";
+/// The input chain of the standalone table.
+pub const STANDALONE_CHAIN: &str = "input";
+/// OpenWrt's fw4 table (family `inet`).
+pub const FW4_TABLE: &str = "fw4";
+/// IPv4 allow set inside the fw4 table (created by the fw4 include).
+pub const FW4_ALLOW4: &str = "postern_allow4";
+/// IPv6 allow set inside the fw4 table (created by the fw4 include).
+pub const FW4_ALLOW6: &str = "postern_allow6";
+
+const ALLOW4_TYPE: &str = "type ipv4_addr . inet_proto . inet_service; flags timeout;";
+const ALLOW6_TYPE: &str = "type ipv6_addr . inet_proto . inet_service; flags timeout;";
+const GUARD_TYPE: &str = "type inet_proto . inet_service;";
+const CHAIN_HOOK: &str = "type filter hook input priority filter - 5; policy accept;";
+
+/// The rules of the standalone input chain, in order.
+fn standalone_rules() -> [String; 4] {
+    [
+        "ct state established,related accept".to_string(),
+        format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{STANDALONE_ALLOW4} accept"),
+        format!(
+            "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{STANDALONE_ALLOW6} accept"
+        ),
+        format!("meta l4proto . th dport @{GUARD_SET} drop"),
+    ]
+}
+
+/// `tcp . 22, udp . 8000` for the guarded ports, sorted, duplicates dropped;
+/// `None` when there are none.
+fn guard_elements(guard: &[PortSpec]) -> Option<String> {
+    let mut ports = guard.to_vec();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for (i, p) in ports.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{} . {}", p.proto, p.port);
+    }
+    Some(s)
+}
+
+/// The standalone table written out whole, as `nft list table` would show it
+/// (for `postern check` and the docs). Loading this twice duplicates the rules;
+/// [`standalone_setup_script`] is what setup runs.
+pub fn standalone_ruleset(guard: &[PortSpec]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet {STANDALONE_TABLE} {{");
+    match guard_elements(guard) {
+        Some(e) => {
+            let _ = writeln!(
+                s,
+                "  set {GUARD_SET} {{ {GUARD_TYPE} elements = {{ {e} }} }}"
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  set {GUARD_SET} {{ {GUARD_TYPE} }}");
+        }
+    }
+    let _ = writeln!(s, "  set {STANDALONE_ALLOW4} {{ {ALLOW4_TYPE} }}");
+    let _ = writeln!(s, "  set {STANDALONE_ALLOW6} {{ {ALLOW6_TYPE} }}");
+    let _ = writeln!(s, "  chain {STANDALONE_CHAIN} {{ {CHAIN_HOOK}");
+    for r in standalone_rules() {
+        let _ = writeln!(s, "    {r}");
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+/// The `nft -f -` script that creates or updates the standalone table in one
+/// atomic transaction. Idempotent: existing objects are kept (`add` of an
+/// object with the same definition is a no-op), the guard set and the chain
+/// are flushed and refilled, and the allow sets — the live grants — are left
+/// alone.
+pub fn standalone_setup_script(guard: &[PortSpec]) -> String {
+    let t = STANDALONE_TABLE;
+    let mut s = String::new();
+    let _ = writeln!(s, "add table inet {t}");
+    let _ = writeln!(s, "add set inet {t} {GUARD_SET} {{ {GUARD_TYPE} }}");
+    let _ = writeln!(
+        s,
+        "add set inet {t} {STANDALONE_ALLOW4} {{ {ALLOW4_TYPE} }}"
+    );
+    let _ = writeln!(
+        s,
+        "add set inet {t} {STANDALONE_ALLOW6} {{ {ALLOW6_TYPE} }}"
+    );
+    let _ = writeln!(
+        s,
+        "add chain inet {t} {STANDALONE_CHAIN} {{ {CHAIN_HOOK} }}"
+    );
+    let _ = writeln!(s, "flush set inet {t} {GUARD_SET}");
+    if let Some(e) = guard_elements(guard) {
+        let _ = writeln!(s, "add element inet {t} {GUARD_SET} {{ {e} }}");
+    }
+    let _ = writeln!(s, "flush chain inet {t} {STANDALONE_CHAIN}");
+    for r in standalone_rules() {
+        let _ = writeln!(s, "add rule inet {t} {STANDALONE_CHAIN} {r}");
+    }
+    s
+}
+
+/// The `nft -f -` script that removes the standalone table. Adding it first
+/// makes the delete succeed when the table is already gone (nft 1.0.6 has no
+/// `destroy`).
+pub fn standalone_teardown_script() -> String {
+    format!("add table inet {STANDALONE_TABLE}\ndelete table inet {STANDALONE_TABLE}\n")
+}
+
+/// The fw4 include `/usr/share/nftables.d/table-pre/20-postern.nft`: the allow
+/// sets, declared inside `table inet fw4`.
+pub fn fw4_table_pre() -> String {
+    format!(
+        "# postern: knock/SPA grants (elements added by the postern daemon)\n\
+         set {FW4_ALLOW4} {{\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
+         set {FW4_ALLOW6} {{\n\ttype ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n"
+    )
+}
+
+/// The fw4 include `/usr/share/nftables.d/chain-pre/input_wan/20-postern.nft`:
+/// rules at the top of fw4's `input_wan` chain accepting granted sources.
+pub fn fw4_chain_pre_input_wan() -> String {
+    format!(
+        "# postern: accept sources granted by a knock or SPA packet\n\
+         meta nfproto ipv4 ip saddr . meta l4proto . th dport @{FW4_ALLOW4} counter accept\n\
+         meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{FW4_ALLOW6} counter accept\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_text() {
+        let guard = [PortSpec::udp(8000), PortSpec::tcp(22), PortSpec::tcp(22)];
+        assert_eq!(
+            standalone_ruleset(&guard),
+            "table inet postern {
+  set guard { type inet_proto . inet_service; elements = { tcp . 22, udp . 8000 } }
+  set allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+  set allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+  chain input { type filter hook input priority filter - 5; policy accept;
+    ct state established,related accept
+    meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
+    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
+    meta l4proto . th dport @guard drop
+  }
+}
+"
+        );
+        assert!(
+            standalone_ruleset(&[]).contains("  set guard { type inet_proto . inet_service; }\n")
+        );
+    }
+
+    #[test]
+    fn setup_script() {
+        assert_eq!(
+            standalone_setup_script(&[PortSpec::tcp(22), PortSpec::udp(53)]),
+            "add table inet postern
+add set inet postern guard { type inet_proto . inet_service; }
+add set inet postern allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+add set inet postern allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+add chain inet postern input { type filter hook input priority filter - 5; policy accept; }
+flush set inet postern guard
+add element inet postern guard { tcp . 22, udp . 53 }
+flush chain inet postern input
+add rule inet postern input ct state established,related accept
+add rule inet postern input meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
+add rule inet postern input meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
+add rule inet postern input meta l4proto . th dport @guard drop
+"
+        );
+        let empty = standalone_setup_script(&[]);
+        assert!(!empty.contains("add element"));
+        assert!(empty.contains("flush set inet postern guard\n"));
+        // The allow sets are never flushed: live grants survive a reload.
+        assert!(!empty.contains("flush set inet postern allow"));
+    }
+
+    #[test]
+    fn teardown_and_fw4_includes() {
+        assert_eq!(
+            standalone_teardown_script(),
+            "add table inet postern\ndelete table inet postern\n"
+        );
+        let pre = fw4_table_pre();
+        assert!(pre.contains(
+            "set postern_allow4 {\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}"
+        ));
+        assert!(pre.contains("set postern_allow6 {\n\ttype ipv6_addr"));
+        assert!(fw4_chain_pre_input_wan().contains(
+            "\nmeta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept\n"
+        ));
+    }
+}

@@ -1,0 +1,97 @@
+//! The `NETLINK_NETFILTER` socket: sends bytes built by [`super::netlink`], waits for acks.
+//!
+//! Owns one netlink socket and its sequence counter. It knows nothing about
+//! message layouts beyond "find the ack for sequence N" (delegated to the pure
+//! parser) and must not build messages itself. Waits are bounded: a missing ack
+//! becomes `TimedOut`, never a hang.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
+
+use super::netlink::ack_for;
+
+/// How long to wait for the kernel's ack.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// An open `NETLINK_NETFILTER` socket.
+#[derive(Debug)]
+pub struct NfSocket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl NfSocket {
+    /// Opens the socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<NfSocket> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkNetFilter,
+        )?;
+        // Start the sequence from the clock so that replies meant for an earlier
+        // socket with the same port id can't be mistaken for ours.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seq = (now.as_secs() as u32) ^ now.subsec_nanos() ^ std::process::id().rotate_left(16);
+        Ok(NfSocket { fd, seq })
+    }
+
+    /// Reserves `n` consecutive sequence numbers and returns the first.
+    pub fn next_seq(&mut self, n: u32) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(n);
+        s
+    }
+
+    /// Sends `msg` to the kernel and waits up to [`ACK_TIMEOUT`] for the ack of
+    /// message `ack_seq`. `Ok(Err(errno))` is the kernel refusing the request;
+    /// `Err(_)` is a socket failure or a timeout.
+    pub fn request(&mut self, msg: &[u8], ack_seq: u32) -> io::Result<Result<(), i32>> {
+        let kernel = NetlinkAddr::new(0, 0);
+        let sent = sendto(self.fd.as_raw_fd(), msg, &kernel, MsgFlags::empty())?;
+        if sent != msg.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short netlink send",
+            ));
+        }
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        // Acks are small; a GETSET answer is a few hundred bytes. A datagram larger
+        // than this is truncated, which the parser survives (it is not our ack).
+        let mut buf = [0u8; 8192];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no netlink ack within 1 s",
+                ));
+            }
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let n = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(outcome) = ack_for(&buf[..n.min(buf.len())], ack_seq) {
+                return Ok(outcome);
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The nftables backend against the real kernel, each test in a fresh network
+//! namespace (the host's ruleset is never touched).
+//!
+//! Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN for `unshare`) and the `nft` tool.
+//! Without root each test prints `SKIPPED (needs root)` and passes, unless
+//! `CI=true`, where skipping is a failure.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use postern::firewall::nft::NftBackend;
+use postern::firewall::{Backend, Grant};
+use postern::port::PortSpec;
+
+/// Runs `f` on a new thread that first moves into a new network namespace.
+/// Returns without running `f` (loudly) when not root.
+fn in_netns(name: &str, f: impl FnOnce() + Send + 'static) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{name}: needs root, and CI=true forbids skipping");
+        }
+        // Straight to fd 2: the test harness captures `eprintln!` of passing tests.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (needs root): {name} — run `cargo test --test nft_backend` as root"
+        );
+        return;
+    }
+    let outer = netns_id("/proc/self/ns/net");
+    let joined = std::thread::spawn(move || {
+        // SAFETY: unshare only changes this thread's namespaces; no memory is involved.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
+        let mine = netns_id("/proc/thread-self/ns/net");
+        assert_ne!(mine, outer, "thread still in the host namespace");
+        // Children are forked from this thread and must inherit its namespace;
+        // otherwise `nft` would change the host's ruleset.
+        let child = sh("readlink /proc/self/ns/net");
+        assert_eq!(
+            child.trim(),
+            mine,
+            "spawned children are not in the test netns"
+        );
+        f();
+    })
+    .join();
+    if let Err(panic) = joined {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn netns_id(path: &str) -> String {
+    std::fs::read_link(path)
+        .unwrap_or_else(|e| panic!("readlink {path}: {e}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `nft ARGS`, returning stdout with runs of white space folded to one space
+/// (nft wraps long element lists); panics on failure.
+fn nft(args: &str) -> String {
+    let out = Command::new("nft")
+        .args(args.split_whitespace())
+        .output()
+        .expect("run nft");
+    assert!(
+        out.status.success(),
+        "nft {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `nft -f -` with `script`; panics on failure.
+fn nft_script(script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "nft -f - failed:\n{script}"
+    );
+}
+
+fn v4(d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, d))
+}
+
+fn grant(addr: IpAddr, port: PortSpec, secs: u64) -> Grant {
+    Grant {
+        addr,
+        port,
+        timeout: Duration::from_secs(secs),
+    }
+}
+
+/// Milliseconds left on the element of `who` (e.g. `10.0.0.2 . tcp . 22`),
+/// read from its `expires 29s996ms` (units d, h, m, s, ms).
+fn expires_ms(table: &str, set: &str, who: &str) -> u64 {
+    let e = elements(table, set);
+    let at = e.find(who).unwrap_or_else(|| panic!("{who} not in {e}"));
+    let rest = &e[at..];
+    let text = rest
+        .split("expires ")
+        .nth(1)
+        .and_then(|r| r.split([' ', ',']).next())
+        .unwrap_or_else(|| panic!("no expiry in {rest}"));
+    let (mut total, mut num) = (0u64, 0u64);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(d) = c.to_digit(10) {
+            num = num * 10 + u64::from(d);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                1
+            }
+            ('d', _) => 86_400_000,
+            ('h', _) => 3_600_000,
+            ('m', _) => 60_000,
+            ('s', _) => 1000,
+            _ => panic!("bad expiry {text}"),
+        };
+        total += num * unit;
+        num = 0;
+    }
+    total
+}
+
+/// The element lines of `nft list set inet TABLE SET`, joined.
+fn elements(table: &str, set: &str) -> String {
+    let text = nft(&format!("list set inet {table} {set}"));
+    match text.split_once("elements = {") {
+        Some((_, rest)) => rest.split('}').next().unwrap_or("").to_string(),
+        None => String::new(),
+    }
+}
+
+#[test]
+fn standalone_setup_grant_regrant_revoke_reload_teardown() {
+    in_netns("standalone lifecycle", || {
+        let mut b = NftBackend::standalone();
+        b.setup(&[PortSpec::tcp(22), PortSpec::udp(8000)]).unwrap();
+        let table = nft("list table inet postern");
+        assert!(
+            table.contains("elements = { tcp . 22, udp . 8000 }"),
+            "{table}"
+        );
+        assert!(table.contains("hook input priority filter - 5; policy accept;"));
+        assert!(table.contains("ip saddr . meta l4proto . th dport @allow4 accept"));
+        assert!(table.contains("meta l4proto . th dport @guard drop"));
+        assert!(elements("postern", "allow4").is_empty());
+
+        b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
+        let e = elements("postern", "allow4");
+        assert!(e.contains("10.0.0.2 . tcp . 22 timeout 30s expires"), "{e}");
+
+        // Re-granting restarts the timeout (here: with a new one, which a plain
+        // re-add would not apply).
+        b.grant(&grant(v4(2), PortSpec::tcp(22), 3600)).unwrap();
+        let e = elements("postern", "allow4");
+        assert!(e.contains("10.0.0.2 . tcp . 22 timeout 1h expires"), "{e}");
+        assert_eq!(e.matches("10.0.0.2").count(), 1, "{e}");
+
+        b.revoke(v4(2), PortSpec::tcp(22)).unwrap();
+        assert!(elements("postern", "allow4").is_empty());
+        b.revoke(v4(2), PortSpec::tcp(22))
+            .expect("revoking an absent grant is fine");
+
+        // A reload with a different guard list keeps live grants and does not
+        // duplicate rules.
+        b.grant(&grant(v4(3), PortSpec::tcp(22), 600)).unwrap();
+        b.grant(&grant(v4(4), PortSpec::udp(8000), 600)).unwrap();
+        b.setup(&[PortSpec::tcp(2222)]).unwrap();
+        let table = nft("list table inet postern");
+        assert!(table.contains("elements = { tcp . 2222 }"), "{table}");
+        assert_eq!(table.matches("@guard drop").count(), 1, "{table}");
+        assert_eq!(table.matches("established,related accept").count(), 1);
+        let e = elements("postern", "allow4");
+        assert!(e.contains("10.0.0.3 . tcp . 22"), "{e}");
+        assert!(e.contains("10.0.0.4 . udp . 8000"), "{e}");
+        b.setup(&[]).unwrap();
+        let table = nft("list table inet postern");
+        assert!(!table.contains("tcp . 2222"), "{table}");
+        assert!(elements("postern", "allow4").contains("10.0.0.3 . tcp . 22"));
+
+        b.teardown().unwrap();
+        assert!(!nft("list tables").contains("postern"));
+        b.teardown().expect("teardown twice is fine");
+    });
+}
+
+#[test]
+fn regrant_with_the_same_timeout_restarts_it() {
+    in_netns("re-grant restarts the timeout", || {
+        let mut b = NftBackend::standalone();
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        let who = "10.0.0.2 . tcp . 22";
+        b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
+        // Wait (bounded) until at least 1.5 s have run off the clock.
+        let start = Instant::now();
+        while expires_ms("postern", "allow4", who) > 28_500 {
+            assert!(start.elapsed() < Duration::from_secs(20), "clock stuck");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
+        let left = expires_ms("postern", "allow4", who);
+        assert!(left > 28_500, "timeout not restarted: {left} ms left");
+        b.teardown().unwrap();
+    });
+}
+
+#[test]
+fn standalone_ipv6_and_mapped_addresses() {
+    in_netns("standalone ipv6", || {
+        let mut b = NftBackend::standalone();
+        b.setup(&[PortSpec::udp(8000)]).unwrap();
+        let a6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5));
+        b.grant(&grant(a6, PortSpec::udp(8000), 90)).unwrap();
+        let e = elements("postern", "allow6");
+        assert!(
+            e.contains("2001:db8::5 . udp . 8000 timeout 1m30s expires"),
+            "{e}"
+        );
+        // An IPv4-mapped IPv6 address goes to the IPv4 set.
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped());
+        b.grant(&grant(mapped, PortSpec::tcp(443), 90)).unwrap();
+        assert!(elements("postern", "allow4").contains("192.0.2.9 . tcp . 443"));
+        b.revoke(a6, PortSpec::udp(8000)).unwrap();
+        assert!(elements("postern", "allow6").is_empty());
+        b.revoke(mapped, PortSpec::tcp(443)).unwrap();
+        assert!(elements("postern", "allow4").is_empty());
+        b.teardown().unwrap();
+    });
+}
+
+#[test]
+fn standalone_grant_expires_in_the_kernel() {
+    in_netns("grant expiry", || {
+        let mut b = NftBackend::standalone();
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        b.grant(&grant(v4(7), PortSpec::tcp(22), 1)).unwrap();
+        assert!(elements("postern", "allow4").contains("10.0.0.7"));
+        // No assertion on speed: wait up to 20 s for the kernel to drop it.
+        let start = Instant::now();
+        while elements("postern", "allow4").contains("10.0.0.7") {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "element did not expire"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        b.teardown().unwrap();
+    });
+}
+
+#[test]
+fn standalone_errors_carry_context() {
+    in_netns("standalone errors", || {
+        // No setup: the table does not exist.
+        let mut b = NftBackend::standalone();
+        let err = b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap_err();
+        assert_eq!(
+            err.context, "add 10.0.0.2 . tcp . 22 to inet postern allow4",
+            "{err}"
+        );
+        assert_eq!(err.source.raw_os_error(), Some(libc::ENOENT), "{err}");
+        // A zero timeout would make a permanent element: refused before sending.
+        // It is refused before the delete, so a live grant stays.
+        b.setup(&[]).unwrap();
+        b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
+        let err = b.grant(&grant(v4(2), PortSpec::tcp(22), 0)).unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert!(elements("postern", "allow4").contains("10.0.0.2 . tcp . 22 timeout 30s"));
+        // The backend still works after errors.
+        b.grant(&grant(v4(3), PortSpec::tcp(22), 30)).unwrap();
+        assert!(elements("postern", "allow4").contains("10.0.0.3"));
+    });
+}
+
+/// A table shaped like OpenWrt fw4's, with the postern includes in place.
+const FW4_LIKE: &str = "table inet fw4 {
+  set postern_allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+  set postern_allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+  chain input { type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    iifname \"wan\" jump input_wan
+  }
+  chain input_wan {
+    meta nfproto ipv4 ip saddr . meta l4proto . th dport @postern_allow4 counter accept
+    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept
+    reject
+  }
+}
+";
+
+#[test]
+fn fw4_grant_and_revoke() {
+    in_netns("fw4 flavour", || {
+        nft_script(FW4_LIKE);
+        let mut b = NftBackend::fw4();
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
+        let e = elements("fw4", "postern_allow4");
+        assert!(e.contains("10.0.0.2 . tcp . 22 timeout 30s expires"), "{e}");
+        let a6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        b.grant(&grant(a6, PortSpec::tcp(22), 30)).unwrap();
+        assert!(elements("fw4", "postern_allow6").contains("2001:db8::1 . tcp . 22"));
+        b.revoke(v4(2), PortSpec::tcp(22)).unwrap();
+        assert!(elements("fw4", "postern_allow4").is_empty());
+        // Teardown leaves fw4 (and its grants) alone.
+        b.teardown().unwrap();
+        assert!(elements("fw4", "postern_allow6").contains("2001:db8::1"));
+        assert!(!nft("list tables").contains("postern"));
+    });
+}
+
+#[test]
+fn fw4_setup_fails_clearly_without_the_include() {
+    in_netns("fw4 missing sets", || {
+        let msg = "fw4 set postern_allow4 missing: is the postern fw4 include installed?";
+        let mut b = NftBackend::fw4();
+        // No fw4 table at all.
+        let err = b.setup(&[]).unwrap_err();
+        assert_eq!(err.context, msg, "{err}");
+        // fw4 without postern's sets.
+        nft_script("table inet fw4 {\n chain input_wan {\n counter\n }\n}\n");
+        let err = b.setup(&[]).unwrap_err();
+        assert_eq!(err.context, msg, "{err}");
+        assert_eq!(err.source.raw_os_error(), Some(libc::ENOENT));
+        // Only the IPv4 set: the IPv6 one is named.
+        nft_script(
+            "add set inet fw4 postern_allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }",
+        );
+        let err = b.setup(&[]).unwrap_err();
+        assert!(
+            err.context.starts_with("fw4 set postern_allow6 missing"),
+            "{err}"
+        );
+        nft_script(
+            "add set inet fw4 postern_allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }",
+        );
+        b.setup(&[]).unwrap();
+    });
+}
