@@ -162,15 +162,16 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     typed::from_sections(file, &sections)
 }
 
-/// Reads and validates a UCI file.
+/// Reads and validates a UCI file (invalid UTF-8 is refused with its line).
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         vec![ConfigError {
             file: file.clone(),
             line: 0,
             message: format!("cannot read: {e}"),
         }]
     })?;
-    parse_str(&file, &text)
+    let sections = uci::parse_bytes(&file, &bytes)?;
+    typed::from_sections(&file, &sections)
 }

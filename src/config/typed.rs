@@ -1,6 +1,1072 @@
-//! STUB — replaced by typed config.
-use super::{uci::Section, Config, ConfigError, Main};
-/// Converts sections.
-pub fn from_sections(_file: &str, _s: &[Section]) -> Result<Config, Vec<ConfigError>> {
-    Ok(Config { main: Main::default(), sequences: Vec::new() })
+//! Untyped UCI sections into a validated [`Config`].
+//!
+//! Schema (`/etc/config/postern`):
+//!
+//! * `config postern` (at most one): `enabled`, `list interface`, `list device`,
+//!   `backend` (auto | fw4 | fw3 | nft | dry-run), `spa_port` (1-65535),
+//!   `max_skew` (seconds, 1..=86400), `log_level` (error | warn | info | debug | trace);
+//! * `config sequence` (at most [`MAX_SEQUENCES`]): `enabled`, `list knock`
+//!   (1..=[`MAX_SEQUENCE_STEPS`] `proto:port` steps, no step equal to the one before),
+//!   `timeout` (1..=3600 s, default 10), `action` (open | close, default open),
+//!   `list open` / `list close` (the ports acted on; the one matching `action`),
+//!   `duration` (1..=86400 s, default 30; validated but unused by `close`);
+//! * `config client`: reserved for SPA, skipped for now.
+//!
+//! Unknown section types and options are errors: a typo must never silently weaken
+//! the configuration. A list-valued name may also be given once with `option`; a
+//! single-valued name given as a `list` is an error. Across sequences: two enabled
+//! sequences may not share their knock steps, and no enabled knock step may be a
+//! port that an enabled sequence guards.
+
+use core::time::Duration;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use super::uci::{Entry, Section, Value};
+use super::{
+    Action, BackendKind, Config, ConfigError, Main, Sequence, MAX_SEQUENCES, MAX_SEQUENCE_STEPS,
+};
+use crate::port::PortSpec;
+
+const SECTION_TYPES: &[&str] = &["postern", "sequence", "client"];
+const MAIN_OPTIONS: &[&str] = &[
+    "enabled",
+    "interface",
+    "device",
+    "backend",
+    "spa_port",
+    "max_skew",
+    "log_level",
+];
+const SEQUENCE_OPTIONS: &[&str] = &[
+    "enabled", "knock", "timeout", "action", "open", "close", "duration",
+];
+const BACKENDS: &[(&str, BackendKind)] = &[
+    ("auto", BackendKind::Auto),
+    ("fw4", BackendKind::Fw4),
+    ("fw3", BackendKind::Fw3),
+    ("nft", BackendKind::Nft),
+    ("dry-run", BackendKind::DryRun),
+];
+const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
+    ("error", log::LevelFilter::Error),
+    ("warn", log::LevelFilter::Warn),
+    ("info", log::LevelFilter::Info),
+    ("debug", log::LevelFilter::Debug),
+    ("trace", log::LevelFilter::Trace),
+];
+const ACTIONS: &[(&str, Action)] = &[("open", Action::Open), ("close", Action::Close)];
+
+/// Builds and validates a [`Config`] from parsed sections; `file` is used in error
+/// messages only. Returns every error found (sorted by line), not just the first.
+pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<ConfigError>> {
+    let mut cx = Errors::new(file);
+    let mut main: Option<(Main, usize)> = None;
+    let mut seqs: Vec<Checked> = Vec::new();
+    let mut type_index: HashMap<&str, usize> = HashMap::new();
+    let mut seq_count = 0usize;
+    for s in sections {
+        let slot = type_index.entry(s.kind.as_str()).or_insert(0);
+        let index = *slot;
+        *slot += 1;
+        match s.kind.as_str() {
+            "postern" => main_section(&mut cx, s, &mut main),
+            "sequence" => {
+                seq_count += 1;
+                if seq_count == MAX_SEQUENCES + 1 {
+                    let msg = format!("too many sequences: at most {MAX_SEQUENCES} are allowed");
+                    cx.push(s.line, msg);
+                }
+                if let Some(c) = sequence(&mut cx, s, index) {
+                    seqs.push(c);
+                }
+            }
+            "client" => {}
+            other => {
+                let msg = format!(
+                    "unknown section type '{other}'{} (known: {})",
+                    did_you_mean(other, SECTION_TYPES),
+                    SECTION_TYPES.join(", ")
+                );
+                cx.push(s.line, msg);
+            }
+        }
+    }
+    cross_check(&mut cx, &seqs);
+    cx.finish(Config {
+        main: main.map(|(m, _)| m).unwrap_or_default(),
+        sequences: seqs.into_iter().map(|c| c.seq).collect(),
+    })
+}
+
+/// A multi-line, human-readable description of `cfg` (for `postern check`).
+pub fn summary(cfg: &Config) -> String {
+    let m = &cfg.main;
+    let mut out = String::new();
+    let _ = writeln!(out, "postern: {}", on_off(m.enabled));
+    let _ = writeln!(out, "backend: {}", backend_name(m.backend));
+    let _ = writeln!(out, "interfaces: {}", names(&m.interfaces));
+    let _ = writeln!(out, "devices: {}", names(&m.devices));
+    let _ = writeln!(out, "log level: {}", m.log_level.as_str().to_lowercase());
+    let _ = writeln!(
+        out,
+        "spa port: udp:{} (max clock skew {}s)",
+        m.spa_port,
+        m.max_skew.as_secs()
+    );
+    let active = cfg.active_sequences().count();
+    let _ = writeln!(out, "sequences: {} ({active} enabled)", cfg.sequences.len());
+    for s in &cfg.sequences {
+        let _ = writeln!(out, "  {}", sequence_line(s));
+    }
+    let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
+    let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
+    out
+}
+
+/// The configuration word for a backend (`dry-run`, `fw4`, …).
+pub fn backend_name(b: BackendKind) -> &'static str {
+    BACKENDS
+        .iter()
+        .find(|(_, k)| *k == b)
+        .map_or("auto", |(n, _)| n)
+}
+
+fn sequence_line(s: &Sequence) -> String {
+    let knocks: Vec<String> = s.knocks.iter().map(|k| k.to_string()).collect();
+    let what = match s.action {
+        Action::Open => format!("open {} for {}s", ports(&s.ports), s.duration.as_secs()),
+        Action::Close => format!("close {}", ports(&s.ports)),
+    };
+    format!(
+        "{} [{}]: knock {} within {}s, then {what}",
+        s.name,
+        if s.enabled { "enabled" } else { "disabled" },
+        knocks.join(" -> "),
+        s.timeout.as_secs()
+    )
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+fn names(v: &[String]) -> String {
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn ports(v: &[PortSpec]) -> String {
+    if v.is_empty() {
+        return "(none)".to_string();
+    }
+    let v: Vec<String> = v.iter().map(|p| p.to_string()).collect();
+    v.join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// Error collection.
+
+struct Errors<'f> {
+    file: &'f str,
+    list: Vec<ConfigError>,
+}
+
+impl<'f> Errors<'f> {
+    fn new(file: &'f str) -> Errors<'f> {
+        Errors {
+            file,
+            list: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, line: usize, message: String) {
+        self.list.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            message,
+        });
+    }
+
+    fn count(&self) -> usize {
+        self.list.len()
+    }
+
+    fn finish<T>(mut self, value: T) -> Result<T, Vec<ConfigError>> {
+        if self.list.is_empty() {
+            Ok(value)
+        } else {
+            self.list.sort_by_key(|e| e.line);
+            Err(self.list)
+        }
+    }
+}
+
+/// ` (did you mean 'x'?)` when `word` is close to one of `known`.
+fn did_you_mean(word: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (distance(word, k), k))
+        .filter(|(d, k)| *d <= 2 && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance between two short strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Value readers. Each reports its own error and returns None on failure.
+
+/// How a section is named in messages: `sequence 'ssh'` or `sequence @sequence[1]`.
+fn section_label(s: &Section, index: usize) -> String {
+    format!("{} {}", s.kind, quoted_name(s, index))
+}
+
+fn quoted_name(s: &Section, index: usize) -> String {
+    match &s.name {
+        Some(n) => format!("'{n}'"),
+        None => anon_name(&s.kind, index),
+    }
+}
+
+/// `@type[N]`, the name `uci show` gives the N-th section of a type.
+fn anon_name(kind: &str, index: usize) -> String {
+    format!("@{kind}[{index}]")
+}
+
+/// Reports options not in `known`.
+fn check_names(cx: &mut Errors, s: &Section, label: &str, known: &[&str]) {
+    for e in s
+        .options
+        .iter()
+        .filter(|e| !known.contains(&e.name.as_str()))
+    {
+        let msg = format!(
+            "unknown option '{}' in {label}{} (known: {})",
+            e.name,
+            did_you_mean(&e.name, known),
+            known.join(", ")
+        );
+        cx.push(e.line, msg);
+    }
+}
+
+/// The single, non-empty value of an `option`.
+fn single<'a>(cx: &mut Errors, e: &'a Entry) -> Option<&'a str> {
+    match &e.value {
+        Value::Single(v) if v.is_empty() => {
+            cx.push(e.line, format!("option '{}' is empty", e.name));
+            None
+        }
+        Value::Single(v) => Some(v),
+        Value::List(_) => {
+            let msg = format!(
+                "'{0}' takes one value: write option {0} '…', not list {0}",
+                e.name
+            );
+            cx.push(e.line, msg);
+            None
+        }
+    }
+}
+
+/// The non-empty items of a list (an `option` counts as a one-item list), with lines.
+fn items<'a>(cx: &mut Errors, e: &'a Entry) -> Vec<(&'a str, usize)> {
+    let all: Vec<(&str, usize)> = match &e.value {
+        Value::Single(v) => {
+            if v.split_whitespace().nth(1).is_some() {
+                let msg = format!(
+                    "'{0}' holds several values in one option: write one 'list {0}' line per value",
+                    e.name
+                );
+                cx.push(e.line, msg);
+                return Vec::new();
+            }
+            vec![(v.as_str(), e.line)]
+        }
+        Value::List(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), e.item_line(i)))
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(all.len());
+    for (v, line) in all {
+        if v.is_empty() {
+            cx.push(line, format!("empty value in list '{}'", e.name));
+        } else {
+            out.push((v, line));
+        }
+    }
+    out
+}
+
+fn get_bool(cx: &mut Errors, e: &Entry) -> Option<bool> {
+    let v = single(cx, e)?;
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "on" | "true" | "enabled" => Some(true),
+        "0" | "no" | "off" | "false" | "disabled" => Some(false),
+        _ => {
+            let msg = format!(
+                "{} '{v}' is not a boolean (use 1/0, yes/no, on/off, true/false)",
+                e.name
+            );
+            cx.push(e.line, msg);
+            None
+        }
+    }
+}
+
+/// A decimal number of seconds in `min..=max`.
+fn get_secs(cx: &mut Errors, e: &Entry, min: u64, max: u64) -> Option<Duration> {
+    let v = single(cx, e)?;
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        let msg = format!("{} '{v}' is not a number of seconds", e.name);
+        cx.push(e.line, msg);
+        return None;
+    }
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Some(Duration::from_secs(n)),
+        _ => {
+            let msg = format!("{} '{v}' is out of range ({min} to {max} seconds)", e.name);
+            cx.push(e.line, msg);
+            None
+        }
+    }
+}
+
+/// One of `choices` by its word.
+fn get_choice<T: Copy>(cx: &mut Errors, e: &Entry, choices: &[(&str, T)]) -> Option<T> {
+    let v = single(cx, e)?;
+    if let Some((_, t)) = choices.iter().find(|(n, _)| *n == v) {
+        return Some(*t);
+    }
+    let words: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    let msg = format!(
+        "{} '{v}' is not valid{} (expected one of: {})",
+        e.name,
+        did_you_mean(v, &words),
+        words.join(", ")
+    );
+    cx.push(e.line, msg);
+    None
+}
+
+fn get_port(cx: &mut Errors, e: &Entry) -> Option<u16> {
+    let v = single(cx, e)?;
+    let port = crate::port::parse_port(v);
+    if port.is_none() {
+        let msg = format!("{} '{v}' is not a port number (1-65535)", e.name);
+        cx.push(e.line, msg);
+    }
+    port
+}
+
+/// `proto:port` items with their lines; `None` if any is invalid.
+fn get_ports(cx: &mut Errors, e: &Entry) -> Option<Vec<(PortSpec, usize)>> {
+    let before = cx.count();
+    let mut out = Vec::new();
+    for (v, line) in items(cx, e) {
+        match v.parse::<PortSpec>() {
+            Ok(p) => out.push((p, line)),
+            Err(err) => cx.push(line, format!("{} '{v}': {err}", e.name)),
+        }
+    }
+    (cx.count() == before).then_some(out)
+}
+
+/// Names checked by `valid`; `None` if any is invalid.
+fn get_names(
+    cx: &mut Errors,
+    e: &Entry,
+    valid: fn(&str) -> bool,
+    rule: &str,
+) -> Option<Vec<String>> {
+    let before = cx.count();
+    let mut out = Vec::new();
+    for (v, line) in items(cx, e) {
+        if valid(v) {
+            out.push(v.to_string());
+        } else {
+            cx.push(line, format!("{} '{v}' is not valid: {rule}", e.name));
+        }
+    }
+    (cx.count() == before).then_some(out)
+}
+
+/// A Linux interface name: 1-15 bytes, no whitespace, `/` or `:`, not `.`/`..`.
+fn is_device_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+// ---------------------------------------------------------------------------
+// config postern
+
+fn main_section(cx: &mut Errors, s: &Section, main: &mut Option<(Main, usize)>) {
+    if let Some((_, first)) = main {
+        let msg = format!(
+            "second 'config postern' section (the first is on line {first}): keep only one"
+        );
+        cx.push(s.line, msg);
+        return;
+    }
+    check_names(cx, s, "config postern", MAIN_OPTIONS);
+    let mut m = Main::default();
+    for e in &s.options {
+        main_option(cx, e, &mut m);
+    }
+    *main = Some((m, s.line));
+}
+
+fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
+    const IFACE_RULE: &str = "UCI network names use letters, digits and _";
+    const DEVICE_RULE: &str = "device names are 1-15 characters without spaces, '/' or ':'";
+    match e.name.as_str() {
+        "enabled" => set(&mut m.enabled, get_bool(cx, e)),
+        "interface" => set(
+            &mut m.interfaces,
+            get_names(cx, e, super::uci::is_name, IFACE_RULE),
+        ),
+        "device" => set(
+            &mut m.devices,
+            get_names(cx, e, is_device_name, DEVICE_RULE),
+        ),
+        "backend" => set(&mut m.backend, get_choice(cx, e, BACKENDS)),
+        "spa_port" => set(&mut m.spa_port, get_port(cx, e)),
+        "max_skew" => set(&mut m.max_skew, get_secs(cx, e, 1, 86_400)),
+        "log_level" => set(&mut m.log_level, get_choice(cx, e, LOG_LEVELS)),
+        _ => {}
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// config sequence
+
+/// A parsed sequence with the lines cross-checks need.
+struct Checked {
+    seq: Sequence,
+    /// Line of the first knock step, else of the section.
+    knock_line: usize,
+    /// Line of each knock step.
+    knock_lines: Vec<usize>,
+}
+
+fn sequence(cx: &mut Errors, s: &Section, index: usize) -> Option<Checked> {
+    let label = section_label(s, index);
+    let before = cx.count();
+    check_names(cx, s, &label, SEQUENCE_OPTIONS);
+    let opt = |name: &str| s.get(name);
+
+    let enabled = opt("enabled").and_then(|e| get_bool(cx, e)).unwrap_or(true);
+    let timeout =
+        opt("timeout").map_or(Some(Duration::from_secs(10)), |e| get_secs(cx, e, 1, 3600));
+    let duration = opt("duration").map_or(Some(Duration::from_secs(30)), |e| {
+        get_secs(cx, e, 1, 86_400)
+    });
+    let action = opt("action").map_or(Some(Action::Open), |e| get_choice(cx, e, ACTIONS));
+    let knocks = knock_steps(cx, s, &label);
+    let ports = action.and_then(|a| acted_ports(cx, s, &label, a));
+
+    if cx.count() != before {
+        return None;
+    }
+    let (knocks, knock_lines): (Vec<PortSpec>, Vec<usize>) = knocks?.into_iter().unzip();
+    Some(Checked {
+        knock_line: knock_lines.first().copied().unwrap_or(s.line),
+        knock_lines,
+        seq: Sequence {
+            name: s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index)),
+            enabled,
+            knocks,
+            timeout: timeout?,
+            action: action?,
+            ports: ports?,
+            duration: duration?,
+        },
+    })
+}
+
+/// The `list knock` steps: present, not too many, no step equal to the one before.
+fn knock_steps(cx: &mut Errors, s: &Section, label: &str) -> Option<Vec<(PortSpec, usize)>> {
+    let Some(e) = s.get("knock") else {
+        let msg = format!("{label} has no knock steps: add lines such as list knock 'tcp:7000'");
+        cx.push(s.line, msg);
+        return None;
+    };
+    let steps = get_ports(cx, e)?;
+    if steps.len() > MAX_SEQUENCE_STEPS {
+        let msg = format!(
+            "{label} has {} knock steps; at most {MAX_SEQUENCE_STEPS} are allowed",
+            steps.len()
+        );
+        cx.push(e.line, msg);
+        return None;
+    }
+    let mut ok = true;
+    for (i, pair) in steps.windows(2).enumerate() {
+        if let [(a, _), (b, line)] = pair {
+            if a == b {
+                let msg = format!(
+                    "knock step {} '{b}' repeats step {}: a TCP SYN retransmit (or any \
+                     duplicated packet) would count as the next knock; put a different \
+                     port in between",
+                    i + 2,
+                    i + 1
+                );
+                cx.push(*line, msg);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(steps)
+}
+
+/// The `list open` or `list close` ports matching the action.
+fn acted_ports(cx: &mut Errors, s: &Section, label: &str, action: Action) -> Option<Vec<PortSpec>> {
+    let (want, other, other_action) = match action {
+        Action::Open => ("open", "close", "close"),
+        Action::Close => ("close", "open", "open"),
+    };
+    if let Some(e) = s.get(other) {
+        let msg = format!(
+            "'{other}' ports in {label}, whose action is '{want}': list the ports with \
+             'list {want}' (or set option action '{other_action}')"
+        );
+        cx.push(e.line, msg);
+    }
+    let Some(e) = s.get(want) else {
+        let msg = format!("{label} has no ports to {want}: add lines such as list {want} 'tcp:22'");
+        cx.push(s.line, msg);
+        return None;
+    };
+    let ports = get_ports(cx, e)?;
+    Some(ports.into_iter().map(|(p, _)| p).collect())
+}
+
+// ---------------------------------------------------------------------------
+// Checks across sequences.
+
+fn cross_check(cx: &mut Errors, seqs: &[Checked]) {
+    let active: Vec<&Checked> = seqs.iter().filter(|c| c.seq.enabled).collect();
+    for (i, c) in active.iter().enumerate() {
+        let earlier = active.iter().take(i);
+        if let Some(d) = earlier.into_iter().find(|d| d.seq.knocks == c.seq.knocks) {
+            let msg = format!(
+                "sequence '{}' has the same knock steps as sequence '{}' (line {}): \
+                 the daemon could not tell them apart",
+                c.seq.name, d.seq.name, d.knock_line
+            );
+            cx.push(c.knock_line, msg);
+        }
+    }
+    for c in &active {
+        knocks_on_guarded(cx, c, &active);
+    }
+}
+
+/// A knock step on a port that an enabled sequence guards.
+fn knocks_on_guarded(cx: &mut Errors, c: &Checked, active: &[&Checked]) {
+    for (i, k) in c.seq.knocks.iter().enumerate() {
+        let Some(g) = active.iter().find(|g| g.seq.ports.contains(k)) else {
+            continue;
+        };
+        let msg = format!(
+            "knock step {} '{k}' of sequence '{}' is a port that sequence '{}' guards: \
+             knocking on the protected port itself makes no sense; pick another port",
+            i + 1,
+            c.seq.name,
+            g.seq.name
+        );
+        let line = c.knock_lines.get(i).copied().unwrap_or(c.knock_line);
+        cx.push(line, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn ok(text: &str) -> Config {
+        match parse_str("t", text) {
+            Ok(c) => c,
+            Err(e) => panic!("unexpected errors: {e:#?}"),
+        }
+    }
+
+    fn errs(text: &str) -> Vec<(usize, String)> {
+        match parse_str("t", text) {
+            Ok(c) => panic!("expected errors, got {c:?}"),
+            Err(e) => e.into_iter().map(|e| (e.line, e.message)).collect(),
+        }
+    }
+
+    /// The only error of `text`.
+    fn err1(text: &str) -> (usize, String) {
+        let mut e = errs(text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e.remove(0)
+    }
+
+    /// A sequence section with extra lines appended.
+    fn seq(extra: &str) -> String {
+        format!("config sequence 's'\n\tlist knock 'tcp:7000'\n\tlist knock 'udp:8000'\n\tlist open 'tcp:22'\n{extra}")
+    }
+
+    const DESIGN: &str = "\
+config postern 'main'
+\toption enabled '1'
+\tlist   interface 'wan'        # UCI networks; the init script resolves devices
+\toption backend 'auto'         # auto | fw4 | fw3 | nft | dry-run
+\toption spa_port '62201'
+\toption max_skew '120'         # seconds
+\toption log_level 'info'
+
+config sequence 'ssh'
+\tlist   knock 'tcp:7000'
+\tlist   knock 'udp:8000'
+\tlist   knock 'tcp:9000'
+\toption timeout '10'           # seconds to finish the sequence
+\toption action 'open'
+\tlist   open 'tcp:22'
+\toption duration '30'
+
+config client 'laptop'
+\toption key 'base64…'
+\tlist   allow 'tcp:22'
+\toption max_duration '3600'
+";
+
+    #[test]
+    fn reads_the_design_sample() {
+        let c = ok(DESIGN);
+        assert_eq!(
+            c.main,
+            Main {
+                enabled: true,
+                interfaces: vec!["wan".to_string()],
+                devices: vec![],
+                backend: BackendKind::Auto,
+                spa_port: 62201,
+                max_skew: Duration::from_secs(120),
+                log_level: log::LevelFilter::Info,
+            }
+        );
+        assert_eq!(
+            c.sequences,
+            [Sequence {
+                name: "ssh".to_string(),
+                enabled: true,
+                knocks: vec![
+                    PortSpec::tcp(7000),
+                    PortSpec::udp(8000),
+                    PortSpec::tcp(9000)
+                ],
+                timeout: Duration::from_secs(10),
+                action: Action::Open,
+                ports: vec![PortSpec::tcp(22)],
+                duration: Duration::from_secs(30),
+            }]
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ok("");
+        assert_eq!(c.main, Main::default());
+        assert!(c.sequences.is_empty());
+        let c = ok("config sequence\n\tlist knock tcp:1\n\tlist open tcp:2\n");
+        let s = &c.sequences[0];
+        assert!(s.enabled);
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.action, Action::Open);
+        assert_eq!(s.duration, Duration::from_secs(30));
+        assert_eq!(s.name, "@sequence[0]");
+    }
+
+    #[test]
+    fn main_options() {
+        let c = ok("config postern\n\toption enabled off\n\tlist interface wan\n\tlist interface lan_2\n\tlist device eth0.2\n\tlist device br-lan\n\toption backend dry-run\n\toption spa_port 4000\n\toption max_skew 1\n\toption log_level trace\n");
+        let m = &c.main;
+        assert!(!m.enabled);
+        assert_eq!(m.interfaces, ["wan", "lan_2"]);
+        assert_eq!(m.devices, ["eth0.2", "br-lan"]);
+        assert_eq!(m.backend, BackendKind::DryRun);
+        assert_eq!(m.spa_port, 4000);
+        assert_eq!(m.max_skew, Duration::from_secs(1));
+        assert_eq!(m.log_level, log::LevelFilter::Trace);
+        let one = ok("config postern\n\toption interface wan\n");
+        assert_eq!(one.main.interfaces, ["wan"], "an option is a one-item list");
+    }
+
+    #[test]
+    fn booleans_like_uci() {
+        for (word, want) in [
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("true", true),
+            ("enabled", true),
+            ("0", false),
+            ("no", false),
+            ("off", false),
+            ("false", false),
+            ("disabled", false),
+        ] {
+            let c = ok(&format!("config postern\n\toption enabled '{word}'\n"));
+            assert_eq!(c.main.enabled, want, "{word}");
+        }
+        assert_eq!(
+            err1("config postern\n\toption enabled 2\n"),
+            (
+                2,
+                "enabled '2' is not a boolean (use 1/0, yes/no, on/off, true/false)".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn backends_and_levels() {
+        for (word, want) in BACKENDS {
+            let c = ok(&format!("config postern\n\toption backend {word}\n"));
+            assert_eq!(c.main.backend, *want);
+            assert_eq!(backend_name(*want), *word);
+        }
+        assert_eq!(
+            err1("config postern\n\toption backend fw5\n"),
+            (2, "backend 'fw5' is not valid (did you mean 'fw4'?) (expected one of: auto, fw4, fw3, nft, dry-run)".to_string())
+        );
+        assert_eq!(err1("config postern\n\n\toption log_level verbose\n").0, 3);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(
+            err1(&seq("\toption timeout '10s'\n")),
+            (5, "timeout '10s' is not a number of seconds".to_string())
+        );
+        assert_eq!(
+            err1(&seq("\toption timeout 3601\n")),
+            (
+                5,
+                "timeout '3601' is out of range (1 to 3600 seconds)".to_string()
+            )
+        );
+        assert_eq!(err1(&seq("\toption timeout 0\n")).0, 5);
+        assert_eq!(err1(&seq("\toption timeout -1\n")).0, 5);
+        assert_eq!(err1(&seq("\toption timeout 0x10\n")).0, 5);
+        assert_eq!(err1(&seq("\toption duration 86401\n")).0, 5);
+        assert_eq!(
+            err1(&seq("\toption duration 99999999999999999999999\n")).0,
+            5
+        );
+        let c = ok(&seq("\toption timeout 3600\n\toption duration 86400\n"));
+        assert_eq!(c.sequences[0].timeout, Duration::from_secs(3600));
+        assert_eq!(c.sequences[0].duration, Duration::from_secs(86400));
+        assert_eq!(
+            err1("config postern\n\toption spa_port 0\n"),
+            (2, "spa_port '0' is not a port number (1-65535)".to_string())
+        );
+        assert_eq!(err1("config postern\n\toption max_skew 0\n").0, 2);
+        assert_eq!(
+            err1("config postern\n\toption spa_port ''\n"),
+            (2, "option 'spa_port' is empty".to_string())
+        );
+    }
+
+    #[test]
+    fn knock_steps() {
+        assert_eq!(
+            err1("config sequence s\n\tlist knock tcp:1\n\tlist knock tcp:70000\n\tlist open tcp:22\n"),
+            (3, "knock 'tcp:70000': bad port '70000' (expected 1-65535)".to_string())
+        );
+        let (line, msg) = err1("config sequence s\n\tlist knock tcp:1\n\tlist knock udp:2\n\tlist knock udp:2\n\tlist open tcp:22\n");
+        assert_eq!(line, 4);
+        assert!(
+            msg.starts_with("knock step 3 'udp:2' repeats step 2: a TCP SYN retransmit"),
+            "{msg}"
+        );
+        assert_eq!(
+            err1("config sequence s\n\tlist open tcp:22\n"),
+            (
+                1,
+                "sequence 's' has no knock steps: add lines such as list knock 'tcp:7000'"
+                    .to_string()
+            )
+        );
+        let mut text = "config sequence s\n\tlist open tcp:22\n".to_string();
+        for p in 1..=33 {
+            text.push_str(&format!("\tlist knock tcp:{}\n", 1000 + p));
+        }
+        assert_eq!(
+            err1(&text),
+            (
+                3,
+                "sequence 's' has 33 knock steps; at most 32 are allowed".to_string()
+            )
+        );
+        text.truncate(text.rfind("\tlist knock").unwrap_or(0));
+        assert_eq!(ok(&text).sequences[0].knocks.len(), 32);
+        // Equal but not consecutive is fine.
+        let c = ok("config sequence s\n\tlist knock tcp:1\n\tlist knock tcp:2\n\tlist knock tcp:1\n\tlist open tcp:22\n");
+        assert_eq!(
+            c.sequences[0].knocks,
+            [PortSpec::tcp(1), PortSpec::tcp(2), PortSpec::tcp(1)]
+        );
+        assert_eq!(
+            err1("config sequence s\n\toption knock 'tcp:1 tcp:2'\n\tlist open tcp:22\n"),
+            (
+                2,
+                "'knock' holds several values in one option: write one 'list knock' line per value"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn actions_and_ports() {
+        let c = ok("config sequence s\n\tlist knock tcp:1\n\toption action close\n\tlist close tcp:22\n\tlist close udp:53\n\toption duration 5\n");
+        let s = &c.sequences[0];
+        assert_eq!(s.action, Action::Close);
+        assert_eq!(s.ports, [PortSpec::tcp(22), PortSpec::udp(53)]);
+        assert_eq!(
+            err1(&seq("\tlist close tcp:23\n")),
+            (5, "'close' ports in sequence 's', whose action is 'open': list the ports with 'list open' (or set option action 'close')".to_string())
+        );
+        let e = errs(
+            "config sequence s\n\tlist knock tcp:1\n\toption action close\n\tlist open tcp:22\n",
+        );
+        assert_eq!(
+            e,
+            [
+                (1, "sequence 's' has no ports to close: add lines such as list close 'tcp:22'".to_string()),
+                (4, "'open' ports in sequence 's', whose action is 'close': list the ports with 'list close' (or set option action 'open')".to_string()),
+            ]
+        );
+        assert_eq!(
+            err1("config sequence s\n\tlist knock tcp:1\n"),
+            (
+                1,
+                "sequence 's' has no ports to open: add lines such as list open 'tcp:22'"
+                    .to_string()
+            )
+        );
+        assert_eq!(err1(&seq("\toption action ban\n")).0, 5);
+        assert_eq!(err1(&seq("\tlist open 'tcp'\n")).0, 5);
+    }
+
+    #[test]
+    fn identical_knocks_in_two_enabled_sequences() {
+        let two = "config sequence a\n\tlist knock tcp:1\n\tlist knock tcp:2\n\tlist open tcp:22\n\
+                   config sequence b\n\tlist knock tcp:1\n\tlist knock tcp:2\n\tlist open tcp:80\n";
+        let (line, msg) = err1(two);
+        assert_eq!(line, 6);
+        assert_eq!(msg, "sequence 'b' has the same knock steps as sequence 'a' (line 2): the daemon could not tell them apart");
+        let c = ok(&format!("{two}\toption enabled 0\n"));
+        assert_eq!(c.active_sequences().count(), 1);
+    }
+
+    #[test]
+    fn knock_on_a_guarded_port() {
+        let text = "config sequence a\n\tlist knock tcp:1\n\tlist open tcp:22\n\
+                    config sequence b\n\tlist knock tcp:5\n\tlist knock tcp:22\n\tlist open tcp:80\n";
+        let (line, msg) = err1(text);
+        assert_eq!(line, 6);
+        assert!(
+            msg.starts_with(
+                "knock step 2 'tcp:22' of sequence 'b' is a port that sequence 'a' guards"
+            ),
+            "{msg}"
+        );
+        // Only the same protocol counts, and disabled sequences guard nothing.
+        ok(&text.replace("knock tcp:22", "knock udp:22"));
+        ok(&format!("{text}\toption enabled 0\n"));
+        let own =
+            "config sequence a\n\tlist knock tcp:22\n\tlist knock tcp:1\n\tlist open tcp:22\n";
+        assert_eq!(err1(own).0, 2);
+    }
+
+    #[test]
+    fn too_many_sequences() {
+        let mut text = String::new();
+        for i in 0..=MAX_SEQUENCES {
+            text.push_str(&format!(
+                "config sequence\n\tlist knock tcp:{}\n\tlist open tcp:22\n",
+                1000 + i
+            ));
+        }
+        assert_eq!(
+            err1(&text),
+            (
+                3 * MAX_SEQUENCES + 1,
+                format!("too many sequences: at most {MAX_SEQUENCES} are allowed")
+            )
+        );
+        let last = text.rfind("config sequence").unwrap_or(0);
+        text.truncate(last);
+        assert_eq!(ok(&text).sequences.len(), MAX_SEQUENCES);
+    }
+
+    #[test]
+    fn unknown_sections_and_options() {
+        assert_eq!(
+            err1("config sequense x\n"),
+            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client)".to_string())
+        );
+        assert_eq!(
+            err1(&seq("\toption timout 5\n")),
+            (5, "unknown option 'timout' in sequence 's' (did you mean 'timeout'?) (known: enabled, knock, timeout, action, open, close, duration)".to_string())
+        );
+        assert_eq!(
+            err1("config postern\n\toption zzz 1\n").1,
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level)"
+        );
+        ok("config client 'x'\n\toption key k\n\toption whatever 1\n");
+    }
+
+    #[test]
+    fn one_postern_section() {
+        assert_eq!(
+            err1("config postern a\nconfig postern b\n"),
+            (
+                2,
+                "second 'config postern' section (the first is on line 1): keep only one"
+                    .to_string()
+            )
+        );
+        // The same name twice is one section (uci merges them).
+        let c = ok("config postern main\n\toption backend nft\nconfig postern main\n\toption log_level warn\n");
+        assert_eq!(c.main.backend, BackendKind::Nft);
+        assert_eq!(c.main.log_level, log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn anonymous_names_count_all_sections_of_the_type() {
+        let c = ok(
+            "config sequence named\n\tlist knock tcp:1\n\tlist open tcp:22\n\
+                    config client\n\
+                    config sequence\n\tlist knock tcp:2\n\tlist open tcp:22\n",
+        );
+        let names: Vec<&str> = c.sequences.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["named", "@sequence[1]"]);
+        let (_, msg) = err1("config sequence\n\tlist knock tcp:1\n");
+        assert!(
+            msg.starts_with("sequence @sequence[0] has no ports"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn list_for_a_single_option() {
+        assert_eq!(
+            err1(&seq("\tlist timeout 5\n")),
+            (
+                5,
+                "'timeout' takes one value: write option timeout '…', not list timeout".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn names_of_interfaces_and_devices() {
+        assert_eq!(
+            err1("config postern\n\tlist interface 'wan-1'\n"),
+            (
+                2,
+                "interface 'wan-1' is not valid: UCI network names use letters, digits and _"
+                    .to_string()
+            )
+        );
+        assert_eq!(err1("config postern\n\tlist device 'a/b'\n").0, 2);
+        assert_eq!(
+            err1("config postern\n\tlist device 'abcdefghijklmnop'\n").0,
+            2
+        );
+        assert_eq!(
+            err1("config postern\n\tlist device ''\n"),
+            (2, "empty value in list 'device'".to_string())
+        );
+    }
+
+    #[test]
+    fn collects_errors_from_all_sections_sorted() {
+        let text = "config sequence a\n\tlist knock tcp:0\n\toption timeout x\n\
+                    config postern\n\toption backend iptables\n\
+                    config bogus\n\
+                    config sequence b\n\tlist knock tcp:1\n\tlist open tcp:22\n\toption durration 3\n";
+        let lines: Vec<usize> = errs(text).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 6, 10]);
+        let e = parse_str("/etc/config/postern", text)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e.get(1).map(|e| e.to_string()).unwrap_or_default(),
+            "/etc/config/postern:2: knock 'tcp:0': bad port '0' (expected 1-65535)"
+        );
+    }
+
+    #[test]
+    fn summary_describes_everything() {
+        let mut text = DESIGN.to_string();
+        text.push_str("config sequence 'lock'\n\tlist knock udp:9\n\toption action close\n\tlist close tcp:22\n\toption enabled 0\n");
+        let s = summary(&ok(&text));
+        let want = "\
+postern: enabled
+backend: auto
+interfaces: wan
+devices: (none)
+log level: info
+spa port: udp:62201 (max clock skew 120s)
+sequences: 2 (1 enabled)
+  ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
+  lock [disabled]: knock udp:9 within 10s, then close tcp:22
+guarded ports: tcp:22
+knock ports: tcp:7000, tcp:9000, udp:8000
+";
+        assert_eq!(s, want);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(distance("timout", "timeout"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(did_you_mean("xyz", SEQUENCE_OPTIONS), "");
+        assert_eq!(
+            did_you_mean("knocks", SEQUENCE_OPTIONS),
+            " (did you mean 'knock'?)"
+        );
+    }
 }
