@@ -1,1 +1,18 @@
-//! STUB — replaced by AF_PACKET capture.
+//! Packet capture: AF_PACKET sockets with an in-kernel classic BPF filter.
+//!
+//! Owns the I/O edge where packets enter: [`bpf`] builds the filter from the
+//! guarded ports (pure), [`Capture`] is one non-blocking `SOCK_DGRAM` socket per
+//! interface (no link header, so Ethernet and PPPoE look alike) that reports
+//! per frame whether the transport checksum can be verified.
+//!
+//! Must not parse packets beyond what the filter does (that is
+//! [`crate::wire`]'s job), keep state about them, or allocate per packet.
+
+pub mod bpf;
+mod socket;
+
+pub use bpf::SockFilter;
+pub use socket::{Capture, Frame};
+
+#[cfg(test)]
+mod netns_tests;

@@ -11,6 +11,8 @@ use core::net::IpAddr;
 use crate::port::L4Proto;
 
 mod observe;
+#[cfg(test)]
+pub(crate) mod testdata;
 
 pub use observe::observe;
 

@@ -1,0 +1,274 @@
+//! Classic BPF programs that let only knock/SPA packets reach user space.
+//!
+//! Owns the builder of the in-kernel filter for `SOCK_DGRAM` packet sockets
+//! (offset 0 is the IP header). Pure: no syscalls; the [`super::Capture`]
+//! socket attaches the result. The filter is an optimisation, not a security
+//! boundary: [`crate::wire::observe`] checks every frame again.
+//!
+//! Program shape (`ret #0` drops, `ret #SNAP` accepts the whole packet):
+//!
+//! ```text
+//!       ldh  [skb->protocol]            ; ancillary load
+//!       jeq  #0x0800 → ja v4            ; far targets are reached by `ja`, whose
+//!       jeq  #0x86dd → ja v6            ; offset is 32 bits: every conditional
+//!       ret  #0                         ; jump is 0 or 1 forward (≤ 255 always)
+//! v4:   version nibble == 4, frag offset == 0 and MF clear, X = IHL*4,
+//!       ldb [9] → tcp4 / udp4 blocks, else ret #0
+//! tcp4: [SYN without ACK at X+13], ldh [X+2]; per port: jeq #p, ret #SNAP; ret #0
+//! udp4: ldh [X+2]; per port: jeq #p, ret #SNAP; ret #0
+//! v6:   version nibble == 6, ldb [6] (next header) → tcp6 / udp6 blocks,
+//!       which use absolute loads at 40 + k
+//! ```
+//!
+//! Loads past the end of a packet make the kernel return 0 (drop), so short
+//! packets are dropped without explicit length checks.
+
+use crate::port::{L4Proto, PortSpec};
+
+/// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    /// Opcode (class | size | mode, or class | op | source).
+    pub code: u16,
+    /// Jump offset if the condition is true.
+    pub jt: u8,
+    /// Jump offset if the condition is false.
+    pub jf: u8,
+    /// Constant operand.
+    pub k: u32,
+}
+
+static_assertions::assert_eq_size!(SockFilter, libc::sock_filter);
+static_assertions::assert_eq_align!(SockFilter, libc::sock_filter);
+
+/// Largest program the kernel accepts (`BPF_MAXINSNS`).
+pub const MAX_INSNS: usize = 4096;
+
+/// What an accepting program returns: the number of bytes to keep, more than
+/// any packet.
+pub const SNAP_LEN: u32 = 0x4_0000;
+
+/// The opcodes [`build`] emits (values from `linux/filter.h`).
+pub mod op {
+    /// `ldh [k]`: A = 16-bit big-endian load at absolute offset k.
+    pub const LDH_ABS: u16 = 0x28;
+    /// `ldb [k]`: A = byte at absolute offset k.
+    pub const LDB_ABS: u16 = 0x30;
+    /// `ldh [x + k]`: A = 16-bit load at offset X + k.
+    pub const LDH_IND: u16 = 0x48;
+    /// `ldb [x + k]`: A = byte at offset X + k.
+    pub const LDB_IND: u16 = 0x50;
+    /// `ldxb 4 * ([k] & 0xf)`: X = IPv4 header length.
+    pub const LDXB_MSH: u16 = 0xb1;
+    /// `and #k`: A &= k.
+    pub const AND_K: u16 = 0x54;
+    /// `ja k`: jump k instructions forward unconditionally (32-bit offset).
+    pub const JA: u16 = 0x05;
+    /// `jeq #k, jt, jf`.
+    pub const JEQ_K: u16 = 0x15;
+    /// `jset #k, jt, jf`: true when A & k != 0.
+    pub const JSET_K: u16 = 0x45;
+    /// `ret #k`: accept k bytes (0 = drop).
+    pub const RET_K: u16 = 0x06;
+}
+
+/// `SKF_AD_OFF + SKF_AD_PROTOCOL`: ancillary load of `skb->protocol`
+/// (the EtherType, host order after the load, like any `ldh`).
+pub const AD_PROTOCOL: u32 = (-0x1000i32) as u32;
+
+/// EtherType of IPv4.
+const ETH_P_IP: u32 = 0x0800;
+/// EtherType of IPv6.
+const ETH_P_IPV6: u32 = 0x86dd;
+
+/// A jump target resolved when the program is finished.
+#[derive(Clone, Copy)]
+struct Label(usize);
+
+/// A tiny assembler: conditional jumps only skip 0 or 1 instruction; far
+/// jumps use `ja`, patched when labels are bound.
+struct Asm {
+    insns: Vec<SockFilter>,
+    labels: Vec<Option<usize>>,
+    fixups: Vec<(usize, Label)>,
+}
+
+impl Asm {
+    fn new() -> Asm {
+        Asm {
+            insns: Vec::new(),
+            labels: Vec::new(),
+            fixups: Vec::new(),
+        }
+    }
+
+    fn stmt(&mut self, code: u16, k: u32) {
+        self.insns.push(SockFilter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        });
+    }
+
+    fn jump(&mut self, code: u16, k: u32, jt: u8, jf: u8) {
+        self.insns.push(SockFilter { code, jt, jf, k });
+    }
+
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    fn bind(&mut self, l: Label) {
+        self.labels[l.0] = Some(self.insns.len());
+    }
+
+    fn ja(&mut self, l: Label) {
+        self.fixups.push((self.insns.len(), l));
+        self.stmt(op::JA, 0);
+    }
+
+    /// `if A == k { goto l }`, with `l` anywhere forward.
+    fn jeq_far(&mut self, k: u32, l: Label) {
+        self.jump(op::JEQ_K, k, 0, 1);
+        self.ja(l);
+    }
+
+    /// `if A != k { drop }`.
+    fn require_eq(&mut self, k: u32) {
+        self.jump(op::JEQ_K, k, 1, 0);
+        self.stmt(op::RET_K, 0);
+    }
+
+    fn finish(mut self) -> Vec<SockFilter> {
+        for (at, l) in self.fixups {
+            // Labels are bound before `finish`, always after their jumps.
+            if let Some(target) = self.labels[l.0] {
+                self.insns[at].k = target.saturating_sub(at + 1) as u32;
+            }
+        }
+        self.insns
+    }
+}
+
+/// Builds the filter for `SOCK_DGRAM` frames: accepts unfragmented IPv4 and
+/// IPv6 (transport header directly after the fixed header) packets whose
+/// protocol and destination port are in `ports`; with `tcp_syn_only`, TCP
+/// packets only when they are connection openings (SYN set, ACK clear).
+/// Everything else is dropped; an empty list drops everything.
+///
+/// Duplicates in `ports` are ignored. The program grows by four instructions
+/// per distinct port (two per IP family, plus about 40 in all), so about 1000
+/// ports fit in the kernel's limit, [`MAX_INSNS`]; [`super::Capture`] refuses
+/// longer programs with an error.
+pub fn build(ports: &[PortSpec], tcp_syn_only: bool) -> Vec<SockFilter> {
+    let mut tcp: Vec<u16> = select(ports, L4Proto::Tcp);
+    let mut udp: Vec<u16> = select(ports, L4Proto::Udp);
+    tcp.sort_unstable();
+    tcp.dedup();
+    udp.sort_unstable();
+    udp.dedup();
+
+    let mut a = Asm::new();
+    if tcp.is_empty() && udp.is_empty() {
+        a.stmt(op::RET_K, 0);
+        return a.finish();
+    }
+    let (v4, v6) = (a.label(), a.label());
+    a.stmt(op::LDH_ABS, AD_PROTOCOL);
+    a.jeq_far(ETH_P_IP, v4);
+    a.jeq_far(ETH_P_IPV6, v6);
+    a.stmt(op::RET_K, 0);
+
+    // IPv4.
+    a.bind(v4);
+    a.stmt(op::LDB_ABS, 0);
+    a.stmt(op::AND_K, 0xf0);
+    a.require_eq(0x40);
+    a.stmt(op::LDH_ABS, 6);
+    a.jump(op::JSET_K, 0x3fff, 0, 1); // MF or a fragment offset
+    a.stmt(op::RET_K, 0);
+    a.stmt(op::LDXB_MSH, 0);
+    a.stmt(op::LDB_ABS, 9);
+    transports(&mut a, L4At::X, &tcp, &udp, tcp_syn_only);
+
+    // IPv6: the transport header is at 40.
+    a.bind(v6);
+    a.stmt(op::LDB_ABS, 0);
+    a.stmt(op::AND_K, 0xf0);
+    a.require_eq(0x60);
+    a.stmt(op::LDB_ABS, 6);
+    transports(&mut a, L4At::Fixed(40), &tcp, &udp, tcp_syn_only);
+    a.finish()
+}
+
+/// Ports of one protocol.
+fn select(ports: &[PortSpec], proto: L4Proto) -> Vec<u16> {
+    ports
+        .iter()
+        .filter(|p| p.proto == proto)
+        .map(|p| p.port)
+        .collect()
+}
+
+/// Where the transport header starts.
+#[derive(Clone, Copy)]
+enum L4At {
+    /// At X (IPv4: X = IHL*4 from `ldxb`): indirect loads.
+    X,
+    /// At a fixed offset (IPv6: 40): absolute loads.
+    Fixed(u32),
+}
+
+impl L4At {
+    /// Emits a load of the byte (`half = false`) or 16-bit field at `off`
+    /// within the transport header.
+    fn load(self, a: &mut Asm, half: bool, off: u32) {
+        match (self, half) {
+            (L4At::X, false) => a.stmt(op::LDB_IND, off),
+            (L4At::X, true) => a.stmt(op::LDH_IND, off),
+            (L4At::Fixed(base), false) => a.stmt(op::LDB_ABS, base + off),
+            (L4At::Fixed(base), true) => a.stmt(op::LDH_ABS, base + off),
+        }
+    }
+}
+
+/// With A = IP protocol: dispatches to the TCP and UDP port blocks.
+fn transports(a: &mut Asm, at: L4At, tcp: &[u16], udp: &[u16], tcp_syn_only: bool) {
+    let (tcp_l, udp_l) = (a.label(), a.label());
+    if !tcp.is_empty() {
+        a.jeq_far(6, tcp_l);
+    }
+    if !udp.is_empty() {
+        a.jeq_far(17, udp_l);
+    }
+    a.stmt(op::RET_K, 0);
+    if !tcp.is_empty() {
+        a.bind(tcp_l);
+        if tcp_syn_only {
+            at.load(a, false, 13); // TCP flags
+            a.stmt(op::AND_K, 0x12); // SYN | ACK
+            a.require_eq(0x02);
+        }
+        ports_block(a, at, tcp);
+    }
+    if !udp.is_empty() {
+        a.bind(udp_l);
+        ports_block(a, at, udp);
+    }
+}
+
+/// Loads the destination port, then one accept per port.
+fn ports_block(a: &mut Asm, at: L4At, ports: &[u16]) {
+    at.load(a, true, 2);
+    for &p in ports {
+        a.jump(op::JEQ_K, u32::from(p), 0, 1);
+        a.stmt(op::RET_K, SNAP_LEN);
+    }
+    a.stmt(op::RET_K, 0);
+}
+
+#[cfg(test)]
+mod tests;

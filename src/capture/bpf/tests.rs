@@ -1,0 +1,283 @@
+//! The filter run by a small classic-BPF interpreter (only the opcodes
+//! [`build`] emits) over the `wire` test frames; the kernel run is in the
+//! root-only namespace test of `capture`.
+
+use super::*;
+use crate::wire::testdata::*;
+
+const IP: u16 = 0x0800;
+const IP6: u16 = 0x86dd;
+
+/// What the kernel's verifier checks that matters here: known opcodes, jumps
+/// inside the program, a `ret` at the end, the size limit.
+fn validate(prog: &[SockFilter]) {
+    assert!(
+        !prog.is_empty() && prog.len() <= MAX_INSNS,
+        "{} insns",
+        prog.len()
+    );
+    assert_eq!(prog.last().unwrap().code, op::RET_K);
+    for (pc, i) in prog.iter().enumerate() {
+        let targets: Vec<usize> = match i.code {
+            op::JA => vec![pc + 1 + i.k as usize],
+            op::JEQ_K | op::JSET_K => vec![pc + 1 + i.jt as usize, pc + 1 + i.jf as usize],
+            op::LDH_ABS | op::LDB_ABS | op::LDH_IND | op::LDB_IND | op::LDXB_MSH => vec![],
+            op::AND_K | op::RET_K => vec![],
+            c => panic!("unknown opcode {c:#x} at {pc}"),
+        };
+        for t in targets {
+            assert!(t < prog.len(), "jump from {pc} to {t} past the end");
+        }
+    }
+}
+
+/// Runs `prog` over `pkt` (offset 0 = IP header) as the kernel would, with
+/// `proto` as `skb->protocol`. Returns the accepted length (0 = drop).
+fn run(prog: &[SockFilter], pkt: &[u8], proto: u16) -> u32 {
+    let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+    let byte = |off: u32| pkt.get(off as usize).map(|b| u32::from(*b));
+    let half = |off: u32| {
+        let o = off as usize;
+        Some(u32::from(u16::from_be_bytes([
+            *pkt.get(o)?,
+            *pkt.get(o + 1)?,
+        ])))
+    };
+    loop {
+        let i = prog[pc];
+        pc += 1;
+        let load = match i.code {
+            op::LDH_ABS if i.k == AD_PROTOCOL => Some(Some(u32::from(proto))),
+            op::LDH_ABS => Some(half(i.k)),
+            op::LDB_ABS => Some(byte(i.k)),
+            op::LDH_IND => Some(half(x.wrapping_add(i.k))),
+            op::LDB_IND => Some(byte(x.wrapping_add(i.k))),
+            op::LDXB_MSH => {
+                match byte(i.k) {
+                    Some(b) => x = 4 * (b & 0xf),
+                    None => return 0,
+                }
+                None
+            }
+            op::AND_K => {
+                a &= i.k;
+                None
+            }
+            op::JA => {
+                pc += i.k as usize;
+                None
+            }
+            op::JEQ_K => {
+                pc += usize::from(if a == i.k { i.jt } else { i.jf });
+                None
+            }
+            op::JSET_K => {
+                pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf });
+                None
+            }
+            op::RET_K => return i.k,
+            c => panic!("unknown opcode {c:#x}"),
+        };
+        match load {
+            Some(Some(v)) => a = v,
+            Some(None) => return 0, // load past the end: the kernel drops
+            None => {}
+        }
+    }
+}
+
+fn accepts(prog: &[SockFilter], pkt: &[u8]) -> bool {
+    let proto = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+        IP6
+    } else {
+        IP
+    };
+    run(prog, pkt, proto) == SNAP_LEN
+}
+
+fn knock_ports() -> [PortSpec; 3] {
+    [PortSpec::tcp(22), PortSpec::udp(8000), PortSpec::tcp(2222)]
+}
+
+#[test]
+fn accepts_listed_ports_v4_v6_tcp_udp() {
+    let prog = build(&knock_ports(), true);
+    validate(&prog);
+    for f in [&V4_TCP_SYN[..], &V4_UDP, &V6_TCP_SYN, &V6_UDP] {
+        assert!(accepts(&prog, f), "{f:02x?}");
+    }
+    assert!(accepts(&prog, &v4(6, &tcp(1, 2222, 0x02, b""))));
+    assert!(accepts(&prog, &v6(6, &tcp(1, 2222, 0x02, b""))));
+    // Trailing padding changes nothing.
+    let mut padded = V4_UDP.to_vec();
+    padded.resize(46, 0);
+    assert!(accepts(&prog, &padded));
+}
+
+#[test]
+fn drops_other_ports_and_protocols() {
+    let prog = build(&knock_ports(), true);
+    let others = [
+        v4(6, &tcp(1, 23, 0x02, b"")),
+        v4(6, &tcp(1, 8000, 0x02, b"")), // udp port, tcp packet
+        v4(17, &udp(1, 22, b"x")),       // tcp port, udp packet
+        v4(17, &udp(22, 8001, b"x")),    // source port is not looked at
+        v6(6, &tcp(22, 21, 0x02, b"")),
+        v6(17, &udp(8000, 7999, b"x")),
+        v4(1, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0]),
+        v6(58, &[128, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    for f in &others {
+        assert_eq!(
+            run(&prog, f, if f[0] >> 4 == 6 { IP6 } else { IP }),
+            0,
+            "{f:02x?}"
+        );
+    }
+}
+
+#[test]
+fn tcp_syn_only_is_a_parameter() {
+    let syn_only = build(&knock_ports(), true);
+    let any = build(&knock_ports(), false);
+    validate(&any);
+    for flags in [0x12u8, 0x10, 0x04, 0x14, 0x11, 0x18] {
+        for f in [
+            v4(6, &tcp(1, 22, flags, b"")),
+            v6(6, &tcp(1, 22, flags, b"")),
+        ] {
+            assert!(!accepts(&syn_only, &f), "flags {flags:#x}");
+            assert!(accepts(&any, &f), "flags {flags:#x}");
+        }
+    }
+    // SYN with other flags (ECN bits, even FIN) is still an opening.
+    for flags in [0x02u8, 0xc2, 0x03] {
+        assert!(accepts(&syn_only, &v4(6, &tcp(1, 22, flags, b""))));
+    }
+    // UDP is never affected.
+    assert!(accepts(&syn_only, &V6_UDP));
+}
+
+#[test]
+fn drops_fragments_and_extension_headers() {
+    let prog = build(&knock_ports(), false);
+    let mut mf = V4_UDP;
+    mf[6] = 0x20;
+    let mut offset = V4_UDP;
+    offset[6..8].copy_from_slice(&[0x40, 0x01]);
+    let mut offset_high = V4_TCP_SYN;
+    offset_high[6..8].copy_from_slice(&[0x10, 0x00]);
+    for f in [&mf[..], &offset, &offset_high] {
+        assert!(!accepts(&prog, f), "{f:02x?}");
+    }
+    let mut l = vec![17, 0, 0, 0, 0, 0, 0, 1];
+    l.extend_from_slice(&udp(1, 8000, b"x"));
+    assert!(!accepts(&prog, &v6(44, &l)));
+    assert!(!accepts(&prog, &v6(0, &l)));
+    assert!(!accepts(&prog, &v6(60, &l)));
+}
+
+#[test]
+fn ipv4_options_move_the_transport_header() {
+    let prog = build(&[PortSpec::udp(8000)], true);
+    let mut f = V4_UDP[..20].to_vec();
+    f[0] = 0x48; // 12 bytes of options
+    f.extend_from_slice(&[1; 8]);
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(&udp(1, 8000, b"x"));
+    assert!(accepts(&prog, &f));
+    // The UDP header where IHL=5 would put it says port 0x0101: not 8000.
+    f[0] = 0x45;
+    assert!(!accepts(&prog, &f));
+}
+
+#[test]
+fn checks_the_ethertype_and_the_version() {
+    let prog = build(&knock_ports(), true);
+    assert_eq!(run(&prog, &V4_UDP, 0x0806), 0); // ARP
+    assert_eq!(run(&prog, &V4_UDP, IP6), 0); // IPv4 bytes as IPv6
+    assert_eq!(run(&prog, &V6_UDP, IP), 0);
+    let mut f = V4_UDP;
+    f[0] = 0x55;
+    assert_eq!(run(&prog, &f, IP), 0);
+}
+
+#[test]
+fn truncated_packets_are_dropped_without_panic() {
+    let prog = build(&knock_ports(), true);
+    for f in [&V4_TCP_SYN[..], &V4_UDP, &V6_TCP_SYN, &V6_UDP] {
+        for len in 0..f.len() {
+            let accepted = accepts(&prog, &f[..len]);
+            // Accepted only once the port (and the TCP flags) are present.
+            let ip = if f[0] >> 4 == 4 { 20 } else { 40 };
+            let proto = if ip == 20 { f[9] } else { f[6] };
+            let needed = ip + if proto == 6 { 14 } else { 4 };
+            assert_eq!(accepted, len >= needed, "len {len} of {f:02x?}");
+        }
+    }
+}
+
+#[test]
+fn empty_list_drops_everything() {
+    for syn in [true, false] {
+        let prog = build(&[], syn);
+        validate(&prog);
+        assert_eq!(
+            prog,
+            [SockFilter {
+                code: op::RET_K,
+                jt: 0,
+                jf: 0,
+                k: 0
+            }]
+        );
+        for f in [&V4_TCP_SYN[..], &V4_UDP, &V6_TCP_SYN, &V6_UDP] {
+            assert!(!accepts(&prog, f));
+        }
+    }
+}
+
+#[test]
+fn one_protocol_only() {
+    let prog = build(&[PortSpec::udp(8000)], true);
+    validate(&prog);
+    assert!(accepts(&prog, &V4_UDP) && accepts(&prog, &V6_UDP));
+    assert!(!accepts(&prog, &V4_TCP_SYN) && !accepts(&prog, &V6_TCP_SYN));
+    let prog = build(&[PortSpec::tcp(22)], false);
+    validate(&prog);
+    assert!(accepts(&prog, &V4_TCP_SYN) && accepts(&prog, &V6_TCP_SYN));
+    assert!(!accepts(&prog, &V4_UDP) && !accepts(&prog, &V6_UDP));
+}
+
+#[test]
+fn duplicates_are_ignored() {
+    let once = build(&knock_ports(), true);
+    let mut twice = knock_ports().to_vec();
+    twice.extend_from_slice(&knock_ports());
+    twice.reverse();
+    assert_eq!(build(&twice, true), once);
+}
+
+#[test]
+fn long_lists_keep_jumps_short() {
+    let ports: Vec<PortSpec> = (1000..1500)
+        .map(PortSpec::tcp)
+        .chain((3000..3490).map(PortSpec::udp))
+        .collect();
+    let prog = build(&ports, true);
+    validate(&prog); // every target inside the program; jt/jf are u8 by type
+    assert!(prog.iter().all(|i| i.jt <= 1 && i.jf <= 1));
+    assert!(prog.iter().any(|i| i.code == op::JA && i.k > 255));
+    for p in [1000u16, 1234, 1499] {
+        assert!(accepts(&prog, &v4(6, &tcp(1, p, 0x02, b""))), "{p}");
+        assert!(accepts(&prog, &v6(6, &tcp(1, p, 0x02, b""))), "{p}");
+    }
+    for p in [3000u16, 3489] {
+        assert!(accepts(&prog, &v4(17, &udp(1, p, b""))), "{p}");
+        assert!(accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
+    }
+    for p in [999u16, 1500, 2999, 3490] {
+        assert!(!accepts(&prog, &v4(6, &tcp(1, p, 0x02, b""))), "{p}");
+        assert!(!accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
+    }
+}

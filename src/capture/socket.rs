@@ -1,0 +1,290 @@
+//! [`Capture`]: one AF_PACKET `SOCK_DGRAM` socket on one interface.
+
+use core::ffi::c_void;
+use core::mem;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::bpf::{SockFilter, MAX_INSNS};
+use crate::wire::Checksums;
+
+/// One captured frame, borrowed from the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'b> {
+    /// The network-layer packet (no link header), as long as it was received;
+    /// cut to the buffer if the buffer was too small (`wire::observe` then
+    /// reports it as truncated).
+    pub data: &'b [u8],
+    /// Whether the transport checksum can be verified: the kernel marks
+    /// packets whose checksum is not computed yet (`TP_STATUS_CSUMNOTREADY`,
+    /// e.g. sent by this host, or through a veth) and those get
+    /// [`Checksums::SkipTransport`].
+    pub checksums: Checksums,
+    /// Sent by this host (`PACKET_OUTGOING`), not received: the daemon skips
+    /// these.
+    pub outgoing: bool,
+}
+
+/// An AF_PACKET `SOCK_DGRAM` socket bound to one interface, with a classic
+/// BPF filter attached. Non-blocking and close-on-exec; poll [`Capture::fd`]
+/// for readability, then call [`Capture::recv`] until it returns `None`.
+#[derive(Debug)]
+pub struct Capture {
+    fd: OwnedFd,
+    ifname: String,
+    ifindex: u32,
+}
+
+/// An error that names the interface and the failed step, keeping the kind.
+fn context(ifname: &str, what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("capture on '{ifname}': {what}: {e}"))
+}
+
+/// `if_nametoindex`, with the error users understand.
+fn if_index(ifname: &str) -> io::Result<u32> {
+    match nix::net::if_::if_nametoindex(ifname) {
+        Ok(i) if i != 0 => Ok(i),
+        _ => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no such interface '{ifname}'"),
+        )),
+    }
+}
+
+impl Capture {
+    /// Opens a packet socket on interface `ifname`, attaches `program`
+    /// (see [`super::bpf::build`]), enables `PACKET_AUXDATA`, binds to the
+    /// interface for all protocols and drops anything queued before the
+    /// filter took effect.
+    ///
+    /// Needs `CAP_NET_RAW`. Errors name the interface; an unknown interface
+    /// gives `NotFound` with "no such interface 'X'".
+    pub fn open(ifname: &str, program: &[SockFilter]) -> io::Result<Capture> {
+        let ifindex = if_index(ifname)?;
+        // Protocol 0: the socket receives nothing until `bind` names a
+        // protocol, so nothing unfiltered can be queued in between.
+        // SAFETY: plain syscall; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(context(
+                ifname,
+                "socket(AF_PACKET)",
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let capture = Capture {
+            fd,
+            ifname: ifname.to_owned(),
+            ifindex,
+        };
+        capture.set_filter(program)?;
+        let one: libc::c_int = 1;
+        capture.setsockopt(
+            libc::SOL_PACKET,
+            libc::PACKET_AUXDATA,
+            &one,
+            "PACKET_AUXDATA",
+        )?;
+
+        // SAFETY: all-zero is a valid `sockaddr_ll`.
+        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex as libc::c_int;
+        // SAFETY: `sll` is a valid `sockaddr_ll` and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                capture.raw(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(context(ifname, "bind", io::Error::last_os_error()));
+        }
+        capture.drain();
+        Ok(capture)
+    }
+
+    /// Replaces the filter (atomically, e.g. on reload). Frames already
+    /// queued under the old filter stay queued; `wire` and the engine judge
+    /// them as usual.
+    pub fn set_filter(&self, program: &[SockFilter]) -> io::Result<()> {
+        if program.is_empty() || program.len() > MAX_INSNS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "capture on '{}': filter of {} instructions (must be 1 to {MAX_INSNS}): too many ports",
+                    self.ifname,
+                    program.len()
+                ),
+            ));
+        }
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            // The kernel only reads through this pointer (it copies the
+            // program); `SockFilter` has `sock_filter`'s layout (asserted).
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        self.setsockopt(
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog,
+            "SO_ATTACH_FILTER",
+        )
+    }
+
+    /// Receives one frame into `buf` without blocking: `Ok(None)` when no
+    /// frame is queued. A buffer of 65535 bytes holds any IP packet the
+    /// filter lets through. No allocation.
+    ///
+    /// Errors (other than "would block" and EINTR, handled here) are the
+    /// socket's, e.g. `ENETDOWN` after the interface went down.
+    pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<Frame<'b>>> {
+        // SAFETY: all-zero is a valid `sockaddr_ll`.
+        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        // Room for the PACKET_AUXDATA message (40 bytes on 64-bit), aligned
+        // for `cmsghdr`.
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast::<c_void>(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths);
+        // the fields are set below.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_ll).cast::<c_void>();
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast::<c_void>();
+        msg.msg_controllen = mem::size_of_val(&control) as _;
+
+        let n = loop {
+            // SAFETY: `msg` points at `addr`, `iov` (→ `buf`) and `control`,
+            // all alive and exclusively borrowed for this call; the lengths
+            // given are theirs.
+            let n = unsafe { libc::recvmsg(self.raw(), &mut msg, libc::MSG_DONTWAIT) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(context(&self.ifname, "recvmsg", e)),
+            }
+        };
+
+        let mut checksums = Checksums::Verify;
+        // SAFETY: `msg` was filled by the kernel; the CMSG_* macros walk its
+        // control buffer within `msg_controllen`, and the auxdata payload is
+        // read unaligned after checking its length.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                if c.cmsg_level == libc::SOL_PACKET
+                    && c.cmsg_type == libc::PACKET_AUXDATA
+                    && c.cmsg_len as usize
+                        >= libc::CMSG_LEN(mem::size_of::<libc::tpacket_auxdata>() as u32) as usize
+                {
+                    let aux: libc::tpacket_auxdata =
+                        core::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    if aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+                        checksums = Checksums::SkipTransport;
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+
+        let data = buf.get(..n).unwrap_or(buf);
+        Ok(Some(Frame {
+            data,
+            checksums,
+            outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
+        }))
+    }
+
+    /// The socket, for `poll`.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The interface name given to [`Capture::open`].
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The interface index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Discards every queued frame; returns how many (bounded, so a flood
+    /// cannot keep it looping).
+    pub(crate) fn drain(&self) -> usize {
+        let mut scratch = [0u8; 64];
+        let mut n = 0;
+        while n < 100_000 {
+            // SAFETY: `scratch` is a valid writable buffer of the given
+            // length; longer frames are cut, which is what draining wants.
+            let rc = unsafe {
+                libc::recv(
+                    self.raw(),
+                    scratch.as_mut_ptr().cast::<c_void>(),
+                    scratch.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// `setsockopt` with a typed value, errors in context.
+    fn setsockopt<T>(&self, level: i32, name: i32, value: &T, what: &str) -> io::Result<()> {
+        // SAFETY: `value` points at a live `T` and its exact size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.raw(),
+                level,
+                name,
+                (value as *const T).cast::<c_void>(),
+                mem::size_of::<T>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(context(&self.ifname, what, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for Capture {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Capture {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
