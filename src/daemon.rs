@@ -93,11 +93,18 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         for e in &errs {
             error!("{e}");
         }
-        fail(format!("{}: {} error(s); not starting", opts.config.display(), errs.len()))
+        fail(format!(
+            "{}: {} error(s); not starting",
+            opts.config.display(),
+            errs.len()
+        ))
     })?;
     log::set_max_level(opts.log_level.unwrap_or(cfg.main.log_level));
     if !cfg.main.enabled {
-        info!("disabled in {} (option enabled '0'); exiting", opts.config.display());
+        info!(
+            "disabled in {} (option enabled '0'); exiting",
+            opts.config.display()
+        );
         return Ok(());
     }
     let devices = if opts.devices.is_empty() {
@@ -106,7 +113,9 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         opts.devices.clone()
     };
     if devices.is_empty() {
-        return Err(fail("no capture device: give -i DEV or 'list device' in the config"));
+        return Err(fail(
+            "no capture device: give -i DEV or 'list device' in the config",
+        ));
     }
 
     // Signals first, so a TERM during start-up is not lost.
@@ -114,7 +123,8 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
         mask.add(s);
     }
-    mask.thread_block().map_err(|e| fail(format!("blocking signals: {e}")))?;
+    mask.thread_block()
+        .map_err(|e| fail(format!("blocking signals: {e}")))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| fail(format!("signalfd: {e}")))?;
 
@@ -132,7 +142,7 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
 
 /// Opens one capture socket per device with the config's filter.
 fn open_captures(devices: &[String], cfg: &Config) -> Result<Vec<Capture>, DaemonError> {
-    let program = bpf::program(&cfg.knock_ports(), true);
+    let program = bpf::build(&cfg.knock_ports(), true);
     devices
         .iter()
         .map(|d| Capture::open(d, &program).map_err(|e| fail(format!("capture on {d}: {e}"))))
@@ -221,7 +231,7 @@ fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, backend: &mut d
             }
             Ok(None) => return,
             Err(e) => {
-                warn!("capture {}: {e}", capture.name());
+                warn!("capture {}: {e}", capture.ifname());
                 return;
             }
         }
@@ -281,7 +291,10 @@ fn reload(
             for e in &errs {
                 error!("{e}");
             }
-            error!("reload refused ({} error(s)); the running configuration stays", errs.len());
+            error!(
+                "reload refused ({} error(s)); the running configuration stays",
+                errs.len()
+            );
             return None;
         }
     };
@@ -295,10 +308,10 @@ fn reload(
         error!("reload refused: firewall setup failed: {e}; the running configuration stays");
         return None;
     }
-    let program = bpf::program(&new.knock_ports(), true);
+    let program = bpf::build(&new.knock_ports(), true);
     for c in captures {
         if let Err(e) = c.set_filter(&program) {
-            error!("capture {}: new filter not attached: {e}", c.name());
+            error!("capture {}: new filter not attached: {e}", c.ifname());
         }
     }
     log::set_max_level(opts.log_level.unwrap_or(new.main.log_level));
@@ -314,5 +327,9 @@ fn list(ports: &[crate::port::PortSpec]) -> String {
     if ports.is_empty() {
         return "nothing".to_string();
     }
-    ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

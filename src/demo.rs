@@ -30,6 +30,9 @@ pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 1);
 /// The client's IPv6 address inside the lab.
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 2);
 
+const ROUTER_MAC: &str = "02:00:5e:d5:00:01";
+const CLIENT_MAC: &str = "02:00:5e:d5:00:02";
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -39,7 +42,11 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 /// Makes SIGINT/SIGTERM set a flag that the lab's waits check, so cleanup runs.
 pub fn catch_interrupts() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(SigHandler::Handler(on_interrupt), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for s in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         let _ = unsafe { sigaction(s, &action) };
@@ -83,12 +90,43 @@ fn ip(args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `ip` with whitespace-separated words (none of which contain spaces).
+fn ip_words(words: &str) -> io::Result<()> {
+    ip(&words.split_whitespace().collect::<Vec<_>>())
+}
+
+/// Waits (at most 3 s) until each (namespace, device) reports carrier.
+fn wait_carrier(ends: &[(&str, &str)]) -> io::Result<()> {
+    let end = Instant::now() + Duration::from_secs(3);
+    for &(ns, dev) in ends {
+        let path = format!("/sys/class/net/{dev}/carrier");
+        loop {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "cat", &path])
+                .output()?;
+            if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+                break;
+            }
+            if Instant::now() >= end {
+                let msg = format!("{dev} in {ns} has no carrier");
+                return Err(io::Error::new(io::ErrorKind::TimedOut, msg));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `f` on a new thread inside network namespace `ns` and returns its result.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || -> io::Result<T> {
         let file = File::open(&path)?;
-        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| io::Error::other(format!("setns {path}: {e}")))?;
+        setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io::Error::other(format!("setns {path}: {e}")))?;
         Ok(f())
     })
     .join()
@@ -123,7 +161,10 @@ impl DaemonProcess {
             if Instant::now() >= end {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("daemon did not log '{needle}' within {timeout:?}; log:\n{}", self.log().join("\n")),
+                    format!(
+                        "daemon did not log '{needle}' within {timeout:?}; log:\n{}",
+                        self.log().join("\n")
+                    ),
                 ));
             }
             check_interrupt()?;
@@ -193,7 +234,11 @@ fn serve_connection(mut s: TcpStream, stop: Arc<AtomicBool>) {
                     return;
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
@@ -217,7 +262,10 @@ impl Lab {
     /// (TAG at most 10 characters), with the `ROUTER_*`/`CLIENT_*` addresses.
     pub fn new(tag: &str) -> io::Result<Lab> {
         if tag.is_empty() || tag.len() > 10 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "lab tag: 1-10 letters/digits"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "lab tag: 1-10 letters/digits",
+            ));
         }
         let router_ns = format!("pst-{tag}-r");
         let client_ns = format!("pst-{tag}-c");
@@ -241,19 +289,38 @@ impl Lab {
     fn build(&self) -> io::Result<()> {
         let (r, c) = (self.router_ns.as_str(), self.client_ns.as_str());
         let client_dev = format!("pc{}", &self.router_dev[2..]);
-        ip(&["netns", "add", r])?;
-        ip(&["netns", "add", c])?;
-        ip(&["link", "add", &self.router_dev, "netns", r, "type", "veth", "peer", "name", &client_dev, "netns", c])?;
-        for (ns, dev, v4, v6) in [
-            (r, self.router_dev.as_str(), ROUTER_V4, ROUTER_V6),
-            (c, client_dev.as_str(), CLIENT_V4, CLIENT_V6),
-        ] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev])?;
-            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        ip_words(&format!("netns add {r}"))?;
+        ip_words(&format!("netns add {c}"))?;
+        ip_words(&format!(
+            "link add {} netns {r} type veth peer name {client_dev} netns {c}",
+            self.router_dev
+        ))?;
+        // Fixed MACs and permanent neighbour entries: no ARP/ND races while the
+        // link comes up, so the first packet of a test is never lost.
+        let ends = [
+            (
+                r,
+                self.router_dev.as_str(),
+                ROUTER_V4,
+                ROUTER_V6,
+                ROUTER_MAC,
+            ),
+            (c, client_dev.as_str(), CLIENT_V4, CLIENT_V6, CLIENT_MAC),
+        ];
+        for (i, &(ns, dev, v4, v6, mac)) in ends.iter().enumerate() {
+            let (_, _, peer_v4, peer_v6, peer_mac) = ends[1 - i];
+            ip_words(&format!("-n {ns} link set lo up"))?;
+            ip_words(&format!("-n {ns} link set {dev} address {mac}"))?;
+            ip_words(&format!("-n {ns} addr add {v4}/24 dev {dev}"))?;
+            ip_words(&format!("-n {ns} addr add {v6}/64 dev {dev} nodad"))?;
+            ip_words(&format!("-n {ns} link set {dev} up"))?;
+            for peer in [peer_v4.to_string(), peer_v6.to_string()] {
+                ip_words(&format!(
+                    "-n {ns} neigh replace {peer} lladdr {peer_mac} dev {dev} nud permanent"
+                ))?;
+            }
         }
-        Ok(())
+        wait_carrier(&[(r, self.router_dev.as_str()), (c, client_dev.as_str())])
     }
 
     /// Starts a TCP service on `port` (IPv4 and IPv6) in the router namespace.
@@ -287,8 +354,15 @@ impl Lab {
     /// Writes `config` to a file and starts `exe daemon -c FILE -i ROUTER_DEV` in the
     /// router namespace; waits (at most 10 s) until it logs that it is ready.
     /// `echo` prints each daemon log line with that prefix as it arrives.
-    pub fn start_daemon(&mut self, exe: &Path, config: &str, echo: Option<&'static str>) -> io::Result<&mut DaemonProcess> {
-        let path = self.dir.join(format!("postern-{}.conf", self.daemons.len()));
+    pub fn start_daemon(
+        &mut self,
+        exe: &Path,
+        config: &str,
+        echo: Option<&'static str>,
+    ) -> io::Result<&mut DaemonProcess> {
+        let path = self
+            .dir
+            .join(format!("postern-{}.conf", self.daemons.len()));
         std::fs::write(&path, config)?;
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.router_ns])
@@ -301,7 +375,10 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()?;
         let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().ok_or_else(|| io::Error::other("no stderr pipe"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| io::Error::other("no stderr pipe"))?;
         let sink = log.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -318,7 +395,10 @@ impl Lab {
             log,
             reader: Some(reader),
         });
-        let d = self.daemons.last_mut().ok_or_else(|| io::Error::other("no daemon"))?;
+        let d = self
+            .daemons
+            .last_mut()
+            .ok_or_else(|| io::Error::other("no daemon"))?;
         d.wait_for_log("ready:", Duration::from_secs(10))?;
         Ok(d)
     }
@@ -332,7 +412,9 @@ impl Lab {
     /// panics with the log otherwise (for tests).
     pub fn daemons_wait(&self, needle: &str) -> String {
         match self.daemons.last() {
-            Some(d) => d.wait_for_log(needle, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}")),
+            Some(d) => d
+                .wait_for_log(needle, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("{e}")),
             None => panic!("no daemon started"),
         }
     }
@@ -343,7 +425,12 @@ impl Lab {
     }
 
     /// Tries a TCP connection from the client namespace; on success returns the greeting.
-    pub fn connect(&self, addr: IpAddr, port: u16, timeout: Duration) -> io::Result<Option<String>> {
+    pub fn connect(
+        &self,
+        addr: IpAddr,
+        port: u16,
+        timeout: Duration,
+    ) -> io::Result<Option<String>> {
         in_netns(&self.client_ns, move || {
             let mut s = match TcpStream::connect_timeout(&SocketAddr::new(addr, port), timeout) {
                 Ok(s) => s,
@@ -357,7 +444,12 @@ impl Lab {
     }
 
     /// Opens a TCP connection from the client namespace and keeps it.
-    pub fn open_connection(&self, addr: IpAddr, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    pub fn open_connection(
+        &self,
+        addr: IpAddr,
+        port: u16,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
         in_netns(&self.client_ns, move || {
             let s = TcpStream::connect_timeout(&SocketAddr::new(addr, port), timeout)?;
             s.set_read_timeout(Some(timeout))?;
@@ -367,12 +459,18 @@ impl Lab {
 
     /// Runs a command in the client namespace (`ip netns exec CLIENT ARGS...`).
     pub fn run_in_client(&self, args: &[&str]) -> io::Result<Output> {
-        Command::new("ip").args(["netns", "exec", &self.client_ns]).args(args).output()
+        Command::new("ip")
+            .args(["netns", "exec", &self.client_ns])
+            .args(args)
+            .output()
     }
 
     /// Runs a command in the router namespace.
     pub fn run_in_router(&self, args: &[&str]) -> io::Result<Output> {
-        Command::new("ip").args(["netns", "exec", &self.router_ns]).args(args).output()
+        Command::new("ip")
+            .args(["netns", "exec", &self.router_ns])
+            .args(args)
+            .output()
     }
 
     /// The router namespace's nftables ruleset (`nft list ruleset`).
@@ -401,7 +499,10 @@ pub fn echo(s: &mut TcpStream, text: &str) -> io::Result<String> {
     while !got.ends_with(b"\n") {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         got.extend_from_slice(&buf[..n]);
     }
@@ -439,8 +540,11 @@ impl Timeline {
 /// `postern demo`: closed → knock → open → expired, on a real kernel. Ok only if
 /// every step behaved; everything created is removed in any case.
 pub fn run(exe: &Path) -> Result<(), String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("the demo needs root (network namespaces and nftables): sudo postern demo".into());
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(
+            "the demo needs root (network namespaces and nftables): sudo postern demo".into(),
+        );
     }
     catch_interrupts();
     let t = Timeline(Instant::now());
@@ -453,22 +557,39 @@ pub fn run(exe: &Path) -> Result<(), String> {
     let mut lab = Lab::new("demo").map_err(e)?;
     lab.serve_tcp(DEMO_PORT).map_err(e)?;
     t.say("router", &format!("service listening on tcp:{DEMO_PORT}"));
-    t.say("router", "postern daemon: knock tcp:7000 udp:8000 tcp:9000 opens tcp:2222 for 5 s");
-    lab.start_daemon(exe, &demo_config(duration), Some("          daemon  ")).map_err(e)?;
+    t.say(
+        "router",
+        "postern daemon: knock tcp:7000 udp:8000 tcp:9000 opens tcp:2222 for 5 s",
+    );
+    lab.start_daemon(exe, &demo_config(duration), Some("          daemon  "))
+        .map_err(e)?;
 
     match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
-        None => t.say("client", &format!("connect {target}:{DEMO_PORT} -> no answer (guarded)")),
+        None => t.say(
+            "client",
+            &format!("connect {target}:{DEMO_PORT} -> no answer (guarded)"),
+        ),
         Some(g) => return Err(format!("the port answered before any knock: {g}")),
     }
 
-    let knock = ["postern", "knock", "10.213.0.1", "tcp:7000", "udp:8000", "tcp:9000"];
+    let knock = [
+        "postern",
+        "knock",
+        "10.213.0.1",
+        "tcp:7000",
+        "udp:8000",
+        "tcp:9000",
+    ];
     t.say("client", &knock.join(" "));
     let exe_s = exe.to_string_lossy().into_owned();
     let mut cmd = vec![exe_s.as_str()];
     cmd.extend_from_slice(&knock[1..]);
     let out = lab.run_in_client(&cmd).map_err(e)?;
     if !out.status.success() {
-        return Err(format!("knock failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "knock failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     lab.daemons
         .last()
@@ -479,13 +600,22 @@ pub fn run(exe: &Path) -> Result<(), String> {
         Ok(mut s) => {
             let mut greeting = String::new();
             BufReader::new(&mut s).read_line(&mut greeting).map_err(e)?;
-            t.say("client", &format!("connect {target}:{DEMO_PORT} -> \"{}\" (open)", greeting.trim_end()));
+            t.say(
+                "client",
+                &format!(
+                    "connect {target}:{DEMO_PORT} -> \"{}\" (open)",
+                    greeting.trim_end()
+                ),
+            );
             s
         }
         Err(err) => return Err(format!("the port stayed closed after the knock: {err}")),
     };
 
-    t.say("client", &format!("keeps that connection; waits for the {duration} s grant to run out"));
+    t.say(
+        "client",
+        &format!("keeps that connection; waits for the {duration} s grant to run out"),
+    );
     let opened = Instant::now();
     sleep(Duration::from_secs(duration)).map_err(e)?;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -498,10 +628,17 @@ pub fn run(exe: &Path) -> Result<(), String> {
     }
     t.say(
         "client",
-        &format!("new connect -> no answer after {:.1} s (closed again)", opened.elapsed().as_secs_f64()),
+        &format!(
+            "new connect -> no answer after {:.1} s (closed again)",
+            opened.elapsed().as_secs_f64()
+        ),
     );
-    let reply = echo(&mut kept, "still there?").map_err(|err| format!("established connection was cut: {err}"))?;
-    t.say("client", &format!("the established connection still works: echo \"{reply}\""));
+    let reply = echo(&mut kept, "still there?")
+        .map_err(|err| format!("established connection was cut: {err}"))?;
+    t.say(
+        "client",
+        &format!("the established connection still works: echo \"{reply}\""),
+    );
     drop(kept);
     drop(lab);
     t.say("lab", "removed namespaces, veth, daemon and service");

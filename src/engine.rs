@@ -195,19 +195,32 @@ mod tests {
             sequences: vec![
                 seq(
                     "ssh",
-                    vec![PortSpec::tcp(7000), PortSpec::udp(8000), PortSpec::tcp(9000)],
+                    vec![
+                        PortSpec::tcp(7000),
+                        PortSpec::udp(8000),
+                        PortSpec::tcp(9000),
+                    ],
                     Action::Open,
                     vec![PortSpec::tcp(22)],
                 ),
                 seq(
                     "ssh_close",
-                    vec![PortSpec::tcp(9000), PortSpec::udp(8000), PortSpec::tcp(7000)],
+                    vec![
+                        PortSpec::tcp(9000),
+                        PortSpec::udp(8000),
+                        PortSpec::tcp(7000),
+                    ],
                     Action::Close,
                     vec![PortSpec::tcp(22)],
                 ),
                 Sequence {
                     enabled: false,
-                    ..seq("off", vec![PortSpec::udp(1)], Action::Open, vec![PortSpec::tcp(80)])
+                    ..seq(
+                        "off",
+                        vec![PortSpec::udp(1)],
+                        Action::Open,
+                        vec![PortSpec::tcp(80)],
+                    )
                 },
             ],
         }
@@ -241,16 +254,28 @@ mod tests {
         let syn = TcpFlags::SYN;
         let open = feed(
             &mut e,
-            &[obs(L4Proto::Tcp, 7000, syn), obs(L4Proto::Udp, 8000, 0), obs(L4Proto::Tcp, 9000, syn)],
+            &[
+                obs(L4Proto::Tcp, 7000, syn),
+                obs(L4Proto::Udp, 8000, 0),
+                obs(L4Proto::Tcp, 9000, syn),
+            ],
         );
         assert_eq!(open.len(), 1);
         assert!(open[0].starts_with("Open { src: 192.0.2.9, sequence: \"ssh\", ports: [PortSpec { proto: Tcp, port: 22 }], duration: 30s"), "{}", open[0]);
         let close = feed(
             &mut e,
-            &[obs(L4Proto::Tcp, 9000, syn), obs(L4Proto::Udp, 8000, 0), obs(L4Proto::Tcp, 7000, syn)],
+            &[
+                obs(L4Proto::Tcp, 9000, syn),
+                obs(L4Proto::Udp, 8000, 0),
+                obs(L4Proto::Tcp, 7000, syn),
+            ],
         );
         assert_eq!(close.len(), 1);
-        assert!(close[0].starts_with("Close { src: 192.0.2.9, sequence: \"ssh_close\""), "{}", close[0]);
+        assert!(
+            close[0].starts_with("Close { src: 192.0.2.9, sequence: \"ssh_close\""),
+            "{}",
+            close[0]
+        );
         let c = e.counters();
         assert_eq!((c.opened, c.closed), (1, 1));
     }

@@ -19,7 +19,11 @@ impl Log for StderrLogger {
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
             let level = record.level().as_str().to_ascii_lowercase();
-            let _ = writeln!(std::io::stderr().lock(), "postern: {level}: {}", record.args());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "postern: {level}: {}",
+                record.args()
+            );
         }
     }
 

@@ -157,7 +157,10 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
     }
     let knocks = knocks
         .iter()
-        .map(|k| k.parse::<PortSpec>().map_err(|e| format!("knock '{k}': {e}")))
+        .map(|k| {
+            k.parse::<PortSpec>()
+                .map_err(|e| format!("knock '{k}': {e}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let host = client::resolve(host).map_err(|e| e.to_string())?;
     client::knock(host, &knocks, delay).map_err(|e| e.to_string())?;

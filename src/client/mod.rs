@@ -72,7 +72,8 @@ pub fn knock(host: IpAddr, knocks: &[PortSpec], delay: Duration) -> io::Result<(
         if i > 0 && !delay.is_zero() {
             std::thread::sleep(delay);
         }
-        knock_once(host, *k).map_err(|e| io::Error::new(e.kind(), format!("knock {k} to {host}: {e}")))?;
+        knock_once(host, *k)
+            .map_err(|e| io::Error::new(e.kind(), format!("knock {k} to {host}: {e}")))?;
     }
     Ok(())
 }
@@ -84,8 +85,14 @@ mod tests {
 
     #[test]
     fn resolves_literals_and_localhost() {
-        assert_eq!(resolve("192.0.2.1").unwrap(), "192.0.2.1".parse::<IpAddr>().unwrap());
-        assert_eq!(resolve("[2001:db8::1]").unwrap(), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve("192.0.2.1").unwrap(),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            resolve("[2001:db8::1]").unwrap(),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
         assert!(resolve("localhost").unwrap().is_loopback());
     }
 
@@ -94,10 +101,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let tcp = listener.local_addr().unwrap().port();
         let udp_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        udp_sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        udp_sock
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         let udp = udp_sock.local_addr().unwrap().port();
         let host: IpAddr = "127.0.0.1".parse().unwrap();
-        knock(host, &[PortSpec::tcp(tcp), PortSpec::udp(udp)], Duration::from_millis(1)).unwrap();
+        knock(
+            host,
+            &[PortSpec::tcp(tcp), PortSpec::udp(udp)],
+            Duration::from_millis(1),
+        )
+        .unwrap();
         let mut buf = [0u8; 8];
         let (n, _) = udp_sock.recv_from(&mut buf).unwrap();
         assert_eq!(n, 0, "a UDP knock is an empty datagram");
@@ -111,7 +125,10 @@ mod tests {
                 None
             }
         });
-        assert!(accepted.expect("the TCP knock's SYN arrived").ip().is_loopback());
+        assert!(accepted
+            .expect("the TCP knock's SYN arrived")
+            .ip()
+            .is_loopback());
     }
 
     #[test]

@@ -212,7 +212,11 @@ mod tests {
 
     fn ssh() -> Vec<SequenceSteps> {
         vec![seq(
-            &[PortSpec::tcp(7000), PortSpec::udp(8000), PortSpec::tcp(9000)],
+            &[
+                PortSpec::tcp(7000),
+                PortSpec::udp(8000),
+                PortSpec::tcp(9000),
+            ],
             10,
         )]
     }
@@ -293,9 +297,17 @@ mod tests {
         // The same port under the other protocol is a wrong knock too.
         let k = [(10, PortSpec::tcp(7000)), (11, PortSpec::tcp(8000))];
         run(&mut m, ALICE, &k);
-        assert_eq!(m.progress_of(ALICE, 0), Some(1), "tcp:8000 is no knock port: ignored");
+        assert_eq!(
+            m.progress_of(ALICE, 0),
+            Some(1),
+            "tcp:8000 is no knock port: ignored"
+        );
         run(&mut m, ALICE, &[(12, PortSpec::udp(9000))]);
-        assert_eq!(m.progress_of(ALICE, 0), Some(1), "udp:9000 is no knock port either");
+        assert_eq!(
+            m.progress_of(ALICE, 0),
+            Some(1),
+            "udp:9000 is no knock port either"
+        );
     }
 
     #[test]
@@ -345,7 +357,11 @@ mod tests {
         let mut m = Matcher::new(ssh());
         let bob = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
         run(&mut m, ALICE, &[(0, PortSpec::tcp(7000))]);
-        run(&mut m, bob, &[(1, PortSpec::tcp(7000)), (2, PortSpec::udp(8000))]);
+        run(
+            &mut m,
+            bob,
+            &[(1, PortSpec::tcp(7000)), (2, PortSpec::udp(8000))],
+        );
         // Alice's third step is wrong for her (she is at step 1).
         assert!(run(&mut m, ALICE, &[(3, PortSpec::tcp(9000))]).is_empty());
         assert_eq!(run(&mut m, bob, &[(4, PortSpec::tcp(9000))]), vec![0]);
@@ -354,14 +370,23 @@ mod tests {
     #[test]
     fn thousand_interleaved_sources_all_complete() {
         let mut m = Matcher::new(ssh());
-        let steps = [PortSpec::tcp(7000), PortSpec::udp(8000), PortSpec::tcp(9000)];
+        let steps = [
+            PortSpec::tcp(7000),
+            PortSpec::udp(8000),
+            PortSpec::tcp(9000),
+        ];
         let mut done = 0;
         for (t, step) in steps.iter().enumerate() {
             for s in 0..1000u32 {
-                m.on_knock(Millis(t as u64 * 100 + u64::from(s)), v4(0x0a00_0000 + s), *step, &mut |i| {
-                    assert_eq!(i, 0);
-                    done += 1;
-                });
+                m.on_knock(
+                    Millis(t as u64 * 100 + u64::from(s)),
+                    v4(0x0a00_0000 + s),
+                    *step,
+                    &mut |i| {
+                        assert_eq!(i, 0);
+                        done += 1;
+                    },
+                );
             }
         }
         assert_eq!(done, 1000);
@@ -383,7 +408,9 @@ mod tests {
         let mut flood = |m: &mut Matcher, n: usize, t: u64| {
             for _ in 0..n {
                 let src = spoofed(&mut rng);
-                m.on_knock(Millis(t), src, PortSpec::tcp(7000), &mut |_| panic!("spoof completed"));
+                m.on_knock(Millis(t), src, PortSpec::tcp(7000), &mut |_| {
+                    panic!("spoof completed")
+                });
             }
         };
         // The table is already full of spoofed first knocks when Alice starts.
@@ -397,7 +424,11 @@ mod tests {
         done.extend(run(&mut m, ALICE, &[(5, PortSpec::tcp(9000))]));
         assert_eq!(done, vec![0]);
         assert!(m.counters().evictions >= 150_000);
-        assert_eq!(m.in_progress(), KNOCK_TABLE_CAPACITY - 1, "hers is gone: done");
+        assert_eq!(
+            m.in_progress(),
+            KNOCK_TABLE_CAPACITY - 1,
+            "hers is gone: done"
+        );
     }
 
     #[test]

@@ -336,7 +336,10 @@ mod tests {
     fn full_table_evicts_oldest_first_step() {
         let mut t = ProgressTable::boxed();
         for i in 0..KNOCK_TABLE_CAPACITY as u32 {
-            assert_eq!(t.insert_first(key(i), Millis(i as u64), never), Insert::Stored);
+            assert_eq!(
+                t.insert_first(key(i), Millis(i as u64), never),
+                Insert::Stored
+            );
         }
         assert_eq!(
             t.insert_first(key(99_999), Millis(99_999), never),
@@ -354,7 +357,10 @@ mod tests {
         t.insert_first(key(0), Millis(0), never);
         assert_eq!(t.advance(&key(0)), Some(2));
         for i in 1..200_000u32 {
-            assert_ne!(t.insert_first(key(i), Millis(1), never), Insert::DroppedFull);
+            assert_ne!(
+                t.insert_first(key(i), Millis(1), never),
+                Insert::DroppedFull
+            );
         }
         assert_eq!(t.get(&key(0)).map(|p| p.matched), Some(2));
         assert_eq!(t.len(), KNOCK_TABLE_CAPACITY);
@@ -367,7 +373,10 @@ mod tests {
             t.insert_first(key(i), Millis(0), never);
             t.advance(&key(i));
         }
-        assert_eq!(t.insert_first(key(1 << 20), Millis(5), never), Insert::DroppedFull);
+        assert_eq!(
+            t.insert_first(key(1 << 20), Millis(5), never),
+            Insert::DroppedFull
+        );
         assert!(t.get(&key(1 << 20)).is_none());
         // ...unless some have expired.
         let expired = |_: &Key, p: &Progress| p.started == Millis(0);
@@ -419,7 +428,9 @@ mod tests {
                     if ok {
                         reference.insert(k, v);
                     } else {
-                        assert!(!reference.contains_key(&k) && reference.len() == KNOCK_TABLE_CAPACITY);
+                        assert!(
+                            !reference.contains_key(&k) && reference.len() == KNOCK_TABLE_CAPACITY
+                        );
                     }
                 }
                 _ => assert_eq!(m.swap_remove(&k), reference.remove(&k)),
