@@ -24,3 +24,6 @@ pub mod logger;
 pub mod port;
 pub mod time;
 pub mod wire;
+
+#[cfg(test)]
+mod test_rng;

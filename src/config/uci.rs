@@ -599,6 +599,7 @@ fn add_list(section: &mut Section, name: &str, value: String, line: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     fn ok(text: &str) -> Vec<Section> {
         match parse("t", text) {
@@ -1002,22 +1003,6 @@ config include
             let again = ok(&render(&first));
             assert_eq!(shape(&again), shape(&first), "{text}");
             assert_eq!(render(&again), render(&first));
-        }
-    }
-
-    /// xorshift64*: a small deterministic generator for the no-panic tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
         }
     }
 

@@ -1,6 +1,7 @@
 //! Byte-array tests for [`observe`], plus a no-panic fuzz loop.
 
 use super::*;
+use crate::test_rng::Rng;
 use crate::wire::testdata::*;
 
 const V: Checksums = Checksums::Verify;
@@ -338,22 +339,6 @@ fn bad_transport_headers() {
     let f = v6(17, &udp(1, 2, b""));
     let o = observe(&f, V).unwrap();
     assert!(o.payload.is_empty());
-}
-
-/// xorshift64*: a tiny deterministic PRNG for the fuzz loop.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Makes the IPv4 header checksum right again if the header is complete, so
