@@ -214,22 +214,24 @@ fn fw4_backend_uses_fw4_sets_and_leaves_fw4_alone() {
     }
     let mut lab = Lab::new(&tag('f')).unwrap();
     lab.serve_tcp(DEMO_PORT).unwrap();
-    // A ruleset shaped like OpenWrt's fw4 with postern's include files applied.
+    // A ruleset shaped like OpenWrt's fw4, including postern's shipped include
+    // files where fw4 includes /usr/share/nftables.d/{table-pre,chain-pre/input_wan}.
+    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
     let fw4 = format!(
         "table inet fw4 {{
-  set postern_allow4 {{ type ipv4_addr . inet_proto . inet_service; flags timeout; }}
-  set postern_allow6 {{ type ipv6_addr . inet_proto . inet_service; flags timeout; }}
+  include \"{table_pre}\"
   chain input {{ type filter hook input priority filter; policy accept;
     ct state established,related accept
     iifname \"{dev}\" jump input_wan
   }}
   chain input_wan {{
-    meta nfproto ipv4 ip saddr . meta l4proto . th dport @postern_allow4 counter accept
-    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept
+    include \"{chain_pre}\"
     tcp dport {DEMO_PORT} drop
   }}
 }}
 ",
+        table_pre = files.join("fw4-table-pre.nft").display(),
+        chain_pre = files.join("fw4-chain-pre-input_wan.nft").display(),
         dev = lab.router_dev
     );
     let path = std::env::temp_dir().join(format!("fw4-{}.nft", tag('f')));
