@@ -19,9 +19,11 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod firewall;
+pub mod grants;
 pub mod knock;
 pub mod logger;
 pub mod port;
+pub mod status;
 pub mod time;
 pub mod wire;
 

@@ -1,0 +1,310 @@
+//! `postern status`: what the running daemon reports, as JSON and as text.
+//!
+//! The daemon builds a [`Snapshot`] on request (not per packet) and the
+//! control socket sends it; the CLI prints it. JSON is written by hand (a
+//! few dozen lines, no serde in a router binary). No I/O here.
+
+use core::fmt::Write;
+
+use crate::engine::Counters;
+use crate::grants::GrantTable;
+use crate::time::Millis;
+use crate::wire::Reject;
+
+/// One live grant as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    /// Allowed address.
+    pub addr: String,
+    /// `proto:port`.
+    pub port: String,
+    /// Sequence or client that granted it.
+    pub origin: String,
+    /// Seconds until the kernel removes it.
+    pub expires_in_s: u64,
+}
+
+/// A named group of counters (`knock`, `wire_rejected`, …).
+pub type CounterGroup = (&'static str, Vec<(&'static str, u64)>);
+
+/// Everything `postern status` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// postern's version.
+    pub version: &'static str,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// Firewall backend name.
+    pub backend: String,
+    /// Capture devices.
+    pub devices: Vec<String>,
+    /// Knock attempts in progress.
+    pub knocks_in_progress: usize,
+    /// Live grants, soonest expiry first.
+    pub grants: Vec<GrantView>,
+    /// Counter groups.
+    pub counters: Vec<CounterGroup>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from the daemon's state at `now`.
+    pub fn collect(
+        now: Millis,
+        started: Millis,
+        backend: &str,
+        devices: &[String],
+        knocks_in_progress: usize,
+        grants: &GrantTable,
+        counters: &Counters,
+    ) -> Snapshot {
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_s: now.since(started) / 1000,
+            backend: backend.to_string(),
+            devices: devices.to_vec(),
+            knocks_in_progress,
+            grants: grants
+                .sorted()
+                .iter()
+                .filter(|g| g.expires > now)
+                .map(|g| GrantView {
+                    addr: g.addr.to_string(),
+                    port: g.port.to_string(),
+                    origin: g.origin.to_string(),
+                    expires_in_s: g.remaining(now).as_secs_f64().ceil() as u64,
+                })
+                .collect(),
+            counters: counter_groups(counters, grants),
+        }
+    }
+
+    /// The JSON form (`postern status --json`, read by LuCI).
+    pub fn to_json(&self) -> String {
+        let mut j = String::with_capacity(1024);
+        j.push('{');
+        let _ = write!(j, "\"version\":{},", quote(self.version));
+        let _ = write!(j, "\"uptime_s\":{},", self.uptime_s);
+        let _ = write!(j, "\"backend\":{},", quote(&self.backend));
+        j.push_str("\"devices\":[");
+        join(&mut j, self.devices.iter(), |j, d| j.push_str(&quote(d)));
+        let _ = write!(j, "],\"knocks_in_progress\":{},", self.knocks_in_progress);
+        j.push_str("\"grants\":[");
+        join(&mut j, self.grants.iter(), |j, g| {
+            let _ = write!(
+                j,
+                "{{\"addr\":{},\"port\":{},\"origin\":{},\"expires_in_s\":{}}}",
+                quote(&g.addr),
+                quote(&g.port),
+                quote(&g.origin),
+                g.expires_in_s
+            );
+        });
+        j.push_str("],\"counters\":{");
+        join(&mut j, self.counters.iter(), |j, (group, values)| {
+            let _ = write!(j, "{}:{{", quote(group));
+            join(j, values.iter(), |j, (name, v)| {
+                let _ = write!(j, "{}:{v}", quote(name));
+            });
+            j.push('}');
+        });
+        j.push_str("}}\n");
+        j
+    }
+
+    /// The human form (`postern status`).
+    pub fn to_text(&self) -> String {
+        let mut t = String::new();
+        let up = self.uptime_s;
+        let _ = writeln!(
+            t,
+            "postern {}, up {}h{:02}m{:02}s, backend {}, devices {}",
+            self.version,
+            up / 3600,
+            up / 60 % 60,
+            up % 60,
+            self.backend,
+            if self.devices.is_empty() {
+                "-".to_string()
+            } else {
+                self.devices.join(",")
+            }
+        );
+        let _ = writeln!(t, "knock attempts in progress: {}", self.knocks_in_progress);
+        let _ = writeln!(t, "live grants: {}", self.grants.len());
+        for g in &self.grants {
+            let _ = writeln!(
+                t,
+                "  {:<39} {:<11} {:>6} s left  ({})",
+                g.addr, g.port, g.expires_in_s, g.origin
+            );
+        }
+        for (group, values) in &self.counters {
+            let nonzero: Vec<String> = values
+                .iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            let shown = if nonzero.is_empty() {
+                "all 0".to_string()
+            } else {
+                nonzero.join(" ")
+            };
+            let _ = writeln!(t, "{group}: {shown}");
+        }
+        t
+    }
+}
+
+fn join<T>(out: &mut String, items: impl Iterator<Item = T>, mut each: impl FnMut(&mut String, T)) {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        each(out, item);
+    }
+}
+
+/// A JSON string literal.
+pub fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            '\t' => q.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(q, "\\u{:04x}", c as u32);
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// The engine's counters as named groups.
+pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
+    let k = &c.knock;
+    vec![
+        (
+            "packets",
+            vec![
+                ("frames", c.frames),
+                ("rejected", c.rejected.total()),
+                ("tcp_not_syn", c.tcp_not_syn),
+            ],
+        ),
+        (
+            "wire_rejected",
+            Reject::ALL
+                .iter()
+                .map(|r| (r.name(), c.rejected.get(*r)))
+                .collect(),
+        ),
+        (
+            "knock",
+            vec![
+                ("knocks", k.knocks),
+                ("not_knock_port", k.not_knock_port),
+                ("steps_matched", k.steps_matched),
+                ("duplicates", k.duplicates),
+                ("resets", k.resets),
+                ("timeouts", k.timeouts),
+                ("completed", k.completed),
+                ("evictions", k.evictions),
+                ("dropped_table_full", k.dropped_table_full),
+            ],
+        ),
+        (
+            "decisions",
+            vec![
+                ("opened", c.opened),
+                ("closed", c.closed),
+                ("grants_forgotten", grants.forgotten()),
+            ],
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::Grant;
+    use crate::port::PortSpec;
+    use core::time::Duration;
+
+    fn snapshot() -> Snapshot {
+        let mut grants = GrantTable::new();
+        let g = |a: &str, p, s| Grant {
+            addr: a.parse().unwrap(),
+            port: PortSpec::tcp(p),
+            timeout: Duration::from_secs(s),
+        };
+        grants.record(Millis(1_000), &g("192.0.2.7", 22, 30), "ssh");
+        grants.record(Millis(1_000), &g("2001:db8::9", 443, 5), "la\"p\\top");
+        grants.record(Millis(1_000), &g("192.0.2.8", 22, 1), "gone");
+        let mut counters = Counters::default();
+        counters.frames = 12;
+        counters.opened = 2;
+        counters.knock.knocks = 6;
+        Snapshot::collect(
+            Millis(3_500),
+            Millis(0),
+            "nft",
+            &["eth1".into()],
+            1,
+            &grants,
+            &counters,
+        )
+    }
+
+    #[test]
+    fn json_is_exact_and_escaped() {
+        let j = snapshot().to_json();
+        assert!(j.starts_with(&format!(
+            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
+            env!("CARGO_PKG_VERSION")
+        )), "{j}");
+        assert!(j.contains("\"knock\":{\"knocks\":6,"), "{j}");
+        assert!(
+            j.contains("\"decisions\":{\"opened\":2,\"closed\":0,\"grants_forgotten\":0}"),
+            "{j}"
+        );
+        assert!(j.ends_with("}}\n"));
+        // Balanced braces and brackets outside strings: a cheap well-formedness check.
+        let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+        for c in j.chars() {
+            match (in_str, esc, c) {
+                (true, true, _) => esc = false,
+                (true, false, '\\') => esc = true,
+                (_, false, '"') => in_str = !in_str,
+                (false, _, '{' | '[') => depth += 1,
+                (false, _, '}' | ']') => depth -= 1,
+                _ => {}
+            }
+            assert!(depth >= 0);
+        }
+        assert_eq!((depth, in_str), (0, false));
+    }
+
+    #[test]
+    fn text_lists_grants_and_nonzero_counters() {
+        let t = snapshot().to_text();
+        assert!(t.contains("backend nft, devices eth1"), "{t}");
+        assert!(t.contains("live grants: 2"), "{t}");
+        assert!(
+            t.contains("192.0.2.7") && t.contains("28 s left  (ssh)"),
+            "{t}"
+        );
+        assert!(t.contains("knock: knocks=6"), "{t}");
+        assert!(t.contains("wire_rejected: all 0"), "{t}");
+    }
+
+    #[test]
+    fn quote_escapes_controls() {
+        assert_eq!(quote("a\u{1}b\n"), "\"a\\u0001b\\n\"");
+    }
+}
