@@ -246,9 +246,11 @@ mod tests {
         grants.record(Millis(1_000), &g("192.0.2.7", 22, 30), "ssh");
         grants.record(Millis(1_000), &g("2001:db8::9", 443, 5), "la\"p\\top");
         grants.record(Millis(1_000), &g("192.0.2.8", 22, 1), "gone");
-        let mut counters = Counters::default();
-        counters.frames = 12;
-        counters.opened = 2;
+        let mut counters = Counters {
+            frames: 12,
+            opened: 2,
+            ..Counters::default()
+        };
         counters.knock.knocks = 6;
         Snapshot::collect(
             Millis(3_500),

@@ -373,3 +373,44 @@ fn fw4_setup_fails_clearly_without_the_include() {
         b.setup(&[]).unwrap();
     });
 }
+
+#[test]
+fn monitor_sees_fw4_restart_but_not_unrelated_changes() {
+    use postern::firewall::nft::monitor::Monitor;
+    use std::os::fd::AsFd;
+    in_netns("monitor_sees_fw4_restart_but_not_unrelated_changes", || {
+        let sets = ["postern_allow4", "postern_allow6"];
+        let fw4 = "table inet fw4 { set postern_allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }; }";
+        let mon = Monitor::open().expect("monitor socket");
+        let mut buf = vec![0u8; 65536];
+        let wait = |mon: &Monitor| {
+            let mut fds = [nix::poll::PollFd::new(
+                mon.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+        };
+        // An unrelated table: no change for us.
+        nft("add table inet other");
+        wait(&mon);
+        assert!(!mon.drain(&mut buf, "fw4", &sets).unwrap().needs_resync());
+        // fw4 comes up with our set, then `fw4 restart` deletes and recreates it.
+        let file = std::env::temp_dir().join(format!("mon-fw4-{}.nft", std::process::id()));
+        std::fs::write(&file, fw4).unwrap();
+        nft(&format!("-f {}", file.display()));
+        wait(&mon);
+        let c = mon.drain(&mut buf, "fw4", &sets).unwrap();
+        assert!(c.created && !c.removed, "{c:?}");
+        nft("delete table inet fw4");
+        nft(&format!("-f {}", file.display()));
+        let _ = std::fs::remove_file(&file);
+        wait(&mon);
+        let c = mon.drain(&mut buf, "fw4", &sets).unwrap();
+        assert!(c.removed && c.created, "{c:?}");
+        // Quiet again: nothing queued.
+        assert_eq!(
+            mon.drain(&mut buf, "fw4", &sets).unwrap(),
+            Default::default()
+        );
+    });
+}

@@ -12,6 +12,7 @@
 //! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
 //! and sent by `socket` (the only netlink I/O).
 
+pub mod monitor;
 pub mod netlink;
 pub mod ruleset;
 mod socket;
