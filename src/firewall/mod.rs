@@ -11,6 +11,7 @@ use core::time::Duration;
 use crate::port::PortSpec;
 
 pub mod dry_run;
+pub mod nfnetlink;
 pub mod nft;
 
 /// One address allowed to one port for a while.

@@ -10,19 +10,18 @@
 //!
 //! Per grant, this module must never spawn `nft`: grants and revokes are
 //! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
-//! and sent by `socket` (the only netlink I/O).
+//! and sent by `nfnetlink::socket` (the only netlink I/O).
 
 pub mod monitor;
 pub mod netlink;
 pub mod ruleset;
-mod socket;
 
 use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use self::netlink::{ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
-use self::socket::NfSocket;
+use super::nfnetlink::socket::LazySocket;
 use super::{Backend, FirewallError, Grant};
 use crate::port::PortSpec;
 
@@ -39,9 +38,8 @@ pub enum Flavour {
 #[derive(Debug)]
 pub struct NftBackend {
     flavour: Flavour,
-    /// Opened on first use, in the caller's network namespace; dropped after a
-    /// socket error so that the next call starts afresh.
-    sock: Option<NfSocket>,
+    /// Opened on first use, in the caller's network namespace.
+    sock: LazySocket,
 }
 
 impl NftBackend {
@@ -49,7 +47,7 @@ impl NftBackend {
     pub fn standalone() -> NftBackend {
         NftBackend {
             flavour: Flavour::Standalone,
-            sock: None,
+            sock: LazySocket::new(),
         }
     }
 
@@ -57,7 +55,7 @@ impl NftBackend {
     pub fn fw4() -> NftBackend {
         NftBackend {
             flavour: Flavour::Fw4,
-            sock: None,
+            sock: LazySocket::new(),
         }
     }
 
@@ -85,28 +83,13 @@ impl NftBackend {
         }
     }
 
-    fn socket(&mut self) -> io::Result<&mut NfSocket> {
-        match self.sock {
-            Some(ref mut sock) => Ok(sock),
-            None => Ok(self.sock.insert(NfSocket::open()?)),
-        }
-    }
-
-    /// Sends one request through the socket; a socket failure (not a kernel
-    /// refusal) drops the socket so that the next call reopens it.
+    /// Sends one request built by `msg_for_seq` (see [`LazySocket::exchange`]).
     fn exchange(
         &mut self,
-        msg_for_seq: impl Fn(u32, &mut [u8]) -> io::Result<(usize, u32)>,
+        msg_for_seq: impl FnOnce(u32, &mut [u8]) -> io::Result<(usize, u32)>,
     ) -> io::Result<Result<(), i32>> {
-        let sock = self.socket()?;
-        let seq = sock.next_seq(3);
         let mut buf = [0u8; REQUEST_BUF_LEN];
-        let (n, ack_seq) = msg_for_seq(seq, &mut buf)?;
-        let result = sock.request(&buf[..n], ack_seq);
-        if result.is_err() {
-            self.sock = None;
-        }
-        result
+        self.sock.exchange(3, &mut buf, msg_for_seq)
     }
 
     /// One set-element change. `ENOENT` from the kernel counts as success when
@@ -275,7 +258,7 @@ impl Backend for NftBackend {
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {
-        self.sock = None;
+        self.sock.close();
         match self.flavour {
             Flavour::Standalone => run_nft_script(
                 &ruleset::standalone_teardown_script(),

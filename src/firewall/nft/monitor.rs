@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::netlink::{NFNL_SUBSYS_NFTABLES, NFTA_SET_NAME, NFTA_SET_TABLE, NLMSG_HDRLEN};
+use crate::firewall::nfnetlink::wire::{read_u16, read_u32};
 
 /// `NFT_MSG_NEWTABLE`.
 pub const NFT_MSG_NEWTABLE: u16 = 0;
@@ -44,14 +45,6 @@ impl Change {
     pub fn needs_resync(self) -> bool {
         self.removed || self.created
     }
-}
-
-fn read_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// The value of string attribute `ty` among `attrs` (without its NUL).

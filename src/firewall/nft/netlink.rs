@@ -1,10 +1,12 @@
-//! nf_tables netlink messages as bytes: set-element batches, set lookups, ack parsing.
+//! nf_tables netlink messages as bytes: set-element batches and set lookups.
 //!
-//! Owns the wire encoding of the few nfnetlink messages postern sends per grant.
-//! Pure: no syscalls, no allocation, no panics on any input (kernel replies are
-//! untrusted bytes). The socket that carries these bytes lives in
-//! `socket` module; this module must never grow I/O, so that its byte-exact
-//! tests also run under qemu-user, which refuses `NETLINK_NETFILTER` sockets.
+//! Owns the wire encoding of the few nf_tables messages postern sends per grant;
+//! the framing (writer, ack parser) is shared with ipset in
+//! [`crate::firewall::nfnetlink::wire`] and re-exported here.
+//! Pure: no syscalls, no allocation, no panics. The socket that carries these
+//! bytes lives in `nfnetlink::socket`; this module must never grow I/O, so that
+//! its byte-exact tests also run under qemu-user, which refuses
+//! `NETLINK_NETFILTER` sockets.
 //!
 //! Byte order, explicitly:
 //! * `nlmsghdr` and `nlattr` header fields, and the `NLMSG_ERROR` errno: host order;
@@ -19,22 +21,13 @@
 use core::net::IpAddr;
 use core::time::Duration;
 
+use crate::firewall::nfnetlink::wire::Writer;
 use crate::port::PortSpec;
 
-/// `NLMSG_NOOP`: nothing.
-pub const NLMSG_NOOP: u16 = 1;
-/// `NLMSG_ERROR`: an error or (errno 0) an acknowledgement.
-pub const NLMSG_ERROR: u16 = 2;
-/// `NLMSG_DONE`: end of a multipart dump.
-pub const NLMSG_DONE: u16 = 3;
-/// `NLM_F_REQUEST`: a request to the kernel.
-pub const NLM_F_REQUEST: u16 = 0x1;
-/// `NLM_F_ACK`: ask for an `NLMSG_ERROR` acknowledgement even on success.
-pub const NLM_F_ACK: u16 = 0x4;
-/// `NLM_F_CREATE`: create the object if it does not exist.
-pub const NLM_F_CREATE: u16 = 0x400;
-/// `NLA_F_NESTED`: the attribute holds attributes.
-pub const NLA_F_NESTED: u16 = 0x8000;
+pub use crate::firewall::nfnetlink::wire::{
+    ack_for, replies, EncodeError, Replies, Reply, NFNETLINK_V0, NLA_F_NESTED, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+};
 
 /// `NFNL_MSG_BATCH_BEGIN` (= `NLMSG_MIN_TYPE`).
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -52,8 +45,6 @@ pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
 /// `NFPROTO_INET`: the `inet` family of nf_tables tables.
 pub const NFPROTO_INET: u8 = 1;
-/// `NFNETLINK_V0`.
-pub const NFNETLINK_V0: u8 = 0;
 
 /// `NFTA_SET_TABLE` (in set messages).
 pub const NFTA_SET_TABLE: u16 = 1;
@@ -74,8 +65,6 @@ pub const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 /// `NFTA_DATA_VALUE`.
 pub const NFTA_DATA_VALUE: u16 = 1;
 
-/// Size of `struct nlmsghdr`.
-pub const NLMSG_HDRLEN: usize = 16;
 /// Longest nf_tables object name, without the NUL (`NFT_NAME_MAXLEN` - 1).
 pub const NAME_MAX: usize = 255;
 
@@ -87,29 +76,6 @@ pub const REQUEST_BUF_LEN: usize = 768;
 pub const fn nft_type(msg: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | msg
 }
-
-/// Why a request could not be encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncodeError {
-    /// The output buffer is too small (see [`REQUEST_BUF_LEN`]).
-    BufferTooSmall,
-    /// A table or set name is empty, longer than [`NAME_MAX`] or holds a NUL.
-    BadName,
-    /// A timeout of zero: the kernel would make the element permanent.
-    ZeroTimeout,
-}
-
-impl core::fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            EncodeError::BufferTooSmall => "netlink buffer too small",
-            EncodeError::BadName => "bad nftables table or set name",
-            EncodeError::ZeroTimeout => "zero timeout (would never expire)",
-        })
-    }
-}
-
-impl std::error::Error for EncodeError {}
 
 /// The concatenated set key `addr . proto . port`, padded as the kernel stores it.
 ///
@@ -129,110 +95,6 @@ pub fn elem_key(addr: IpAddr, port: PortSpec, out: &mut [u8; 24]) -> usize {
     out[a] = port.proto.number(); // inet_proto: 1 byte, 3 bytes padding
     out[a + 4..a + 6].copy_from_slice(&port.port.to_be_bytes()); // inet_service: BE, 2 padding
     a + 8
-}
-
-/// A little writer of netlink messages into a caller's buffer.
-struct Writer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl<'a> Writer<'a> {
-    fn new(buf: &'a mut [u8]) -> Writer<'a> {
-        Writer { buf, len: 0 }
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        let end = self
-            .len
-            .checked_add(bytes.len())
-            .ok_or(EncodeError::BufferTooSmall)?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(EncodeError::BufferTooSmall)?
-            .copy_from_slice(bytes);
-        self.len = end;
-        Ok(())
-    }
-
-    /// Zero bytes up to the next multiple of 4 (`NLMSG_ALIGN` / `NLA_ALIGN`).
-    fn align(&mut self) -> Result<(), EncodeError> {
-        let pad = (4 - self.len % 4) % 4;
-        self.put(&[0u8; 3][..pad])
-    }
-
-    /// Writes a `u16` length at `at` (host order); the caller made room for it.
-    fn patch_u16(&mut self, at: usize, v: u16) {
-        self.buf[at..at + 2].copy_from_slice(&v.to_ne_bytes());
-    }
-
-    /// Starts a message: `nlmsghdr` (length patched by [`Writer::end_msg`]) and `nfgenmsg`.
-    fn begin_msg(
-        &mut self,
-        ty: u16,
-        flags: u16,
-        seq: u32,
-        family: u8,
-        res_id: u16,
-    ) -> Result<usize, EncodeError> {
-        let start = self.len;
-        self.put(&0u32.to_ne_bytes())?; // nlmsg_len, patched later
-        self.put(&ty.to_ne_bytes())?;
-        self.put(&flags.to_ne_bytes())?;
-        self.put(&seq.to_ne_bytes())?;
-        self.put(&0u32.to_ne_bytes())?; // nlmsg_pid: 0, the kernel fills in ours
-        self.put(&[family, NFNETLINK_V0])?;
-        self.put(&res_id.to_be_bytes())?; // nfgenmsg.res_id is big-endian
-        Ok(start)
-    }
-
-    fn end_msg(&mut self, start: usize) -> Result<(), EncodeError> {
-        self.align()?;
-        let len = u32::try_from(self.len - start).map_err(|_| EncodeError::BufferTooSmall)?;
-        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-        Ok(())
-    }
-
-    /// An attribute with a payload: `nla_len` counts the payload unpadded.
-    fn attr(&mut self, ty: u16, payload: &[u8]) -> Result<(), EncodeError> {
-        let len = u16::try_from(4 + payload.len()).map_err(|_| EncodeError::BufferTooSmall)?;
-        self.put(&len.to_ne_bytes())?;
-        self.put(&ty.to_ne_bytes())?;
-        self.put(payload)?;
-        self.align()
-    }
-
-    /// A NUL-terminated string attribute.
-    fn attr_name(&mut self, ty: u16, name: &str) -> Result<(), EncodeError> {
-        check_name(name)?;
-        let len = u16::try_from(4 + name.len() + 1).map_err(|_| EncodeError::BadName)?;
-        self.put(&len.to_ne_bytes())?;
-        self.put(&ty.to_ne_bytes())?;
-        self.put(name.as_bytes())?;
-        self.put(&[0])?;
-        self.align()
-    }
-
-    fn begin_nest(&mut self, ty: u16) -> Result<usize, EncodeError> {
-        let start = self.len;
-        self.put(&0u16.to_ne_bytes())?;
-        self.put(&(ty | NLA_F_NESTED).to_ne_bytes())?;
-        Ok(start)
-    }
-
-    fn end_nest(&mut self, start: usize) -> Result<(), EncodeError> {
-        let len = u16::try_from(self.len - start).map_err(|_| EncodeError::BufferTooSmall)?;
-        self.patch_u16(start, len);
-        Ok(())
-    }
-}
-
-fn check_name(name: &str) -> Result<(), EncodeError> {
-    if name.is_empty() || name.len() > NAME_MAX || name.as_bytes().contains(&0) {
-        Err(EncodeError::BadName)
-    } else {
-        Ok(())
-    }
 }
 
 /// Add or delete a set element.
@@ -305,8 +167,8 @@ impl SetElemRequest<'_> {
             ElemOp::Delete => (nft_type(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK),
         };
         let msg = w.begin_msg(ty, flags, Self::ack_seq(seq), NFPROTO_INET, 0)?;
-        w.attr_name(NFTA_SET_ELEM_LIST_TABLE, self.table)?;
-        w.attr_name(NFTA_SET_ELEM_LIST_SET, self.set)?;
+        w.attr_name(NFTA_SET_ELEM_LIST_TABLE, self.table, NAME_MAX)?;
+        w.attr_name(NFTA_SET_ELEM_LIST_SET, self.set, NAME_MAX)?;
         let elements = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS)?;
         let elem = w.begin_nest(NFTA_LIST_ELEM)?;
         if let Some(ms) = timeout_ms {
@@ -329,7 +191,7 @@ impl SetElemRequest<'_> {
             NFNL_SUBSYS_NFTABLES,
         )?;
         w.end_msg(end)?;
-        Ok(w.len)
+        Ok(w.len())
     }
 }
 
@@ -345,118 +207,10 @@ pub fn get_set(table: &str, set: &str, seq: u32, buf: &mut [u8]) -> Result<usize
         NFPROTO_INET,
         0,
     )?;
-    w.attr_name(NFTA_SET_TABLE, table)?;
-    w.attr_name(NFTA_SET_NAME, set)?;
+    w.attr_name(NFTA_SET_TABLE, table, NAME_MAX)?;
+    w.attr_name(NFTA_SET_NAME, set, NAME_MAX)?;
     w.end_msg(msg)?;
-    Ok(w.len)
-}
-
-/// One message of a kernel reply, as far as postern cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    /// `NLMSG_ERROR` with errno 0: request `seq` succeeded.
-    Ack {
-        /// Sequence number of the acknowledged request.
-        seq: u32,
-    },
-    /// `NLMSG_ERROR` with an errno: request `seq` failed.
-    Error {
-        /// Sequence number of the failed request.
-        seq: u32,
-        /// Positive errno, in the kernel's (= host's) numbering.
-        errno: i32,
-    },
-    /// `NLMSG_DONE`: end of a multipart reply.
-    Done {
-        /// Sequence number of the dump it ends.
-        seq: u32,
-    },
-    /// Any other message (data, `NLMSG_NOOP`, multipart parts).
-    Other {
-        /// `nlmsg_type`.
-        ty: u16,
-        /// `nlmsg_seq`.
-        seq: u32,
-    },
-    /// Bytes that are not a well-formed message; iteration stops after this.
-    Malformed,
-}
-
-/// Iterates over the netlink messages in one received datagram. Never panics;
-/// a truncated or garbled message yields [`Reply::Malformed`] and ends the walk.
-#[derive(Debug, Clone)]
-pub struct Replies<'a> {
-    buf: &'a [u8],
-}
-
-/// Walks the messages in `buf` (one `recv` worth of bytes).
-pub fn replies(buf: &[u8]) -> Replies<'_> {
-    Replies { buf }
-}
-
-fn read_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-impl Iterator for Replies<'_> {
-    type Item = Reply;
-
-    fn next(&mut self) -> Option<Reply> {
-        if self.buf.is_empty() {
-            return None;
-        }
-        let parsed = (|| {
-            let len = usize::try_from(read_u32(self.buf, 0)?).ok()?;
-            if len < NLMSG_HDRLEN || len > self.buf.len() {
-                return None;
-            }
-            let ty = read_u16(self.buf, 4)?;
-            let seq = read_u32(self.buf, 8)?;
-            let reply = match ty {
-                NLMSG_ERROR => {
-                    // struct nlmsgerr { int error; struct nlmsghdr msg; ... }
-                    let err = read_u32(&self.buf[..len], NLMSG_HDRLEN)? as i32;
-                    match err {
-                        0 => Reply::Ack { seq },
-                        e if e < 0 => Reply::Error {
-                            seq,
-                            errno: e.checked_neg().unwrap_or(libc::EINVAL),
-                        },
-                        e => Reply::Error { seq, errno: e },
-                    }
-                }
-                NLMSG_DONE => Reply::Done { seq },
-                _ => Reply::Other { ty, seq },
-            };
-            // NLMSG_ALIGN(len); the last message may end unpadded.
-            let next = len.saturating_add(3) & !3;
-            Some((reply, next.min(self.buf.len())))
-        })();
-        match parsed {
-            Some((reply, next)) => {
-                self.buf = &self.buf[next..];
-                Some(reply)
-            }
-            None => {
-                self.buf = &[];
-                Some(Reply::Malformed)
-            }
-        }
-    }
-}
-
-/// The outcome of request `seq` if `buf` holds its ack: `Some(Ok(()))`,
-/// `Some(Err(errno))`, or `None` when `buf` says nothing about it.
-pub fn ack_for(buf: &[u8], seq: u32) -> Option<Result<(), i32>> {
-    replies(buf).find_map(|r| match r {
-        Reply::Ack { seq: s } if s == seq => Some(Ok(())),
-        Reply::Error { seq: s, errno } if s == seq => Some(Err(errno)),
-        _ => None,
-    })
+    Ok(w.len())
 }
 
 #[cfg(test)]
@@ -734,112 +488,5 @@ mod tests {
         let mut buf = [0u8; REQUEST_BUF_LEN];
         let n = get_set("fw4", "postern_allow4", 3, &mut buf).unwrap();
         assert_eq!(&buf[..n], &expected[..]);
-    }
-
-    fn error_msg(seq: u32, err: i32, echo: &[u8]) -> Vec<u8> {
-        let len = 16 + 4 + echo.len();
-        cat(&[
-            &h32(len as u32),
-            &h16(NLMSG_ERROR),
-            &h16(0x100), // NLM_F_CAPPED
-            &h32(seq),
-            &h32(1234),
-            &err.to_ne_bytes(),
-            echo,
-        ])
-    }
-
-    #[test]
-    fn parses_acks_errors_and_others() {
-        let echo = cat(&[&h32(64), &h16(0x0a0e), &h16(5), &h32(8), &h32(0)]);
-        let mut buf = error_msg(8, -libc::ENOENT, &echo);
-        buf.extend(error_msg(9, 0, &echo));
-        // A NEWSET data message (as for GETSET), 21 bytes long then padded.
-        buf.extend(cat(&[
-            &h32(21),
-            &h16(nft_type(NFT_MSG_NEWSET)),
-            &h16(0),
-            &h32(3),
-            &h32(0),
-            &[1, 0, 0, 0, 0xaa, 0, 0, 0],
-        ]));
-        buf.extend(cat(&[
-            &h32(16),
-            &h16(NLMSG_DONE),
-            &h16(2),
-            &h32(3),
-            &h32(0),
-        ]));
-        let all: Vec<Reply> = replies(&buf).collect();
-        assert_eq!(
-            all,
-            vec![
-                Reply::Error {
-                    seq: 8,
-                    errno: libc::ENOENT
-                },
-                Reply::Ack { seq: 9 },
-                Reply::Other {
-                    ty: nft_type(NFT_MSG_NEWSET),
-                    seq: 3
-                },
-                Reply::Done { seq: 3 },
-            ]
-        );
-        assert_eq!(ack_for(&buf, 8), Some(Err(libc::ENOENT)));
-        assert_eq!(ack_for(&buf, 9), Some(Ok(())));
-        assert_eq!(ack_for(&buf, 3), None);
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        let good = error_msg(5, 0, &[]);
-        assert_eq!(
-            replies(&good).collect::<Vec<_>>(),
-            vec![Reply::Ack { seq: 5 }]
-        );
-        // Every truncation of a valid reply, and lengths that lie.
-        for cut in 0..good.len() {
-            let r: Vec<Reply> = replies(&good[..cut]).collect();
-            assert!(
-                cut == 0 && r.is_empty() || r == vec![Reply::Malformed],
-                "{cut}"
-            );
-            assert_eq!(ack_for(&good[..cut], 5), None);
-        }
-        for bad_len in [0u32, 1, 15, 21, u32::MAX] {
-            let mut b = good.clone();
-            b[..4].copy_from_slice(&bad_len.to_ne_bytes());
-            let _ = replies(&b).count();
-            assert_eq!(ack_for(&b, 5), None);
-        }
-        // An NLMSG_ERROR too short for its errno; an errno of i32::MIN; positive errno.
-        let short = cat(&[
-            &h32(18),
-            &h16(NLMSG_ERROR),
-            &h16(0),
-            &h32(1),
-            &h32(0),
-            &[0, 0],
-        ]);
-        assert_eq!(replies(&short).collect::<Vec<_>>(), vec![Reply::Malformed]);
-        let min = error_msg(1, i32::MIN, &[]);
-        assert_eq!(ack_for(&min, 1), Some(Err(libc::EINVAL)));
-        let pos = error_msg(1, 17, &[]);
-        assert_eq!(ack_for(&pos, 1), Some(Err(17)));
-        // Pseudo-random bytes.
-        let mut x: u32 = 0x1234_5678;
-        for _ in 0..2000 {
-            let mut b = [0u8; 64];
-            for byte in b.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                *byte = x as u8;
-            }
-            b[..4].copy_from_slice(&(x % 70).to_ne_bytes());
-            let _ = replies(&b).count();
-            let _ = ack_for(&b, x);
-        }
     }
 }

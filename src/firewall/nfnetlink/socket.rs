@@ -1,4 +1,5 @@
-//! The `NETLINK_NETFILTER` socket: sends bytes built by [`super::netlink`], waits for acks.
+//! The `NETLINK_NETFILTER` socket: sends bytes built by the backends' pure
+//! builders (nf_tables, ipset), waits for acks.
 //!
 //! Owns one netlink socket and its sequence counter. It knows nothing about
 //! message layouts beyond "find the ack for sequence N" (delegated to the pure
@@ -15,7 +16,7 @@ use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-use super::netlink::ack_for;
+use super::wire::ack_for;
 
 /// How long to wait for the kernel's ack.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -93,5 +94,50 @@ impl NfSocket {
                 return Ok(outcome);
             }
         }
+    }
+}
+
+/// A socket opened on first use (in the caller's network namespace) and
+/// dropped after a socket failure, so that the next request starts afresh.
+#[derive(Debug, Default)]
+pub struct LazySocket {
+    sock: Option<NfSocket>,
+}
+
+impl LazySocket {
+    /// No socket yet.
+    pub fn new() -> LazySocket {
+        LazySocket { sock: None }
+    }
+
+    /// Closes the socket (if open); the next request reopens it.
+    pub fn close(&mut self) {
+        self.sock = None;
+    }
+
+    /// Reserves `seqs` sequence numbers, lets `build` write the request for the
+    /// first of them into `buf` (returning its length and the sequence whose
+    /// ack decides), sends it and waits for that ack. `Ok(Err(errno))` is the
+    /// kernel refusing; `Err(_)` a build, socket or timeout failure.
+    pub fn exchange(
+        &mut self,
+        seqs: u32,
+        buf: &mut [u8],
+        build: impl FnOnce(u32, &mut [u8]) -> io::Result<(usize, u32)>,
+    ) -> io::Result<Result<(), i32>> {
+        let sock = match self.sock {
+            Some(ref mut sock) => sock,
+            None => self.sock.insert(NfSocket::open()?),
+        };
+        let seq = sock.next_seq(seqs);
+        let (n, ack_seq) = build(seq, buf)?;
+        let msg = buf
+            .get(..n)
+            .ok_or_else(|| io::Error::other("request longer than its buffer"))?;
+        let result = sock.request(msg, ack_seq);
+        if result.is_err() {
+            self.sock = None;
+        }
+        result
     }
 }
