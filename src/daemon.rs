@@ -18,6 +18,7 @@ use crate::capture::{bpf, Capture};
 use crate::config::{self, BackendKind, Config};
 use crate::engine::{Decision, Engine};
 use crate::firewall::dry_run::DryRunBackend;
+use crate::firewall::ipset::Fw3Backend;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
 use crate::time::Millis;
@@ -57,29 +58,24 @@ fn fail(msg: impl Into<String>) -> DaemonError {
 }
 
 /// Picks the backend: an explicit choice, or for `auto` fw4 when OpenWrt's
-/// `fw4` is installed, else postern's own nftables table.
+/// `fw4` is installed, else fw3 when `fw3` is, else postern's own nftables table.
 pub fn make_backend(kind: BackendKind) -> Result<Box<dyn Backend>, DaemonError> {
     let kind = match kind {
-        BackendKind::Auto if fw4_installed() => BackendKind::Fw4,
+        BackendKind::Auto if installed(&["/sbin/fw4", "/usr/sbin/fw4"]) => BackendKind::Fw4,
+        BackendKind::Auto if installed(&["/sbin/fw3"]) => BackendKind::Fw3,
         BackendKind::Auto => BackendKind::Nft,
         other => other,
     };
     Ok(match kind {
         BackendKind::Nft | BackendKind::Auto => Box::new(NftBackend::standalone()),
         BackendKind::Fw4 => Box::new(NftBackend::fw4()),
+        BackendKind::Fw3 => Box::new(Fw3Backend::new()),
         BackendKind::DryRun => Box::new(DryRunBackend::new()),
-        BackendKind::Fw3 => {
-            return Err(fail(
-                "backend fw3 (iptables + ipset) is not available in this version; use fw4, nft or dry-run",
-            ))
-        }
     })
 }
 
-fn fw4_installed() -> bool {
-    ["/sbin/fw4", "/usr/sbin/fw4"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists())
+fn installed(paths: &[&str]) -> bool {
+    paths.iter().any(|p| std::path::Path::new(p).exists())
 }
 
 /// Loads the config, printing every error.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use nix::sched::{setns, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 
 /// The router's IPv4 address inside the lab.
 pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
@@ -241,6 +241,29 @@ fn serve_connection(mut s: TcpStream, stop: Arc<AtomicBool>) {
                 ) => {}
             Err(_) => return,
         }
+    }
+}
+
+/// Runs `f` on a new thread that first moves into a new, unnamed network
+/// namespace (`unshare(CLONE_NEWNET)`): only loopback, no rules, no sets.
+/// Processes it spawns inherit the namespace, which vanishes with the thread.
+/// A panic in `f` is resumed on the caller (for tests' assertions).
+pub fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    let outer = std::fs::read_link("/proc/self/ns/net")?;
+    let joined = std::thread::spawn(move || -> io::Result<T> {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
+        if std::fs::read_link("/proc/thread-self/ns/net")? == outer {
+            return Err(io::Error::other(
+                "thread still in the outer network namespace",
+            ));
+        }
+        Ok(f())
+    })
+    .join();
+    match joined {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -471,6 +494,21 @@ impl Lab {
             .args(["netns", "exec", &self.router_ns])
             .args(args)
             .output()
+    }
+
+    /// Runs `sh -c SCRIPT` in the router namespace; an error carries its stderr.
+    pub fn sh_in_router(&self, script: &str) -> io::Result<String> {
+        let out = self.run_in_router(&["sh", "-c", script])?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(io::Error::other(format!(
+                "`{script}` in {}: {}: {}",
+                self.router_ns,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
     }
 
     /// The router namespace's nftables ruleset (`nft list ruleset`).

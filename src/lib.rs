@@ -7,8 +7,9 @@
 //!   [`knock`] matches knock sequences, [`engine`] turns observations into
 //!   [`engine::Decision`]s, [`config`] parses and validates UCI files;
 //! * edges: [`capture`] (AF_PACKET sockets with an in-kernel BPF filter),
-//!   [`firewall`] (nftables over netlink, dry-run), [`daemon`] (the event
-//!   loop), [`client`] (knock senders) and [`demo`] (network-namespace lab).
+//!   [`firewall`] (nftables and ipset over netlink, dry-run), [`daemon`]
+//!   (the event loop), [`client`] (knock senders) and [`demo`]
+//!   (network-namespace lab).
 
 #![deny(missing_docs)]
 

@@ -267,6 +267,57 @@ fn fw4_backend_uses_fw4_sets_and_leaves_fw4_alone() {
 }
 
 #[test]
+fn fw3_backend_opens_through_ipset_and_the_kernel_closes() {
+    if !root_or_skip("fw3_backend_opens_through_ipset_and_the_kernel_closes") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('g')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    // A router shaped like OpenWrt's fw3: established traffic first, WAN input
+    // through `input_wan_rule`, the guarded port dropped after it; then the
+    // shipped include, as fw3 runs it on (re)load.
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files/fw3.include");
+    let dev = &lab.router_dev;
+    for tool in ["iptables", "ip6tables"] {
+        lab.sh_in_router(&format!(
+            "{tool} -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && \
+             {tool} -N input_wan_rule && \
+             {tool} -A INPUT -i {dev} -j input_wan_rule && \
+             {tool} -A INPUT -p tcp --dport {DEMO_PORT} -j DROP"
+        ))
+        .unwrap();
+    }
+    lab.sh_in_router(&format!("sh {}", include.display()))
+        .unwrap();
+    let config = demo::demo_config(3).replace("option backend 'nft'", "option backend 'fw3'");
+    lab.start_daemon(exe(), &config, None).unwrap();
+    lab.daemons_wait("fw3: ipsets postern4 and postern6 present");
+    assert!(!is_open(&lab, v4()), "guarded before any knock");
+
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222 for 10.213.0.2");
+    assert!(is_open(&lab, v4()));
+    let set = lab.sh_in_router("ipset list postern4").unwrap();
+    assert!(set.contains("10.213.0.2,tcp:2222 timeout "), "{set}");
+    assert!(
+        !is_open(&lab, IpAddr::V6(ROUTER_V6)),
+        "the IPv6 source was not granted"
+    );
+
+    // Nobody but the kernel can close it now.
+    let d = lab.daemon(0);
+    d.signal(libc::SIGKILL);
+    assert_eq!(d.wait_exit(Duration::from_secs(3)), None, "killed");
+    wait_closed(&lab, v4(), Duration::from_secs(8));
+    let set = lab.sh_in_router("ipset list postern4").unwrap();
+    assert!(!set.contains("10.213.0.2"), "element expired: {set}");
+    assert!(
+        !lab.router_ruleset().contains("table inet postern"),
+        "fw3 mode creates no nftables table of its own"
+    );
+}
+
+#[test]
 fn sighup_reloads_good_config_and_refuses_bad_one() {
     if !root_or_skip("sighup_reloads_good_config_and_refuses_bad_one") {
         return;

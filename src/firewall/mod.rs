@@ -11,6 +11,7 @@ use core::time::Duration;
 use crate::port::PortSpec;
 
 pub mod dry_run;
+pub mod ipset;
 pub mod nfnetlink;
 pub mod nft;
 

@@ -1,0 +1,234 @@
+//! The fw3 backend (OpenWrt ≤ 21.02: iptables + ipset): grants as ipset
+//! elements with kernel timeouts.
+//!
+//! fw3 owns the firewall; postern's fw3 include (`/usr/share/postern/fw3.include`,
+//! run by fw3 on every reload) creates the `hash:ip,port` sets `postern4` and
+//! `postern6` with timeout support and the `input_wan_rule` rules that accept
+//! their members. This backend only checks that the sets exist, then adds and
+//! deletes elements over netlink: per grant it never spawns `ipset` or
+//! `iptables`. Messages are built by [`netlink`] (pure, byte-tested) and sent
+//! by the shared `nfnetlink::socket`. It never creates, flushes or destroys a
+//! set: they belong to the include.
+
+pub mod netlink;
+
+use std::io;
+use std::net::IpAddr;
+
+use self::netlink::{ElemOp, ElemRequest, REQUEST_BUF_LEN};
+use super::nfnetlink::socket::LazySocket;
+use super::nfnetlink::wire::EncodeError;
+use super::{Backend, FirewallError, Grant};
+use crate::port::PortSpec;
+
+/// The IPv4 set created by the postern fw3 include.
+pub const SET4: &str = "postern4";
+/// The IPv6 set created by the postern fw3 include.
+pub const SET6: &str = "postern6";
+/// Where the OpenWrt package installs the fw3 include (named in errors).
+pub const INCLUDE_PATH: &str = "/usr/share/postern/fw3.include";
+
+/// ipset over netlink for fw3 (see the module docs).
+#[derive(Debug, Default)]
+pub struct Fw3Backend {
+    sock: LazySocket,
+}
+
+impl Fw3Backend {
+    /// A backend using [`SET4`] and [`SET6`].
+    pub fn new() -> Fw3Backend {
+        Fw3Backend {
+            sock: LazySocket::new(),
+        }
+    }
+
+    /// The set for an address family.
+    pub fn set_for(addr: IpAddr) -> &'static str {
+        if addr.to_canonical().is_ipv6() {
+            SET6
+        } else {
+            SET4
+        }
+    }
+
+    /// Sends one request; `Ok(Err(errno))` is the kernel's refusal.
+    fn exchange(
+        &mut self,
+        build: impl FnOnce(u32, &mut [u8]) -> Result<usize, EncodeError>,
+    ) -> io::Result<Result<(), i32>> {
+        let mut buf = [0u8; REQUEST_BUF_LEN];
+        self.sock.exchange(1, &mut buf, |seq, buf| {
+            let n = build(seq, buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Ok((n, seq))
+        })
+    }
+
+    /// One element change (`-exist` semantics: re-adding replaces the timeout,
+    /// deleting an absent element succeeds).
+    fn elem(&mut self, op: ElemOp, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError> {
+        // A v4-mapped IPv6 address is an IPv4 source on the wire.
+        let addr = addr.to_canonical();
+        let req = ElemRequest {
+            op,
+            set: Self::set_for(addr),
+            addr,
+            port,
+        };
+        let source = match self.exchange(|seq, buf| req.emit(seq, buf)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(errno)) => kernel_error(errno),
+            Err(e) => e,
+        };
+        Err(FirewallError {
+            context: elem_context(&req),
+            source,
+        })
+    }
+
+    /// Checks that `set` exists (`IPSET_CMD_HEADER`).
+    fn check_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
+        let context = || format!("look up ipset {set}");
+        match self.exchange(|seq, buf| netlink::header(set, seq, buf)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(libc::ENOENT)) => Err(FirewallError {
+                context: missing_set_message(set),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            }),
+            Ok(Err(errno)) => Err(FirewallError {
+                context: context(),
+                source: kernel_error(errno),
+            }),
+            Err(source) => Err(FirewallError {
+                context: context(),
+                source,
+            }),
+        }
+    }
+}
+
+/// What to do when a set is missing.
+pub fn missing_set_message(set: &str) -> String {
+    format!(
+        "ipset {set} missing: is the postern fw3 include installed \
+         (firewall include {INCLUDE_PATH}, reload 1)?"
+    )
+}
+
+/// An errno from the kernel as an `io::Error`; ipset's own codes (beyond the
+/// errno range) get their meaning spelled out.
+fn kernel_error(errno: i32) -> io::Error {
+    match netlink::describe_errno(errno) {
+        Some(text) => io::Error::other(format!("{text} (ipset error {errno})")),
+        None => io::Error::from_raw_os_error(errno),
+    }
+}
+
+/// "add 10.0.0.2,tcp:22 to ipset postern4" (or "delete … from …").
+fn elem_context(req: &ElemRequest<'_>) -> String {
+    let (verb, prep) = match req.op {
+        ElemOp::Add { .. } => ("add", "to"),
+        ElemOp::Delete => ("delete", "from"),
+    };
+    format!("{verb} {},{} {prep} ipset {}", req.addr, req.port, req.set)
+}
+
+impl Backend for Fw3Backend {
+    fn setup(&mut self, _guarded: &[PortSpec]) -> Result<(), FirewallError> {
+        // fw3 drops unsolicited WAN input by default; `guarded` needs no rules here.
+        self.check_set(SET4)?;
+        self.check_set(SET6)?;
+        log::info!("fw3: ipsets {SET4} and {SET6} present");
+        Ok(())
+    }
+
+    fn grant(&mut self, grant: &Grant) -> Result<(), FirewallError> {
+        let op = ElemOp::Add {
+            timeout: grant.timeout,
+        };
+        if let Err(e) = netlink::timeout_secs(grant.timeout) {
+            // Zero would be "forever": refused before anything is sent.
+            let addr = grant.addr.to_canonical();
+            return Err(FirewallError {
+                context: elem_context(&ElemRequest {
+                    op,
+                    set: Self::set_for(addr),
+                    addr,
+                    port: grant.port,
+                }),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            });
+        }
+        // One add: without NLM_F_EXCL the kernel replaces the timeout of an
+        // element that is already there, so a re-grant restarts it.
+        self.elem(op, grant.addr, grant.port)
+    }
+
+    fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError> {
+        self.elem(ElemOp::Delete, addr, port)
+    }
+
+    fn teardown(&mut self) -> Result<(), FirewallError> {
+        // The sets belong to fw3's include; live elements expire on their own.
+        self.sock.close();
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "fw3"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+    use core::time::Duration;
+
+    #[test]
+    fn sets_by_family_and_mapped_addresses() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped());
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(Fw3Backend::set_for(v4), "postern4");
+        assert_eq!(Fw3Backend::set_for(mapped), "postern4");
+        assert_eq!(Fw3Backend::set_for(v6), "postern6");
+        assert_eq!(Fw3Backend::new().name(), "fw3");
+    }
+
+    #[test]
+    fn zero_timeout_is_refused_before_any_io() {
+        // No socket is opened: encoding fails first, with the element named.
+        let mut b = Fw3Backend::new();
+        let err = b
+            .grant(&Grant {
+                addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                port: PortSpec::tcp(22),
+                timeout: Duration::ZERO,
+            })
+            .unwrap_err();
+        assert_eq!(err.context, "add 10.0.0.2,tcp:22 to ipset postern4");
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("zero timeout"), "{err}");
+    }
+
+    #[test]
+    fn error_texts() {
+        let req = ElemRequest {
+            op: ElemOp::Delete,
+            set: SET6,
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            port: PortSpec::udp(53),
+        };
+        assert_eq!(elem_context(&req), "delete ::1,udp:53 from ipset postern6");
+        assert_eq!(
+            missing_set_message("postern4"),
+            "ipset postern4 missing: is the postern fw3 include installed \
+             (firewall include /usr/share/postern/fw3.include, reload 1)?"
+        );
+        assert_eq!(
+            kernel_error(4352).to_string(),
+            "the set is full (ipset error 4352)"
+        );
+        assert_eq!(kernel_error(libc::EPERM).raw_os_error(), Some(libc::EPERM));
+    }
+}

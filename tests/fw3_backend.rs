@@ -1,0 +1,290 @@
+//! The fw3 (iptables + ipset) backend against the real kernel, each test in a
+//! fresh network namespace (the host's sets and rules are never touched).
+//!
+//! Needs root and the `ipset` and `iptables` tools. Without root each test
+//! prints `SKIPPED (needs root)` and passes, unless `CI=true`, where skipping
+//! is a failure.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use postern::demo::in_new_netns;
+use postern::firewall::ipset::{self, Fw3Backend};
+use postern::firewall::{Backend, Grant};
+use postern::port::PortSpec;
+
+/// True when the test may run; prints SKIPPED loudly (or fails under CI) otherwise.
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: needs root, and CI=true forbids skipping"
+    );
+    // Straight to fd 2: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (needs root): {test} — run `cargo test --test fw3_backend` as root"
+    );
+    false
+}
+
+/// Runs `f` in a new network namespace (after checking that children inherit it).
+fn in_netns(f: impl FnOnce() + Send + 'static) {
+    in_new_netns(move || {
+        let mine = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let child = sh("readlink /proc/self/ns/net");
+        assert_eq!(
+            child.trim(),
+            mine.to_string_lossy(),
+            "spawned children are not in the test netns"
+        );
+        f()
+    })
+    .unwrap();
+}
+
+/// `sh -c CMD`; panics with its stderr on failure, returns stdout.
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn include() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files/fw3.include")
+}
+
+/// fw3's chain layout as far as the include needs it, then the shipped include.
+fn fw3_with_include() {
+    sh("iptables -N input_wan_rule && ip6tables -N input_wan_rule");
+    sh(&format!("sh {}", include().display()));
+}
+
+/// The members of `set`, one per entry, e.g. `10.0.0.2,tcp:22 timeout 29`.
+fn members(set: &str) -> Vec<String> {
+    let text = sh(&format!("ipset list {set}"));
+    text.lines()
+        .skip_while(|l| !l.starts_with("Members:"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Seconds left on `who` in `set` (from `who timeout N`); None if absent.
+fn timeout_left(set: &str, who: &str) -> Option<u64> {
+    let m = members(set);
+    let line = m.iter().find(|l| l.split(' ').next() == Some(who))?;
+    let secs = line
+        .split("timeout ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no timeout in {line:?}"));
+    Some(secs.trim().parse().unwrap())
+}
+
+fn v4(d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, d))
+}
+
+fn grant(addr: IpAddr, port: PortSpec, timeout: Duration) -> Grant {
+    Grant {
+        addr,
+        port,
+        timeout,
+    }
+}
+
+#[test]
+fn include_file_uses_the_daemon_set_names() {
+    let text = std::fs::read_to_string(include()).unwrap();
+    for set in [ipset::SET4, ipset::SET6] {
+        assert!(
+            text.contains(&format!("create {set} hash:ip,port"))
+                && text.contains(&format!("--match-set {set} src,dst -j ACCEPT")),
+            "fw3.include does not create and accept {set}"
+        );
+        assert!(text.contains("timeout 0"), "sets need timeout support");
+    }
+}
+
+#[test]
+fn setup_fails_clearly_without_the_include() {
+    if !root_or_skip("setup_fails_clearly_without_the_include") {
+        return;
+    }
+    in_netns(|| {
+        let mut b = Fw3Backend::new();
+        let err = b.setup(&[]).unwrap_err();
+        assert_eq!(
+            err.context,
+            "ipset postern4 missing: is the postern fw3 include installed \
+             (firewall include /usr/share/postern/fw3.include, reload 1)?"
+        );
+        assert_eq!(err.source.raw_os_error(), Some(libc::ENOENT), "{err}");
+        // With only the IPv4 set, the IPv6 one is named.
+        sh("ipset create postern4 hash:ip,port family inet timeout 0");
+        let err = b.setup(&[]).unwrap_err();
+        assert!(err.context.starts_with("ipset postern6 missing"), "{err}");
+        // Once both exist, setup succeeds and is repeatable.
+        sh("ipset create postern6 hash:ip,port family inet6 timeout 0");
+        b.setup(&[]).unwrap();
+        b.setup(&[]).unwrap();
+    });
+}
+
+#[test]
+fn grant_regrant_revoke_teardown() {
+    if !root_or_skip("grant_regrant_revoke_teardown") {
+        return;
+    }
+    in_netns(|| {
+        fw3_with_include();
+        // The include is idempotent (fw3 runs it on every reload).
+        sh(&format!("sh {}", include().display()));
+        let rules = sh("iptables -S input_wan_rule");
+        assert_eq!(
+            rules
+                .matches("--match-set postern4 src,dst -j ACCEPT")
+                .count(),
+            1,
+            "{rules}"
+        );
+        let mut b = Fw3Backend::new();
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        let who = "10.0.0.2,tcp:22";
+
+        b.grant(&grant(v4(2), PortSpec::tcp(22), Duration::from_secs(30)))
+            .unwrap();
+        let left = timeout_left("postern4", who).expect("granted");
+        assert!((1..=30).contains(&left), "{left}");
+
+        // A re-grant replaces the timeout, shorter or longer.
+        b.grant(&grant(v4(2), PortSpec::tcp(22), Duration::from_secs(5)))
+            .unwrap();
+        assert!(timeout_left("postern4", who).unwrap() <= 5);
+        b.grant(&grant(v4(2), PortSpec::tcp(22), Duration::from_secs(300)))
+            .unwrap();
+        assert!(timeout_left("postern4", who).unwrap() > 100);
+
+        // Another port for the same address is its own element.
+        b.grant(&grant(v4(2), PortSpec::udp(53), Duration::from_secs(30)))
+            .unwrap();
+        assert!(timeout_left("postern4", "10.0.0.2,udp:53").is_some());
+
+        b.revoke(v4(2), PortSpec::tcp(22)).unwrap();
+        assert_eq!(timeout_left("postern4", who), None);
+        assert!(timeout_left("postern4", "10.0.0.2,udp:53").is_some());
+        // Revoking what is not there is fine.
+        b.revoke(v4(2), PortSpec::tcp(22)).unwrap();
+        b.revoke(v4(9), PortSpec::tcp(1)).unwrap();
+
+        // Teardown leaves fw3's sets (and their elements) alone.
+        b.teardown().unwrap();
+        assert!(timeout_left("postern4", "10.0.0.2,udp:53").is_some());
+        // And the backend works again after teardown (socket reopened).
+        b.grant(&grant(v4(3), PortSpec::tcp(22), Duration::from_secs(30)))
+            .unwrap();
+        assert!(timeout_left("postern4", "10.0.0.3,tcp:22").is_some());
+    });
+}
+
+#[test]
+fn grant_expires_in_the_kernel() {
+    if !root_or_skip("grant_expires_in_the_kernel") {
+        return;
+    }
+    in_netns(|| {
+        fw3_with_include();
+        let mut b = Fw3Backend::new();
+        b.setup(&[]).unwrap();
+        // 1.2 s rounds up to 2 s: a sub-second part never shortens a grant.
+        b.grant(&grant(
+            v4(4),
+            PortSpec::tcp(22),
+            Duration::from_millis(1200),
+        ))
+        .unwrap();
+        let left = timeout_left("postern4", "10.0.0.4,tcp:22").expect("granted");
+        assert!((1..=2).contains(&left), "{left}");
+        let start = Instant::now();
+        while timeout_left("postern4", "10.0.0.4,tcp:22").is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still there after 10 s: {:?}",
+                members("postern4")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Nothing else was touched: the set is still there.
+        sh("ipset list -n postern4");
+    });
+}
+
+#[test]
+fn ipv6_and_mapped_addresses() {
+    if !root_or_skip("ipv6_and_mapped_addresses") {
+        return;
+    }
+    in_netns(|| {
+        fw3_with_include();
+        let mut b = Fw3Backend::new();
+        b.setup(&[]).unwrap();
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 2));
+        b.grant(&grant(v6, PortSpec::udp(8000), Duration::from_secs(30)))
+            .unwrap();
+        assert!(timeout_left("postern6", "fd00:213::2,udp:8000").is_some());
+        assert!(members("postern4").is_empty());
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 5).to_ipv6_mapped());
+        b.grant(&grant(mapped, PortSpec::tcp(22), Duration::from_secs(30)))
+            .unwrap();
+        assert!(timeout_left("postern4", "10.0.0.5,tcp:22").is_some());
+        b.revoke(mapped, PortSpec::tcp(22)).unwrap();
+        b.revoke(v6, PortSpec::udp(8000)).unwrap();
+        assert!(members("postern4").is_empty() && members("postern6").is_empty());
+    });
+}
+
+#[test]
+fn kernel_refusals_are_explained() {
+    if !root_or_skip("kernel_refusals_are_explained") {
+        return;
+    }
+    in_netns(|| {
+        // Sets made by hand without timeout support: every grant is refused,
+        // with the reason spelled out and the element named.
+        sh("ipset create postern4 hash:ip,port family inet");
+        sh("ipset create postern6 hash:ip,port family inet6");
+        let mut b = Fw3Backend::new();
+        b.setup(&[]).unwrap();
+        let err = b
+            .grant(&grant(v4(2), PortSpec::tcp(22), Duration::from_secs(30)))
+            .unwrap_err();
+        assert_eq!(err.context, "add 10.0.0.2,tcp:22 to ipset postern4");
+        assert!(
+            err.source.to_string().contains("without timeout support"),
+            "{err}"
+        );
+        assert!(members("postern4").is_empty());
+        // A zero timeout ("forever") never reaches the kernel.
+        sh("ipset destroy postern4 && ipset create postern4 hash:ip,port timeout 0");
+        let err = b
+            .grant(&grant(v4(2), PortSpec::tcp(22), Duration::ZERO))
+            .unwrap_err();
+        assert!(err.to_string().contains("zero timeout"), "{err}");
+        assert!(members("postern4").is_empty());
+    });
+}
