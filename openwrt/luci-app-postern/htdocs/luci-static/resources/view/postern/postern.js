@@ -1,0 +1,251 @@
+'use strict';
+'require view';
+'require form';
+'require rpc';
+'require poll';
+'require tools.widgets as widgets';
+
+/*
+ * postern: settings (config postern 'main'), knock sequences (config sequence),
+ * SPA clients (config client) and the live status of the running daemon.
+ * Section types and option names must match `postern schema --json`
+ * (a test in the postern repository checks this file against it).
+ */
+
+var callStatus = rpc.declare({
+	object: 'luci.postern',
+	method: 'status',
+	expect: { '': {} }
+});
+
+var PORT_RE = /^(tcp|udp):([0-9]{1,5})$/;
+
+function validPortSpec(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	var m = PORT_RE.exec(value);
+	if (!m || +m[2] < 1 || +m[2] > 65535)
+		return _('Expecting tcp:PORT or udp:PORT, e.g. tcp:22');
+	return true;
+}
+
+/* 32 random bytes from the browser's CSPRNG, base64: a new client key. */
+function newKey() {
+	var bytes = new Uint8Array(32);
+	window.crypto.getRandomValues(bytes);
+	var s = '';
+	for (var i = 0; i < bytes.length; i++)
+		s += String.fromCharCode(bytes[i]);
+	return btoa(s);
+}
+
+function validKey(section_id, value) {
+	if (value == null || value === '')
+		return _('A key is required: press "Generate key"');
+	try {
+		if (atob(value).length !== 32)
+			return _('The key must be 32 bytes, base64 encoded');
+	} catch (e) {
+		return _('The key is not valid base64');
+	}
+	return true;
+}
+
+/* The command a client runs to open its ports (shown for copying). */
+function clientCommand(section_id, key, allow, spaPort) {
+	var access = (allow || []).map(function(p) { return p.replace(':', '/'); }).join(',');
+	return 'postern spa ROUTER_ADDRESS -A ' + (access || 'tcp/22') +
+		(spaPort && spaPort !== '62201' ? ' --port ' + spaPort : '') +
+		' --key ' + (key || 'KEY');
+}
+
+function renderGrants(st) {
+	var rows = (st.grants || []).map(function(g) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, g.addr),
+			E('td', { 'class': 'td' }, g.port),
+			E('td', { 'class': 'td' }, g.origin),
+			E('td', { 'class': 'td' }, String(g.expires_in_s) + ' s')
+		]);
+	});
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Address')),
+			E('th', { 'class': 'th' }, _('Port')),
+			E('th', { 'class': 'th' }, _('Granted by')),
+			E('th', { 'class': 'th' }, _('Expires in'))
+		])
+	].concat(rows.length ? rows : [
+		E('tr', { 'class': 'tr placeholder' }, E('td', { 'class': 'td' }, _('No live grants')))
+	]));
+}
+
+function renderCounters(st) {
+	var groups = st.counters || {};
+	return E('div', {}, Object.keys(groups).map(function(name) {
+		var values = groups[name] || {};
+		var shown = Object.keys(values).filter(function(k) { return values[k] > 0; })
+			.map(function(k) { return k + '=' + values[k]; });
+		return E('div', {}, [ E('strong', {}, name + ': '), shown.length ? shown.join(' ') : _('all 0') ]);
+	}));
+}
+
+function renderStatus(st) {
+	if (!st || st.error || !st.version)
+		return E('em', {}, st && st.error ? st.error : _('postern is not running'));
+	return E('div', {}, [
+		E('p', {}, _('postern %s, backend %s, devices %s, up %d s').format(
+			st.version, st.backend, (st.devices || []).join(', ') || '-', st.uptime_s)),
+		renderGrants(st),
+		renderCounters(st)
+	]);
+}
+
+return view.extend({
+	load: function() {
+		return L.resolveDefault(callStatus(), {});
+	},
+
+	render: function(status) {
+		var m, s, o;
+
+		m = new form.Map('postern', _('Postern'),
+			_('Keeps protected ports closed; a trusted client opens one for its own address, for a short time, ' +
+			  'with a secret knock sequence or one encrypted SPA packet.'));
+
+		s = m.section(form.NamedSection, 'main', 'postern', _('Settings'));
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.rmempty = false;
+
+		o = s.option(widgets.NetworkSelect, 'interface', _('Networks'),
+			_('Knocks and SPA packets are sniffed on these networks (usually wan).'));
+		o.multiple = true;
+		o.nocreate = true;
+
+		o = s.option(form.DynamicList, 'device', _('Extra devices'),
+			_('Capture devices used in addition to the networks, e.g. eth1.'));
+		o.optional = true;
+
+		o = s.option(form.ListValue, 'backend', _('Firewall'));
+		o.value('auto', _('Automatic (fw4, else fw3)'));
+		o.value('fw4', 'fw4 (nftables)');
+		o.value('fw3', 'fw3 (iptables + ipset)');
+		o.value('nft', _('Own nftables table'));
+		o.value('dry-run', _('Dry run (log only)'));
+		o.default = 'auto';
+
+		o = s.option(form.Value, 'spa_port', _('SPA port'), _('UDP port of SPA packets; nothing listens on it.'));
+		o.datatype = 'port';
+		o.placeholder = '62201';
+
+		o = s.option(form.Value, 'max_skew', _('Clock skew (s)'),
+			_('SPA packets whose timestamp is further from the router clock are refused.'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '120';
+
+		o = s.option(form.ListValue, 'log_level', _('Log level'));
+		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach(function(l) { o.value(l); });
+		o.default = 'info';
+
+		s = m.section(form.GridSection, 'sequence', _('Knock sequences'),
+			_('A source that knocks these ports in order, within the timeout, gets the action.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.DynamicList, 'knock', _('Knocks'), _('tcp:PORT or udp:PORT, in order'));
+		o.validate = validPortSpec;
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'timeout', _('Timeout (s)'));
+		o.datatype = 'range(1,3600)';
+		o.placeholder = '10';
+
+		o = s.option(form.ListValue, 'action', _('Action'));
+		o.value('open', _('Open'));
+		o.value('close', _('Close'));
+		o.default = 'open';
+
+		o = s.option(form.DynamicList, 'open', _('Ports to open'));
+		o.validate = validPortSpec;
+		o.depends('action', 'open');
+
+		o = s.option(form.DynamicList, 'close', _('Ports to close'));
+		o.validate = validPortSpec;
+		o.depends('action', 'close');
+
+		o = s.option(form.Value, 'duration', _('Open for (s)'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '30';
+		o.depends('action', 'open');
+
+		s = m.section(form.GridSection, 'client', _('SPA clients'),
+			_('Each client has its own key and may open only the ports listed for it.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.Value, 'key', _('Key'), _('32 random bytes, base64. Keep it secret.'));
+		o.password = true;
+		o.validate = validKey;
+		o.modalonly = true;
+
+		o = s.option(form.Button, '_generate', _('New key'));
+		o.inputtitle = _('Generate key');
+		o.modalonly = true;
+		o.onclick = function(ev, section_id) {
+			var field = this.map.lookupOption('key', section_id);
+			if (field && field[0])
+				field[0].getUIElement(section_id).setValue(newKey());
+		};
+
+		o = s.option(form.DynamicList, 'allow', _('Allowed ports'));
+		o.validate = validPortSpec;
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'max_duration', _('Longest grant (s)'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '3600';
+
+		o = s.option(form.DynamicList, 'source', _('Source networks'),
+			_('Optional: accept this client only from these networks (CIDR).'));
+		o.datatype = 'cidr';
+		o.modalonly = true;
+
+		o = s.option(form.DummyValue, '_command', _('Client command'));
+		o.rawhtml = false;
+		o.cfgvalue = function(section_id) {
+			return clientCommand(section_id,
+				this.map.data.get('postern', section_id, 'key'),
+				L.toArray(this.map.data.get('postern', section_id, 'allow')),
+				this.map.data.get('postern', 'main', 'spa_port'));
+		};
+
+		var statusNode = E('div', { 'class': 'cbi-section' }, [
+			E('h3', {}, _('Status')),
+			E('div', { 'id': 'postern-status' }, renderStatus(status))
+		]);
+
+		poll.add(function() {
+			return L.resolveDefault(callStatus(), {}).then(function(st) {
+				var node = document.getElementById('postern-status');
+				if (node)
+					node.replaceChildren(renderStatus(st));
+			});
+		}, 5);
+
+		return m.render().then(function(form) {
+			return E([], [ statusNode, form ]);
+		});
+	}
+});
