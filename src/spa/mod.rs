@@ -14,6 +14,9 @@ pub mod request;
 pub mod seal;
 pub mod verifier;
 
+#[cfg(test)]
+mod vectors;
+
 pub use replay::{ReplayCache, ReplayEntry};
 pub use request::{Kind, RequestRepr, Target};
 pub use verifier::{Accepted, Refusal, Refused, SpaCounters, Verifier};
