@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(decode("Zg"), Err(DecodeError::BadLength));
         assert_eq!(decode("Zg=== "), Err(DecodeError::BadLength));
         assert_eq!(decode("Z==="), Err(DecodeError::BadCharacter { at: 1 }));
-        assert_eq!(decode("Zm9v\nA=="), Err(DecodeError::BadCharacter { at: 4 }));
+        assert_eq!(
+            decode("Zm9v\nA=="),
+            Err(DecodeError::BadCharacter { at: 4 })
+        );
         assert_eq!(decode("Zm-v"), Err(DecodeError::BadCharacter { at: 2 }));
         assert_eq!(decode("Zm=v"), Err(DecodeError::BadCharacter { at: 2 }));
         assert_eq!(decode("Zg==Zg=="), Err(DecodeError::BadCharacter { at: 2 }));

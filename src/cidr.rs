@@ -62,7 +62,11 @@ fn bits(ip: IpAddr) -> u128 {
 
 fn mask(ip: IpAddr, len: u8) -> u128 {
     let w = u32::from(width(ip));
-    let all = if w == 128 { u128::MAX } else { (1u128 << w) - 1 };
+    let all = if w == 128 {
+        u128::MAX
+    } else {
+        (1u128 << w) - 1
+    };
     let host = all.checked_shr(u32::from(len)).unwrap_or(0);
     all & !host
 }
@@ -88,7 +92,9 @@ impl fmt::Display for CidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CidrError::BadAddress => f.write_str("not an IP address or network (ADDR/LEN)"),
-            CidrError::BadLength => f.write_str("bad prefix length (0-32 for IPv4, 0-128 for IPv6)"),
+            CidrError::BadLength => {
+                f.write_str("bad prefix length (0-32 for IPv4, 0-128 for IPv6)")
+            }
             CidrError::HostBits(n) => write!(f, "host bits set past the prefix; did you mean {n}?"),
         }
     }

@@ -228,7 +228,10 @@ fn serve(
     replay: Option<ReplayFile>,
 ) -> Result<(), DaemonError> {
     let captures = open_captures(devices, &cfg)?;
-    let saved = replay.as_ref().map(|r| r.entries().to_vec()).unwrap_or_default();
+    let saved = replay
+        .as_ref()
+        .map(|r| r.entries().to_vec())
+        .unwrap_or_default();
     let mut engine = engine_for(&cfg, &saved);
     let mut fx = Effects {
         backend,
@@ -365,7 +368,9 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     error!("could not open {port} for {addr} ({by}): {e}");
                     for &done in &ports[..i] {
                         match fx.backend.revoke(addr, done) {
-                            Ok(()) => warn!("closed {done} for {addr} again: the request is all or nothing"),
+                            Ok(()) => warn!(
+                                "closed {done} for {addr} again: the request is all or nothing"
+                            ),
                             Err(e) => error!("could not close {done} for {addr}: {e}"),
                         }
                     }
@@ -379,7 +384,9 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                 );
             }
         }
-        Decision::Close { addr, by, ports, .. } => {
+        Decision::Close {
+            addr, by, ports, ..
+        } => {
             for &port in ports {
                 match fx.backend.revoke(addr, port) {
                     Ok(()) => info!("closed {port} for {addr} ({by})"),

@@ -94,7 +94,16 @@ fn usage_errors_exit_2_with_a_hint() {
         &["spa", "127.0.0.1", "--key", "c2VjcmV0"][..],
         &["spa", "127.0.0.1", "-A", "tcp/0", "--key", KEY][..],
         &["spa", "127.0.0.1", "-A", "tcp/22", "--key", "not base64!"][..],
-        &["spa", "127.0.0.1", "-A", "tcp/22", "--key", KEY, "-a", "nowhere"][..],
+        &[
+            "spa",
+            "127.0.0.1",
+            "-A",
+            "tcp/22",
+            "--key",
+            KEY,
+            "-a",
+            "nowhere",
+        ][..],
         &["spa", "--stanza", "x", "-c", "/nonexistent/client.conf"][..],
         &["keygen", "bad-name"][..],
     ] {
@@ -166,7 +175,16 @@ fn udp_sink() -> (std::net::UdpSocket, String) {
 fn spa_sends_a_packet_the_router_accepts() {
     let (sock, port) = udp_sink();
     let out = postern(&[
-        "spa", "127.0.0.1", "-p", &port, "-A", "tcp/22,udp/53", "--key", KEY, "-a", "192.0.2.5",
+        "spa",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "tcp/22,udp/53",
+        "--key",
+        KEY,
+        "-a",
+        "192.0.2.5",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("open tcp:22 udp:53 for 192.0.2.5 for 30 s"));
@@ -190,7 +208,14 @@ fn spa_stanza_from_the_client_config() {
             key_file.display()
         ),
     );
-    let out = postern(&["spa", "--stanza", "home", "-c", conf.to_str().unwrap(), "--close"]);
+    let out = postern(&[
+        "spa",
+        "--stanza",
+        "home",
+        "-c",
+        conf.to_str().unwrap(),
+        "--close",
+    ]);
     let missing = postern(&["spa", "--stanza", "away", "-c", conf.to_str().unwrap()]);
     std::fs::remove_file(&conf).unwrap();
     std::fs::remove_file(&key_file).unwrap();
@@ -210,7 +235,13 @@ fn keygen_prints_paste_ready_snippets() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     let key = stdout.lines().next().unwrap();
-    assert_eq!(postern::spa::Key::from_base64(key).unwrap().as_bytes().len(), 32);
+    assert_eq!(
+        postern::spa::Key::from_base64(key)
+            .unwrap()
+            .as_bytes()
+            .len(),
+        32
+    );
     let again = text(&postern(&["keygen"]).stdout);
     assert_ne!(again.lines().next().unwrap(), key, "a new key each time");
     // The router snippet is a valid config on its own.

@@ -28,7 +28,9 @@ use crate::spa::Key;
 pub const DEFAULT_PORT: u16 = 62201;
 /// The default requested duration, seconds.
 pub const DEFAULT_DURATION: u32 = 30;
-const OPTIONS: &[&str] = &["host", "key", "key_file", "access", "port", "duration", "address"];
+const OPTIONS: &[&str] = &[
+    "host", "key", "key_file", "access", "port", "duration", "address",
+];
 
 /// One `config stanza` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +62,8 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// Reads a key file: base64 text, surrounding whitespace ignored.
 pub fn read_key_file(path: &Path) -> Result<Key, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
     Key::from_base64(text.trim()).map_err(|e| format!("key file {}: {e}", path.display()))
 }
 
@@ -154,7 +156,11 @@ fn single(e: &Entry) -> Result<&str, (usize, String)> {
 
 fn stanza(s: &Section, name: String, dir: Option<&Path>) -> Result<Stanza, Vec<(usize, String)>> {
     let mut errs = Vec::new();
-    for e in s.options.iter().filter(|e| !OPTIONS.contains(&e.name.as_str())) {
+    for e in s
+        .options
+        .iter()
+        .filter(|e| !OPTIONS.contains(&e.name.as_str()))
+    {
         errs.push((
             e.line,
             format!(
@@ -166,26 +172,39 @@ fn stanza(s: &Section, name: String, dir: Option<&Path>) -> Result<Stanza, Vec<(
     }
     let host = match s.get("host") {
         Some(e) => take(&mut errs, single(e).map(str::to_string)),
-        None => take(&mut errs, Err((s.line, format!("stanza '{name}' has no host")))),
+        None => take(
+            &mut errs,
+            Err((s.line, format!("stanza '{name}' has no host"))),
+        ),
     };
     let key = match (s.get("key"), s.get("key_file")) {
-        (Some(e), None) => take(&mut errs, 
+        (Some(e), None) => take(
+            &mut errs,
             single(e).and_then(|v| {
                 Key::from_base64(v).map_err(|err| (e.line, format!("key is not valid: {err}")))
             }),
         ),
-        (None, Some(e)) => take(&mut errs, single(e).and_then(|v| {
-            let p = match dir {
-                Some(d) if !v.starts_with('/') => d.join(v),
-                _ => PathBuf::from(v),
-            };
-            read_key_file(&p).map_err(|m| (e.line, m))
-        })),
-        (Some(_), Some(e)) => take(&mut errs, Err((e.line, "give key or key_file, not both".into()))),
-        (None, None) => take(&mut errs, Err((
-            s.line,
-            format!("stanza '{name}' has no key (option key or option key_file)"),
-        ))),
+        (None, Some(e)) => take(
+            &mut errs,
+            single(e).and_then(|v| {
+                let p = match dir {
+                    Some(d) if !v.starts_with('/') => d.join(v),
+                    _ => PathBuf::from(v),
+                };
+                read_key_file(&p).map_err(|m| (e.line, m))
+            }),
+        ),
+        (Some(_), Some(e)) => take(
+            &mut errs,
+            Err((e.line, "give key or key_file, not both".into())),
+        ),
+        (None, None) => take(
+            &mut errs,
+            Err((
+                s.line,
+                format!("stanza '{name}' has no key (option key or option key_file)"),
+            )),
+        ),
     };
     let access = match s.get("access") {
         Some(e) => {
@@ -193,36 +212,48 @@ fn stanza(s: &Section, name: String, dir: Option<&Path>) -> Result<Stanza, Vec<(
                 Value::Single(v) => vec![v.as_str()],
                 Value::List(v) => v.iter().map(String::as_str).collect(),
             };
-            take(&mut errs, 
-                super::spa::parse_access(&items.join(","))
-                    .map_err(|m| (e.line, m)),
+            take(
+                &mut errs,
+                super::spa::parse_access(&items.join(",")).map_err(|m| (e.line, m)),
             )
         }
-        None => take(&mut errs, Err((
-            s.line,
-            format!("stanza '{name}' has no ports: add list access 'tcp/22'"),
-        ))),
+        None => take(
+            &mut errs,
+            Err((
+                s.line,
+                format!("stanza '{name}' has no ports: add list access 'tcp/22'"),
+            )),
+        ),
     };
     let port = match s.get("port") {
-        Some(e) => take(&mut errs, single(e).and_then(|v| {
-            crate::port::parse_port(v)
-                .ok_or_else(|| (e.line, format!("port '{v}' is not a port number (1-65535)")))
-        })),
+        Some(e) => take(
+            &mut errs,
+            single(e).and_then(|v| {
+                crate::port::parse_port(v)
+                    .ok_or_else(|| (e.line, format!("port '{v}' is not a port number (1-65535)")))
+            }),
+        ),
         None => Some(DEFAULT_PORT),
     };
     let duration = match s.get("duration") {
-        Some(e) => take(&mut errs, single(e).and_then(|v| match v.parse::<u32>() {
-            Ok(d) if d > 0 && v.bytes().all(|b| b.is_ascii_digit()) => Ok(d),
-            _ => Err((e.line, format!("duration '{v}' is not a number of seconds"))),
-        })),
+        Some(e) => take(
+            &mut errs,
+            single(e).and_then(|v| match v.parse::<u32>() {
+                Ok(d) if d > 0 && v.bytes().all(|b| b.is_ascii_digit()) => Ok(d),
+                _ => Err((e.line, format!("duration '{v}' is not a number of seconds"))),
+            }),
+        ),
         None => Some(DEFAULT_DURATION),
     };
     let address = match s.get("address") {
-        Some(e) => take(&mut errs, single(e).and_then(|v| {
-            v.parse::<IpAddr>()
-                .map(Some)
-                .map_err(|_| (e.line, format!("address '{v}' is not an IP address")))
-        })),
+        Some(e) => take(
+            &mut errs,
+            single(e).and_then(|v| {
+                v.parse::<IpAddr>()
+                    .map(Some)
+                    .map_err(|_| (e.line, format!("address '{v}' is not an IP address")))
+            }),
+        ),
         None => Some(None),
     };
     match (host, key, access, port, duration, address) {
@@ -251,7 +282,9 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<Stanza>, Vec<(usize, String)>> {
         let sections = uci::parse("c", text).map_err(|e| {
-            e.into_iter().map(|e| (e.line, e.message)).collect::<Vec<_>>()
+            e.into_iter()
+                .map(|e| (e.line, e.message))
+                .collect::<Vec<_>>()
         })?;
         from_sections("c", &sections, None)
             .map_err(|e| e.into_iter().map(|e| (e.line, e.message)).collect())

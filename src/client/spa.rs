@@ -115,11 +115,7 @@ pub fn describe(req: &Request) -> String {
         Target::Addr(a) => format!(" for {a}"),
     };
     match req.kind {
-        Kind::Open => format!(
-            "open {}{target} for {} s",
-            ports.join(" "),
-            req.duration
-        ),
+        Kind::Open => format!("open {}{target} for {} s", ports.join(" "), req.duration),
         Kind::Close => format!("close {}{target}", ports.join(" ")),
     }
 }

@@ -154,9 +154,7 @@ impl Config {
 
     /// The SPA port when at least one client is enabled.
     pub fn spa_port(&self) -> Option<u16> {
-        self.active_clients()
-            .next()
-            .map(|_| self.main.spa_port)
+        self.active_clients().next().map(|_| self.main.spa_port)
     }
 
     /// Ports the firewall must keep closed: every port an enabled sequence opens or

@@ -667,16 +667,15 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
     check_names(cx, s, &label, CLIENT_OPTIONS);
     let opt = |name: &str| s.get(name);
     let enabled = opt("enabled").and_then(|e| get_bool(cx, e)).unwrap_or(true);
-    let max_duration = opt("max_duration").map_or(
-        Some(Duration::from_secs(DEFAULT_MAX_DURATION)),
-        |e| get_secs(cx, e, 1, 86_400),
-    );
+    let max_duration = opt("max_duration")
+        .map_or(Some(Duration::from_secs(DEFAULT_MAX_DURATION)), |e| {
+            get_secs(cx, e, 1, 86_400)
+        });
     let key = match opt("key") {
         Some(e) => get_key(cx, e),
         None => {
-            let msg = format!(
-                "{label} has no key: add option key '…' (make one with 'postern keygen')"
-            );
+            let msg =
+                format!("{label} has no key: add option key '…' (make one with 'postern keygen')");
             cx.push(s.line, msg);
             None
         }
@@ -684,8 +683,7 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
     let allow = match opt("allow") {
         Some(e) => get_ports(cx, e).map(|v| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>()),
         None => {
-            let msg =
-                format!("{label} may open nothing: add lines such as list allow 'tcp:22'");
+            let msg = format!("{label} may open nothing: add lines such as list allow 'tcp:22'");
             cx.push(s.line, msg);
             None
         }
@@ -808,12 +806,12 @@ fn cross_check(cx: &mut Errors, seqs: &[Checked], clients: &[CheckedClient]) {
     let guards: Vec<(String, &[PortSpec])> = active
         .iter()
         .map(|g| (format!("sequence '{}'", g.seq.name), g.seq.ports.as_slice()))
-        .chain(
-            clients
-                .iter()
-                .filter(|c| c.client.enabled)
-                .map(|c| (format!("client '{}'", c.client.name), c.client.allow.as_slice())),
-        )
+        .chain(clients.iter().filter(|c| c.client.enabled).map(|c| {
+            (
+                format!("client '{}'", c.client.name),
+                c.client.allow.as_slice(),
+            )
+        }))
         .collect();
     for c in &active {
         knocks_on_guarded(cx, c, &guards);
@@ -1312,7 +1310,11 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         assert_eq!(c.spa_port(), Some(62201));
         assert_eq!(c.capture_ports(), [PortSpec::udp(62201)]);
         let d = ok(&client_text(""));
-        assert_eq!(d.clients[0].max_duration, Duration::from_secs(300), "default");
+        assert_eq!(
+            d.clients[0].max_duration,
+            Duration::from_secs(300),
+            "default"
+        );
         assert!(d.clients[0].sources.is_empty());
         let off = ok(&client_text("\toption enabled 0\n"));
         assert_eq!(off.spa_port(), None, "no enabled client: SPA is off");
@@ -1324,11 +1326,18 @@ knock ports: tcp:7000, tcp:9000, udp:8000
     fn client_errors() {
         assert_eq!(
             err1("config client 'a'\n\tlist allow tcp:22\n"),
-            (1, "client 'a' has no key: add option key '…' (make one with 'postern keygen')".to_string())
+            (
+                1,
+                "client 'a' has no key: add option key '…' (make one with 'postern keygen')"
+                    .to_string()
+            )
         );
         assert_eq!(
             err1(&format!("config client 'a'\n\toption key '{KEY7}'\n")),
-            (1, "client 'a' may open nothing: add lines such as list allow 'tcp:22'".to_string())
+            (
+                1,
+                "client 'a' may open nothing: add lines such as list allow 'tcp:22'".to_string()
+            )
         );
         assert_eq!(
             err1("config client 'a'\n\toption key 'c2VjcmV0'\n\tlist allow tcp:22\n"),
@@ -1339,11 +1348,18 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         assert!(!msg.contains("secret"), "the key is never echoed: {msg}");
         assert_eq!(
             err1(&client_text("\tlist allow tcp:0\n")),
-            (4, "allow 'tcp:0': bad port '0' (expected 1-65535)".to_string())
+            (
+                4,
+                "allow 'tcp:0': bad port '0' (expected 1-65535)".to_string()
+            )
         );
         assert_eq!(
             err1(&client_text("\tlist source 192.0.2.1/24\n")),
-            (4, "source '192.0.2.1/24': host bits set past the prefix; did you mean 192.0.2.0/24?".to_string())
+            (
+                4,
+                "source '192.0.2.1/24': host bits set past the prefix; did you mean 192.0.2.0/24?"
+                    .to_string()
+            )
         );
         assert_eq!(err1(&client_text("\toption max_duration 0\n")).0, 4);
         assert_eq!(err1(&client_text("\toption max_duration 86401\n")).0, 4);
@@ -1351,30 +1367,50 @@ knock ports: tcp:7000, tcp:9000, udp:8000
 
     #[test]
     fn clients_across_sections() {
-        let two = format!("{}config client 'b'\n\toption key '{KEY7}'\n\tlist allow tcp:80\n", client_text(""));
+        let two = format!(
+            "{}config client 'b'\n\toption key '{KEY7}'\n\tlist allow tcp:80\n",
+            client_text("")
+        );
         assert_eq!(
             err1(&two),
             (5, "client 'b' has the same key as client 'laptop' (line 2): give each client its own key".to_string())
         );
         ok(&two.replacen(KEY7, KEY8, 2).replacen(KEY8, KEY7, 1));
         ok(&format!("{two}\toption enabled 0\n"));
-        let knock = format!("{}config sequence s\n\tlist knock tcp:22\n\tlist knock tcp:1\n\tlist open tcp:80\n", client_text(""));
+        let knock = format!(
+            "{}config sequence s\n\tlist knock tcp:22\n\tlist knock tcp:1\n\tlist open tcp:80\n",
+            client_text("")
+        );
         let (line, msg) = err1(&knock);
         assert_eq!(line, 5);
-        assert!(msg.starts_with("knock step 1 'tcp:22' of sequence 's' is a port that client 'laptop' guards"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "knock step 1 'tcp:22' of sequence 's' is a port that client 'laptop' guards"
+            ),
+            "{msg}"
+        );
         let spa_knock = format!("config postern\n\toption spa_port 8000\n{}config sequence s\n\tlist knock udp:8000\n\tlist open tcp:80\n", client_text(""));
         assert_eq!(
             err1(&spa_knock),
-            (2, "spa_port 8000 is a knock step of sequence 's': pick another port for one of them".to_string())
+            (
+                2,
+                "spa_port 8000 is a knock step of sequence 's': pick another port for one of them"
+                    .to_string()
+            )
         );
         let spa_guarded = client_text("\tlist allow udp:62201\n");
         let (line, msg) = err1(&spa_guarded);
         assert_eq!(line, 1);
-        assert!(msg.starts_with("spa_port 62201 is a port that 'laptop' guards"), "{msg}");
+        assert!(
+            msg.starts_with("spa_port 62201 is a port that 'laptop' guards"),
+            "{msg}"
+        );
         let mut many = String::new();
         for i in 0..=MAX_CLIENTS {
             let key = crate::spa::Key::from_bytes([i as u8; 32]).to_base64();
-            many.push_str(&format!("config client\n\toption key '{key}'\n\tlist allow tcp:22\n"));
+            many.push_str(&format!(
+                "config client\n\toption key '{key}'\n\tlist allow tcp:22\n"
+            ));
         }
         assert_eq!(
             err1(&many),
@@ -1389,7 +1425,10 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         assert_eq!(c.main.state_dir, "/tmp/p");
         assert_eq!(
             err1("config postern\n\toption spa_verify_budget 31\n"),
-            (2, "spa_verify_budget '31' is not a number from 32 to 1000000".to_string())
+            (
+                2,
+                "spa_verify_budget '31' is not a number from 32 to 1000000".to_string()
+            )
         );
         assert_eq!(
             err1("config postern\n\toption state_dir 'var/run'\n"),

@@ -343,8 +343,8 @@ mod tests {
 
     /// Open tcp:22 and udp:53 for 192.0.2.7, 30 s, at 1_700_000_000, 2 padding bytes.
     const BYTES: [u8; 40] = [
-        1, 1, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 30, 4, 192, 0, 2, 7, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 2, 6, 0, 22, 17, 0, 53, 0xaa, 0xbb,
+        1, 1, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 30, 4, 192, 0, 2, 7, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 2, 6, 0, 22, 17, 0, 53, 0xaa, 0xbb,
     ];
 
     fn repr() -> RequestRepr {
@@ -399,10 +399,18 @@ mod tests {
         };
         assert_eq!(with(0, 2), Err(RequestError::UnsupportedVersion(2)));
         assert_eq!(with(1, 3), Err(RequestError::BadKind(3)));
-        assert_eq!(with(1, 2), Err(RequestError::BadDuration), "close with 30 s");
+        assert_eq!(
+            with(1, 2),
+            Err(RequestError::BadDuration),
+            "close with 30 s"
+        );
         assert_eq!(with(13, 0), Err(RequestError::BadDuration), "open for 0 s");
         assert_eq!(with(14, 5), Err(RequestError::BadAddress));
-        assert_eq!(with(20, 1), Err(RequestError::BadAddress), "v4 tail not zero");
+        assert_eq!(
+            with(20, 1),
+            Err(RequestError::BadAddress),
+            "v4 tail not zero"
+        );
         assert_eq!(with(31, 0), Err(RequestError::BadPortCount(0)));
         assert_eq!(with(31, 3), Err(RequestError::Truncated));
         assert_eq!(with(32, 1), Err(RequestError::BadPort), "icmp");

@@ -120,12 +120,7 @@ pub fn open<'s>(
     buf.copy_from_slice(ciphertext);
     cipher
         .0
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            AAD,
-            buf,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), AAD, buf, Tag::from_slice(tag))
         .map_err(|_| OpenError::Auth)?;
     Ok(buf)
 }

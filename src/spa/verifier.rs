@@ -394,7 +394,12 @@ impl Verifier {
             return Err(fail(Refusal::BudgetExceeded, None, none));
         }
         let mut found = None;
-        for (i, c) in self.clients.iter().enumerate().filter(|(_, c)| c.admits(src)) {
+        for (i, c) in self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.admits(src))
+        {
             self.counters.aead_attempts += 1;
             match seal::open(&c.cipher, payload, &mut self.scratch) {
                 Ok(plain) => {

@@ -291,7 +291,11 @@ fn spa_port_passes_udp_while_knock_tcp_ports_stay_syn_only() {
     let ports = cfg.capture_ports();
     assert_eq!(
         ports,
-        [PortSpec::tcp(7000), PortSpec::udp(8000), PortSpec::udp(62201)]
+        [
+            PortSpec::tcp(7000),
+            PortSpec::udp(8000),
+            PortSpec::udp(62201)
+        ]
     );
     let prog = build(&ports, true);
     validate(&prog);

@@ -105,7 +105,9 @@ fn explicit_address_and_close() {
 #[test]
 fn wrong_key_is_an_auth_failure() {
     let mut v = Verifier::new(&config(vec![client(1)]));
-    let r = v.verify(now(T0), SRC, &packet(9, 1, &repr(T0))).unwrap_err();
+    let r = v
+        .verify(now(T0), SRC, &packet(9, 1, &repr(T0)))
+        .unwrap_err();
     assert_eq!((r.reason, r.client), (Refusal::AuthFailed, None));
 }
 
@@ -123,7 +125,11 @@ fn every_single_byte_tamper_is_refused() {
         );
     }
     assert_eq!(v.counters().accepted, 0);
-    assert_eq!(outcome(&mut v, now(T0), SRC, &p), Ok(()), "the original is fine");
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &p),
+        Ok(()),
+        "the original is fine"
+    );
 }
 
 #[test]
@@ -179,7 +185,10 @@ fn replay_after_a_simulated_restart_is_refused() {
     // The restarted daemon loads the saved entries.
     let mut after = Verifier::new(&cfg);
     after.restore_replay(&saved, now(T0 + 5));
-    assert_eq!(outcome(&mut after, now(T0 + 5), SRC, &p), Err(Refusal::Replay));
+    assert_eq!(
+        outcome(&mut after, now(T0 + 5), SRC, &p),
+        Err(Refusal::Replay)
+    );
     // Without saved state the guard refuses whatever could predate the start.
     let mut fresh = Verifier::new(&cfg);
     fresh.set_replay_guard(Some(now(T0 + 5).mono));
@@ -266,8 +275,15 @@ fn source_networks_pick_the_candidate_keys() {
         Err(Refusal::NoClientForSource)
     );
     assert_eq!(v.counters().aead_attempts, 0);
-    assert_eq!(outcome(&mut v, now(T0), SRC, &packet(1, 2, &repr(T0))), Ok(()));
-    assert_eq!(v.counters().aead_attempts, 1, "only the admitting key is tried");
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 2, &repr(T0))),
+        Ok(())
+    );
+    assert_eq!(
+        v.counters().aead_attempts,
+        1,
+        "only the admitting key is tried"
+    );
     assert_eq!(
         outcome(&mut v, now(T0), SRC, &packet(2, 3, &repr(T0))),
         Err(Refusal::AuthFailed),
@@ -313,7 +329,11 @@ fn cost_bound_one_verification_per_key_with_32_clients() {
     let mut cfg = config(clients);
     cfg.main.spa_verify_budget = 1_000_000;
     let mut v = Verifier::new(&cfg);
-    assert_eq!(v.clients.len(), MAX_CLIENTS, "at most MAX_CLIENTS keys are loaded");
+    assert_eq!(
+        v.clients.len(),
+        MAX_CLIENTS,
+        "at most MAX_CLIENTS keys are loaded"
+    );
     let mut rng = Rng(32);
     for i in 0..100u64 {
         let before = v.counters().aead_attempts;
@@ -347,9 +367,18 @@ fn the_per_second_budget_drops_packets_unopened() {
         unix: T0,
     };
     // 4 keys per packet: two packets fit in 10, the third does not.
-    assert_eq!(outcome(&mut v, at(1000), SRC, &junk), Err(Refusal::AuthFailed));
-    assert_eq!(outcome(&mut v, at(1500), SRC, &junk), Err(Refusal::AuthFailed));
-    assert_eq!(outcome(&mut v, at(1999), SRC, &junk), Err(Refusal::BudgetExceeded));
+    assert_eq!(
+        outcome(&mut v, at(1000), SRC, &junk),
+        Err(Refusal::AuthFailed)
+    );
+    assert_eq!(
+        outcome(&mut v, at(1500), SRC, &junk),
+        Err(Refusal::AuthFailed)
+    );
+    assert_eq!(
+        outcome(&mut v, at(1999), SRC, &junk),
+        Err(Refusal::BudgetExceeded)
+    );
     let valid = packet(1, 1, &repr(T0));
     assert_eq!(
         outcome(&mut v, at(1999), SRC, &valid),
@@ -357,7 +386,11 @@ fn the_per_second_budget_drops_packets_unopened() {
         "valid or not: beyond the budget nothing is opened"
     );
     assert_eq!(v.counters().aead_attempts, 8);
-    assert_eq!(outcome(&mut v, at(2000), SRC, &valid), Ok(()), "next second");
+    assert_eq!(
+        outcome(&mut v, at(2000), SRC, &valid),
+        Ok(()),
+        "next second"
+    );
     assert_eq!(v.counters().refused(Refusal::BudgetExceeded), 2);
 }
 
