@@ -6,12 +6,12 @@
 //!
 //! ```text
 //! config stanza 'home'
-//! 	option host 'router.example.org'   # name or address (required)
-//! 	option key 'base64…'               # or: option key_file '/path/to/key'
-//! 	list   access 'tcp/22'             # tcp/PORT or tcp:PORT (at least one)
-//! 	option port '62201'                # the router's spa_port (default 62201)
-//! 	option duration '30'               # seconds (default 30)
-//! 	option address '198.51.100.7'      # ask for this address (like -a) instead of the source
+//!     option host 'router.example.org'   # name or address (required)
+//!     option key 'base64…'               # or: option key_file '/path/to/key'
+//!     list   access 'tcp/22'             # tcp/PORT or tcp:PORT (at least one)
+//!     option port '62201'                # the router's spa_port (default 62201)
+//!     option duration '30'               # seconds (default 30)
+//!     option address '198.51.100.7'      # ask for this address (like -a) instead of the source
 //! ```
 //!
 //! Only reading and validating; the key file is read here too (an edge: file I/O).
