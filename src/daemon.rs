@@ -1,15 +1,17 @@
 //! The daemon: one thread, one `poll` loop over the capture sockets and a signalfd.
 //!
 //! Owns the process-level I/O: reading the config file, opening capture
-//! sockets, driving the firewall backend, reading the clock and signals
-//! (HUP reloads, TERM/INT stop). All decisions are the [`Engine`]'s.
+//! sockets, driving the firewall backend, reading the clocks and signals
+//! (HUP reloads, TERM/INT stop), and the SPA replay state file
+//! ([`ReplayFile`], written before each SPA grant). All decisions are the
+//! [`Engine`]'s.
 
 use core::fmt;
 use core::time::Duration;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -21,12 +23,16 @@ use crate::firewall::dry_run::DryRunBackend;
 use crate::firewall::ipset::Fw3Backend;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
-use crate::time::Millis;
+use crate::replay_file::{Loaded, ReplayFile};
+use crate::spa::Refused;
+use crate::time::{Millis, Now};
 
 /// How often the engine's housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
 /// Largest frame read (IPv6 jumbograms aside, nothing bigger reaches us).
 const FRAME_BUFFER: usize = 65_536;
+/// Most SPA refusal warnings logged per second (the rest are counted, then summed up).
+const REFUSAL_LOGS_PER_SECOND: u32 = 10;
 
 /// Command-line choices for `postern daemon`.
 #[derive(Debug, Clone, Default)]
@@ -129,20 +135,84 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         .setup(&cfg.guarded_ports())
         .map_err(|e| fail(format!("firewall setup ({}): {e}", backend.name())))?;
 
-    let result = serve(opts, cfg, &devices, backend.as_mut(), &signals);
+    let replay = open_replay_file(&cfg)?;
+    let result = serve(opts, cfg, &devices, backend.as_mut(), &signals, replay);
     if let Err(e) = backend.teardown() {
         warn!("firewall teardown ({}): {e}", backend.name());
     }
     result
 }
 
+/// Loads the SPA replay state file (and checks that it can be written) when SPA is on.
+fn open_replay_file(cfg: &Config) -> Result<Option<ReplayFile>, DaemonError> {
+    if cfg.spa_port().is_none() {
+        return Ok(None);
+    }
+    let dir = std::path::Path::new(&cfg.main.state_dir);
+    let (mut file, loaded) =
+        ReplayFile::load(dir).map_err(|e| fail(format!("SPA state directory: {e}")))?;
+    match &loaded {
+        Loaded::Missing => info!(
+            "spa: no replay state at {}: nothing accepted yet in this boot",
+            file.path().display()
+        ),
+        Loaded::Restored(n) => info!(
+            "spa: restored {n} accepted packet(s) from {}",
+            file.path().display()
+        ),
+        Loaded::OtherBoot => info!(
+            "spa: replay state at {} is from an earlier boot: ignored",
+            file.path().display()
+        ),
+        Loaded::Bad(msg) => warn!(
+            "spa: replay state at {} is unreadable ({msg}): ignored",
+            file.path().display()
+        ),
+    }
+    let entries = file.entries().to_vec();
+    // Written at once: a state directory that cannot be written stops the start,
+    // not the first grant.
+    file.save(&entries)
+        .map_err(|e| fail(format!("SPA replay state cannot be written: {e}")))?;
+    Ok(Some(file))
+}
+
+/// The monotonic instant of boot (`CLOCK_MONOTONIC` now minus `CLOCK_BOOTTIME` now):
+/// the SPA replay guard, since packets accepted before this boot are in no state file.
+fn boot_instant() -> Millis {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_BOOTTIME exists since Linux 2.6.39.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let since_boot = ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
+    Millis(Millis::now_monotonic().0.saturating_sub(since_boot))
+}
+
+/// A new engine for `cfg`, with the SPA replay record carried over.
+fn engine_for(cfg: &Config, saved: &[crate::spa::ReplayEntry]) -> Engine {
+    let mut engine = Engine::new(cfg);
+    engine.restore_replay(saved, Now::read());
+    engine.set_replay_guard(Some(boot_instant()));
+    engine
+}
+
 /// Opens one capture socket per device with the config's filter.
 fn open_captures(devices: &[String], cfg: &Config) -> Result<Vec<Capture>, DaemonError> {
-    let program = bpf::build(&cfg.knock_ports(), true);
+    let program = bpf::build(&cfg.capture_ports(), true);
     devices
         .iter()
         .map(|d| Capture::open(d, &program).map_err(|e| fail(format!("capture on {d}: {e}"))))
         .collect()
+}
+
+/// What carrying out a decision needs besides the decision.
+struct Effects<'b> {
+    backend: &'b mut dyn Backend,
+    replay: Option<ReplayFile>,
+    max_skew: u64,
+    log_limit: LogLimit,
 }
 
 fn serve(
@@ -151,17 +221,29 @@ fn serve(
     devices: &[String],
     backend: &mut dyn Backend,
     signals: &SignalFd,
+    replay: Option<ReplayFile>,
 ) -> Result<(), DaemonError> {
     let captures = open_captures(devices, &cfg)?;
-    let mut engine = Engine::new(&cfg);
+    let saved = replay
+        .as_ref()
+        .map(|r| r.entries().to_vec())
+        .unwrap_or_default();
+    let mut engine = engine_for(&cfg, &saved);
+    let mut fx = Effects {
+        backend,
+        replay,
+        max_skew: cfg.main.max_skew.as_secs(),
+        log_limit: LogLimit::default(),
+    };
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
     info!(
-        "ready: guarding {} on {} (backend {}), {} sequence(s)",
+        "ready: guarding {} on {} (backend {}), {} sequence(s), {}",
         list(&cfg.guarded_ports()),
         devices.join(","),
-        backend.name(),
-        cfg.active_sequences().count()
+        fx.backend.name(),
+        cfg.active_sequences().count(),
+        spa_line(&cfg)
     );
 
     // Built once: no allocation per wake-up.
@@ -189,7 +271,7 @@ fn serve(
         }
         for (i, capture) in captures.iter().enumerate() {
             if readable(&fds[i + 1]) {
-                drain(capture, &mut buf, &mut engine, backend);
+                drain(capture, &mut buf, &mut engine, &mut fx);
             }
         }
         let signal_ready = readable(&fds[0]);
@@ -198,8 +280,19 @@ fn serve(
             while let Ok(Some(sig)) = signals.read_signal() {
                 match Signal::try_from(sig.ssi_signo as i32) {
                     Ok(Signal::SIGHUP) => {
-                        if let Some(new) = reload(opts, &cfg, backend, &captures) {
-                            engine = Engine::new(&new);
+                        if let Some(new) = reload(opts, &cfg, fx.backend, &captures) {
+                            let guard = engine.replay_guard();
+                            let saved = engine.replay_entries().to_vec();
+                            engine = engine_for(&new, &saved);
+                            engine.set_replay_guard(guard);
+                            if fx.replay.is_none() {
+                                // SPA was off and is now on.
+                                match open_replay_file(&new) {
+                                    Ok(r) => fx.replay = r,
+                                    Err(e) => error!("{e}: SPA requests will be refused"),
+                                }
+                            }
+                            fx.max_skew = new.main.max_skew.as_secs();
                             cfg = new;
                         }
                     }
@@ -215,15 +308,15 @@ fn serve(
 }
 
 /// Reads every queued frame of one socket (bounded, so one busy socket cannot starve the others).
-fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, backend: &mut dyn Backend) {
+fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effects<'_>) {
     for _ in 0..256 {
         match capture.recv(buf) {
             Ok(Some(frame)) => {
                 if frame.outgoing {
                     continue;
                 }
-                let now = Millis::now_monotonic();
-                engine.on_frame(now, frame.data, frame.checksums, &mut |d| apply(backend, d));
+                let now = Now::read();
+                engine.on_frame(now, frame.data, frame.checksums, &mut |d| apply(fx, now, d));
             }
             Ok(None) => return,
             Err(e) => {
@@ -234,42 +327,123 @@ fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, backend: &mut d
     }
 }
 
-/// Carries one decision out and logs it.
-fn apply(backend: &mut dyn Backend, decision: Decision<'_>) {
+/// Carries one decision out and logs it. An SPA decision is first recorded in
+/// the replay state file; if that fails nothing is granted (a grant that could
+/// be replayed after a restart is worse than none). An open is all or nothing:
+/// if the backend fails on one port, the ports granted before it are revoked.
+fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
+    let record = match decision {
+        Decision::Open { record, .. } | Decision::Close { record, .. } => record,
+        Decision::Refuse { src, refused } => return log_refusal(fx, now, src, &refused),
+    };
+    if let Some(entry) = record {
+        let saved = match fx.replay.as_mut() {
+            Some(file) => file.record(entry, now.unix, fx.max_skew),
+            None => Err(std::io::Error::other("no replay state file")),
+        };
+        if let Err(e) = saved {
+            error!("spa: not acting on a request: cannot record it against replay: {e}");
+            return;
+        }
+    }
     match decision {
         Decision::Open {
-            src,
-            sequence,
+            addr,
+            by,
             ports,
             duration,
+            ..
         } => {
-            for &port in ports {
+            for (i, &port) in ports.iter().enumerate() {
                 let grant = Grant {
-                    addr: src,
+                    addr,
                     port,
                     timeout: duration,
                 };
-                match backend.grant(&grant) {
-                    Ok(()) => info!(
-                        "opened {port} for {src} for {} s (sequence {sequence})",
-                        duration.as_secs()
-                    ),
-                    Err(e) => error!("could not open {port} for {src} (sequence {sequence}): {e}"),
+                if let Err(e) = fx.backend.grant(&grant) {
+                    error!("could not open {port} for {addr} ({by}): {e}");
+                    for &done in &ports[..i] {
+                        match fx.backend.revoke(addr, done) {
+                            Ok(()) => warn!(
+                                "closed {done} for {addr} again: the request is all or nothing"
+                            ),
+                            Err(e) => error!("could not close {done} for {addr}: {e}"),
+                        }
+                    }
+                    return;
                 }
+            }
+            for &port in ports {
+                info!(
+                    "opened {port} for {addr} for {} s ({by})",
+                    duration.as_secs()
+                );
             }
         }
         Decision::Close {
-            src,
-            sequence,
-            ports,
+            addr, by, ports, ..
         } => {
             for &port in ports {
-                match backend.revoke(src, port) {
-                    Ok(()) => info!("closed {port} for {src} (sequence {sequence})"),
-                    Err(e) => error!("could not close {port} for {src} (sequence {sequence}): {e}"),
+                match fx.backend.revoke(addr, port) {
+                    Ok(()) => info!("closed {port} for {addr} ({by})"),
+                    Err(e) => error!("could not close {port} for {addr} ({by}): {e}"),
                 }
             }
         }
+        Decision::Refuse { .. } => {}
+    }
+}
+
+/// Authenticated refusals are warnings (rate-limited); junk is only debug output
+/// (it is counted either way).
+fn log_refusal(fx: &mut Effects<'_>, now: Now, src: core::net::IpAddr, r: &Refused<'_>) {
+    let Some(client) = r.client else {
+        debug!("spa: refused packet from {src}: {r} ({})", r.reason.name());
+        return;
+    };
+    if let Some(suppressed) = fx.log_limit.admit(now.mono) {
+        if suppressed > 0 {
+            warn!("spa: {suppressed} more refusal(s) were not logged");
+        }
+        warn!(
+            "spa: refused packet from {src} (client {client}): {r} ({})",
+            r.reason.name()
+        );
+    }
+}
+
+/// At most [`REFUSAL_LOGS_PER_SECOND`] lines per second.
+#[derive(Default)]
+struct LogLimit {
+    second: u64,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// `Some(lines suppressed since the last admitted one)` when this line may be logged.
+    fn admit(&mut self, now: Millis) -> Option<u64> {
+        let s = now.0 / 1000;
+        if s != self.second {
+            self.second = s;
+            self.logged = 0;
+        }
+        if self.logged >= REFUSAL_LOGS_PER_SECOND {
+            self.suppressed += 1;
+            return None;
+        }
+        self.logged += 1;
+        Some(core::mem::take(&mut self.suppressed))
+    }
+}
+
+fn spa_line(cfg: &Config) -> String {
+    match cfg.spa_port() {
+        Some(p) => format!(
+            "spa on udp:{p} for {} client(s)",
+            cfg.active_clients().count()
+        ),
+        None => "spa off (no client)".to_string(),
     }
 }
 
@@ -304,7 +478,7 @@ fn reload(
         error!("reload refused: firewall setup failed: {e}; the running configuration stays");
         return None;
     }
-    let program = bpf::build(&new.knock_ports(), true);
+    let program = bpf::build(&new.capture_ports(), true);
     for c in captures {
         if let Err(e) = c.set_filter(&program) {
             error!("capture {}: new filter not attached: {e}", c.ifname());
@@ -312,9 +486,10 @@ fn reload(
     }
     log::set_max_level(opts.log_level.unwrap_or(new.main.log_level));
     info!(
-        "reloaded: guarding {}, {} sequence(s)",
+        "reloaded: guarding {}, {} sequence(s), {}",
         list(&new.guarded_ports()),
-        new.active_sequences().count()
+        new.active_sequences().count(),
+        spa_line(&new)
     );
     Some(new)
 }

@@ -1,5 +1,7 @@
 //! A network-namespace lab: a `router` namespace guarding a TCP service and a
-//! `client` namespace joined to it by a veth pair.
+//! `client` namespace joined to it by a veth pair; optionally a third,
+//! `attacker` namespace on a second veth pair to the router (another link,
+//! another subnet), from which the SPA tests replay captured packets.
 //!
 //! `postern demo` uses it to show the whole path on a real kernel; the
 //! end-to-end tests use the same [`Lab`]. Everything it creates (namespaces,
@@ -30,8 +32,19 @@ pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 1);
 /// The client's IPv6 address inside the lab.
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 2);
 
+/// The router's IPv4 address on the attacker's link.
+pub const ROUTER_X_V4: Ipv4Addr = Ipv4Addr::new(10, 213, 1, 1);
+/// The attacker's IPv4 address.
+pub const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(10, 213, 1, 2);
+/// The router's IPv6 address on the attacker's link.
+pub const ROUTER_X_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 1, 0, 0, 0, 0, 1);
+/// The attacker's IPv6 address.
+pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 1, 0, 0, 0, 0, 2);
+
 const ROUTER_MAC: &str = "02:00:5e:d5:00:01";
 const CLIENT_MAC: &str = "02:00:5e:d5:00:02";
+const ROUTER_X_MAC: &str = "02:00:5e:d5:01:01";
+const ATTACKER_MAC: &str = "02:00:5e:d5:01:02";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -115,6 +128,34 @@ fn wait_carrier(ends: &[(&str, &str)]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One end of a veth pair: namespace, device, addresses, MAC.
+type End<'a> = (&'a str, &'a str, Ipv4Addr, Ipv6Addr, &'a str);
+
+/// Creates a veth pair between two namespaces with /24 and /64 addresses. Fixed
+/// MACs and permanent neighbour entries: no ARP/ND races while the link comes
+/// up, so the first packet of a test is never lost.
+fn link(a: End<'_>, b: End<'_>) -> io::Result<()> {
+    ip_words(&format!(
+        "link add {} netns {} type veth peer name {} netns {}",
+        a.1, a.0, b.1, b.0
+    ))?;
+    let ends = [a, b];
+    for (i, &(ns, dev, v4, v6, mac)) in ends.iter().enumerate() {
+        let (_, _, peer_v4, peer_v6, peer_mac) = ends[1 - i];
+        ip_words(&format!("-n {ns} link set lo up"))?;
+        ip_words(&format!("-n {ns} link set {dev} address {mac}"))?;
+        ip_words(&format!("-n {ns} addr add {v4}/24 dev {dev}"))?;
+        ip_words(&format!("-n {ns} addr add {v6}/64 dev {dev} nodad"))?;
+        ip_words(&format!("-n {ns} link set {dev} up"))?;
+        for peer in [peer_v4.to_string(), peer_v6.to_string()] {
+            ip_words(&format!(
+                "-n {ns} neigh replace {peer} lladdr {peer_mac} dev {dev} nud permanent"
+            ))?;
+        }
+    }
+    wait_carrier(&[(a.0, a.1), (b.0, b.1)])
 }
 
 /// Runs `f` on a new thread inside network namespace `ns` and returns its result.
@@ -275,6 +316,10 @@ pub struct Lab {
     pub client_ns: String,
     /// The router's end of the veth pair (the capture device).
     pub router_dev: String,
+    /// The attacker namespace, once [`Lab::add_attacker`] made it.
+    pub attacker_ns: Option<String>,
+    /// The router's end of the attacker's veth pair (also captured when present).
+    pub router_x_dev: Option<String>,
     dir: PathBuf,
     services: Vec<Service>,
     daemons: Vec<DaemonProcess>,
@@ -295,12 +340,15 @@ impl Lab {
         // Leftovers of an interrupted earlier run go first.
         let _ = ip(&["netns", "del", &router_ns]);
         let _ = ip(&["netns", "del", &client_ns]);
+        let _ = ip(&["netns", "del", &format!("pst-{tag}-x")]);
         let dir = std::env::temp_dir().join(format!("postern-lab-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let lab = Lab {
             router_dev: format!("pr{tag}"),
             router_ns,
             client_ns,
+            attacker_ns: None,
+            router_x_dev: None,
             dir,
             services: Vec::new(),
             daemons: Vec::new(),
@@ -314,38 +362,39 @@ impl Lab {
         let client_dev = format!("pc{}", &self.router_dev[2..]);
         ip_words(&format!("netns add {r}"))?;
         ip_words(&format!("netns add {c}"))?;
-        ip_words(&format!(
-            "link add {} netns {r} type veth peer name {client_dev} netns {c}",
-            self.router_dev
-        ))?;
-        // Fixed MACs and permanent neighbour entries: no ARP/ND races while the
-        // link comes up, so the first packet of a test is never lost.
-        let ends = [
-            (
-                r,
-                self.router_dev.as_str(),
-                ROUTER_V4,
-                ROUTER_V6,
-                ROUTER_MAC,
-            ),
-            (c, client_dev.as_str(), CLIENT_V4, CLIENT_V6, CLIENT_MAC),
-        ];
-        for (i, &(ns, dev, v4, v6, mac)) in ends.iter().enumerate() {
-            let (_, _, peer_v4, peer_v6, peer_mac) = ends[1 - i];
-            ip_words(&format!("-n {ns} link set lo up"))?;
-            ip_words(&format!("-n {ns} link set {dev} address {mac}"))?;
-            ip_words(&format!("-n {ns} addr add {v4}/24 dev {dev}"))?;
-            ip_words(&format!("-n {ns} addr add {v6}/64 dev {dev} nodad"))?;
-            ip_words(&format!("-n {ns} link set {dev} up"))?;
-            for peer in [peer_v4.to_string(), peer_v6.to_string()] {
-                ip_words(&format!(
-                    "-n {ns} neigh replace {peer} lladdr {peer_mac} dev {dev} nud permanent"
-                ))?;
-            }
-        }
-        wait_carrier(&[(r, self.router_dev.as_str()), (c, client_dev.as_str())])
+        link(
+            (r, &self.router_dev, ROUTER_V4, ROUTER_V6, ROUTER_MAC),
+            (c, &client_dev, CLIENT_V4, CLIENT_V6, CLIENT_MAC),
+        )
     }
 
+    /// Adds namespace `pst-TAG-x` joined to the router by veth `pqTAG`/`pxTAG`,
+    /// with [`ROUTER_X_V4`]/[`ATTACKER_V4`] (and the IPv6 pair). Daemons started
+    /// afterwards capture on both router devices.
+    pub fn add_attacker(&mut self) -> io::Result<()> {
+        let tag = &self.router_dev[2..];
+        let x = format!("pst-{tag}-x");
+        let (router_x, attacker) = (format!("pq{tag}"), format!("px{tag}"));
+        ip_words(&format!("netns add {x}"))?;
+        self.attacker_ns = Some(x.clone());
+        link(
+            (
+                &self.router_ns,
+                &router_x,
+                ROUTER_X_V4,
+                ROUTER_X_V6,
+                ROUTER_X_MAC,
+            ),
+            (&x, &attacker, ATTACKER_V4, ATTACKER_V6, ATTACKER_MAC),
+        )?;
+        self.router_x_dev = Some(router_x);
+        Ok(())
+    }
+
+    /// The lab's scratch directory (config files; a good `state_dir`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
     /// Starts a TCP service on `port` (IPv4 and IPv6) in the router namespace.
     pub fn serve_tcp(&mut self, port: u16) -> io::Result<()> {
         let listener = in_netns(&self.router_ns, move || {
@@ -393,6 +442,7 @@ impl Lab {
             .args(["daemon", "-c"])
             .arg(&path)
             .args(["-i", &self.router_dev])
+            .args(self.router_x_dev.iter().flat_map(|d| ["-i", d.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -454,7 +504,18 @@ impl Lab {
         port: u16,
         timeout: Duration,
     ) -> io::Result<Option<String>> {
-        in_netns(&self.client_ns, move || {
+        self.connect_from(&self.client_ns, addr, port, timeout)
+    }
+
+    /// Tries a TCP connection from namespace `ns`; on success returns the greeting.
+    pub fn connect_from(
+        &self,
+        ns: &str,
+        addr: IpAddr,
+        port: u16,
+        timeout: Duration,
+    ) -> io::Result<Option<String>> {
+        in_netns(ns, move || {
             let mut s = match TcpStream::connect_timeout(&SocketAddr::new(addr, port), timeout) {
                 Ok(s) => s,
                 Err(_) => return None,
@@ -525,6 +586,9 @@ impl Drop for Lab {
         self.services.clear();
         let _ = ip(&["netns", "del", &self.router_ns]);
         let _ = ip(&["netns", "del", &self.client_ns]);
+        if let Some(x) = &self.attacker_ns {
+            let _ = ip(&["netns", "del", x]);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

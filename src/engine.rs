@@ -1,40 +1,77 @@
 //! The engine: frames and observations in, [`Decision`]s out.
 //!
-//! Owns the knock [`Matcher`] and the counters that `postern status` reports.
-//! Sans-IO: no syscalls, no clock reads (time is an argument), no heap
-//! allocation per packet; everything is allocated in [`Engine::new`].
+//! Owns the knock [`Matcher`], the SPA [`Verifier`] (UDP to `spa_port` goes
+//! there instead of the matcher) and the counters that `postern status`
+//! reports. Sans-IO: no syscalls, no clock reads (time is an argument), no
+//! heap allocation per packet; everything is allocated in [`Engine::new`].
 
+use core::fmt;
 use core::net::IpAddr;
 use core::time::Duration;
 
 use crate::config::{Action, Config, MAX_SEQUENCES};
 use crate::knock::{KnockCounters, Matcher, SequenceSteps};
 use crate::port::{L4Proto, PortSpec};
-use crate::time::Millis;
+use crate::spa::{self, Refused, ReplayEntry, SpaCounters, Verifier};
+use crate::time::{Millis, Now};
 use crate::wire::{self, Checksums, Observation, RejectCounters};
+
+/// Who asked for a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// A completed knock sequence.
+    Sequence(&'a str),
+    /// An SPA client (by its `config client` name), in a packet from `from`.
+    Client {
+        /// The client's name.
+        name: &'a str,
+        /// The packet's source address.
+        from: IpAddr,
+    },
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Sequence(name) => write!(f, "sequence {name}"),
+            Origin::Client { name, from } => write!(f, "spa client {name}, packet from {from}"),
+        }
+    }
+}
 
 /// What the firewall edge must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision<'a> {
-    /// Allow `src` to `ports` for `duration` (new connections; established ones stay).
+    /// Allow `addr` to `ports` for `duration` (new connections; established ones stay).
     Open {
-        /// The knocking source.
-        src: IpAddr,
-        /// The sequence that was completed.
-        sequence: &'a str,
+        /// The address allowed in (the knocker, the SPA packet's source, or its `-a` address).
+        addr: IpAddr,
+        /// Who asked.
+        by: Origin<'a>,
         /// Ports to open.
         ports: &'a [PortSpec],
         /// How long new connections are allowed.
         duration: Duration,
+        /// For SPA: the replay record to persist before granting (see [`Engine::replay_entries`]).
+        record: Option<ReplayEntry>,
     },
-    /// Remove `src`'s grants on `ports` now.
+    /// Remove `addr`'s grants on `ports` now.
     Close {
-        /// The knocking source.
-        src: IpAddr,
-        /// The sequence that was completed.
-        sequence: &'a str,
+        /// The address whose grants go.
+        addr: IpAddr,
+        /// Who asked.
+        by: Origin<'a>,
         /// Ports to close.
         ports: &'a [PortSpec],
+        /// For SPA: the replay record to persist before revoking.
+        record: Option<ReplayEntry>,
+    },
+    /// An SPA packet was refused (nothing to do but log; already counted).
+    Refuse {
+        /// The packet's source address.
+        src: IpAddr,
+        /// Why, and the client if its key authenticated the packet.
+        refused: Refused<'a>,
     },
 }
 
@@ -49,6 +86,8 @@ pub struct Counters {
     pub tcp_not_syn: u64,
     /// Knock matcher counters.
     pub knock: KnockCounters,
+    /// SPA verifier counters.
+    pub spa: SpaCounters,
     /// Open decisions made.
     pub opened: u64,
     /// Close decisions made.
@@ -67,11 +106,14 @@ struct SequenceAction {
 pub struct Engine {
     matcher: Matcher,
     actions: Vec<SequenceAction>,
+    /// `udp:spa_port` goes to the verifier when some client is enabled.
+    spa_port: Option<u16>,
+    verifier: Verifier,
     counters: Counters,
 }
 
 impl Engine {
-    /// Builds an engine for the enabled sequences of `config`.
+    /// Builds an engine for the enabled sequences and clients of `config`.
     pub fn new(config: &Config) -> Engine {
         let mut steps = Vec::new();
         let mut actions = Vec::new();
@@ -90,6 +132,8 @@ impl Engine {
         Engine {
             matcher: Matcher::new(steps),
             actions,
+            spa_port: config.spa_port(),
+            verifier: Verifier::new(config),
             counters: Counters::default(),
         }
     }
@@ -98,6 +142,7 @@ impl Engine {
     pub fn counters(&self) -> Counters {
         Counters {
             knock: self.matcher.counters(),
+            spa: self.verifier.counters(),
             ..self.counters
         }
     }
@@ -107,10 +152,31 @@ impl Engine {
         self.matcher.in_progress()
     }
 
+    /// The SPA replay cache's entries (plain data, for the daemon's state file).
+    pub fn replay_entries(&self) -> &[ReplayEntry] {
+        self.verifier.replay_entries()
+    }
+
+    /// Adds saved SPA replay entries (from the state file, or the engine replaced by a reload).
+    pub fn restore_replay(&mut self, saved: &[ReplayEntry], now: Now) {
+        self.verifier.restore_replay(saved, now);
+    }
+
+    /// The SPA replay guard (see [`Verifier::replay_guard`]).
+    pub fn replay_guard(&self) -> Option<Millis> {
+        self.verifier.replay_guard()
+    }
+
+    /// Sets the SPA replay guard: SPA packets stamped before `guard` + `max_skew`
+    /// are refused (see [`Verifier::replay_guard`]).
+    pub fn set_replay_guard(&mut self, guard: Option<Millis>) {
+        self.verifier.set_replay_guard(guard);
+    }
+
     /// Parses one captured frame and feeds it on; malformed frames are counted and dropped.
     pub fn on_frame<'s>(
         &'s mut self,
-        now: Millis,
+        now: Now,
         frame: &[u8],
         checksums: Checksums,
         out: &mut impl FnMut(Decision<'s>),
@@ -125,10 +191,13 @@ impl Engine {
     /// Feeds one observed packet; calls `out` for each decision it causes.
     pub fn on_observation<'s>(
         &'s mut self,
-        now: Millis,
+        now: Now,
         obs: &Observation<'_>,
         out: &mut impl FnMut(Decision<'s>),
     ) {
+        if obs.proto == L4Proto::Udp && Some(obs.dst_port) == self.spa_port {
+            return self.on_spa(now, obs, out);
+        }
         if obs.proto == L4Proto::Tcp && !obs.tcp_flags.is_initial_syn() {
             self.counters.tcp_not_syn += 1;
             return;
@@ -138,33 +207,79 @@ impl Engine {
             port: obs.dst_port,
         };
         let mut completed: heapless::Vec<u8, MAX_SEQUENCES> = heapless::Vec::new();
-        self.matcher.on_knock(now, obs.src, port, &mut |i| {
+        self.matcher.on_knock(now.mono, obs.src, port, &mut |i| {
             // At most one completion per sequence per packet: cannot overflow.
             let _ = completed.push(i as u8);
         });
         for &i in &completed {
             let a = &self.actions[usize::from(i)];
+            let by = Origin::Sequence(&a.name);
             let decision = match a.action {
                 Action::Open => {
                     self.counters.opened += 1;
                     Decision::Open {
-                        src: obs.src,
-                        sequence: &a.name,
+                        addr: obs.src,
+                        by,
                         ports: &a.ports,
                         duration: a.duration,
+                        record: None,
                     }
                 }
                 Action::Close => {
                     self.counters.closed += 1;
                     Decision::Close {
-                        src: obs.src,
-                        sequence: &a.name,
+                        addr: obs.src,
+                        by,
                         ports: &a.ports,
+                        record: None,
                     }
                 }
             };
             out(decision);
         }
+    }
+
+    /// An SPA packet: verified whole, then one decision (open, close or refuse).
+    fn on_spa<'s>(
+        &'s mut self,
+        now: Now,
+        obs: &Observation<'_>,
+        out: &mut impl FnMut(Decision<'s>),
+    ) {
+        let decision = match self.verifier.verify(now, obs.src, obs.payload) {
+            Ok(a) => {
+                let by = Origin::Client {
+                    name: a.client,
+                    from: obs.src,
+                };
+                match a.kind {
+                    spa::Kind::Open => {
+                        self.counters.opened += 1;
+                        Decision::Open {
+                            addr: a.addr,
+                            by,
+                            ports: a.ports,
+                            duration: a.duration,
+                            record: Some(a.record),
+                        }
+                    }
+                    spa::Kind::Close => {
+                        self.counters.closed += 1;
+                        Decision::Close {
+                            addr: a.addr,
+                            by,
+                            ports: a.ports,
+                            record: Some(a.record),
+                        }
+                    }
+                }
+            }
+            Err(refused) => Decision::Refuse {
+                src: obs.src,
+                refused,
+            },
+        };
+        out(decision);
     }
 
     /// Periodic housekeeping: expires knock attempts that ran out of time.
@@ -192,6 +307,7 @@ mod tests {
         };
         Config {
             main: Main::default(),
+            clients: Vec::new(),
             sequences: vec![
                 seq(
                     "ssh",
@@ -243,7 +359,11 @@ mod tests {
     fn feed(e: &mut Engine, o: &[Observation<'_>]) -> Vec<String> {
         let mut out = Vec::new();
         for (t, o) in o.iter().enumerate() {
-            e.on_observation(Millis(t as u64), o, &mut |d| out.push(format!("{d:?}")));
+            let now = Now {
+                mono: Millis(t as u64),
+                unix: 0,
+            };
+            e.on_observation(now, o, &mut |d| out.push(format!("{d:?}")));
         }
         out
     }
@@ -261,7 +381,7 @@ mod tests {
             ],
         );
         assert_eq!(open.len(), 1);
-        assert!(open[0].starts_with("Open { src: 192.0.2.9, sequence: \"ssh\", ports: [PortSpec { proto: Tcp, port: 22 }], duration: 30s"), "{}", open[0]);
+        assert!(open[0].starts_with("Open { addr: 192.0.2.9, by: Sequence(\"ssh\"), ports: [PortSpec { proto: Tcp, port: 22 }], duration: 30s, record: None"), "{}", open[0]);
         let close = feed(
             &mut e,
             &[
@@ -272,7 +392,7 @@ mod tests {
         );
         assert_eq!(close.len(), 1);
         assert!(
-            close[0].starts_with("Close { src: 192.0.2.9, sequence: \"ssh_close\""),
+            close[0].starts_with("Close { addr: 192.0.2.9, by: Sequence(\"ssh_close\")"),
             "{}",
             close[0]
         );
@@ -310,7 +430,7 @@ mod tests {
         let mut e = Engine::new(&config());
         let mut n = 0;
         for frame in [&[][..], &[0x45][..], &[0x60; 30][..], &[0xff; 60][..]] {
-            e.on_frame(Millis(0), frame, Checksums::Verify, &mut |_| n += 1);
+            e.on_frame(Now::default(), frame, Checksums::Verify, &mut |_| n += 1);
         }
         assert_eq!(n, 0);
         assert_eq!(e.counters().frames, 4);

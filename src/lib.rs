@@ -4,16 +4,19 @@
 //!
 //! * core (no syscalls, no clock reads, no allocation per packet):
 //!   [`wire`] turns captured frames into [`wire::Observation`]s,
-//!   [`knock`] matches knock sequences, [`engine`] turns observations into
+//!   [`knock`] matches knock sequences, [`spa`] verifies Single Packet
+//!   Authorization packets, [`engine`] turns observations into
 //!   [`engine::Decision`]s, [`config`] parses and validates UCI files;
 //! * edges: [`capture`] (AF_PACKET sockets with an in-kernel BPF filter),
-//!   [`firewall`] (nftables and ipset over netlink, dry-run), [`daemon`]
-//!   (the event loop), [`client`] (knock senders) and [`demo`]
-//!   (network-namespace lab).
+//!   [`firewall`] (nftables and ipset over netlink, dry-run), [`daemon`] (the
+//!   event loop), [`client`] (knock and SPA senders, client config), [`random`]
+//!   (the kernel's random bytes) and [`demo`] (network-namespace lab).
 
 #![deny(missing_docs)]
 
+pub mod base64;
 pub mod capture;
+pub mod cidr;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -24,6 +27,9 @@ pub mod grants;
 pub mod knock;
 pub mod logger;
 pub mod port;
+pub mod random;
+pub mod replay_file;
+pub mod spa;
 pub mod status;
 pub mod time;
 pub mod wire;

@@ -4,14 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use postern::client::conf::{self as client_conf, Stanza};
+use postern::client::spa as spa_client;
 use postern::config::{self, BackendKind};
 use postern::port::PortSpec;
+use postern::spa::{Key, Kind, Target};
 use postern::{client, daemon, demo, logger};
 
 const DEFAULT_CONFIG: &str = "/etc/config/postern";
 
 const USAGE: &str = "\
-postern — port knocking for routers
+postern — port knocking and Single Packet Authorization for routers
 
 usage:
   postern daemon [-c FILE] [-i DEV]... [--backend KIND] [--log-level LEVEL]
@@ -23,6 +26,16 @@ usage:
         Validate FILE: every error with file:line (exit 1), or a summary.
   postern knock [--delay MS] HOST PROTO:PORT...
         Send a knock sequence, e.g. postern knock 192.0.2.1 tcp:7000 udp:8000 tcp:9000
+  postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR] [--duration S] [--close]
+              [--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]
+        Send one SPA packet asking HOST to open (or with --close, close) the ports
+        for this packet's source (-s, the default) or for ADDR (-a). --stanza reads
+        host, key, ports, port and duration from CLIENTCONF
+        (default ~/.config/postern/client.conf); flags override it.
+        PORT is the router's spa_port (default 62201); S defaults to 30.
+  postern keygen [NAME]
+        Print a new random key with the router's 'config client' section and the
+        client's stanza, ready to paste.
   postern demo
         (root) Build a router and a client network namespace, guard a service
         in the router, knock it open from the client, watch it close again.
@@ -40,6 +53,8 @@ fn main() -> ExitCode {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "knock" => cmd_knock(rest),
+        "spa" => cmd_spa(rest),
+        "keygen" => cmd_keygen(rest),
         "demo" => cmd_demo(rest),
         "version" | "--version" | "-V" => {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
@@ -164,6 +179,151 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let host = client::resolve(host).map_err(|e| e.to_string())?;
     client::knock(host, &knocks, delay).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
+    let mut host: Option<String> = None;
+    let mut access: Option<Vec<PortSpec>> = None;
+    let mut target: Option<Target> = None;
+    let mut duration: Option<u32> = None;
+    let mut close = false;
+    let mut key: Option<Key> = None;
+    let mut stanza_name: Option<String> = None;
+    let mut conf_path: Option<PathBuf> = None;
+    let mut port: Option<u16> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-A" | "--access" => access = Some(spa_client::parse_access(value(&mut it, a)?)?),
+            "-s" | "--source" => target = Some(Target::Source),
+            "-a" | "--allow-ip" => {
+                let v = value(&mut it, a)?;
+                let ip = v
+                    .parse()
+                    .map_err(|_| format!("-a '{v}' is not an IP address"))?;
+                target = Some(Target::Addr(ip));
+            }
+            "--duration" | "-d" => {
+                let v = value(&mut it, a)?;
+                duration = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&d| d > 0)
+                        .ok_or_else(|| format!("--duration '{v}' is not a number of seconds"))?,
+                );
+            }
+            "--close" => close = true,
+            "--key" => {
+                let v = value(&mut it, a)?;
+                key = Some(Key::from_base64(v).map_err(|e| format!("--key: {e}"))?);
+            }
+            "--key-file" => {
+                key = Some(client_conf::read_key_file(std::path::Path::new(value(
+                    &mut it, a,
+                )?))?)
+            }
+            "--stanza" | "-n" => stanza_name = Some(value(&mut it, a)?.clone()),
+            "-c" | "--config" => conf_path = Some(PathBuf::from(value(&mut it, a)?)),
+            "-p" | "--port" => {
+                let v = value(&mut it, a)?;
+                port = Some(
+                    postern::port::parse_port(v)
+                        .ok_or_else(|| format!("--port '{v}' is not a port number"))?,
+                );
+            }
+            other if other.starts_with('-') => {
+                return Err(format!("spa: unknown option '{other}'"))
+            }
+            other if host.is_none() => host = Some(other.to_string()),
+            other => return Err(format!("spa: unexpected argument '{other}'")),
+        }
+    }
+    let stanza: Option<Stanza> = match &stanza_name {
+        None => None,
+        Some(name) => {
+            let path = conf_path
+                .clone()
+                .or_else(client_conf::default_path)
+                .ok_or("spa: no client config path: give -c FILE")?;
+            let stanzas = match client_conf::load(&path) {
+                Ok(s) => s,
+                Err(errs) => {
+                    for e in &errs {
+                        eprintln!("{e}");
+                    }
+                    return Err(format!("{}: {} error(s)", path.display(), errs.len()));
+                }
+            };
+            Some(client_conf::find(&stanzas, name, &path)?.clone())
+        }
+    };
+    let host = host
+        .or_else(|| stanza.as_ref().map(|s| s.host.clone()))
+        .ok_or("spa: give HOST (or --stanza NAME)")?;
+    let key = key
+        .or_else(|| stanza.as_ref().map(|s| s.key.clone()))
+        .ok_or("spa: give a key: --key-file F, --key B64 or --stanza NAME")?;
+    let ports = access
+        .or_else(|| stanza.as_ref().map(|s| s.access.clone()))
+        .ok_or("spa: give the ports with -A, e.g. -A tcp/22")?;
+    let target = target
+        .or_else(|| stanza.as_ref().and_then(|s| s.address.map(Target::Addr)))
+        .unwrap_or(Target::Source);
+    let duration = duration
+        .or_else(|| stanza.as_ref().map(|s| s.duration))
+        .unwrap_or(client_conf::DEFAULT_DURATION);
+    let port = port
+        .or_else(|| stanza.as_ref().map(|s| s.port))
+        .unwrap_or(client_conf::DEFAULT_PORT);
+    let req = spa_client::Request {
+        kind: if close { Kind::Close } else { Kind::Open },
+        target,
+        ports,
+        duration,
+    };
+    let addr = client::resolve(&host).map_err(|e| format!("spa: host '{host}': {e}"))?;
+    let sent = spa_client::send(addr, port, &key, &req).map_err(|e| format!("spa: {e}"))?;
+    println!(
+        "sent SPA request ({}) to {addr} udp:{port}, {} bytes",
+        spa_client::describe(&req),
+        sent.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_keygen(args: &[String]) -> Result<ExitCode, String> {
+    let name = match args {
+        [] => "laptop",
+        [n] if config::uci::is_name(n) => n.as_str(),
+        [n] => {
+            return Err(format!(
+                "keygen: '{n}' is not a valid name (letters, digits and _)"
+            ))
+        }
+        _ => return Err("keygen: usage: postern keygen [NAME]".into()),
+    };
+    let mut bytes = [0u8; postern::spa::KEY_LEN];
+    postern::random::fill(&mut bytes).map_err(|e| format!("keygen: {e}"))?;
+    let key = Key::from_bytes(bytes).to_base64();
+    print!(
+        "\
+{key}
+
+# On the router, append to /etc/config/postern (then: postern check; reload postern):
+config client '{name}'
+\toption key '{key}'
+\tlist   allow 'tcp:22'
+\toption max_duration '{max}'
+
+# On the client, append to ~/.config/postern/client.conf (then: postern spa --stanza {name}):
+config stanza '{name}'
+\toption host 'ROUTER_ADDRESS_OR_NAME'
+\toption key '{key}'
+\tlist   access 'tcp/22'
+",
+        max = config::DEFAULT_MAX_DURATION
+    );
     Ok(ExitCode::SUCCESS)
 }
 

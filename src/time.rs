@@ -1,7 +1,7 @@
-//! Monotonic time as plain data.
+//! Time as plain data: monotonic [`Millis`] and the pair [`Now`] (monotonic + wall clock).
 //!
-//! The core never reads a clock: the daemon reads `CLOCK_MONOTONIC` once per
-//! event and passes a [`Millis`] in. Tests and fuzzers make up any time they like.
+//! The core never reads a clock: the daemon reads the clocks once per event
+//! and passes them in. Tests and fuzzers make up any time they like.
 
 use core::ops::{Add, Sub};
 use core::time::Duration;
@@ -26,6 +26,33 @@ impl Millis {
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         Millis(ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
     }
+}
+
+/// Both clocks at one instant: monotonic time for timeouts, wall-clock time for
+/// SPA timestamps (which come from other machines' clocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    /// `CLOCK_MONOTONIC` (on Linux it counts from boot, which the SPA replay guard uses).
+    pub mono: Millis,
+    /// Wall-clock unix seconds (`CLOCK_REALTIME`).
+    pub unix: u64,
+}
+
+impl Now {
+    /// Reads both clocks. For the edges only.
+    pub fn read() -> Now {
+        Now {
+            mono: Millis::now_monotonic(),
+            unix: unix_now(),
+        }
+    }
+}
+
+/// Reads `CLOCK_REALTIME` in whole seconds (0 before 1970). For the edges only.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Add<Duration> for Millis {

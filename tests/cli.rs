@@ -3,6 +3,7 @@
 use std::process::{Command, Output};
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 fn postern(args: &[&str]) -> Output {
     Command::new(EXE).args(args).output().expect("run postern")
@@ -88,6 +89,23 @@ fn usage_errors_exit_2_with_a_hint() {
         &["knock", "--delay", "soon", "127.0.0.1", "tcp:1"][..],
         &["daemon", "--backend", "iptables"][..],
         &["daemon", "-c"][..],
+        &["spa"][..],
+        &["spa", "127.0.0.1", "-A", "tcp/22"][..],
+        &["spa", "127.0.0.1", "--key", "c2VjcmV0"][..],
+        &["spa", "127.0.0.1", "-A", "tcp/0", "--key", KEY][..],
+        &["spa", "127.0.0.1", "-A", "tcp/22", "--key", "not base64!"][..],
+        &[
+            "spa",
+            "127.0.0.1",
+            "-A",
+            "tcp/22",
+            "--key",
+            KEY,
+            "-a",
+            "nowhere",
+        ][..],
+        &["spa", "--stanza", "x", "-c", "/nonexistent/client.conf"][..],
+        &["keygen", "bad-name"][..],
     ] {
         let out = postern(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -101,6 +119,8 @@ fn help_and_version() {
     let out = postern(&["help"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("postern knock"));
+    assert!(text(&out.stdout).contains("postern spa"));
+    assert!(text(&out.stdout).contains("postern keygen"));
     let out = postern(&["version"]);
     assert_eq!(
         text(&out.stdout).trim(),
@@ -126,4 +146,122 @@ fn knock_sends_to_loopback() {
     let mut buf = [0u8; 4];
     sock.recv_from(&mut buf).unwrap();
     sock.recv_from(&mut buf).unwrap();
+}
+
+/// Receives one datagram on `sock` and checks that a router configured with
+/// `client_section` accepts it (returns the granted ports as text).
+fn router_accepts(sock: &std::net::UdpSocket, client_section: &str) -> String {
+    let mut buf = [0u8; 600];
+    let (n, from) = sock.recv_from(&mut buf).unwrap();
+    let cfg = postern::config::parse_str("router", client_section).unwrap();
+    let mut v = postern::spa::Verifier::new(&cfg);
+    let now = postern::time::Now {
+        mono: postern::time::Millis(0),
+        unix: postern::time::unix_now(),
+    };
+    let a = v.verify(now, from.ip(), &buf[..n]).unwrap();
+    format!("{} {:?} {:?} {}", a.client, a.kind, a.ports, a.addr)
+}
+
+fn udp_sink() -> (std::net::UdpSocket, String) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port().to_string();
+    (sock, port)
+}
+
+#[test]
+fn spa_sends_a_packet_the_router_accepts() {
+    let (sock, port) = udp_sink();
+    let out = postern(&[
+        "spa",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "tcp/22,udp/53",
+        "--key",
+        KEY,
+        "-a",
+        "192.0.2.5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("open tcp:22 udp:53 for 192.0.2.5 for 30 s"));
+    let router = format!(
+        "config client 'me'\n\toption key '{KEY}'\n\tlist allow tcp:22\n\tlist allow udp:53\n"
+    );
+    assert_eq!(
+        router_accepts(&sock, &router),
+        "me Open [PortSpec { proto: Tcp, port: 22 }, PortSpec { proto: Udp, port: 53 }] 192.0.2.5"
+    );
+}
+
+#[test]
+fn spa_stanza_from_the_client_config() {
+    let (sock, port) = udp_sink();
+    let key_file = temp_file("stanza.key", &format!("{KEY}\n"));
+    let conf = temp_file(
+        "client.conf",
+        &format!(
+            "config stanza 'home'\n\toption host '127.0.0.1'\n\toption key_file '{}'\n\tlist access 'tcp/2222'\n\toption port '{port}'\n",
+            key_file.display()
+        ),
+    );
+    let out = postern(&[
+        "spa",
+        "--stanza",
+        "home",
+        "-c",
+        conf.to_str().unwrap(),
+        "--close",
+    ]);
+    let missing = postern(&["spa", "--stanza", "away", "-c", conf.to_str().unwrap()]);
+    std::fs::remove_file(&conf).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let router = format!("config client 'home'\n\toption key '{KEY}'\n\tlist allow tcp:2222\n");
+    assert_eq!(
+        router_accepts(&sock, &router),
+        "home Close [PortSpec { proto: Tcp, port: 2222 }] 127.0.0.1"
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no stanza 'away' (stanzas: home)"));
+}
+
+#[test]
+fn keygen_prints_paste_ready_snippets() {
+    let out = postern(&["keygen", "phone"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    let key = stdout.lines().next().unwrap();
+    assert_eq!(
+        postern::spa::Key::from_base64(key)
+            .unwrap()
+            .as_bytes()
+            .len(),
+        32
+    );
+    let again = text(&postern(&["keygen"]).stdout);
+    assert_ne!(again.lines().next().unwrap(), key, "a new key each time");
+    // The router snippet is a valid config on its own.
+    let router: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("config client"))
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let cfg = postern::config::parse_str("router", &router).unwrap();
+    assert_eq!(cfg.clients[0].name, "phone");
+    assert_eq!(cfg.clients[0].key.to_base64(), key);
+    // So is the client stanza.
+    let stanza: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("config stanza"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let sections = postern::config::uci::parse("client", &stanza).unwrap();
+    let s = postern::client::conf::from_sections("client", &sections, None).unwrap();
+    assert_eq!(s[0].name, "phone");
+    assert_eq!(s[0].key.to_base64(), key);
 }

@@ -1,4 +1,5 @@
-//! The client side: sending knocks from a laptop or phone-like shell.
+//! The client side: sending knocks from a laptop or phone-like shell; SPA
+//! requests are in [`spa`], the client's config file in [`conf`].
 //!
 //! A TCP knock is one SYN (a non-blocking connect that is abandoned at once);
 //! a UDP knock is one empty datagram. Nothing waits for an answer: the router
@@ -12,6 +13,9 @@ use std::net::{ToSocketAddrs, UdpSocket};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
 use crate::port::{L4Proto, PortSpec};
+
+pub mod conf;
+pub mod spa;
 
 /// Resolves `host` (an address or a name) to one IP address.
 pub fn resolve(host: &str) -> io::Result<IpAddr> {

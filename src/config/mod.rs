@@ -9,7 +9,9 @@ use core::fmt;
 use core::time::Duration;
 use std::path::Path;
 
-use crate::port::PortSpec;
+use crate::cidr::Cidr;
+use crate::port::{L4Proto, PortSpec};
+use crate::spa::Key;
 
 pub mod typed;
 pub mod uci;
@@ -18,6 +20,14 @@ pub mod uci;
 pub const MAX_SEQUENCE_STEPS: usize = 32;
 /// Most sequences in one configuration.
 pub const MAX_SEQUENCES: usize = 64;
+/// Most enabled SPA clients: also the most AEAD verifications one packet can cause.
+pub const MAX_CLIENTS: usize = 32;
+/// Default `option max_duration` of a client, in seconds.
+pub const DEFAULT_MAX_DURATION: u64 = 300;
+/// Default `option spa_verify_budget`: AEAD verifications per second over all packets.
+pub const DEFAULT_VERIFY_BUDGET: u32 = 1000;
+/// Default `option state_dir`: tmpfs on OpenWrt, so the replay state never wears flash.
+pub const DEFAULT_STATE_DIR: &str = "/var/run/postern";
 
 /// A validated postern configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +36,25 @@ pub struct Config {
     pub main: Main,
     /// `config sequence` sections in file order (disabled ones included).
     pub sequences: Vec<Sequence>,
+    /// `config client` sections (SPA keys) in file order (disabled ones included).
+    pub clients: Vec<Client>,
+}
+
+/// A `config client` section: one SPA key and what it may open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The section name (`config client 'laptop'`), or `@client[N]` when anonymous.
+    pub name: String,
+    /// `option enabled` (default true).
+    pub enabled: bool,
+    /// `option key`: 32 bytes, base64.
+    pub key: Key,
+    /// `list allow`: the ports this client may open or close (at least one).
+    pub allow: Vec<PortSpec>,
+    /// `option max_duration` seconds (default [`DEFAULT_MAX_DURATION`]).
+    pub max_duration: Duration,
+    /// `list source`: networks the packet may come from (empty: anywhere).
+    pub sources: Vec<Cidr>,
 }
 
 /// Firewall backend choice (`option backend`).
@@ -60,6 +89,12 @@ pub struct Main {
     pub max_skew: Duration,
     /// `option log_level`: error | warn | info | debug | trace (default info).
     pub log_level: log::LevelFilter,
+    /// `option spa_verify_budget`: AEAD verifications per second over all SPA
+    /// packets; packets beyond it are dropped and counted (default 1000).
+    pub spa_verify_budget: u32,
+    /// `option state_dir`: where the daemon keeps the SPA replay state
+    /// (default `/var/run/postern`, tmpfs).
+    pub state_dir: String,
 }
 
 impl Default for Main {
@@ -72,6 +107,8 @@ impl Default for Main {
             spa_port: 62201,
             max_skew: Duration::from_secs(120),
             log_level: log::LevelFilter::Info,
+            spa_verify_budget: DEFAULT_VERIFY_BUDGET,
+            state_dir: DEFAULT_STATE_DIR.to_string(),
         }
     }
 }
@@ -110,13 +147,39 @@ impl Config {
         self.sequences.iter().filter(|s| s.enabled)
     }
 
-    /// Ports the firewall must keep closed: every port an enabled sequence opens or closes,
-    /// sorted and without duplicates.
+    /// The enabled SPA clients.
+    pub fn active_clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.iter().filter(|c| c.enabled)
+    }
+
+    /// The SPA port when at least one client is enabled.
+    pub fn spa_port(&self) -> Option<u16> {
+        self.active_clients().next().map(|_| self.main.spa_port)
+    }
+
+    /// Ports the firewall must keep closed: every port an enabled sequence opens or
+    /// closes and every port an enabled client may open, sorted and without duplicates.
     pub fn guarded_ports(&self) -> Vec<PortSpec> {
         let mut v: Vec<PortSpec> = self
             .active_sequences()
             .flat_map(|s| s.ports.iter().copied())
+            .chain(self.active_clients().flat_map(|c| c.allow.iter().copied()))
             .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Ports the capture filter passes: the knock ports and, with SPA clients,
+    /// `udp:spa_port`; sorted, deduplicated.
+    pub fn capture_ports(&self) -> Vec<PortSpec> {
+        let mut v = self.knock_ports();
+        if let Some(p) = self.spa_port() {
+            v.push(PortSpec {
+                proto: L4Proto::Udp,
+                port: p,
+            });
+        }
         v.sort();
         v.dedup();
         v

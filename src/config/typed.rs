@@ -10,13 +10,22 @@
 //!   `timeout` (1..=3600 s, default 10), `action` (open | close, default open),
 //!   `list open` / `list close` (the ports acted on; the one matching `action`),
 //!   `duration` (1..=86400 s, default 30; validated but unused by `close`);
-//! * `config client`: reserved for SPA, skipped for now.
+//! * `config client` (at most [`MAX_CLIENTS`] enabled): `enabled`, `key` (base64 of
+//!   32 bytes, from `postern keygen`), `list allow` (the `proto:port`s the client may
+//!   open, at least one), `max_duration` (1..=86400 s, default
+//!   [`DEFAULT_MAX_DURATION`]), `list source` (networks the SPA packet may come
+//!   from, `ADDR/LEN`; default anywhere);
+//! * SPA options of `config postern`: `spa_verify_budget` (AEAD verifications per
+//!   second, [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
+//!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
 //!
 //! Unknown section types and options are errors: a typo must never silently weaken
 //! the configuration. A list-valued name may also be given once with `option`; a
-//! single-valued name given as a `list` is an error. Across sequences: two enabled
-//! sequences may not share their knock steps, and no enabled knock step may be a
-//! port that an enabled sequence guards.
+//! single-valued name given as a `list` is an error. Across sections: two enabled
+//! sequences may not share their knock steps, no enabled knock step may be a port
+//! that an enabled sequence or client guards, two enabled clients may not share a
+//! key, and with clients enabled `udp:spa_port` may not be a knock step or a
+//! guarded port.
 
 use core::time::Duration;
 use std::collections::HashMap;
@@ -24,9 +33,12 @@ use std::fmt::Write as _;
 
 use super::uci::{Entry, Section, Value};
 use super::{
-    Action, BackendKind, Config, ConfigError, Main, Sequence, MAX_SEQUENCES, MAX_SEQUENCE_STEPS,
+    Action, BackendKind, Client, Config, ConfigError, Main, Sequence, DEFAULT_MAX_DURATION,
+    MAX_CLIENTS, MAX_SEQUENCES, MAX_SEQUENCE_STEPS,
 };
+use crate::cidr::Cidr;
 use crate::port::PortSpec;
+use crate::spa::Key;
 
 const SECTION_TYPES: &[&str] = &["postern", "sequence", "client"];
 const MAIN_OPTIONS: &[&str] = &[
@@ -37,7 +49,10 @@ const MAIN_OPTIONS: &[&str] = &[
     "spa_port",
     "max_skew",
     "log_level",
+    "spa_verify_budget",
+    "state_dir",
 ];
+const CLIENT_OPTIONS: &[&str] = &["enabled", "key", "allow", "max_duration", "source"];
 const SEQUENCE_OPTIONS: &[&str] = &[
     "enabled", "knock", "timeout", "action", "open", "close", "duration",
 ];
@@ -63,6 +78,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut cx = Errors::new(file);
     let mut main: Option<(Main, usize)> = None;
     let mut seqs: Vec<Checked> = Vec::new();
+    let mut clients: Vec<CheckedClient> = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -81,7 +97,11 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                     seqs.push(c);
                 }
             }
-            "client" => {}
+            "client" => {
+                if let Some(c) = client(&mut cx, s, index) {
+                    clients.push(c);
+                }
+            }
             other => {
                 let msg = format!(
                     "unknown section type '{other}'{} (known: {})",
@@ -92,10 +112,13 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
             }
         }
     }
-    cross_check(&mut cx, &seqs);
+    cross_check(&mut cx, &seqs, &clients);
+    let main = main.map(|(m, _)| m).unwrap_or_default();
+    spa_cross_check(&mut cx, sections, &main, &seqs, &clients);
     cx.finish(Config {
-        main: main.map(|(m, _)| m).unwrap_or_default(),
+        main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
+        clients: clients.into_iter().map(|c| c.client).collect(),
     })
 }
 
@@ -110,14 +133,21 @@ pub fn summary(cfg: &Config) -> String {
     let _ = writeln!(out, "log level: {}", m.log_level.as_str().to_lowercase());
     let _ = writeln!(
         out,
-        "spa port: udp:{} (max clock skew {}s)",
+        "spa port: udp:{} (max clock skew {}s, at most {} verifications/s)",
         m.spa_port,
-        m.max_skew.as_secs()
+        m.max_skew.as_secs(),
+        m.spa_verify_budget
     );
+    let _ = writeln!(out, "state dir: {}", m.state_dir);
     let active = cfg.active_sequences().count();
     let _ = writeln!(out, "sequences: {} ({active} enabled)", cfg.sequences.len());
     for s in &cfg.sequences {
         let _ = writeln!(out, "  {}", sequence_line(s));
+    }
+    let active = cfg.active_clients().count();
+    let _ = writeln!(out, "clients: {} ({active} enabled)", cfg.clients.len());
+    for c in &cfg.clients {
+        let _ = writeln!(out, "  {}", client_line(c));
     }
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
@@ -144,6 +174,22 @@ fn sequence_line(s: &Sequence) -> String {
         if s.enabled { "enabled" } else { "disabled" },
         knocks.join(" -> "),
         s.timeout.as_secs()
+    )
+}
+
+fn client_line(c: &Client) -> String {
+    let from = if c.sources.is_empty() {
+        "anywhere".to_string()
+    } else {
+        let v: Vec<String> = c.sources.iter().map(|n| n.to_string()).collect();
+        v.join(", ")
+    };
+    format!(
+        "{} [{}]: may open {} for up to {}s, from {from}",
+        c.name,
+        if c.enabled { "enabled" } else { "disabled" },
+        ports(&c.allow),
+        c.max_duration.as_secs()
     )
 }
 
@@ -358,6 +404,30 @@ fn get_secs(cx: &mut Errors, e: &Entry, min: u64, max: u64) -> Option<Duration> 
     }
 }
 
+/// A decimal number in `min..=max`.
+fn get_number(cx: &mut Errors, e: &Entry, min: u64, max: u64) -> Option<u64> {
+    let v = single(cx, e)?;
+    match v.parse::<u64>() {
+        Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) && (min..=max).contains(&n) => Some(n),
+        _ => {
+            let msg = format!("{} '{v}' is not a number from {min} to {max}", e.name);
+            cx.push(e.line, msg);
+            None
+        }
+    }
+}
+
+/// An absolute path without control characters.
+fn get_abs_path(cx: &mut Errors, e: &Entry) -> Option<String> {
+    let v = single(cx, e)?;
+    if v.starts_with('/') && !v.chars().any(char::is_control) {
+        return Some(v.to_string());
+    }
+    let msg = format!("{} '{v}' is not an absolute path", e.name);
+    cx.push(e.line, msg);
+    None
+}
+
 /// One of `choices` by its word.
 fn get_choice<T: Copy>(cx: &mut Errors, e: &Entry, choices: &[(&str, T)]) -> Option<T> {
     let v = single(cx, e)?;
@@ -462,6 +532,11 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
         "spa_port" => set(&mut m.spa_port, get_port(cx, e)),
         "max_skew" => set(&mut m.max_skew, get_secs(cx, e, 1, 86_400)),
         "log_level" => set(&mut m.log_level, get_choice(cx, e, LOG_LEVELS)),
+        "spa_verify_budget" => set(
+            &mut m.spa_verify_budget,
+            get_number(cx, e, MAX_CLIENTS as u64, 1_000_000).map(|n| n as u32),
+        ),
+        "state_dir" => set(&mut m.state_dir, get_abs_path(cx, e)),
         _ => {}
     }
 }
@@ -577,9 +652,145 @@ fn acted_ports(cx: &mut Errors, s: &Section, label: &str, action: Action) -> Opt
 }
 
 // ---------------------------------------------------------------------------
+// config client
+
+/// A parsed client with the lines cross-checks need.
+struct CheckedClient {
+    client: Client,
+    line: usize,
+    key_line: usize,
+}
+
+fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
+    let label = section_label(s, index);
+    let before = cx.count();
+    check_names(cx, s, &label, CLIENT_OPTIONS);
+    let opt = |name: &str| s.get(name);
+    let enabled = opt("enabled").and_then(|e| get_bool(cx, e)).unwrap_or(true);
+    let max_duration = opt("max_duration")
+        .map_or(Some(Duration::from_secs(DEFAULT_MAX_DURATION)), |e| {
+            get_secs(cx, e, 1, 86_400)
+        });
+    let key = match opt("key") {
+        Some(e) => get_key(cx, e),
+        None => {
+            let msg =
+                format!("{label} has no key: add option key '…' (make one with 'postern keygen')");
+            cx.push(s.line, msg);
+            None
+        }
+    };
+    let allow = match opt("allow") {
+        Some(e) => get_ports(cx, e).map(|v| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>()),
+        None => {
+            let msg = format!("{label} may open nothing: add lines such as list allow 'tcp:22'");
+            cx.push(s.line, msg);
+            None
+        }
+    };
+    let sources = match opt("source") {
+        Some(e) => get_networks(cx, e),
+        None => Some(Vec::new()),
+    };
+    if cx.count() != before {
+        return None;
+    }
+    Some(CheckedClient {
+        line: s.line,
+        key_line: opt("key").map_or(s.line, |e| e.line),
+        client: Client {
+            name: s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index)),
+            enabled,
+            key: key?,
+            allow: allow?,
+            max_duration: max_duration?,
+            sources: sources?,
+        },
+    })
+}
+
+fn get_key(cx: &mut Errors, e: &Entry) -> Option<Key> {
+    let v = single(cx, e)?;
+    match Key::from_base64(v) {
+        Ok(k) => Some(k),
+        Err(err) => {
+            // Never echo the value: it is (nearly) a secret.
+            cx.push(e.line, format!("key is not valid: {err}"));
+            None
+        }
+    }
+}
+
+fn get_networks(cx: &mut Errors, e: &Entry) -> Option<Vec<Cidr>> {
+    let before = cx.count();
+    let mut out = Vec::new();
+    for (v, line) in items(cx, e) {
+        match v.parse::<Cidr>() {
+            Ok(n) => out.push(n),
+            Err(err) => cx.push(line, format!("{} '{v}': {err}", e.name)),
+        }
+    }
+    (cx.count() == before).then_some(out)
+}
+
+/// Client count, shared keys, and the SPA port against knock and guarded ports.
+fn spa_cross_check(
+    cx: &mut Errors,
+    sections: &[Section],
+    main: &Main,
+    seqs: &[Checked],
+    clients: &[CheckedClient],
+) {
+    let active: Vec<&CheckedClient> = clients.iter().filter(|c| c.client.enabled).collect();
+    if let Some(c) = active.get(MAX_CLIENTS) {
+        let msg = format!(
+            "too many enabled clients: at most {MAX_CLIENTS} (each costs one verification per packet)"
+        );
+        cx.push(c.line, msg);
+    }
+    for (i, c) in active.iter().enumerate() {
+        if let Some(d) = active[..i].iter().find(|d| d.client.key == c.client.key) {
+            let msg = format!(
+                "client '{}' has the same key as client '{}' (line {}): give each client its own key",
+                c.client.name, d.client.name, d.key_line
+            );
+            cx.push(c.key_line, msg);
+        }
+    }
+    if active.is_empty() {
+        return;
+    }
+    let spa = PortSpec::udp(main.spa_port);
+    let line = sections
+        .iter()
+        .filter(|s| s.kind == "postern")
+        .find_map(|s| s.get("spa_port").map(|e| e.line))
+        .unwrap_or(active[0].line);
+    let enabled = seqs.iter().filter(|c| c.seq.enabled);
+    if let Some(q) = enabled.clone().find(|q| q.seq.knocks.contains(&spa)) {
+        let msg = format!(
+            "spa_port {} is a knock step of sequence '{}': pick another port for one of them",
+            main.spa_port, q.seq.name
+        );
+        cx.push(line, msg);
+    }
+    let guarded = enabled
+        .map(|q| (&q.seq.name, &q.seq.ports))
+        .chain(active.iter().map(|c| (&c.client.name, &c.client.allow)))
+        .find(|(_, ports)| ports.contains(&spa));
+    if let Some((name, _)) = guarded {
+        let msg = format!(
+            "spa_port {} is a port that '{name}' guards: SPA packets would be dropped by the firewall's guard; pick another spa_port",
+            main.spa_port
+        );
+        cx.push(line, msg);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Checks across sequences.
 
-fn cross_check(cx: &mut Errors, seqs: &[Checked]) {
+fn cross_check(cx: &mut Errors, seqs: &[Checked], clients: &[CheckedClient]) {
     let active: Vec<&Checked> = seqs.iter().filter(|c| c.seq.enabled).collect();
     for (i, c) in active.iter().enumerate() {
         let earlier = active.iter().take(i);
@@ -592,23 +803,32 @@ fn cross_check(cx: &mut Errors, seqs: &[Checked]) {
             cx.push(c.knock_line, msg);
         }
     }
+    let guards: Vec<(String, &[PortSpec])> = active
+        .iter()
+        .map(|g| (format!("sequence '{}'", g.seq.name), g.seq.ports.as_slice()))
+        .chain(clients.iter().filter(|c| c.client.enabled).map(|c| {
+            (
+                format!("client '{}'", c.client.name),
+                c.client.allow.as_slice(),
+            )
+        }))
+        .collect();
     for c in &active {
-        knocks_on_guarded(cx, c, &active);
+        knocks_on_guarded(cx, c, &guards);
     }
 }
 
-/// A knock step on a port that an enabled sequence guards.
-fn knocks_on_guarded(cx: &mut Errors, c: &Checked, active: &[&Checked]) {
+/// A knock step on a port that an enabled sequence or client guards.
+fn knocks_on_guarded(cx: &mut Errors, c: &Checked, guards: &[(String, &[PortSpec])]) {
     for (i, k) in c.seq.knocks.iter().enumerate() {
-        let Some(g) = active.iter().find(|g| g.seq.ports.contains(k)) else {
+        let Some((who, _)) = guards.iter().find(|(_, ports)| ports.contains(k)) else {
             continue;
         };
         let msg = format!(
-            "knock step {} '{k}' of sequence '{}' is a port that sequence '{}' guards: \
+            "knock step {} '{k}' of sequence '{}' is a port that {who} guards: \
              knocking on the protected port itself makes no sense; pick another port",
             i + 1,
             c.seq.name,
-            g.seq.name
         );
         let line = c.knock_lines.get(i).copied().unwrap_or(c.knock_line);
         cx.push(line, msg);
@@ -665,10 +885,13 @@ config sequence 'ssh'
 \toption duration '30'
 
 config client 'laptop'
-\toption key 'base64…'
+\toption key 'BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc='
 \tlist   allow 'tcp:22'
 \toption max_duration '3600'
 ";
+
+    const KEY7: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    const KEY8: &str = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
 
     #[test]
     fn reads_the_design_sample() {
@@ -683,6 +906,8 @@ config client 'laptop'
                 spa_port: 62201,
                 max_skew: Duration::from_secs(120),
                 log_level: log::LevelFilter::Info,
+                spa_verify_budget: 1000,
+                state_dir: "/var/run/postern".to_string(),
             }
         );
         assert_eq!(
@@ -952,9 +1177,12 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir)"
         );
-        ok("config client 'x'\n\toption key k\n\toption whatever 1\n");
+        assert_eq!(
+            err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source)".to_string())
+        );
     }
 
     #[test]
@@ -977,7 +1205,7 @@ config client 'laptop'
     fn anonymous_names_count_all_sections_of_the_type() {
         let c = ok(
             "config sequence named\n\tlist knock tcp:1\n\tlist open tcp:22\n\
-                    config client\n\
+                    config client\n\toption key 'BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc='\n\tlist allow tcp:23\n\
                     config sequence\n\tlist knock tcp:2\n\tlist open tcp:22\n",
         );
         let names: Vec<&str> = c.sequences.iter().map(|s| s.name.as_str()).collect();
@@ -1049,14 +1277,163 @@ backend: auto
 interfaces: wan
 devices: (none)
 log level: info
-spa port: udp:62201 (max clock skew 120s)
+spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
+state dir: /var/run/postern
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
   lock [disabled]: knock udp:9 within 10s, then close tcp:22
+clients: 1 (1 enabled)
+  laptop [enabled]: may open tcp:22 for up to 3600s, from anywhere
 guarded ports: tcp:22
 knock ports: tcp:7000, tcp:9000, udp:8000
 ";
         assert_eq!(s, want);
+    }
+
+    fn client_text(extra: &str) -> String {
+        format!("config client 'laptop'\n\toption key '{KEY7}'\n\tlist allow 'tcp:22'\n{extra}")
+    }
+
+    #[test]
+    fn clients() {
+        let c = ok(&client_text(
+            "\tlist allow udp:53\n\toption max_duration 60\n\tlist source 192.0.2.0/24\n\tlist source 2001:db8::/32\n",
+        ));
+        let cl = &c.clients[0];
+        assert_eq!(cl.name, "laptop");
+        assert!(cl.enabled);
+        assert_eq!(cl.key, crate::spa::Key::from_bytes([7; 32]));
+        assert_eq!(cl.allow, [PortSpec::tcp(22), PortSpec::udp(53)]);
+        assert_eq!(cl.max_duration, Duration::from_secs(60));
+        assert_eq!(cl.sources.len(), 2);
+        assert_eq!(c.guarded_ports(), [PortSpec::tcp(22), PortSpec::udp(53)]);
+        assert_eq!(c.spa_port(), Some(62201));
+        assert_eq!(c.capture_ports(), [PortSpec::udp(62201)]);
+        let d = ok(&client_text(""));
+        assert_eq!(
+            d.clients[0].max_duration,
+            Duration::from_secs(300),
+            "default"
+        );
+        assert!(d.clients[0].sources.is_empty());
+        let off = ok(&client_text("\toption enabled 0\n"));
+        assert_eq!(off.spa_port(), None, "no enabled client: SPA is off");
+        assert!(off.guarded_ports().is_empty());
+        assert!(off.capture_ports().is_empty());
+    }
+
+    #[test]
+    fn client_errors() {
+        assert_eq!(
+            err1("config client 'a'\n\tlist allow tcp:22\n"),
+            (
+                1,
+                "client 'a' has no key: add option key '…' (make one with 'postern keygen')"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            err1(&format!("config client 'a'\n\toption key '{KEY7}'\n")),
+            (
+                1,
+                "client 'a' may open nothing: add lines such as list allow 'tcp:22'".to_string()
+            )
+        );
+        assert_eq!(
+            err1("config client 'a'\n\toption key 'c2VjcmV0'\n\tlist allow tcp:22\n"),
+            (2, "key is not valid: decodes to 6 bytes, a key has 32 (make one with 'postern keygen')".to_string())
+        );
+        let (line, msg) = err1("config client 'a'\n\toption key 'secret!'\n\tlist allow tcp:22\n");
+        assert_eq!(line, 2);
+        assert!(!msg.contains("secret"), "the key is never echoed: {msg}");
+        assert_eq!(
+            err1(&client_text("\tlist allow tcp:0\n")),
+            (
+                4,
+                "allow 'tcp:0': bad port '0' (expected 1-65535)".to_string()
+            )
+        );
+        assert_eq!(
+            err1(&client_text("\tlist source 192.0.2.1/24\n")),
+            (
+                4,
+                "source '192.0.2.1/24': host bits set past the prefix; did you mean 192.0.2.0/24?"
+                    .to_string()
+            )
+        );
+        assert_eq!(err1(&client_text("\toption max_duration 0\n")).0, 4);
+        assert_eq!(err1(&client_text("\toption max_duration 86401\n")).0, 4);
+    }
+
+    #[test]
+    fn clients_across_sections() {
+        let two = format!(
+            "{}config client 'b'\n\toption key '{KEY7}'\n\tlist allow tcp:80\n",
+            client_text("")
+        );
+        assert_eq!(
+            err1(&two),
+            (5, "client 'b' has the same key as client 'laptop' (line 2): give each client its own key".to_string())
+        );
+        ok(&two.replacen(KEY7, KEY8, 2).replacen(KEY8, KEY7, 1));
+        ok(&format!("{two}\toption enabled 0\n"));
+        let knock = format!(
+            "{}config sequence s\n\tlist knock tcp:22\n\tlist knock tcp:1\n\tlist open tcp:80\n",
+            client_text("")
+        );
+        let (line, msg) = err1(&knock);
+        assert_eq!(line, 5);
+        assert!(
+            msg.starts_with(
+                "knock step 1 'tcp:22' of sequence 's' is a port that client 'laptop' guards"
+            ),
+            "{msg}"
+        );
+        let spa_knock = format!("config postern\n\toption spa_port 8000\n{}config sequence s\n\tlist knock udp:8000\n\tlist open tcp:80\n", client_text(""));
+        assert_eq!(
+            err1(&spa_knock),
+            (
+                2,
+                "spa_port 8000 is a knock step of sequence 's': pick another port for one of them"
+                    .to_string()
+            )
+        );
+        let spa_guarded = client_text("\tlist allow udp:62201\n");
+        let (line, msg) = err1(&spa_guarded);
+        assert_eq!(line, 1);
+        assert!(
+            msg.starts_with("spa_port 62201 is a port that 'laptop' guards"),
+            "{msg}"
+        );
+        let mut many = String::new();
+        for i in 0..=MAX_CLIENTS {
+            let key = crate::spa::Key::from_bytes([i as u8; 32]).to_base64();
+            many.push_str(&format!(
+                "config client\n\toption key '{key}'\n\tlist allow tcp:22\n"
+            ));
+        }
+        assert_eq!(
+            err1(&many),
+            (3 * MAX_CLIENTS + 1, format!("too many enabled clients: at most {MAX_CLIENTS} (each costs one verification per packet)"))
+        );
+    }
+
+    #[test]
+    fn spa_main_options() {
+        let c = ok("config postern\n\toption spa_verify_budget 32\n\toption state_dir '/tmp/p'\n");
+        assert_eq!(c.main.spa_verify_budget, 32);
+        assert_eq!(c.main.state_dir, "/tmp/p");
+        assert_eq!(
+            err1("config postern\n\toption spa_verify_budget 31\n"),
+            (
+                2,
+                "spa_verify_budget '31' is not a number from 32 to 1000000".to_string()
+            )
+        );
+        assert_eq!(
+            err1("config postern\n\toption state_dir 'var/run'\n"),
+            (2, "state_dir 'var/run' is not an absolute path".to_string())
+        );
     }
 
     #[test]

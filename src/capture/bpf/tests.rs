@@ -281,3 +281,46 @@ fn long_lists_keep_jumps_short() {
         assert!(!accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
     }
 }
+
+#[test]
+fn spa_port_passes_udp_while_knock_tcp_ports_stay_syn_only() {
+    // What the daemon builds: knock ports plus udp:spa_port (Config::capture_ports).
+    let cfg_text = "config sequence s\n\tlist knock tcp:7000\n\tlist knock udp:8000\n\tlist open tcp:22\n\
+                    config client c\n\toption key 'BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc='\n\tlist allow tcp:2222\n";
+    let cfg = crate::config::parse_str("t", cfg_text).unwrap();
+    let ports = cfg.capture_ports();
+    assert_eq!(
+        ports,
+        [
+            PortSpec::tcp(7000),
+            PortSpec::udp(8000),
+            PortSpec::udp(62201)
+        ]
+    );
+    let prog = build(&ports, true);
+    validate(&prog);
+    let spa_payload = [0x5au8; 120];
+    for f in [
+        v4(17, &udp(40000, 62201, &spa_payload)),
+        v6(17, &udp(40000, 62201, &spa_payload)),
+        v4(6, &tcp(1, 7000, 0x02, b"")),
+    ] {
+        assert!(accepts(&prog, &f), "{f:02x?}");
+    }
+    for f in [
+        v4(6, &tcp(1, 62201, 0x02, b"")), // the SPA port is UDP only
+        v6(6, &tcp(1, 62201, 0x02, b"")),
+        v4(6, &tcp(1, 7000, 0x10, b"")), // knock TCP ports: SYN only
+        v6(6, &tcp(1, 7000, 0x12, b"")),
+        v4(17, &udp(1, 62202, &spa_payload)),
+        v4(6, &tcp(1, 2222, 0x02, b"")), // guarded, not captured
+    ] {
+        assert!(!accepts(&prog, &f), "{f:02x?}");
+    }
+    // Without an enabled client the SPA port is not captured.
+    let off = crate::config::parse_str("t", &format!("{cfg_text}\toption enabled 0\n")).unwrap();
+    assert!(!accepts(
+        &build(&off.capture_ports(), true),
+        &v4(17, &udp(40000, 62201, &spa_payload))
+    ));
+}

@@ -1,0 +1,197 @@
+//! The SPA sender: one sealed UDP datagram to the router's `spa_port`.
+//!
+//! Builds a [`RequestRepr`] stamped with this machine's wall clock, seals it
+//! with a fresh random nonce and a random amount of random padding (so packet
+//! lengths vary), and sends it. Nothing waits for an answer: the router
+//! answers SPA packets with silence either way.
+
+use core::net::{IpAddr, SocketAddr};
+use std::io;
+use std::net::UdpSocket;
+
+use crate::port::{PortSpec, PortSpecError};
+use crate::spa::request::MAX_PORTS;
+use crate::spa::seal::{self, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN};
+use crate::spa::{Key, Kind, RequestRepr, Target};
+
+/// Most padding bytes added (a random amount from 0 to this).
+pub const MAX_PADDING: u8 = 64;
+
+/// What to ask the router for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Open or close.
+    pub kind: Kind,
+    /// The address to allow: the packet's source (`-s`) or an explicit one (`-a`).
+    pub target: Target,
+    /// The ports (1 to [`MAX_PORTS`]).
+    pub ports: Vec<PortSpec>,
+    /// Seconds (ignored for close).
+    pub duration: u32,
+}
+
+/// Parses an access list: `tcp/22,udp/53` (fwknop's form) or `tcp:22,udp:53`.
+pub fn parse_access(text: &str) -> Result<Vec<PortSpec>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let spec = item.replacen('/', ":", 1);
+        let p = spec
+            .parse::<PortSpec>()
+            .map_err(|e: PortSpecError| format!("access '{item}': {e}"))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.len() > MAX_PORTS {
+        return Err(format!(
+            "{} ports in one request; at most {MAX_PORTS}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Seals `req` at unix time `now` with `nonce` and `padding` into a packet.
+pub fn packet_with(
+    key: &Key,
+    req: &Request,
+    now: u64,
+    nonce: &[u8; NONCE_LEN],
+    padding: &[u8],
+) -> io::Result<Vec<u8>> {
+    if req.ports.is_empty() || req.ports.len() > MAX_PORTS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("give 1 to {MAX_PORTS} ports"),
+        ));
+    }
+    let repr = RequestRepr {
+        kind: req.kind,
+        timestamp: now,
+        duration: match req.kind {
+            Kind::Open => req.duration.max(1),
+            Kind::Close => 0,
+        },
+        target: req.target,
+        ports: req.ports.iter().copied().collect(),
+    };
+    let mut out = [0u8; MAX_PACKET_LEN];
+    let n = seal::seal(key, nonce, &repr, padding, &mut out)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "request too long"))?;
+    Ok(out[..n].to_vec())
+}
+
+/// Seals `req` with a random nonce and random padding, stamped with the wall clock.
+pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    crate::random::fill(&mut nonce)?;
+    let room = MAX_PLAINTEXT_LEN.saturating_sub(
+        crate::spa::request::HEADER_LEN + crate::spa::request::PORT_LEN * req.ports.len(),
+    );
+    let max = MAX_PADDING.min(u8::try_from(room).unwrap_or(u8::MAX));
+    let mut padding = vec![0u8; usize::from(crate::random::below_or_eq(max)?)];
+    crate::random::fill(&mut padding)?;
+    packet_with(key, req, crate::time::unix_now(), &nonce, &padding)
+}
+
+/// Sends `req` to `host:port`; returns the packet sent.
+pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request) -> io::Result<Vec<u8>> {
+    let p = packet(key, req)?;
+    let bind: SocketAddr = match host {
+        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let sock = UdpSocket::bind(bind)?;
+    sock.send_to(&p, SocketAddr::new(host, port))
+        .map_err(|e| io::Error::new(e.kind(), format!("send to {host} udp:{port}: {e}")))?;
+    Ok(p)
+}
+
+/// A short description for the user: `open tcp:22 udp:53 for 30 s`.
+pub fn describe(req: &Request) -> String {
+    let ports: Vec<String> = req.ports.iter().map(|p| p.to_string()).collect();
+    let target = match req.target {
+        Target::Source => String::new(),
+        Target::Addr(a) => format!(" for {a}"),
+    };
+    match req.kind {
+        Kind::Open => format!("open {}{target} for {} s", ports.join(" "), req.duration),
+        Kind::Close => format!("close {}{target}", ports.join(" ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Client, Config, Main};
+    use crate::spa::Verifier;
+    use crate::time::{Millis, Now};
+    use core::time::Duration;
+
+    fn req() -> Request {
+        Request {
+            kind: Kind::Open,
+            target: Target::Source,
+            ports: vec![PortSpec::tcp(22)],
+            duration: 30,
+        }
+    }
+
+    #[test]
+    fn access_lists() {
+        assert_eq!(
+            parse_access("tcp/22,udp/53").unwrap(),
+            [PortSpec::tcp(22), PortSpec::udp(53)]
+        );
+        assert_eq!(parse_access("tcp:22, tcp/22").unwrap(), [PortSpec::tcp(22)]);
+        assert!(parse_access("tcp/0").is_err());
+        assert!(parse_access("icmp/1").unwrap_err().contains("icmp"));
+        assert!(parse_access("").is_err());
+        let many: Vec<String> = (1..=17).map(|p| format!("tcp/{p}")).collect();
+        assert!(parse_access(&many.join(",")).is_err());
+    }
+
+    #[test]
+    fn packets_vary_and_the_verifier_accepts_them() {
+        let key = Key::from_bytes([5; 32]);
+        let a = packet(&key, &req()).unwrap();
+        let b = packet(&key, &req()).unwrap();
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN], "fresh nonce");
+        let lens: std::collections::HashSet<usize> = (0..20)
+            .map(|_| packet(&key, &req()).unwrap().len())
+            .collect();
+        assert!(lens.len() > 1, "random padding varies the length");
+        let cfg = Config {
+            main: Main::default(),
+            sequences: Vec::new(),
+            clients: vec![Client {
+                name: "me".into(),
+                enabled: true,
+                key,
+                allow: vec![PortSpec::tcp(22)],
+                max_duration: Duration::from_secs(60),
+                sources: Vec::new(),
+            }],
+        };
+        let mut v = Verifier::new(&cfg);
+        let now = Now {
+            mono: Millis(1),
+            unix: crate::time::unix_now(),
+        };
+        let got = v.verify(now, "192.0.2.1".parse().unwrap(), &a).unwrap();
+        assert_eq!(got.ports, [PortSpec::tcp(22)]);
+    }
+
+    #[test]
+    fn sends_one_datagram() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let key = Key::from_bytes([6; 32]);
+        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req()).unwrap();
+        let mut buf = [0u8; 600];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &sent[..]);
+        assert_eq!(describe(&req()), "open tcp:22 for 30 s");
+    }
+}

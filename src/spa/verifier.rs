@@ -1,0 +1,490 @@
+//! The SPA verifier: a UDP payload in, an [`Accepted`] request or a [`Refused`] out.
+//!
+//! Owns the enabled clients' ciphers, the per-second verification budget, the
+//! replay cache and the SPA counters. The work an unauthenticated packet can
+//! cause is bounded twice: at most one AEAD verification per enabled client
+//! whose `list source` admits the packet (so at most
+//! [`crate::config::MAX_CLIENTS`]), and at most `spa_verify_budget`
+//! verifications per second over all packets (beyond it packets are dropped
+//! unopened and counted). A request is accepted whole or not at all.
+//!
+//! Checks, in order: length bounds → a client for the source → budget → AEAD
+//! (one per candidate key) → request format → target address → timestamp
+//! window (`max_skew`) → replay guard (start of the replay record) → replay
+//! cache → allowed ports → duration. Sans-IO, no allocation per packet: the
+//! granted ports are copied into a scratch list the verifier owns.
+
+use core::net::IpAddr;
+use core::time::Duration;
+
+use super::replay::{InsertError, ReplayCache, ReplayEntry};
+use super::request::{Kind, Request, RequestError, RequestRepr, Target, MAX_PORTS};
+use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN};
+use crate::cidr::Cidr;
+use crate::config::{Client, Config, MAX_CLIENTS};
+use crate::port::PortSpec;
+use crate::time::{Millis, Now};
+
+/// Why a packet was refused. Each reason is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Too short or too long to be a packet (no crypto tried).
+    BadLength,
+    /// No enabled client accepts packets from this source (`list source`).
+    NoClientForSource,
+    /// The per-second verification budget is spent: dropped unopened.
+    BudgetExceeded,
+    /// No candidate key authenticates it (junk, a wrong key, or tampering).
+    AuthFailed,
+    /// Authenticated, but not a valid request (client bug or newer version).
+    BadRequest,
+    /// The explicit address is not one a grant can be for (unspecified, multicast, loopback…).
+    BadAddress,
+    /// The timestamp is more than `max_skew` behind the router's clock.
+    TooOld,
+    /// The timestamp is more than `max_skew` ahead of the router's clock.
+    TooNew,
+    /// The timestamp is not after the start of the replay record (+ `max_skew`):
+    /// the packet may have been accepted before the record began.
+    BeforeReplayGuard,
+    /// This packet was accepted before.
+    Replay,
+    /// The replay cache holds only live entries: refused rather than forgetting one.
+    ReplayCacheFull,
+    /// A port the client may not open or close.
+    PortNotAllowed,
+    /// A longer duration than the client's `max_duration`.
+    DurationTooLong,
+}
+
+impl Refusal {
+    /// Every reason, in counter order.
+    pub const ALL: [Refusal; 13] = [
+        Refusal::BadLength,
+        Refusal::NoClientForSource,
+        Refusal::BudgetExceeded,
+        Refusal::AuthFailed,
+        Refusal::BadRequest,
+        Refusal::BadAddress,
+        Refusal::TooOld,
+        Refusal::TooNew,
+        Refusal::BeforeReplayGuard,
+        Refusal::Replay,
+        Refusal::ReplayCacheFull,
+        Refusal::PortNotAllowed,
+        Refusal::DurationTooLong,
+    ];
+
+    /// Position in [`Refusal::ALL`], for counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short snake_case name for logs and status output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Refusal::BadLength => "bad_length",
+            Refusal::NoClientForSource => "no_client_for_source",
+            Refusal::BudgetExceeded => "budget_exceeded",
+            Refusal::AuthFailed => "auth_failed",
+            Refusal::BadRequest => "bad_request",
+            Refusal::BadAddress => "bad_address",
+            Refusal::TooOld => "too_old",
+            Refusal::TooNew => "too_new",
+            Refusal::BeforeReplayGuard => "before_replay_guard",
+            Refusal::Replay => "replay",
+            Refusal::ReplayCacheFull => "replay_cache_full",
+            Refusal::PortNotAllowed => "port_not_allowed",
+            Refusal::DurationTooLong => "duration_too_long",
+        }
+    }
+
+    /// True when the packet was authenticated (the client is known), so the
+    /// refusal is worth a warning; the others are what junk causes.
+    pub const fn authenticated(self) -> bool {
+        !matches!(
+            self,
+            Refusal::BadLength
+                | Refusal::NoClientForSource
+                | Refusal::BudgetExceeded
+                | Refusal::AuthFailed
+        )
+    }
+}
+
+/// What a refusal is about, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Nothing more to say.
+    None,
+    /// Timestamp minus the router's clock, seconds (negative: behind).
+    Skew(i64),
+    /// The port that is not allowed.
+    Port(PortSpec),
+    /// Requested and allowed seconds.
+    Duration {
+        /// Requested.
+        requested: u32,
+        /// The client's `max_duration`.
+        max: u64,
+    },
+    /// What is wrong with the request.
+    Request(RequestError),
+    /// The refused explicit address.
+    Addr(IpAddr),
+}
+
+/// A refused packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused<'a> {
+    /// Why.
+    pub reason: Refusal,
+    /// The client whose key authenticated it, if any did.
+    pub client: Option<&'a str>,
+    /// More about it.
+    pub detail: Detail,
+}
+
+impl core::fmt::Display for Refused<'_> {
+    /// What went wrong, for the log line (the caller adds source and client).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let skew = |f: &mut core::fmt::Formatter<'_>, word: &str| match self.detail {
+            Detail::Skew(s) => write!(
+                f,
+                "timestamp {} s {word} the router's clock (more than max_skew): check both clocks",
+                s.unsigned_abs()
+            ),
+            _ => write!(f, "timestamp {word} the router's clock"),
+        };
+        match (self.reason, self.detail) {
+            (Refusal::TooOld, _) => skew(f, "behind"),
+            (Refusal::TooNew, _) => skew(f, "ahead of"),
+            (Refusal::BadRequest, Detail::Request(e)) => write!(f, "bad request: {e}"),
+            (Refusal::BadAddress, Detail::Addr(a)) => write!(f, "cannot grant address {a}"),
+            (Refusal::PortNotAllowed, Detail::Port(p)) => {
+                write!(f, "{p} is not in the client's allow list; nothing opened")
+            }
+            (Refusal::DurationTooLong, Detail::Duration { requested, max }) => write!(
+                f,
+                "{requested} s requested, the client's max_duration is {max} s; nothing opened"
+            ),
+            (Refusal::BeforeReplayGuard, _) => f.write_str(
+                "timestamp predates the replay record (boot + max_skew): it may have been accepted before; send a new packet",
+            ),
+            (Refusal::Replay, _) => f.write_str("replay of a packet accepted before"),
+            (Refusal::ReplayCacheFull, _) => {
+                f.write_str("replay cache full of live entries; try again later")
+            }
+            (Refusal::BadLength, _) => f.write_str("length is not an SPA packet's"),
+            (Refusal::NoClientForSource, _) => {
+                f.write_str("no enabled client accepts packets from this source")
+            }
+            (Refusal::BudgetExceeded, _) => {
+                f.write_str("verification budget of this second spent; dropped unopened")
+            }
+            (Refusal::AuthFailed, _) => f.write_str("no client key authenticates it"),
+            (r, _) => f.write_str(r.name()),
+        }
+    }
+}
+
+/// An accepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted<'a> {
+    /// The client whose key authenticated it.
+    pub client: &'a str,
+    /// Open or close.
+    pub kind: Kind,
+    /// The address to grant (the packet's source, or the explicit one).
+    pub addr: IpAddr,
+    /// The ports (all allowed for this client).
+    pub ports: &'a [PortSpec],
+    /// How long (zero for close).
+    pub duration: Duration,
+    /// What the replay cache recorded: the daemon persists it before granting.
+    pub record: ReplayEntry,
+}
+
+/// Everything the verifier has counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpaCounters {
+    /// Packets handed to [`Verifier::verify`].
+    pub packets: u64,
+    /// AEAD verifications tried (the work packets caused).
+    pub aead_attempts: u64,
+    /// Requests accepted.
+    pub accepted: u64,
+    /// Refusals by reason ([`Refusal::index`]).
+    pub refused: [u64; Refusal::ALL.len()],
+}
+
+impl SpaCounters {
+    /// The count for one reason.
+    pub fn refused(&self, r: Refusal) -> u64 {
+        self.refused[r.index()]
+    }
+}
+
+/// An enabled client, ready to verify.
+struct ClientKey {
+    name: String,
+    cipher: Cipher,
+    allow: Vec<PortSpec>,
+    max_duration: u64,
+    sources: Vec<Cidr>,
+}
+
+impl ClientKey {
+    fn admits(&self, src: IpAddr) -> bool {
+        self.sources.is_empty() || self.sources.iter().any(|n| n.contains(src))
+    }
+}
+
+/// Verifications allowed per whole second of monotonic time.
+struct Budget {
+    per_second: u32,
+    second: u64,
+    used: u32,
+}
+
+impl Budget {
+    fn take(&mut self, now: Millis, n: u32) -> bool {
+        let s = now.0 / 1000;
+        if s != self.second {
+            self.second = s;
+            self.used = 0;
+        }
+        match self.used.checked_add(n) {
+            Some(u) if u <= self.per_second => {
+                self.used = u;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A refusal before it borrows a client name.
+struct Fail {
+    reason: Refusal,
+    client: Option<usize>,
+    detail: Detail,
+}
+
+fn fail(reason: Refusal, client: Option<usize>, detail: Detail) -> Fail {
+    Fail {
+        reason,
+        client,
+        detail,
+    }
+}
+
+/// The SPA core of the engine.
+pub struct Verifier {
+    clients: Vec<ClientKey>,
+    max_skew: u64,
+    budget: Budget,
+    replay: ReplayCache,
+    guard: Option<Millis>,
+    scratch: [u8; MAX_PLAINTEXT_LEN],
+    ports: heapless::Vec<PortSpec, MAX_PORTS>,
+    counters: SpaCounters,
+}
+
+impl Verifier {
+    /// A verifier for the enabled clients of `config` (at most [`MAX_CLIENTS`]).
+    pub fn new(config: &Config) -> Verifier {
+        Verifier {
+            clients: config
+                .active_clients()
+                .take(MAX_CLIENTS)
+                .map(ClientKey::from)
+                .collect(),
+            max_skew: config.main.max_skew.as_secs(),
+            budget: Budget {
+                per_second: config.main.spa_verify_budget,
+                second: u64::MAX,
+                used: 0,
+            },
+            replay: ReplayCache::new(),
+            guard: None,
+            scratch: [0; MAX_PLAINTEXT_LEN],
+            ports: heapless::Vec::new(),
+            counters: SpaCounters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> SpaCounters {
+        self.counters
+    }
+
+    /// The replay cache's entries (plain data for the daemon's state file).
+    pub fn replay_entries(&self) -> &[ReplayEntry] {
+        self.replay.entries()
+    }
+
+    /// Adds saved replay entries (from a state file or the engine before a reload).
+    pub fn restore_replay(&mut self, saved: &[ReplayEntry], now: Now) {
+        self.replay.restore(saved, now.unix, self.max_skew);
+    }
+
+    /// The replay guard: the monotonic instant the replay record starts. Packets
+    /// whose timestamp is not later than that instant (in wall-clock time, as
+    /// the clock says now) plus `max_skew` are refused, because they could have
+    /// been accepted before the record began. `None` (the default) disables it.
+    pub fn replay_guard(&self) -> Option<Millis> {
+        self.guard
+    }
+
+    /// Sets the replay guard (see [`Verifier::replay_guard`]).
+    pub fn set_replay_guard(&mut self, guard: Option<Millis>) {
+        self.guard = guard;
+    }
+
+    /// Verifies one UDP payload that arrived from `src`.
+    pub fn verify(
+        &mut self,
+        now: Now,
+        src: IpAddr,
+        payload: &[u8],
+    ) -> Result<Accepted<'_>, Refused<'_>> {
+        self.counters.packets += 1;
+        match self.check(now, src, payload) {
+            Ok((i, repr, addr)) => {
+                self.counters.accepted += 1;
+                let c = &self.clients[i];
+                Ok(Accepted {
+                    client: &c.name,
+                    kind: repr.kind,
+                    addr,
+                    ports: &self.ports,
+                    duration: Duration::from_secs(u64::from(repr.duration)),
+                    record: ReplayEntry {
+                        nonce: seal::nonce_of(payload),
+                        timestamp: repr.timestamp,
+                    },
+                })
+            }
+            Err(f) => {
+                self.counters.refused[f.reason.index()] += 1;
+                Err(Refused {
+                    reason: f.reason,
+                    client: f.client.map(|i| self.clients[i].name.as_str()),
+                    detail: f.detail,
+                })
+            }
+        }
+    }
+
+    fn check(
+        &mut self,
+        now: Now,
+        src: IpAddr,
+        payload: &[u8],
+    ) -> Result<(usize, RequestRepr, IpAddr), Fail> {
+        let none = Detail::None;
+        seal::check_len(payload).map_err(|_| fail(Refusal::BadLength, None, none))?;
+        let candidates = self.clients.iter().filter(|c| c.admits(src)).count();
+        if candidates == 0 {
+            return Err(fail(Refusal::NoClientForSource, None, none));
+        }
+        // candidates <= MAX_CLIENTS: fits in u32.
+        if !self.budget.take(now.mono, candidates as u32) {
+            return Err(fail(Refusal::BudgetExceeded, None, none));
+        }
+        let mut found = None;
+        for (i, c) in self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.admits(src))
+        {
+            self.counters.aead_attempts += 1;
+            match seal::open(&c.cipher, payload, &mut self.scratch) {
+                Ok(plain) => {
+                    found = Some((i, plain.len()));
+                    break;
+                }
+                Err(OpenError::Auth | OpenError::BadLength) => {}
+            }
+        }
+        let Some((i, len)) = found else {
+            return Err(fail(Refusal::AuthFailed, None, none));
+        };
+        let who = Some(i);
+        let repr = Request::new_checked(&self.scratch[..len])
+            .and_then(|r| RequestRepr::parse(&r))
+            .map_err(|e| fail(Refusal::BadRequest, who, Detail::Request(e)))?;
+        let addr = match repr.target {
+            Target::Source => src,
+            Target::Addr(a) if grantable(a) => a,
+            Target::Addr(a) => return Err(fail(Refusal::BadAddress, who, Detail::Addr(a))),
+        };
+
+        let skew = i128::from(repr.timestamp) - i128::from(now.unix);
+        let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
+        if skew < -i128::from(self.max_skew) {
+            return Err(fail(Refusal::TooOld, who, skew_detail));
+        }
+        if skew > i128::from(self.max_skew) {
+            return Err(fail(Refusal::TooNew, who, skew_detail));
+        }
+        if let Some(g) = self.guard {
+            let guard_unix = now.unix.saturating_sub(now.mono.since(g) / 1000);
+            if repr.timestamp <= guard_unix.saturating_add(self.max_skew) {
+                return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
+            }
+        }
+        let entry = ReplayEntry {
+            nonce: seal::nonce_of(payload),
+            timestamp: repr.timestamp,
+        };
+        match self.replay.insert(entry, now.unix, self.max_skew) {
+            Ok(()) => {}
+            Err(InsertError::Replayed(_)) => return Err(fail(Refusal::Replay, who, skew_detail)),
+            Err(InsertError::Full(_)) => return Err(fail(Refusal::ReplayCacheFull, who, none)),
+        }
+
+        let c = &self.clients[i];
+        if let Some(p) = repr.ports.iter().find(|p| !c.allow.contains(p)) {
+            return Err(fail(Refusal::PortNotAllowed, who, Detail::Port(*p)));
+        }
+        if repr.kind == Kind::Open && u64::from(repr.duration) > c.max_duration {
+            let d = Detail::Duration {
+                requested: repr.duration,
+                max: c.max_duration,
+            };
+            return Err(fail(Refusal::DurationTooLong, who, d));
+        }
+        self.ports.clear();
+        for p in &repr.ports {
+            // Both hold at most MAX_PORTS.
+            let _ = self.ports.push(*p);
+        }
+        Ok((i, repr, addr))
+    }
+}
+
+impl From<&Client> for ClientKey {
+    fn from(c: &Client) -> ClientKey {
+        ClientKey {
+            name: c.name.clone(),
+            cipher: Cipher::new(&c.key),
+            allow: c.allow.clone(),
+            max_duration: c.max_duration.as_secs(),
+            sources: c.sources.clone(),
+        }
+    }
+}
+
+/// Whether a grant for `a` makes sense (the same rule the wire parser applies to sources).
+fn grantable(a: IpAddr) -> bool {
+    !(a.is_unspecified()
+        || a.is_multicast()
+        || a.is_loopback()
+        || matches!(a, IpAddr::V4(v4) if v4.is_broadcast()))
+}
+
+#[cfg(test)]
+mod tests;
