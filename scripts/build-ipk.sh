@@ -101,7 +101,10 @@ if [ "$luci" = 1 ]; then
 		install_file 0644 "$lucidir/htdocs/$f" "www/$f"
 	done
 	(cd "$lucidir/root" && find . -type f) | while read -r f; do
-		install_file 0644 "$lucidir/root/$f" "$f"
+		case "$f" in
+		./usr/libexec/rpcd/*) install_file 0755 "$lucidir/root/$f" "$f" ;;
+		*) install_file 0644 "$lucidir/root/$f" "$f" ;;
+		esac
 	done
 	cat >"$stage/control/control" <<CONTROL
 Package: luci-app-postern

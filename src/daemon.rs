@@ -2,9 +2,11 @@
 //!
 //! Owns the process-level I/O: reading the config file, opening capture
 //! sockets, driving the firewall backend, reading the clocks and signals
-//! (HUP reloads, TERM/INT stop), and the SPA replay state file
-//! ([`ReplayFile`], written before each SPA grant). All decisions are the
-//! [`Engine`]'s.
+//! (HUP reloads, TERM/INT stop), the SPA replay state file
+//! ([`ReplayFile`], written before each SPA grant), the control socket that
+//! answers `postern status`, and the nftables event monitor that notices a
+//! firewall restart (which drops the kernel's sets) so that live grants are
+//! re-applied with their remaining time. All decisions are the [`Engine`]'s.
 
 use core::fmt;
 use core::time::Duration;
@@ -18,13 +20,17 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::capture::{bpf, Capture};
 use crate::config::{self, BackendKind, Config};
-use crate::engine::{Decision, Engine};
+use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
+use crate::engine::{Decision, Engine, Origin};
 use crate::firewall::dry_run::DryRunBackend;
 use crate::firewall::ipset::Fw3Backend;
+use crate::firewall::nft::monitor::Monitor;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
+use crate::grants::GrantTable;
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
+use crate::status::Snapshot;
 use crate::time::{Millis, Now};
 
 /// How often the engine's housekeeping runs.
@@ -45,6 +51,8 @@ pub struct Options {
     pub backend: Option<BackendKind>,
     /// `--log-level` override of the config's `option log_level`.
     pub log_level: Option<log::LevelFilter>,
+    /// `--control PATH`: the status socket (default [`DEFAULT_SOCKET`]).
+    pub control: Option<PathBuf>,
 }
 
 /// Why the daemon could not start (or had to stop).
@@ -136,7 +144,21 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         .map_err(|e| fail(format!("firewall setup ({}): {e}", backend.name())))?;
 
     let replay = open_replay_file(&cfg)?;
-    let result = serve(opts, cfg, &devices, backend.as_mut(), &signals, replay);
+    let control_path = opts
+        .control
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let control = ControlSocket::bind(&control_path)
+        .map_err(|e| fail(format!("control socket {}: {e}", control_path.display())))?;
+    let result = serve(
+        opts,
+        cfg,
+        &devices,
+        backend.as_mut(),
+        &signals,
+        replay,
+        &control,
+    );
     if let Err(e) = backend.teardown() {
         warn!("firewall teardown ({}): {e}", backend.name());
     }
@@ -213,6 +235,77 @@ struct Effects<'b> {
     replay: Option<ReplayFile>,
     max_skew: u64,
     log_limit: LogLimit,
+    /// Live grants, mirrored for status and for re-applying after a firewall restart.
+    grants: GrantTable,
+}
+
+/// The short name of what granted: a sequence or a client.
+fn origin_name<'a>(by: &Origin<'a>) -> &'a str {
+    match *by {
+        Origin::Sequence(name) => name,
+        Origin::Client { name, .. } => name,
+    }
+}
+
+/// Opens the nftables event monitor for backends whose grants a firewall
+/// restart can drop; without it grants are still safe, just not re-applied.
+fn open_monitor(backend: &dyn Backend) -> Option<Monitor> {
+    backend.watched()?;
+    match Monitor::open() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warn!(
+                "cannot watch for firewall restarts ({e}): grants will not be re-applied after one"
+            );
+            None
+        }
+    }
+}
+
+/// Reads the monitor's queued events and says whether grants may have been lost.
+/// After postern's own setup (start, reload, resync) the kernel also announces
+/// the table and sets it re-declared: pass `own_setup` to count only deletions
+/// then, so a resync does not trigger itself.
+fn firewall_changed(
+    monitor: Option<&Monitor>,
+    fx: &Effects<'_>,
+    buf: &mut [u8],
+    own_setup: bool,
+) -> bool {
+    let (Some(m), Some((table, sets))) = (monitor, fx.backend.watched()) else {
+        return false;
+    };
+    match m.drain(buf, table, &sets) {
+        Ok(change) if own_setup => change.removed,
+        Ok(change) => change.needs_resync(),
+        Err(e) => {
+            warn!("firewall monitor: {e}");
+            false
+        }
+    }
+}
+
+/// Re-creates the firewall objects and re-applies every live grant with its
+/// remaining time. False if setup failed (e.g. fw4 is still restarting).
+fn resync(fx: &mut Effects<'_>, cfg: &Config, now: Millis) -> bool {
+    if let Err(e) = fx.backend.setup(&cfg.guarded_ports()) {
+        debug!("firewall changed; not ready to re-apply grants yet: {e}");
+        return false;
+    }
+    let mut applied = 0;
+    for (grant, origin) in fx.grants.to_reapply(now) {
+        match fx.backend.grant(&grant) {
+            Ok(()) => applied += 1,
+            Err(e) => error!(
+                "could not re-apply {} for {} ({origin}): {e}",
+                grant.port, grant.addr
+            ),
+        }
+    }
+    if applied > 0 {
+        info!("firewall was reloaded: re-applied {applied} live grant(s)");
+    }
+    true
 }
 
 fn serve(
@@ -222,7 +315,9 @@ fn serve(
     backend: &mut dyn Backend,
     signals: &SignalFd,
     replay: Option<ReplayFile>,
+    control: &ControlSocket,
 ) -> Result<(), DaemonError> {
+    let started = Millis::now_monotonic();
     let captures = open_captures(devices, &cfg)?;
     let saved = replay
         .as_ref()
@@ -234,7 +329,10 @@ fn serve(
         replay,
         max_skew: cfg.main.max_skew.as_secs(),
         log_limit: LogLimit::default(),
+        grants: GrantTable::new(),
     };
+    let monitor = open_monitor(fx.backend);
+    let mut resync_pending = false;
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
     info!(
@@ -246,9 +344,15 @@ fn serve(
         spa_line(&cfg)
     );
 
-    // Built once: no allocation per wake-up.
-    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(captures.len() + 1);
+    // Built once: no allocation per wake-up. Order: signals, control socket,
+    // firewall monitor (if any), then one per capture socket.
+    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(captures.len() + 3);
     fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+    fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+    if let Some(m) = &monitor {
+        fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+    }
+    let first_capture = fds.len();
     for c in &captures {
         fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
     }
@@ -261,6 +365,11 @@ fn serve(
         let now = Millis::now_monotonic();
         if now >= next_tick {
             engine.on_tick(now);
+            fx.grants.expire(now);
+            if resync_pending {
+                resync_pending = !resync(&mut fx, &cfg, now)
+                    || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
             next_tick = now + TICK;
         }
         let wait = next_tick.since(now).min(u64::from(u16::MAX)) as u16;
@@ -270,9 +379,36 @@ fn serve(
             Err(e) => return Err(fail(format!("poll: {e}"))),
         }
         for (i, capture) in captures.iter().enumerate() {
-            if readable(&fds[i + 1]) {
+            if readable(&fds[first_capture + i]) {
                 drain(capture, &mut buf, &mut engine, &mut fx);
             }
+        }
+        if monitor.is_some()
+            && readable(&fds[2])
+            && firewall_changed(monitor.as_ref(), &fx, &mut buf, false)
+        {
+            // Right away if the objects are back, else on the next ticks.
+            resync_pending = !resync(&mut fx, &cfg, Millis::now_monotonic())
+                || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+        }
+        if readable(&fds[1]) {
+            control.serve_pending(|request| {
+                let now = Millis::now_monotonic();
+                fx.grants.expire(now);
+                let snapshot = Snapshot::collect(
+                    now,
+                    started,
+                    fx.backend.name(),
+                    devices,
+                    engine.knocks_in_progress(),
+                    &fx.grants,
+                    &engine.counters(),
+                );
+                match request {
+                    Request::Json => snapshot.to_json(),
+                    Request::Text => snapshot.to_text(),
+                }
+            });
         }
         let signal_ready = readable(&fds[0]);
 
@@ -294,6 +430,9 @@ fn serve(
                             }
                             fx.max_skew = new.main.max_skew.as_secs();
                             cfg = new;
+                            // The reload's own setup announced our objects again.
+                            resync_pending |=
+                                firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
                         }
                     }
                     Ok(s) => {
@@ -374,6 +513,12 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                 }
             }
             for &port in ports {
+                let grant = Grant {
+                    addr,
+                    port,
+                    timeout: duration,
+                };
+                fx.grants.record(now.mono, &grant, origin_name(&by));
                 info!(
                     "opened {port} for {addr} for {} s ({by})",
                     duration.as_secs()
@@ -384,6 +529,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             addr, by, ports, ..
         } => {
             for &port in ports {
+                fx.grants.remove(addr, port);
                 match fx.backend.revoke(addr, port) {
                     Ok(()) => info!("closed {port} for {addr} ({by})"),
                     Err(e) => error!("could not close {port} for {addr} ({by}): {e}"),

@@ -443,6 +443,8 @@ impl Lab {
             .arg(&path)
             .args(["-i", &self.router_dev])
             .args(self.router_x_dev.iter().flat_map(|d| ["-i", d.as_str()]))
+            .arg("--control")
+            .arg(self.control_path(self.daemons.len()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -474,6 +476,27 @@ impl Lab {
             .ok_or_else(|| io::Error::other("no daemon"))?;
         d.wait_for_log("ready:", Duration::from_secs(10))?;
         Ok(d)
+    }
+
+    /// The control socket of the `index`-th daemon (for `postern status -s`).
+    pub fn control_path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("control-{index}.sock"))
+    }
+
+    /// Runs `exe status [--json] -s SOCKET` against the `index`-th daemon.
+    pub fn status(&self, exe: &Path, index: usize, json: bool) -> io::Result<String> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("status").arg("-s").arg(self.control_path(index));
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The `index`-th daemon started (panics if there is none: for tests).

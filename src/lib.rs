@@ -19,6 +19,7 @@ pub mod capture;
 pub mod cidr;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod engine;

@@ -9,7 +9,7 @@ use postern::client::spa as spa_client;
 use postern::config::{self, BackendKind};
 use postern::port::PortSpec;
 use postern::spa::{Key, Kind, Target};
-use postern::{client, daemon, demo, logger};
+use postern::{client, control, daemon, demo, logger};
 
 const DEFAULT_CONFIG: &str = "/etc/config/postern";
 
@@ -18,12 +18,19 @@ postern — port knocking and Single Packet Authorization for routers
 
 usage:
   postern daemon [-c FILE] [-i DEV]... [--backend KIND] [--log-level LEVEL]
-        Guard the ports of FILE's sequences (default /etc/config/postern),
-        sniffing knocks on each DEV. KIND: auto | fw4 | nft | dry-run.
-        SIGHUP reloads FILE (a bad file is refused, the old one stays);
-        SIGTERM stops and removes postern's own nftables table.
+                 [--control SOCKET]
+        Guard the ports of FILE's sequences and clients (default
+        /etc/config/postern), sniffing on each DEV. KIND: auto | fw4 | fw3 |
+        nft | dry-run. SIGHUP reloads FILE (a bad file is refused, the old one
+        stays); SIGTERM stops and removes postern's own nftables table. Live
+        grants are re-applied when the firewall is restarted under it.
+  postern status [--json] [-s SOCKET]
+        Live grants and counters of the running daemon (default socket
+        /var/run/postern.sock).
   postern check [-c FILE]
         Validate FILE: every error with file:line (exit 1), or a summary.
+  postern schema [--json]
+        Every config section type and its options, as JSON.
   postern knock [--delay MS] HOST PROTO:PORT...
         Send a knock sequence, e.g. postern knock 192.0.2.1 tcp:7000 udp:8000 tcp:9000
   postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR] [--duration S] [--close]
@@ -52,6 +59,8 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
+        "status" => cmd_status(rest),
+        "schema" => cmd_schema(rest),
         "knock" => cmd_knock(rest),
         "spa" => cmd_spa(rest),
         "keygen" => cmd_keygen(rest),
@@ -102,6 +111,7 @@ fn cmd_daemon(args: &[String]) -> Result<ExitCode, String> {
         match a.as_str() {
             "-c" | "--config" => opts.config = PathBuf::from(value(&mut it, a)?),
             "-i" | "--interface" => opts.devices.push(value(&mut it, a)?.clone()),
+            "--control" => opts.control = Some(PathBuf::from(value(&mut it, a)?)),
             "--backend" => opts.backend = Some(parse_backend(value(&mut it, a)?)?),
             "--log-level" => {
                 let v = value(&mut it, a)?;
@@ -121,6 +131,45 @@ fn cmd_daemon(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
+    let mut request = control::Request::Text;
+    let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => request = control::Request::Json,
+            "-s" | "--socket" => socket = PathBuf::from(value(&mut it, a)?),
+            other => return Err(format!("status: unexpected argument '{other}'")),
+        }
+    }
+    match control::query(&socket, request) {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn cmd_schema(args: &[String]) -> Result<ExitCode, String> {
+    match args.first().map(String::as_str) {
+        Some("--json") | None => {}
+        Some(other) => return Err(format!("schema: unexpected argument '{other}'")),
+    }
+    let sections: Vec<String> = config::typed::schema()
+        .iter()
+        .map(|(kind, options)| {
+            let names: Vec<String> = options.iter().map(|o| postern::status::quote(o)).collect();
+            format!("{}:[{}]", postern::status::quote(kind), names.join(","))
+        })
+        .collect();
+    println!("{{{}}}", sections.join(","));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_check(args: &[String]) -> Result<ExitCode, String> {

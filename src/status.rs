@@ -8,6 +8,7 @@ use core::fmt::Write;
 
 use crate::engine::Counters;
 use crate::grants::GrantTable;
+use crate::spa::Refusal;
 use crate::time::Millis;
 use crate::wire::Reject;
 
@@ -217,6 +218,21 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
                 ("evictions", k.evictions),
                 ("dropped_table_full", k.dropped_table_full),
             ],
+        ),
+        (
+            "spa",
+            vec![
+                ("packets", c.spa.packets),
+                ("aead_attempts", c.spa.aead_attempts),
+                ("accepted", c.spa.accepted),
+            ],
+        ),
+        (
+            "spa_refused",
+            Refusal::ALL
+                .iter()
+                .map(|r| (r.name(), c.spa.refused(*r)))
+                .collect(),
         ),
         (
             "decisions",

@@ -208,8 +208,8 @@ fn ipv6_knock_opens_for_the_ipv6_source_only() {
 }
 
 #[test]
-fn fw4_backend_uses_fw4_sets_and_leaves_fw4_alone() {
-    if !root_or_skip("fw4_backend_uses_fw4_sets_and_leaves_fw4_alone") {
+fn fw4_backend_uses_fw4_sets_survives_fw4_restart_and_leaves_fw4_alone() {
+    if !root_or_skip("fw4_backend_uses_fw4_sets_survives_fw4_restart_and_leaves_fw4_alone") {
         return;
     }
     let mut lab = Lab::new(&tag('f')).unwrap();
@@ -236,15 +236,17 @@ fn fw4_backend_uses_fw4_sets_and_leaves_fw4_alone() {
     );
     let path = std::env::temp_dir().join(format!("fw4-{}.nft", tag('f')));
     std::fs::write(&path, fw4).unwrap();
-    let out = lab
-        .run_in_router(&["nft", "-f", path.to_str().unwrap()])
-        .unwrap();
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let load_fw4 = |lab: &Lab| {
+        let out = lab
+            .run_in_router(&["nft", "-f", path.to_str().unwrap()])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    load_fw4(&lab);
     let config = demo::demo_config(30).replace("option backend 'nft'", "option backend 'fw4'");
     lab.start_daemon(exe(), &config, None).unwrap();
     assert!(!is_open(&lab, v4()));
@@ -257,6 +259,18 @@ fn fw4_backend_uses_fw4_sets_and_leaves_fw4_alone() {
         "fw4 mode creates no table of its own"
     );
     assert!(ruleset.contains("10.213.0.2 . tcp . 2222"), "{ruleset}");
+    // `fw4 restart`: the table (and with it every set element) is deleted and
+    // created again. The daemon notices and re-applies the live grant.
+    lab.run_in_router(&["nft", "delete", "table", "inet", "fw4"])
+        .unwrap();
+    load_fw4(&lab);
+    let _ = std::fs::remove_file(&path);
+    lab.daemons_wait("re-applied 1 live grant");
+    assert!(
+        lab.router_ruleset().contains("10.213.0.2 . tcp . 2222"),
+        "grant back in the new postern_allow4"
+    );
+    assert!(is_open(&lab, v4()));
     let d = lab.daemon(0);
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
@@ -360,4 +374,44 @@ fn sighup_reloads_good_config_and_refuses_bad_one() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
     assert!(!lab.router_ruleset().contains("table inet postern"));
+}
+
+#[test]
+fn status_shows_grants_and_counters_and_standalone_table_comes_back() {
+    if !root_or_skip("status_shows_grants_and_counters_and_standalone_table_comes_back") {
+        return;
+    }
+    let mut lab = Lab::new(&tag('s')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(exe(), &demo::demo_config(60), None)
+        .unwrap();
+    let before = lab.status(exe(), 0, true).unwrap();
+    assert!(before.contains("\"grants\":[]"), "{before}");
+    knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
+    lab.daemons_wait("opened tcp:2222");
+    let json = lab.status(exe(), 0, true).unwrap();
+    assert!(
+        json.contains("\"grants\":[{\"addr\":\"10.213.0.2\",\"port\":\"tcp:2222\",\"origin\":\"service\",\"expires_in_s\":"),
+        "{json}"
+    );
+    assert!(json.contains("\"completed\":1"), "{json}");
+    assert!(json.contains("\"opened\":1"), "{json}");
+    assert!(json.contains("\"backend\":\"nft\""), "{json}");
+    let text = lab.status(exe(), 0, false).unwrap();
+    assert!(
+        text.contains("live grants: 1") && text.contains("(service)"),
+        "{text}"
+    );
+    // Someone deletes postern's table (`nft flush ruleset`): the daemon puts it
+    // back with the live grant, so the port is guarded again and still open for us.
+    lab.run_in_router(&["nft", "flush", "ruleset"]).unwrap();
+    lab.daemons_wait("re-applied 1 live grant");
+    let ruleset = lab.router_ruleset();
+    assert!(ruleset.contains("table inet postern"), "{ruleset}");
+    assert!(ruleset.contains("10.213.0.2 . tcp . 2222"), "{ruleset}");
+    assert!(is_open(&lab, v4()));
+    assert!(
+        !is_open(&lab, IpAddr::V6(ROUTER_V6)),
+        "the guard is back: the IPv6 source was never granted"
+    );
 }

@@ -297,3 +297,168 @@ fn ipk_refuses_a_binary_of_another_arch_or_glibc() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("static musl"));
     }
 }
+
+fn luci_view() -> String {
+    read(
+        &repo()
+            .join("openwrt/luci-app-postern/htdocs/luci-static/resources/view/postern/postern.js"),
+    )
+}
+
+/// Section type → option names the LuCI view edits (`_`-names are UI-only).
+fn view_schema(js: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut current: Option<String> = None;
+    // The quoted name that follows `form.Class, ` in a call's first line.
+    let name_after = |line: &str, call: &str| -> Option<String> {
+        let rest = &line[line.find(call)? + call.len()..];
+        let rest = &rest[rest.find(", '")? + 3..];
+        Some(rest[..rest.find('\'')?].to_string())
+    };
+    for line in js.lines() {
+        // NamedSection(form.NamedSection, 'name', 'type'): the type is the second string.
+        let named = line.contains("m.section(form.NamedSection, '");
+        let section = if named {
+            name_after(line, "m.section(form.NamedSection, '")
+        } else {
+            name_after(line, "m.section(form.")
+        };
+        if let Some(t) = section {
+            out.entry(t.clone())
+                .or_insert_with(std::collections::BTreeSet::new);
+            current = Some(t);
+        } else if let Some(o) = name_after(line, "s.option(") {
+            if !o.starts_with('_') {
+                let t = current.clone().expect("option before any section");
+                out.get_mut(&t).unwrap().insert(o);
+            }
+        }
+    }
+    out
+}
+
+/// `postern schema --json`: {"type":["option",...],...} (a flat shape, parsed by hand).
+fn daemon_schema() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let out = Command::new(EXE)
+        .args(["schema", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let body = text
+        .trim()
+        .strip_prefix('{')
+        .unwrap()
+        .strip_suffix('}')
+        .unwrap();
+    let mut map = std::collections::BTreeMap::new();
+    for part in body.split("],") {
+        let (kind, options) = part.split_once(":[").expect("type:[...]");
+        let options = options.trim_end_matches(']');
+        map.insert(
+            kind.trim_matches('"').to_string(),
+            options
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(|o| o.trim_matches('"').to_string())
+                .collect(),
+        );
+    }
+    map
+}
+
+#[test]
+fn luci_view_and_daemon_schema_agree() {
+    let view = view_schema(&luci_view());
+    let daemon = daemon_schema();
+    assert!(daemon.contains_key("sequence") && daemon["postern"].contains("backend"));
+    assert_eq!(
+        view.keys().collect::<Vec<_>>(),
+        daemon.keys().collect::<Vec<_>>(),
+        "section types differ between the LuCI view and `postern schema`"
+    );
+    for (kind, options) in &daemon {
+        let missing: Vec<_> = options.difference(&view[kind]).collect();
+        let unknown: Vec<_> = view[kind].difference(options).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "config {kind}: not in LuCI: {missing:?}; unknown to the daemon: {unknown:?}"
+        );
+    }
+}
+
+#[test]
+fn luci_files_are_valid_js_and_json() {
+    let luci = repo().join("openwrt/luci-app-postern");
+    for json in [
+        "root/usr/share/luci/menu.d/luci-app-postern.json",
+        "root/usr/share/rpcd/acl.d/luci-app-postern.json",
+    ] {
+        let out = Command::new("python3")
+            .args(["-m", "json.tool"])
+            .arg(luci.join(json))
+            .output();
+        match out {
+            Ok(o) => assert!(
+                o.status.success(),
+                "{json}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(_) => assert!(!in_ci(), "python3 is needed in CI to check JSON"),
+        }
+    }
+    let acl = read(&luci.join("root/usr/share/rpcd/acl.d/luci-app-postern.json"));
+    assert!(
+        acl.contains("\"luci.postern\": [ \"status\" ]"),
+        "least privilege: status only"
+    );
+    if !tool_or_skip("node", "luci_files_are_valid_js_and_json") {
+        return;
+    }
+    // LuCI loads a view as a function body (it may `return` at top level).
+    let wrapped = std::env::temp_dir().join(format!("postern-view-{}.js", std::process::id()));
+    std::fs::write(&wrapped, format!("(function() {{\n{}\n}});\n", luci_view())).unwrap();
+    let out = Command::new("node")
+        .arg("--check")
+        .arg(&wrapped)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&wrapped);
+    assert!(
+        out.status.success(),
+        "node --check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn luci_ipk_has_view_menu_acl_and_rpcd_plugin() {
+    let (tmp, ipk) = build_ipk(&["--luci"], "luci");
+    let name = ipk.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(
+        name,
+        format!("luci-app-postern_{}-1_all.ipk", env!("CARGO_PKG_VERSION"))
+    );
+    tar(&["-xzf", &name], &tmp.dir);
+    let control = tar(&["-xzOf", "control.tar.gz", "./control"], &tmp.dir);
+    assert!(
+        control.contains("Architecture: all")
+            && control.contains("Depends: libc, luci-base, postern")
+    );
+    let data = tar(&["-tzvf", "data.tar.gz"], &tmp.dir);
+    for path in [
+        "./www/luci-static/resources/view/postern/postern.js",
+        "./usr/share/luci/menu.d/luci-app-postern.json",
+        "./usr/share/rpcd/acl.d/luci-app-postern.json",
+    ] {
+        assert!(data.contains(path), "{path} in\n{data}");
+    }
+    let plugin = data
+        .lines()
+        .find(|l| l.ends_with("./usr/libexec/rpcd/luci.postern"))
+        .expect("rpcd plugin");
+    assert!(
+        plugin.starts_with("-rwxr-xr-x"),
+        "rpcd plugins must be executable: {plugin}"
+    );
+}

@@ -72,6 +72,22 @@ const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
 ];
 const ACTIONS: &[(&str, Action)] = &[("open", Action::Open), ("close", Action::Close)];
 
+/// Every section type with its option names: the one source of truth that
+/// `postern schema --json` prints and the LuCI page is checked against.
+pub fn schema() -> Vec<(&'static str, &'static [&'static str])> {
+    SECTION_TYPES.iter().map(|&t| (t, options_of(t))).collect()
+}
+
+/// The option names a section type knows (empty for an unknown type).
+fn options_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "postern" => MAIN_OPTIONS,
+        "sequence" => SEQUENCE_OPTIONS,
+        "client" => CLIENT_OPTIONS,
+        _ => &[],
+    }
+}
+
 /// Builds and validates a [`Config`] from parsed sections; `file` is used in error
 /// messages only. Returns every error found (sorted by line), not just the first.
 pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<ConfigError>> {
@@ -1264,6 +1280,19 @@ config client 'laptop'
             e.get(1).map(|e| e.to_string()).unwrap_or_default(),
             "/etc/config/postern:2: knock 'tcp:0': bad port '0' (expected 1-65535)"
         );
+    }
+
+    #[test]
+    fn schema_covers_every_section_type() {
+        let schema = schema();
+        assert_eq!(schema.len(), SECTION_TYPES.len());
+        for (kind, options) in schema {
+            assert!(
+                !options.is_empty(),
+                "section type {kind} has no options in options_of()"
+            );
+            assert!(options.contains(&"enabled"), "{kind}");
+        }
     }
 
     #[test]

@@ -57,4 +57,10 @@ pub trait Backend {
     fn teardown(&mut self) -> Result<(), FirewallError>;
     /// A short name for logs (`nft`, `fw4`, `dry-run`).
     fn name(&self) -> &'static str;
+    /// The nftables table (family inet) and sets whose deletion drops this
+    /// backend's grants, so the daemon can watch for firewall restarts and
+    /// re-apply live grants. `None`: nothing to watch.
+    fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {
+        None
+    }
 }

@@ -268,6 +268,10 @@ impl Backend for NftBackend {
         }
     }
 
+    fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {
+        Some((self.table(), [self.allow_set(false), self.allow_set(true)]))
+    }
+
     fn name(&self) -> &'static str {
         match self.flavour {
             Flavour::Standalone => "nft",

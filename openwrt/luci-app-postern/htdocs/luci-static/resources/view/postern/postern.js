@@ -145,6 +145,17 @@ return view.extend({
 		o.datatype = 'range(1,86400)';
 		o.placeholder = '120';
 
+		o = s.option(form.Value, 'spa_verify_budget', _('SPA verifications per second'),
+			_('Upper bound on decryption attempts per second, all packets together (flood protection).'));
+		o.datatype = 'range(32,1000000)';
+		o.placeholder = '1000';
+		o.optional = true;
+
+		o = s.option(form.Value, 'state_dir', _('State directory'),
+			_('Where the SPA replay record is kept; keep it on tmpfs (no flash writes).'));
+		o.placeholder = '/var/run/postern';
+		o.optional = true;
+
 		o = s.option(form.ListValue, 'log_level', _('Log level'));
 		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach(function(l) { o.value(l); });
 		o.default = 'info';
