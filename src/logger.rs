@@ -18,7 +18,14 @@ impl Log for StderrLogger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            let level = record.level().as_str().to_ascii_lowercase();
+            // A static name: no allocation per log line.
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warn",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
             let _ = writeln!(
                 std::io::stderr().lock(),
                 "postern: {level}: {}",
