@@ -105,7 +105,9 @@ impl Case {
                 vec![tcp(CLIENT, 7000), udp(CLIENT, 8000), tcp(CLIENT, 9000)],
             ),
             "spoofed_first_knock_full_table" => {
-                let frames = (0..SPOOFED_SOURCES).map(|i| tcp(spoofed(i), 7000)).collect();
+                let frames = (0..SPOOFED_SOURCES)
+                    .map(|i| tcp(spoofed(i), 7000))
+                    .collect();
                 (engine(), frames)
             }
             "wire_observe" => (Target::Observe, vec![tcp(CLIENT, 7000)]),
@@ -201,9 +203,7 @@ impl Case {
                 frames == n && rejected == n && now.rejected.get(bad) - b.rejected.get(bad) == n
             }
             "knock_step" => steps == n && resets + 1 >= n / 2 && completed == 0,
-            "sequence_complete" => {
-                steps == n && completed >= cycles && self.decisions == completed
-            }
+            "sequence_complete" => steps == n && completed >= cycles && self.decisions == completed,
             "spoofed_first_knock_full_table" => {
                 let table_full = match &self.target {
                     Target::Engine(e) => {

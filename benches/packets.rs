@@ -94,7 +94,8 @@ fn bench(filter: &str) -> ExitCode {
         }
         println!(
             "{name:<32} {:>10.1} {:>10.1} {n:>12}   {what}",
-            rounds[ROUNDS / 2], rounds[0]
+            rounds[ROUNDS / 2],
+            rounds[0]
         );
     }
     ExitCode::SUCCESS
@@ -102,7 +103,10 @@ fn bench(filter: &str) -> ExitCode {
 
 fn callgrind(name: Option<&String>, n: Option<&String>) -> ExitCode {
     let (Some(name), Some(n)) = (name, n.and_then(|n| n.parse::<u64>().ok())) else {
-        eprintln!("usage: packets --callgrind CASE N   (cases: {})", NAMES.join(" "));
+        eprintln!(
+            "usage: packets --callgrind CASE N   (cases: {})",
+            NAMES.join(" ")
+        );
         return ExitCode::from(2);
     };
     let Some(mut c) = Case::new(name) else {

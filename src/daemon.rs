@@ -14,7 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::capture::{bpf, Capture};
+use crate::capture::{bpf, Capture, Pacer};
 use crate::config::{self, BackendKind, Config};
 use crate::engine::{Decision, Engine};
 use crate::firewall::dry_run::DryRunBackend;
@@ -160,6 +160,7 @@ fn serve(
     let mut engine = Engine::new(&cfg);
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
+    let mut pacer = Pacer::new();
     info!(
         "ready: guarding {} on {} (backend {}), {} sequence(s)",
         list(&cfg.guarded_ports()),
@@ -191,9 +192,16 @@ fn serve(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(fail(format!("poll: {e}"))),
         }
+        let mut drained = 0;
         for (i, capture) in captures.iter().enumerate() {
             if readable(&fds[i + 1]) {
-                drain(capture, &mut buf, &mut engine, backend);
+                drained += drain(capture, &mut buf, &mut engine, backend);
+            }
+        }
+        if drained > 0 {
+            // Under a flood, let the next poll find a batch (see capture::pacing).
+            if let Some(pause) = pacer.after_drain(Millis::now_monotonic(), drained) {
+                std::thread::sleep(pause);
             }
         }
         let signal_ready = readable(&fds[0]);
@@ -218,24 +226,33 @@ fn serve(
     }
 }
 
-/// Reads every queued frame of one socket (bounded, so one busy socket cannot starve the others).
-fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, backend: &mut dyn Backend) {
+/// Reads every queued frame of one socket (bounded, so one busy socket cannot
+/// starve the others); returns how many were read.
+fn drain(
+    capture: &Capture,
+    buf: &mut [u8],
+    engine: &mut Engine,
+    backend: &mut dyn Backend,
+) -> usize {
+    let mut n = 0;
     for _ in 0..256 {
         match capture.recv(buf) {
             Ok(Some(frame)) => {
+                n += 1;
                 if frame.outgoing {
                     continue;
                 }
                 let now = Millis::now_monotonic();
                 engine.on_frame(now, frame.data, frame.checksums, &mut |d| apply(backend, d));
             }
-            Ok(None) => return,
+            Ok(None) => return n,
             Err(e) => {
                 warn!("capture {}: {e}", capture.ifname());
-                return;
+                return n;
             }
         }
     }
+    n
 }
 
 /// Carries one decision out and logs it.
