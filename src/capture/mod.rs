@@ -10,6 +10,7 @@
 
 pub mod bpf;
 pub mod pacing;
+pub mod ring;
 mod socket;
 
 pub use bpf::SockFilter;

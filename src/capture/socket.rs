@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::bpf::{SockFilter, MAX_INSNS};
+use super::ring::RxRing;
 use crate::wire::Checksums;
 
 /// Receive buffer asked for each socket (the kernel doubles it for its
@@ -40,6 +41,8 @@ pub struct Capture {
     fd: OwnedFd,
     ifname: String,
     ifindex: u32,
+    /// The receive ring, when the kernel granted one (else `recvmsg`).
+    ring: Option<RxRing>,
 }
 
 /// An error that names the interface and the failed step, keeping the kind.
@@ -87,10 +90,11 @@ impl Capture {
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let capture = Capture {
+        let mut capture = Capture {
             fd,
             ifname: ifname.to_owned(),
             ifindex,
+            ring: None,
         };
         capture.set_filter(program)?;
         capture.set_recv_buffer(RECV_BUFFER);
@@ -101,6 +105,9 @@ impl Capture {
             &one,
             "PACKET_AUXDATA",
         )?;
+        // A receive ring saves a syscall per frame; without one (the kernel
+        // refused it), frames are read with recvmsg.
+        capture.ring = RxRing::new(capture.raw()).ok();
 
         // SAFETY: all-zero is a valid `sockaddr_ll`.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -199,6 +206,13 @@ impl Capture {
     /// Errors (other than "would block" and EINTR, handled here) are the
     /// socket's, e.g. `ENETDOWN` after the interface went down.
     pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<Frame<'b>>> {
+        if let Some(ring) = &self.ring {
+            return Ok(ring.recv_into(buf).map(|slot| Frame {
+                data: buf.get(..slot.len).unwrap_or_default(),
+                checksums: slot.checksums,
+                outgoing: slot.outgoing,
+            }));
+        }
         // SAFETY: all-zero is a valid `sockaddr_ll`.
         let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
         // Room for the PACKET_AUXDATA message (40 bytes on 64-bit), aligned
@@ -263,6 +277,12 @@ impl Capture {
             checksums,
             outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
         }))
+    }
+
+    /// Whether frames come through a receive ring (`PACKET_RX_RING`) rather
+    /// than `recvmsg`.
+    pub fn uses_ring(&self) -> bool {
+        self.ring.is_some()
     }
 
     /// The socket, for `poll`.
