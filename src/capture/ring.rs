@@ -7,8 +7,10 @@
 //! event loop still sleeps in `poll` until a slot is ready.
 //!
 //! Owns the mapping and the read position; unsafe code is confined here.
-//! Frames longer than a slot holds are cut to it (`wire::observe` then rejects
-//! them as truncated); every frame of a standard 1500-byte MTU fits.
+//! Slots are small (knocks and SPA packets are), so many fit in little
+//! memory; a frame longer than a slot holds is also queued whole on the
+//! socket (`PACKET_COPY_THRESH`), its slot says so (`TP_STATUS_COPY`), and
+//! the caller reads that frame with `recvmsg` instead ([`Next::Copied`]).
 
 use core::ffi::c_void;
 use core::mem;
@@ -20,15 +22,29 @@ use std::os::fd::RawFd;
 
 use crate::wire::Checksums;
 
-/// Bytes per slot: header, address, then the frame (2048 - 80 = 1968 bytes).
-pub const SLOT_BYTES: usize = 2048;
-/// Slots in the ring: 6 ms of a 20,000 packets/s flood between two reads,
-/// in 256 KiB of memory (counted in the daemon's RSS).
-pub const SLOTS: usize = 128;
+/// Bytes per slot: header, address, then up to ~940 bytes of frame.
+pub const SLOT_BYTES: usize = 1024;
+/// Slots in the ring: 25 ms of a 20,000 packets/s flood between two reads
+/// (a busy router may not schedule the daemon for several milliseconds;
+/// 128 slots lost a knock in the lab with both cores 100 % busy), in
+/// 512 KiB of memory.
+pub const SLOTS: usize = 512;
 
 static_assertions::const_assert!(SLOT_BYTES % libc::TPACKET_ALIGNMENT == 0);
-static_assertions::const_assert!(SLOT_BYTES >= 1500 + 128);
-static_assertions::const_assert!(SLOTS * SLOT_BYTES <= 256 * 1024);
+static_assertions::const_assert!(SLOT_BYTES >= 512);
+static_assertions::const_assert!(SLOTS * SLOT_BYTES <= 512 * 1024);
+
+/// What [`RxRing::recv_into`] found in the next slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// No frame is ready.
+    Empty,
+    /// A frame, copied into the caller's buffer.
+    Frame(Slot),
+    /// A frame too long for its slot: the whole frame waits on the socket,
+    /// to be read with `recvmsg` now (the slot was handed back).
+    Copied,
+}
 
 /// What [`RxRing::recv_into`] copied out of one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +94,9 @@ impl RxRing {
             tp_frame_nr: SLOTS as libc::c_uint,
         };
         setsockopt(fd, libc::PACKET_RX_RING, &req)?;
+        // Frames that do not fit a slot are also queued whole on the socket.
+        let copy_thresh: libc::c_int = 1;
+        setsockopt(fd, libc::PACKET_COPY_THRESH, &copy_thresh)?;
         // SAFETY: maps the ring the kernel just allocated for `fd`, at a
         // fresh address chosen by the kernel; the result is checked.
         let map = unsafe {
@@ -101,8 +120,8 @@ impl RxRing {
     }
 
     /// Copies the next ready frame into `buf` (cut to its length) and hands
-    /// the slot back to the kernel; `None` when no frame is ready.
-    pub fn recv_into(&self, buf: &mut [u8]) -> Option<Slot> {
+    /// the slot back to the kernel.
+    pub fn recv_into(&self, buf: &mut [u8]) -> Next {
         let i = self.next.get();
         // SAFETY: `i < SLOTS`, so the slot lies inside the mapping; the
         // header is read and written with volatile accesses because the
@@ -115,7 +134,7 @@ impl RxRing {
             let hdr = slot.cast::<libc::tpacket2_hdr>();
             let status = ptr::read_volatile(ptr::addr_of!((*hdr).tp_status));
             if status & libc::TP_STATUS_USER == 0 {
-                return None;
+                return Next::Empty;
             }
             fence(Ordering::Acquire);
             let net = usize::from(ptr::read_volatile(ptr::addr_of!((*hdr).tp_net)));
@@ -129,7 +148,10 @@ impl RxRing {
             fence(Ordering::Release);
             ptr::write_volatile(ptr::addr_of_mut!((*hdr).tp_status), libc::TP_STATUS_KERNEL);
             self.next.set((i + 1) % SLOTS);
-            Some(Slot {
+            if status & libc::TP_STATUS_COPY != 0 {
+                return Next::Copied;
+            }
+            Next::Frame(Slot {
                 len: if net < SLOT_BYTES { len } else { 0 },
                 checksums: if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
                     Checksums::SkipTransport

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::bpf::{SockFilter, MAX_INSNS};
-use super::ring::RxRing;
+use super::ring::{Next, RxRing};
 use crate::wire::Checksums;
 
 /// Receive buffer asked for each socket (the kernel doubles it for its
@@ -207,11 +207,18 @@ impl Capture {
     /// socket's, e.g. `ENETDOWN` after the interface went down.
     pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<Frame<'b>>> {
         if let Some(ring) = &self.ring {
-            return Ok(ring.recv_into(buf).map(|slot| Frame {
-                data: buf.get(..slot.len).unwrap_or_default(),
-                checksums: slot.checksums,
-                outgoing: slot.outgoing,
-            }));
+            match ring.recv_into(buf) {
+                Next::Empty => return Ok(None),
+                Next::Frame(slot) => {
+                    return Ok(Some(Frame {
+                        data: buf.get(..slot.len).unwrap_or_default(),
+                        checksums: slot.checksums,
+                        outgoing: slot.outgoing,
+                    }))
+                }
+                // Too long for a slot: the whole frame is on the socket.
+                Next::Copied => {}
+            }
         }
         // SAFETY: all-zero is a valid `sockaddr_ll`.
         let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
