@@ -15,7 +15,7 @@
 //! * no `--bench` (`cargo test --all-targets`): a smoke run: every case feeds a
 //!   few thousand packets and checks they took the intended path. No timing.
 //!
-//! The cases live in `cases.rs` (shared with `tests/alloc.rs`).
+//! The cases live in `cases/mod.rs` (shared with `tests/alloc.rs`).
 
 use std::hint::black_box;
 use std::process::ExitCode;

@@ -97,7 +97,8 @@ mod tests {
     #[test]
     fn lines_fit_or_fail_whole() {
         let mut l = Line::default();
-        write!(l, "postern: info: opened {} for {}", "tcp:22", "192.0.2.9").unwrap();
+        let (port, src) = ("tcp:22", "192.0.2.9");
+        write!(l, "postern: info: opened {port} for {src}").unwrap();
         assert_eq!(l.as_bytes(), b"postern: info: opened tcp:22 for 192.0.2.9");
         let mut l = Line::default();
         assert!(write!(l, "{}", "x".repeat(600)).is_err());

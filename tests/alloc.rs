@@ -2,7 +2,7 @@
 //! allocator (its own test binary, so the counting allocator touches no other
 //! test).
 //!
-//! Each case of `benches/cases.rs` (the same workloads the benchmark times)
+//! Each case of `benches/cases/mod.rs` (the same workloads the benchmark times)
 //! is built (set-up may allocate), warmed up, then fed 10,000 packets while
 //! this thread's allocations are counted: the count must be zero, and the
 //! packets must have taken the path the case is about (`Case::verify`).
@@ -12,7 +12,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-#[path = "../benches/cases.rs"]
+#[path = "../benches/cases/mod.rs"]
 #[allow(dead_code)]
 mod cases;
 
