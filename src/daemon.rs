@@ -18,7 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::capture::{bpf, Capture};
+use crate::capture::{bpf, Capture, Pacer};
 use crate::config::{self, BackendKind, Config};
 use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
 use crate::engine::{Decision, Engine, Origin};
@@ -335,6 +335,7 @@ fn serve(
     let mut resync_pending = false;
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
+    let mut pacer = Pacer::new();
     info!(
         "ready: guarding {} on {} (backend {}), {} sequence(s), {}",
         list(&cfg.guarded_ports()),
@@ -378,9 +379,16 @@ fn serve(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(fail(format!("poll: {e}"))),
         }
+        let mut drained = 0;
         for (i, capture) in captures.iter().enumerate() {
             if readable(&fds[first_capture + i]) {
-                drain(capture, &mut buf, &mut engine, &mut fx);
+                drained += drain(capture, &mut buf, &mut engine, &mut fx);
+            }
+        }
+        if drained > 0 {
+            // Under a flood, let the next poll find a batch (see capture::pacing).
+            if let Some(pause) = pacer.after_drain(Millis::now_monotonic(), drained) {
+                std::thread::sleep(pause);
             }
         }
         if monitor.is_some()
@@ -446,24 +454,28 @@ fn serve(
     }
 }
 
-/// Reads every queued frame of one socket (bounded, so one busy socket cannot starve the others).
-fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effects<'_>) {
+/// Reads every queued frame of one socket (bounded, so one busy socket cannot
+/// starve the others); returns how many were read.
+fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effects<'_>) -> usize {
+    let mut n = 0;
     for _ in 0..256 {
         match capture.recv(buf) {
             Ok(Some(frame)) => {
+                n += 1;
                 if frame.outgoing {
                     continue;
                 }
                 let now = Now::read();
                 engine.on_frame(now, frame.data, frame.checksums, &mut |d| apply(fx, now, d));
             }
-            Ok(None) => return,
+            Ok(None) => return n,
             Err(e) => {
                 warn!("capture {}: {e}", capture.ifname());
-                return;
+                return n;
             }
         }
     }
+    n
 }
 
 /// Carries one decision out and logs it. An SPA decision is first recorded in

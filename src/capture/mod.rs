@@ -9,9 +9,12 @@
 //! [`crate::wire`]'s job), keep state about them, or allocate per packet.
 
 pub mod bpf;
+pub mod pacing;
+pub mod ring;
 mod socket;
 
 pub use bpf::SockFilter;
+pub use pacing::Pacer;
 pub use socket::{Capture, Frame};
 
 #[cfg(test)]

@@ -304,6 +304,12 @@ fn kernel_filters_in_network_namespaces() {
 
     let side_a = in_netns(&lab.ns_a, move || {
         let capture = Capture::open(&ifname, &program).expect("open capture");
+        // Root may exceed rmem_max: the whole buffer asked for (doubled by the kernel).
+        let rcvbuf = capture.recv_buffer().expect("SO_RCVBUF");
+        assert!(
+            rcvbuf >= 2 * super::socket::RECV_BUFFER as usize,
+            "{rcvbuf}"
+        );
         // The kernel accepts long programs and an empty one; ours refuses
         // ones it would not.
         let many: Vec<PortSpec> = (10000..10990).map(PortSpec::udp).collect();
@@ -359,6 +365,9 @@ fn kernel_filters_in_network_namespaces() {
                 .expect("send");
             u.send_to(b"not me", SocketAddr::new(a, 5001))
                 .expect("send");
+            // Longer than a ring slot: read whole through the copy path.
+            u.send_to(&[0x77; 1400], SocketAddr::new(a, 5000))
+                .expect("send long");
             // Fragmented (MTU 1500): the filter drops every fragment.
             u.send_to(&[0x55; 3000], SocketAddr::new(a, 5000))
                 .expect("send big");
@@ -431,6 +440,16 @@ fn kernel_filters_in_network_namespaces() {
             payload: b"out4".to_vec(),
         },
     ];
+    for v6 in [false, true] {
+        expected.push(Seen {
+            outgoing: false,
+            v6,
+            proto: L4Proto::Udp,
+            dst_port: 5000,
+            tcp_flags: 0,
+            payload: vec![0x77; 1400],
+        });
+    }
     let mut seen = report.seen;
     seen.sort();
     expected.sort();

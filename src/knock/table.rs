@@ -14,7 +14,8 @@
 //! hashes keys with a per-process random SipHash key, so spoofed sources cannot
 //! be chosen to collide.
 
-use core::hash::BuildHasher;
+use core::cell::Cell;
+use core::hash::{BuildHasher, Hasher};
 use core::net::IpAddr;
 use std::collections::hash_map::RandomState;
 
@@ -189,11 +190,28 @@ impl ProgressTable {
 
 /// A fixed-capacity hash map from [`Key`] to [`Progress`]: dense entries plus a
 /// slot array of entry indices (linear probing, backward-shift deletion).
+///
+/// Hashing is the main per-packet cost, so it is done at most once per key and
+/// operation: each entry keeps its home slot (moving entries never rehashes),
+/// and the home of the key last looked up is remembered, so the lookup, remove
+/// and re-insert that one knock makes hash its key once.
 struct FixedMap {
     slots: [u16; SLOTS],
-    entries: heapless::Vec<(Key, Progress), KNOCK_TABLE_CAPACITY>,
+    entries: heapless::Vec<Entry, KNOCK_TABLE_CAPACITY>,
     hasher: RandomState,
+    last_home: Cell<Option<(Key, u16)>>,
 }
+
+/// One stored pair and its home slot.
+#[derive(Clone, Copy)]
+struct Entry {
+    key: Key,
+    value: Progress,
+    home: u16,
+}
+
+// The home slot fits in the entry's padding: 40 bytes an entry.
+const_assert!(core::mem::size_of::<Entry>() <= 40);
 
 impl Default for FixedMap {
     fn default() -> Self {
@@ -201,6 +219,7 @@ impl Default for FixedMap {
             slots: [EMPTY; SLOTS],
             entries: heapless::Vec::new(),
             hasher: RandomState::new(),
+            last_home: Cell::new(None),
         }
     }
 }
@@ -218,20 +237,44 @@ impl FixedMap {
         self.entries.is_full()
     }
 
+    /// The slot where `key`'s probe run starts: keyed SipHash over the key's
+    /// bytes in one write (remembered for the next call with the same key).
     fn home(&self, key: &Key) -> usize {
-        (self.hasher.hash_one(key) as usize) & (SLOTS - 1)
+        if let Some((k, home)) = self.last_home.get() {
+            if k == *key {
+                return usize::from(home);
+            }
+        }
+        let mut bytes = [0u8; 18];
+        match key.src {
+            IpAddr::V4(a) => {
+                bytes[0] = 4;
+                bytes[1..5].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                bytes[0] = 6;
+                bytes[1..17].copy_from_slice(&a.octets());
+            }
+        }
+        bytes[17] = key.sequence;
+        let mut h = self.hasher.build_hasher();
+        h.write(&bytes);
+        let home = (h.finish() as usize) & (SLOTS - 1);
+        self.last_home.set(Some((*key, home as u16)));
+        home
     }
 
-    /// The slot holding `key`, or the empty slot where it would go.
-    fn probe(&self, key: &Key) -> (usize, bool) {
-        let mut slot = self.home(key);
+    /// The slot holding `key`, or the empty slot where it would go, and the home.
+    fn probe(&self, key: &Key) -> (usize, bool, u16) {
+        let home = self.home(key);
+        let mut slot = home;
         loop {
             let idx = self.slots[slot];
             if idx == EMPTY {
-                return (slot, false);
+                return (slot, false, home as u16);
             }
-            if self.entries[usize::from(idx)].0 == *key {
-                return (slot, true);
+            if self.entries[usize::from(idx)].key == *key {
+                return (slot, true, home as u16);
             }
             slot = (slot + 1) & (SLOTS - 1);
         }
@@ -239,27 +282,27 @@ impl FixedMap {
 
     fn get(&self, key: &Key) -> Option<&Progress> {
         match self.probe(key) {
-            (slot, true) => Some(&self.entries[usize::from(self.slots[slot])].1),
+            (slot, true, _) => Some(&self.entries[usize::from(self.slots[slot])].value),
             _ => None,
         }
     }
 
     fn get_mut(&mut self, key: &Key) -> Option<&mut Progress> {
         match self.probe(key) {
-            (slot, true) => Some(&mut self.entries[usize::from(self.slots[slot])].1),
+            (slot, true, _) => Some(&mut self.entries[usize::from(self.slots[slot])].value),
             _ => None,
         }
     }
 
     /// Inserts or replaces; false when full.
     fn insert(&mut self, key: Key, value: Progress) -> bool {
-        let (slot, found) = self.probe(&key);
+        let (slot, found, home) = self.probe(&key);
         if found {
-            self.entries[usize::from(self.slots[slot])].1 = value;
+            self.entries[usize::from(self.slots[slot])].value = value;
             return true;
         }
         let idx = self.entries.len() as u16;
-        if self.entries.push((key, value)).is_err() {
+        if self.entries.push(Entry { key, value, home }).is_err() {
             return false;
         }
         self.slots[slot] = idx;
@@ -267,7 +310,7 @@ impl FixedMap {
     }
 
     fn swap_remove(&mut self, key: &Key) -> Option<Progress> {
-        let (slot, found) = self.probe(key);
+        let (slot, found, _) = self.probe(key);
         if !found {
             return None;
         }
@@ -276,12 +319,14 @@ impl FixedMap {
         let last = self.entries.len() - 1;
         if idx != last {
             // The last entry will move to `idx`: point its slot there first,
-            // while every slot still names a valid entry.
-            let (moved_slot, _) = self.probe(&self.entries[last].0);
-            self.slots[moved_slot] = idx as u16;
+            // found from its stored home without hashing.
+            let mut s = usize::from(self.entries[last].home);
+            while usize::from(self.slots[s]) != last {
+                s = (s + 1) & (SLOTS - 1);
+            }
+            self.slots[s] = idx as u16;
         }
-        let (_, value) = self.entries.swap_remove(idx);
-        Some(value)
+        Some(self.entries.swap_remove(idx).value)
     }
 
     /// Empties `slot`, shifting later members of its probe run back (no tombstones).
@@ -290,7 +335,7 @@ impl FixedMap {
         let mut slot = (hole + 1) & (SLOTS - 1);
         while self.slots[slot] != EMPTY {
             let idx = usize::from(self.slots[slot]);
-            let home = self.home(&self.entries[idx].0);
+            let home = usize::from(self.entries[idx].home);
             // Move it into the hole if its home is not cyclically in (hole, slot].
             let dist_hole = hole.wrapping_sub(home) & (SLOTS - 1);
             let dist_slot = slot.wrapping_sub(home) & (SLOTS - 1);
@@ -306,7 +351,7 @@ impl FixedMap {
     fn retain(&mut self, mut keep: impl FnMut(&Key, &Progress) -> bool) {
         let mut i = 0;
         while i < self.entries.len() {
-            let (key, value) = self.entries[i];
+            let Entry { key, value, .. } = self.entries[i];
             if keep(&key, &value) {
                 i += 1;
             } else {

@@ -41,6 +41,8 @@ pub const NFT_MSG_NEWSET: u16 = 9;
 pub const NFT_MSG_GETSET: u16 = 10;
 /// `NFT_MSG_NEWSETELEM`.
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
+/// `NFT_MSG_GETSETELEM`.
+pub const NFT_MSG_GETSETELEM: u16 = 13;
 /// `NFT_MSG_DELSETELEM`.
 pub const NFT_MSG_DELSETELEM: u16 = 14;
 /// `NFPROTO_INET`: the `inet` family of nf_tables tables.
@@ -195,6 +197,41 @@ impl SetElemRequest<'_> {
     }
 }
 
+/// Writes an `NFT_MSG_GETSETELEM` request (not batched, so no transaction;
+/// `NLM_F_ACK`) for the element `addr . proto . port` of set `set` in `inet`
+/// table `table`. The kernel answers with the element and an ack, or with
+/// `ENOENT` when the element is absent (or expired).
+pub fn get_elem(
+    table: &str,
+    set: &str,
+    addr: IpAddr,
+    port: PortSpec,
+    seq: u32,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let mut w = Writer::new(buf);
+    let msg = w.begin_msg(
+        nft_type(NFT_MSG_GETSETELEM),
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        NFPROTO_INET,
+        0,
+    )?;
+    w.attr_name(NFTA_SET_ELEM_LIST_TABLE, table, NAME_MAX)?;
+    w.attr_name(NFTA_SET_ELEM_LIST_SET, set, NAME_MAX)?;
+    let elements = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS)?;
+    let elem = w.begin_nest(NFTA_LIST_ELEM)?;
+    let key = w.begin_nest(NFTA_SET_ELEM_KEY)?;
+    let mut k = [0u8; 24];
+    let klen = elem_key(addr, port, &mut k);
+    w.attr(NFTA_DATA_VALUE, &k[..klen])?;
+    w.end_nest(key)?;
+    w.end_nest(elem)?;
+    w.end_nest(elements)?;
+    w.end_msg(msg)?;
+    Ok(w.len())
+}
+
 /// Writes an `NFT_MSG_GETSET` request (not batched; `NLM_F_ACK`) for set `set`
 /// of `inet` table `table`. The kernel answers with a `NEWSET` message and an
 /// ack, or with an error (`ENOENT` when the table or set is missing).
@@ -344,6 +381,32 @@ mod tests {
         let n = req.emit(7, &mut buf).unwrap();
         assert_eq!(&buf[..n], &expected[..]);
         assert_eq!(SetElemRequest::ack_seq(7), 8);
+    }
+
+    #[test]
+    fn get_elem_is_the_delete_message_alone_with_the_get_type() {
+        for (addr, port) in [(v4(), PortSpec::tcp(22)), (v6(), PortSpec::udp(8000))] {
+            let req = SetElemRequest {
+                op: ElemOp::Delete,
+                table: "postern",
+                set: "allow4",
+                addr,
+                port,
+            };
+            let mut batch = [0u8; REQUEST_BUF_LEN];
+            let n = req.emit(7, &mut batch).unwrap();
+            // The element message sits between the 20-byte batch begin and end.
+            let mut expected = batch[20..n - 20].to_vec();
+            expected[4..6].copy_from_slice(&h16(nft_type(NFT_MSG_GETSETELEM)));
+            let mut buf = [0u8; REQUEST_BUF_LEN];
+            let m = get_elem("postern", "allow4", addr, port, 8, &mut buf).unwrap();
+            assert_eq!(&buf[..m], &expected[..]);
+            // Same flags (REQUEST | ACK), same sequence number (8 = ack_seq(7)).
+            assert_eq!(&buf[6..8], &h16(NLM_F_REQUEST | NLM_F_ACK));
+            assert_eq!(&buf[8..12], &h32(8));
+        }
+        let mut small = [0u8; 40];
+        assert!(get_elem("postern", "allow4", v4(), PortSpec::tcp(22), 1, &mut small).is_err());
     }
 
     /// `nft add element inet postern allow6 { 2001:db8::1 . udp . 8000 timeout 90s }`:

@@ -1,0 +1,319 @@
+//! Per-packet workloads shared by `benches/packets.rs` (timing, callgrind) and
+//! `tests/alloc.rs` (zero allocations per packet).
+//!
+//! Every case drives the public API exactly as the daemon does: real frames
+//! (valid checksums unless the case is about bad ones) through
+//! `Engine::on_frame` with `Checksums::Verify`, or `wire::observe` alone.
+//! Setup (config, engine, frame pools, table prefill) allocates; [`Case::step`]
+//! must not. Each case also states what its packets must do to the engine's
+//! counters, so a case that silently takes another path is caught
+//! ([`Case::verify`]).
+//!
+//! Adding a case (e.g. SPA once it lands) is one entry in [`NAMES`], one arm in
+//! [`Case::new`] and one arm in [`Case::verify`].
+
+use std::hint::black_box;
+
+use postern::config;
+use postern::engine::{Counters, Engine};
+use postern::time::{Millis, Now};
+use postern::wire::{self, Checksums};
+
+/// The configuration every engine case runs with: one 3-step sequence.
+pub const CONFIG: &str = "\
+config postern 'main'
+\toption backend 'dry-run'
+
+config sequence 'ssh'
+\tlist knock 'tcp:7000'
+\tlist knock 'udp:8000'
+\tlist knock 'tcp:9000'
+\toption timeout '10'
+\tlist open 'tcp:2222'
+\toption duration '30'
+";
+
+/// Every case, in report order.
+pub const NAMES: [&str; 6] = [
+    "junk_syn_other_port",
+    "malformed_bad_tcp_checksum",
+    "knock_step",
+    "sequence_complete",
+    "spoofed_first_knock_full_table",
+    "wire_observe",
+];
+
+/// One line of explanation per case (same order as [`NAMES`]).
+pub const DESCRIPTIONS: [&str; 6] = [
+    "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
+    "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
+    "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
+    "one source knocks tcp:7000, udp:8000, tcp:9000 (an Open decision every 3 packets)",
+    "first knocks from 16384 spoofed sources into a full table (4096): evicts the oldest",
+    "wire::observe alone on a valid IPv4 SYN (checksums verified)",
+];
+
+/// The router address the frames are sent to.
+const DST: [u8; 4] = [10, 77, 0, 1];
+/// The legitimate knocker of the single-source cases.
+const CLIENT: [u8; 4] = [10, 77, 0, 2];
+/// Spoofed sources in the eviction case: four times the table capacity, so
+/// a source has always been evicted before it comes round again.
+const SPOOFED_SOURCES: u32 = 4 * postern::knock::KNOCK_TABLE_CAPACITY as u32;
+/// Engine time: constant, so no attempt ever times out (the eviction case
+/// must evict, not purge).
+const NOW: Now = Now {
+    mono: Millis(1_000_000),
+    unix: 1_800_000_000,
+};
+
+/// What the case feeds.
+enum Target {
+    Engine(Box<Engine>),
+    Observe,
+}
+
+/// A prepared workload: a pool of frames cycled through one target.
+pub struct Case {
+    /// The case name (one of [`NAMES`]).
+    pub name: &'static str,
+    target: Target,
+    frames: Vec<Vec<u8>>,
+    next: usize,
+    /// Packets fed since the last [`Case::mark`].
+    packets: u64,
+    /// Decisions the engine made since the last [`Case::mark`].
+    decisions: u64,
+    /// `wire::observe` successes since the last [`Case::mark`].
+    observed: u64,
+    baseline: Counters,
+}
+
+impl Case {
+    /// Builds case `name` (setup allocates), or `None` for an unknown name.
+    pub fn new(name: &str) -> Option<Case> {
+        let name = *NAMES.iter().find(|n| **n == name)?;
+        let tcp = |src: [u8; 4], dport: u16| ipv4_tcp(src, DST, 40000, dport, TCP_SYN);
+        let udp = |src: [u8; 4], dport: u16| ipv4_udp(src, DST, 40001, dport, &[]);
+        let (target, frames) = match name {
+            "junk_syn_other_port" => (engine(), vec![tcp(CLIENT, 2222)]),
+            "malformed_bad_tcp_checksum" => {
+                let mut f = tcp(CLIENT, 7000);
+                f[20 + 16] ^= 0x5a; // TCP checksum, high byte
+                (engine(), vec![f])
+            }
+            "knock_step" => (engine(), vec![tcp(CLIENT, 7000), udp(CLIENT, 8000)]),
+            "sequence_complete" => (
+                engine(),
+                vec![tcp(CLIENT, 7000), udp(CLIENT, 8000), tcp(CLIENT, 9000)],
+            ),
+            "spoofed_first_knock_full_table" => {
+                let frames = (0..SPOOFED_SOURCES)
+                    .map(|i| tcp(spoofed(i), 7000))
+                    .collect();
+                (engine(), frames)
+            }
+            "wire_observe" => (Target::Observe, vec![tcp(CLIENT, 7000)]),
+            _ => return None,
+        };
+        let mut case = Case {
+            name,
+            target,
+            frames,
+            next: 0,
+            packets: 0,
+            decisions: 0,
+            observed: 0,
+            baseline: Counters::default(),
+        };
+        // One full pass over the pool: fills the table in the eviction case,
+        // and brings every case to its steady state.
+        case.run(case.frames.len() as u64);
+        case.mark();
+        Some(case)
+    }
+
+    /// Frames in the pool (one cycle of the workload).
+    pub fn cycle_len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Feeds the next frame of the pool. Must not allocate.
+    #[inline(never)]
+    pub fn step(&mut self) {
+        let frame = &self.frames[self.next];
+        self.next += 1;
+        if self.next == self.frames.len() {
+            self.next = 0;
+        }
+        self.packets += 1;
+        match &mut self.target {
+            Target::Engine(e) => {
+                let decisions = &mut self.decisions;
+                e.on_frame(NOW, black_box(frame), Checksums::Verify, &mut |d| {
+                    black_box(d);
+                    *decisions += 1;
+                });
+            }
+            Target::Observe => {
+                if black_box(wire::observe(black_box(frame), Checksums::Verify)).is_ok() {
+                    self.observed += 1;
+                }
+            }
+        }
+    }
+
+    /// Feeds `n` frames.
+    pub fn run(&mut self, n: u64) {
+        for _ in 0..n {
+            self.step();
+        }
+    }
+
+    /// Starts a new accounting period for [`Case::verify`].
+    pub fn mark(&mut self) {
+        self.packets = 0;
+        self.decisions = 0;
+        self.observed = 0;
+        if let Target::Engine(e) = &self.target {
+            self.baseline = e.counters();
+        }
+    }
+
+    /// Checks that the packets since [`Case::mark`] took the path the case
+    /// is about (counted by the engine), e.g. that the eviction case evicted
+    /// once per packet.
+    pub fn verify(&self) -> Result<(), String> {
+        let n = self.packets;
+        let now = match &self.target {
+            Target::Engine(e) => e.counters(),
+            Target::Observe => Counters::default(),
+        };
+        let b = &self.baseline;
+        let frames = now.frames - b.frames;
+        let rejected = now.rejected.total() - b.rejected.total();
+        let not_knock = now.knock.not_knock_port - b.knock.not_knock_port;
+        let steps = now.knock.steps_matched - b.knock.steps_matched;
+        let resets = now.knock.resets - b.knock.resets;
+        let completed = now.knock.completed - b.knock.completed;
+        let evictions = now.knock.evictions - b.knock.evictions;
+        let full = now.knock.dropped_table_full - b.knock.dropped_table_full;
+        let cycles = n / self.frames.len() as u64;
+        let ok = match self.name {
+            "junk_syn_other_port" => frames == n && not_knock == n && rejected == 0,
+            "malformed_bad_tcp_checksum" => {
+                let bad = wire::Reject::BadTransportChecksum;
+                frames == n && rejected == n && now.rejected.get(bad) - b.rejected.get(bad) == n
+            }
+            "knock_step" => steps == n && resets + 1 >= n / 2 && completed == 0,
+            "sequence_complete" => steps == n && completed >= cycles && self.decisions == completed,
+            "spoofed_first_knock_full_table" => {
+                let table_full = match &self.target {
+                    Target::Engine(e) => {
+                        e.knocks_in_progress() == postern::knock::KNOCK_TABLE_CAPACITY
+                    }
+                    Target::Observe => false,
+                };
+                steps == n && evictions == n && full == 0 && table_full
+            }
+            "wire_observe" => self.observed == n,
+            _ => false,
+        };
+        if ok && n > 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: {n} packets: frames {frames}, rejected {rejected}, not-knock {not_knock}, \
+                 steps {steps}, resets {resets}, completed {completed}, decisions {}, \
+                 evictions {evictions}, dropped-full {full}, observed {}",
+                self.name, self.decisions, self.observed
+            ))
+        }
+    }
+}
+
+fn engine() -> Target {
+    let cfg = config::parse_str("bench", CONFIG).expect("bench config parses");
+    Target::Engine(Box::new(Engine::new(&cfg)))
+}
+
+/// Spoofed source `i`: 100.64.0.0/10 and up, never the lab's or a bad address.
+fn spoofed(i: u32) -> [u8; 4] {
+    (0x6440_0000u32 + i + 1).to_be_bytes()
+}
+
+/// TCP flags of a connection opening.
+const TCP_SYN: u8 = 0x02;
+
+/// An IPv4 + TCP frame (no options, no payload) with correct checksums.
+pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut l4 = Vec::with_capacity(20);
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&0x1234_5678u32.to_be_bytes()); // seq
+    l4.extend_from_slice(&0u32.to_be_bytes()); // ack
+    l4.push(5 << 4); // data offset: 20 bytes
+    l4.push(flags);
+    l4.extend_from_slice(&64240u16.to_be_bytes()); // window
+    l4.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    let c = l4_checksum(src, dst, 6, &l4);
+    l4[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4(src, dst, 6, &l4)
+}
+
+/// An IPv4 + UDP frame with correct checksums.
+pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = Vec::with_capacity(8 + payload.len());
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    let c = match l4_checksum(src, dst, 17, &l4) {
+        0 => 0xffff, // RFC 768: a computed zero is sent as all ones
+        c => c,
+    };
+    l4[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv4(src, dst, 17, &l4)
+}
+
+/// Prepends an IPv4 header (DF, TTL 64, no options) with its checksum.
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = (20 + l4.len()) as u16;
+    let mut p = Vec::with_capacity(usize::from(total));
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, proto, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = fold(sum16(&p, 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(l4);
+    p
+}
+
+/// The TCP/UDP checksum over the IPv4 pseudo-header and `l4`.
+fn l4_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> u16 {
+    let mut acc = sum16(&src, 0);
+    acc = sum16(&dst, acc);
+    acc += u32::from(proto) + l4.len() as u32;
+    fold(sum16(l4, acc))
+}
+
+/// Adds the big-endian 16-bit words of `data` (odd tail padded with zero).
+fn sum16(data: &[u8], mut acc: u32) -> u32 {
+    for c in data.chunks(2) {
+        let hi = c[0];
+        let lo = c.get(1).copied().unwrap_or(0);
+        acc += u32::from(u16::from_be_bytes([hi, lo]));
+    }
+    acc
+}
+
+/// Folds the carries and complements: the Internet checksum.
+fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}

@@ -1,0 +1,142 @@
+//! Zero heap allocations per packet in steady state, counted by a global
+//! allocator (its own test binary, so the counting allocator touches no other
+//! test).
+//!
+//! Each case of `benches/cases/mod.rs` (the same workloads the benchmark times)
+//! is built (set-up may allocate), warmed up, then fed 10,000 packets while
+//! this thread's allocations are counted: the count must be zero, and the
+//! packets must have taken the path the case is about (`Case::verify`).
+//! Counting is per thread, so the test harness's own threads do not
+//! interfere and the cases can run in parallel.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+#[path = "../benches/cases/mod.rs"]
+#[allow(dead_code)]
+mod cases;
+
+use cases::Case;
+
+/// Packets counted per case.
+const PACKETS: u64 = 10_000;
+/// Packets fed before counting (beyond the case's own warm-up pass).
+const WARM_UP: u64 = 10_000;
+
+struct Counting;
+
+thread_local! {
+    /// Whether this thread is counting now.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// Allocations (alloc, alloc_zeroed, realloc) this thread made while armed.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: thread-locals may be gone while a thread exits.
+    let _ = ARMED.try_with(|armed| {
+        if armed.get() {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// bookkeeping only touches const-initialised thread-locals without
+// destructors, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns how many allocations this thread made meanwhile.
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|n| n.set(0));
+    ARMED.with(|a| a.set(true));
+    f();
+    ARMED.with(|a| a.set(false));
+    ALLOCATIONS.with(|n| n.get())
+}
+
+/// Builds `name`, warms it up, counts allocations over [`PACKETS`] packets.
+fn assert_no_allocation_per_packet(name: &str) {
+    let mut case = Case::new(name).expect("case exists");
+    case.run(WARM_UP);
+    case.mark();
+    let n = allocations_during(|| case.run(PACKETS));
+    case.verify().expect("packets took the case's path");
+    assert_eq!(n, 0, "{name}: {n} heap allocations in {PACKETS} packets");
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Proves the test can fail: a boxed value and a growing vector count.
+    let n = allocations_during(|| {
+        let b = std::hint::black_box(Box::new(7u64));
+        let mut v: Vec<u64> = Vec::new();
+        for i in 0..100 {
+            v.push(std::hint::black_box(i));
+        }
+        drop((b, v));
+    });
+    assert!(n >= 2, "counted {n}");
+}
+
+#[test]
+fn every_case_is_tested() {
+    // A case added to cases.rs must get a test below.
+    assert_eq!(cases::NAMES.len(), 6);
+}
+
+#[test]
+fn junk_syn_to_another_port_does_not_allocate() {
+    assert_no_allocation_per_packet("junk_syn_other_port");
+}
+
+#[test]
+fn malformed_frame_does_not_allocate() {
+    assert_no_allocation_per_packet("malformed_bad_tcp_checksum");
+}
+
+#[test]
+fn knock_step_does_not_allocate() {
+    assert_no_allocation_per_packet("knock_step");
+}
+
+#[test]
+fn completed_sequence_does_not_allocate() {
+    assert_no_allocation_per_packet("sequence_complete");
+}
+
+#[test]
+fn spoofed_first_knocks_into_a_full_table_do_not_allocate() {
+    assert_no_allocation_per_packet("spoofed_first_knock_full_table");
+}
+
+#[test]
+fn wire_observe_does_not_allocate() {
+    assert_no_allocation_per_packet("wire_observe");
+}
