@@ -682,11 +682,25 @@ pub fn run(exe: &Path) -> Result<(), String> {
     let mut lab = Lab::new("demo").map_err(e)?;
     lab.serve_tcp(DEMO_PORT).map_err(e)?;
     t.say("router", &format!("service listening on tcp:{DEMO_PORT}"));
+    // A fresh SPA key for the client 'laptop', as `postern keygen` makes one.
+    let mut key = [0u8; crate::spa::KEY_LEN];
+    crate::random::fill(&mut key).map_err(e)?;
+    let key = crate::spa::Key::from_bytes(key).to_base64();
+    let config = format!(
+        "{}\nconfig client 'laptop'\n\toption key '{key}'\n\tlist allow 'tcp:{DEMO_PORT}'\n\toption max_duration '60'\n\n\
+         config postern 'main'\n\toption state_dir '{}'\n",
+        demo_config(duration),
+        lab.dir().join("state").display()
+    );
     t.say(
         "router",
-        "postern daemon: knock tcp:7000 udp:8000 tcp:9000 opens tcp:2222 for 5 s",
+        "postern daemon: knock tcp:7000 udp:8000 tcp:9000 opens tcp:2222 for 5 s;",
     );
-    lab.start_daemon(exe, &demo_config(duration), Some("          daemon  "))
+    t.say(
+        "router",
+        "                SPA client 'laptop' (postern keygen) may open tcp:2222",
+    );
+    lab.start_daemon(exe, &config, Some("          daemon  "))
         .map_err(e)?;
 
     match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
@@ -765,8 +779,62 @@ pub fn run(exe: &Path) -> Result<(), String> {
         &format!("the established connection still works: echo \"{reply}\""),
     );
     drop(kept);
+
+    // Act two: one encrypted UDP packet instead of a knock sequence.
+    let spa = |extra: &[&str]| -> Result<(), String> {
+        let mut cmd = vec![exe_s.as_str(), "spa", "10.213.0.1", "-A", "tcp/2222"];
+        cmd.extend_from_slice(extra);
+        cmd.extend_from_slice(&["--key", key.as_str()]);
+        let out = lab.run_in_client(&cmd).map_err(e)?;
+        if !out.status.success() {
+            return Err(format!(
+                "spa failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    };
+    t.say(
+        "client",
+        "postern spa 10.213.0.1 -A tcp/2222 --duration 30 --key <laptop's key>",
+    );
+    spa(&["--duration", "30"])?;
+    let daemon = lab.daemons.last().ok_or("no daemon")?;
+    daemon
+        .wait_for_log(
+            "opened tcp:2222 for 10.213.0.2 for 30 s (spa client laptop",
+            Duration::from_secs(3),
+        )
+        .map_err(e)?;
+    match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
+        Some(g) => t.say(
+            "client",
+            &format!("connect {target}:{DEMO_PORT} -> \"{g}\" (open)"),
+        ),
+        None => return Err("the port stayed closed after the SPA packet".into()),
+    }
+    let status = lab.status(exe, 0, false).map_err(e)?;
+    t.say("router", "postern status:");
+    for line in status.lines().take(4) {
+        println!("          status  {line}");
+    }
+    t.say(
+        "client",
+        "postern spa 10.213.0.1 -A tcp/2222 --close --key <laptop's key>",
+    );
+    spa(&["--close"])?;
+    daemon
+        .wait_for_log("closed tcp:2222 for 10.213.0.2", Duration::from_secs(3))
+        .map_err(e)?;
+    match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
+        None => t.say(
+            "client",
+            &format!("connect {target}:{DEMO_PORT} -> no answer (closed at once)"),
+        ),
+        Some(_) => return Err("the port stayed open after the SPA close request".into()),
+    }
     drop(lab);
     t.say("lab", "removed namespaces, veth, daemon and service");
-    println!("demo OK: closed -> knock -> open -> closed again");
+    println!("demo OK: closed -> knock -> open -> closed again; SPA open -> close");
     Ok(())
 }
