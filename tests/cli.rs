@@ -253,7 +253,7 @@ fn keygen_prints_paste_ready_snippets() {
         .collect();
     let cfg = postern::config::parse_str("router", &router).unwrap();
     assert_eq!(cfg.clients[0].name, "phone");
-    assert_eq!(cfg.clients[0].key.to_base64(), key);
+    assert_eq!(cfg.clients[0].key.as_ref().unwrap().to_base64(), key);
     // So is the client stanza.
     let stanza: String = stdout
         .lines()
