@@ -265,3 +265,56 @@ fn keygen_prints_paste_ready_snippets() {
     assert_eq!(s[0].name, "phone");
     assert_eq!(s[0].key.to_base64(), key);
 }
+
+#[test]
+fn import_prints_configs_that_check_accepts_and_warns_on_stderr() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/import/testdata/");
+    for (args, warning, name) in [
+        (
+            vec!["import", "fwknopd", "access.conf", "fwknopd.conf"],
+            "access.conf:9: REQUIRE_USERNAME has no postern equivalent",
+            "fwknopd",
+        ),
+        (
+            vec!["import", "fwknopd", "openwrt-fwknopd"],
+            "PCAP_INTF: the UCI network is used",
+            "openwrt",
+        ),
+        (
+            vec!["import", "knockd", "knockd.conf"],
+            "[script] left out",
+            "knockd",
+        ),
+    ] {
+        let paths: Vec<String> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if i < 2 {
+                    a.to_string()
+                } else {
+                    format!("{dir}{a}")
+                }
+            })
+            .collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let out = postern(&paths);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(warning), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stdout).contains("warning"),
+            "warnings stay off stdout"
+        );
+        let file = temp_file(&format!("imported-{name}"), &text(&out.stdout));
+        let check = postern(&["check", "-c", file.to_str().unwrap()]);
+        assert!(
+            check.status.success(),
+            "{}\n{}",
+            text(&check.stdout),
+            text(&check.stderr)
+        );
+    }
+    let bad = postern(&["import", "sshd", "x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("usage: postern import"));
+}
