@@ -189,7 +189,8 @@ fn spa_sends_a_packet_the_router_accepts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("open tcp:22 udp:53 for 192.0.2.5 for 30 s"));
     let router = format!(
-        "config client 'me'\n\toption key '{KEY}'\n\tlist allow tcp:22\n\tlist allow udp:53\n"
+        "config client 'me'\n\toption key '{KEY}'\n\tlist allow tcp:22\n\tlist allow udp:53\n\
+         \toption allow_other_address 1\n"
     );
     assert_eq!(
         router_accepts(&sock, &router),
