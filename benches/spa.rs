@@ -29,10 +29,12 @@ fn config(clients: u8) -> Config {
             .map(|i| Client {
                 name: format!("c{i}"),
                 enabled: true,
-                key: Key::from_bytes([i; 32]),
+                key: Some(Key::from_bytes([i; 32])),
+                fwknop: None,
                 allow: vec![PortSpec::tcp(22)],
                 max_duration: Duration::from_secs(300),
                 sources: Vec::new(),
+                allow_other_address: false,
             })
             .collect(),
     }

@@ -25,6 +25,7 @@ pub mod demo;
 pub mod engine;
 pub mod firewall;
 pub mod grants;
+pub mod import;
 pub mod knock;
 pub mod logger;
 pub mod port;

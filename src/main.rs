@@ -43,6 +43,11 @@ usage:
   postern keygen [NAME]
         Print a new random key with the router's 'config client' section and the
         client's stanza, ready to paste.
+  postern import fwknopd ACCESS_CONF [FWKNOPD_CONF]
+  postern import knockd KNOCKD_CONF
+        Print a postern config converted from fwknopd's access.conf (and
+        fwknopd.conf), OpenWrt's /etc/config/fwknopd, or knockd.conf; a warning
+        on stderr for each option with no postern equivalent.
   postern demo
         (root) Build a router and a client network namespace, guard a service
         in the router, knock it open from the client, watch it close again.
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         "spa" => cmd_spa(rest),
         "keygen" => cmd_keygen(rest),
         "demo" => cmd_demo(rest),
+        "import" => cmd_import(rest),
         "version" | "--version" | "-V" => {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -83,6 +89,24 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `postern import fwknopd|knockd FILE...`: converted config on stdout, warnings on stderr.
+fn cmd_import(args: &[String]) -> Result<ExitCode, String> {
+    let read = |p: &String| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
+    let converted = match args {
+        [kind, access] if kind == "fwknopd" => postern::import::fwknopd((access, &read(access)?), None),
+        [kind, access, conf] if kind == "fwknopd" => {
+            postern::import::fwknopd((access, &read(access)?), Some((conf, &read(conf)?)))
+        }
+        [kind, file] if kind == "knockd" => postern::import::knockd(file, &read(file)?),
+        _ => return Err("usage: postern import fwknopd ACCESS_CONF [FWKNOPD_CONF] | postern import knockd KNOCKD_CONF".into()),
+    }?;
+    for w in &converted.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", converted.uci);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Takes the value after a flag, or says which flag lacks one.

@@ -224,6 +224,7 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             vec![
                 ("packets", c.spa.packets),
                 ("aead_attempts", c.spa.aead_attempts),
+                ("hmac_attempts", c.spa.hmac_attempts),
                 ("accepted", c.spa.accepted),
             ],
         ),

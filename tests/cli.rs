@@ -189,7 +189,8 @@ fn spa_sends_a_packet_the_router_accepts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("open tcp:22 udp:53 for 192.0.2.5 for 30 s"));
     let router = format!(
-        "config client 'me'\n\toption key '{KEY}'\n\tlist allow tcp:22\n\tlist allow udp:53\n"
+        "config client 'me'\n\toption key '{KEY}'\n\tlist allow tcp:22\n\tlist allow udp:53\n\
+         \toption allow_other_address 1\n"
     );
     assert_eq!(
         router_accepts(&sock, &router),
@@ -253,7 +254,7 @@ fn keygen_prints_paste_ready_snippets() {
         .collect();
     let cfg = postern::config::parse_str("router", &router).unwrap();
     assert_eq!(cfg.clients[0].name, "phone");
-    assert_eq!(cfg.clients[0].key.to_base64(), key);
+    assert_eq!(cfg.clients[0].key.as_ref().unwrap().to_base64(), key);
     // So is the client stanza.
     let stanza: String = stdout
         .lines()
@@ -264,4 +265,57 @@ fn keygen_prints_paste_ready_snippets() {
     let s = postern::client::conf::from_sections("client", &sections, None).unwrap();
     assert_eq!(s[0].name, "phone");
     assert_eq!(s[0].key.to_base64(), key);
+}
+
+#[test]
+fn import_prints_configs_that_check_accepts_and_warns_on_stderr() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/import/testdata/");
+    for (args, warning, name) in [
+        (
+            vec!["import", "fwknopd", "access.conf", "fwknopd.conf"],
+            "access.conf:9: REQUIRE_USERNAME has no postern equivalent",
+            "fwknopd",
+        ),
+        (
+            vec!["import", "fwknopd", "openwrt-fwknopd"],
+            "PCAP_INTF: the UCI network is used",
+            "openwrt",
+        ),
+        (
+            vec!["import", "knockd", "knockd.conf"],
+            "[script] left out",
+            "knockd",
+        ),
+    ] {
+        let paths: Vec<String> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if i < 2 {
+                    a.to_string()
+                } else {
+                    format!("{dir}{a}")
+                }
+            })
+            .collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let out = postern(&paths);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(warning), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stdout).contains("warning"),
+            "warnings stay off stdout"
+        );
+        let file = temp_file(&format!("imported-{name}"), &text(&out.stdout));
+        let check = postern(&["check", "-c", file.to_str().unwrap()]);
+        assert!(
+            check.status.success(),
+            "{}\n{}",
+            text(&check.stdout),
+            text(&check.stderr)
+        );
+    }
+    let bad = postern(&["import", "sshd", "x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("usage: postern import"));
 }

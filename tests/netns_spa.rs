@@ -62,6 +62,11 @@ fn spa_config(lab: &Lab) -> String {
     )
 }
 
+/// [`spa_config`] with the client allowed to ask for other addresses (`-a`).
+fn spa_config_other_addresses(lab: &Lab) -> String {
+    format!("{}\toption allow_other_address '1'\n", spa_config(lab))
+}
+
 /// Runs `postern spa` in the client namespace.
 fn spa(lab: &Lab, extra: &[&str]) {
     let port = format!("tcp/{DEMO_PORT}");
@@ -159,15 +164,29 @@ fn spa_opens_for_the_sender_and_a_replay_from_elsewhere_is_refused() {
 }
 
 #[test]
-fn spa_dash_a_opens_for_that_address_only() {
-    if !root_or_skip("spa_dash_a_opens_for_that_address_only") {
+fn spa_dash_a_is_refused_by_default_and_opens_for_that_address_only_when_allowed() {
+    if !root_or_skip(
+        "spa_dash_a_is_refused_by_default_and_opens_for_that_address_only_when_allowed",
+    ) {
         return;
     }
     let mut lab = lab('b');
-    let config = spa_config(&lab);
-    lab.start_daemon(Path::new(EXE), &config, None).unwrap();
+    // By default a client opens only for its own source.
+    lab.start_daemon(Path::new(EXE), &spa_config(&lab), None)
+        .unwrap();
     let x = attacker(&lab);
     let router_x = IpAddr::V4(ROUTER_X_V4);
+    spa(&lab, &["10.213.0.1", "-a", &ATTACKER_V4.to_string()]);
+    lab.daemons_wait(&format!(
+        "refused packet from {CLIENT_V4} (client laptop): asks for {ATTACKER_V4}, not its source"
+    ));
+    assert!(!open_from(&lab, &x, router_x), "refused: nothing opened");
+    let d = lab.daemon(0);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
+
+    let config = spa_config_other_addresses(&lab);
+    lab.start_daemon(Path::new(EXE), &config, None).unwrap();
     assert!(!open_from(&lab, &x, router_x));
     spa(&lab, &["10.213.0.1", "-a", &ATTACKER_V4.to_string()]);
     lab.daemons_wait(&format!(

@@ -167,10 +167,12 @@ mod tests {
             clients: vec![Client {
                 name: "me".into(),
                 enabled: true,
-                key,
+                key: Some(key),
+                fwknop: None,
                 allow: vec![PortSpec::tcp(22)],
                 max_duration: Duration::from_secs(60),
                 sources: Vec::new(),
+                allow_other_address: false,
             }],
         };
         let mut v = Verifier::new(&cfg);

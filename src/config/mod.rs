@@ -24,6 +24,8 @@ pub const MAX_SEQUENCES: usize = 64;
 pub const MAX_CLIENTS: usize = 32;
 /// Default `option max_duration` of a client, in seconds.
 pub const DEFAULT_MAX_DURATION: u64 = 300;
+/// Default `option fwknop_timeout` of a client, in seconds (fwknopd's default).
+pub const DEFAULT_FWKNOP_TIMEOUT: u64 = 30;
 /// Default `option spa_verify_budget`: AEAD verifications per second over all packets.
 pub const DEFAULT_VERIFY_BUDGET: u32 = 1000;
 /// Default `option state_dir`: tmpfs on OpenWrt, so the replay state never wears flash.
@@ -47,14 +49,33 @@ pub struct Client {
     pub name: String,
     /// `option enabled` (default true).
     pub enabled: bool,
-    /// `option key`: 32 bytes, base64.
-    pub key: Key,
+    /// `option key`: 32 bytes, base64 (native packets). A client has this key,
+    /// fwknop keys, or both.
+    pub key: Option<Key>,
+    /// The `fwknop_*` options: this client's fwknop keys (fwknop packets).
+    pub fwknop: Option<FwknopClient>,
     /// `list allow`: the ports this client may open or close (at least one).
     pub allow: Vec<PortSpec>,
     /// `option max_duration` seconds (default [`DEFAULT_MAX_DURATION`]).
     pub max_duration: Duration,
     /// `list source`: networks the packet may come from (empty: anywhere).
     pub sources: Vec<Cidr>,
+    /// `option allow_other_address` (default false): whether a request may
+    /// name an address other than the packet's source (`-a`); when false only
+    /// the source itself (`-s`, or `-a` with the source's own address) is opened.
+    pub allow_other_address: bool,
+}
+
+/// A client's fwknop settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwknopClient {
+    /// `fwknop_key`, `fwknop_hmac_key` (base64) and `fwknop_hmac_type`
+    /// (sha256 | sha1 | sha384 | sha512, default sha256).
+    pub keys: crate::spa::fwknop::Keys,
+    /// `option fwknop_timeout` seconds (default [`DEFAULT_FWKNOP_TIMEOUT`], at
+    /// most `max_duration`): how long a request without a client timeout
+    /// (`fwknop -f`) opens, like fwknopd's `FW_ACCESS_TIMEOUT`.
+    pub timeout: Duration,
 }
 
 /// Firewall backend choice (`option backend`).

@@ -14,7 +14,11 @@
 //!   32 bytes, from `postern keygen`), `list allow` (the `proto:port`s the client may
 //!   open, at least one), `max_duration` (1..=86400 s, default
 //!   [`DEFAULT_MAX_DURATION`]), `list source` (networks the SPA packet may come
-//!   from, `ADDR/LEN`; default anywhere);
+//!   from, `ADDR/LEN`; default anywhere), `allow_other_address` (default 0: a
+//!   request opens only for the packet's source), and the fwknop options
+//!   `fwknop_key`, `fwknop_hmac_key` (base64, both or neither), `fwknop_hmac_type`
+//!   (sha256 | sha1 | sha384 | sha512) and `fwknop_timeout` (see [`fwknop`]); a
+//!   client needs `key`, the fwknop keys, or both;
 //! * SPA options of `config postern`: `spa_verify_budget` (AEAD verifications per
 //!   second, [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
 //!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
@@ -40,6 +44,8 @@ use crate::cidr::Cidr;
 use crate::port::PortSpec;
 use crate::spa::Key;
 
+mod fwknop;
+
 const SECTION_TYPES: &[&str] = &["postern", "sequence", "client"];
 const MAIN_OPTIONS: &[&str] = &[
     "enabled",
@@ -52,7 +58,18 @@ const MAIN_OPTIONS: &[&str] = &[
     "spa_verify_budget",
     "state_dir",
 ];
-const CLIENT_OPTIONS: &[&str] = &["enabled", "key", "allow", "max_duration", "source"];
+const CLIENT_OPTIONS: &[&str] = &[
+    "enabled",
+    "key",
+    "allow",
+    "max_duration",
+    "source",
+    "allow_other_address",
+    "fwknop_key",
+    "fwknop_hmac_key",
+    "fwknop_hmac_type",
+    "fwknop_timeout",
+];
 const SEQUENCE_OPTIONS: &[&str] = &[
     "enabled", "knock", "timeout", "action", "open", "close", "duration",
 ];
@@ -200,13 +217,26 @@ fn client_line(c: &Client) -> String {
         let v: Vec<String> = c.sources.iter().map(|n| n.to_string()).collect();
         v.join(", ")
     };
-    format!(
+    let mut line = format!(
         "{} [{}]: may open {} for up to {}s, from {from}",
         c.name,
         if c.enabled { "enabled" } else { "disabled" },
         ports(&c.allow),
         c.max_duration.as_secs()
-    )
+    );
+    if c.allow_other_address {
+        line.push_str(", also for other addresses");
+    }
+    if let Some(f) = &c.fwknop {
+        let only = if c.key.is_none() { " only" } else { "" };
+        let _ = write!(
+            line,
+            "; fwknop keys{only} (hmac {}, {}s without -f)",
+            f.keys.hmac_type.name(),
+            f.timeout.as_secs()
+        );
+    }
+    line
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -675,6 +705,7 @@ struct CheckedClient {
     client: Client,
     line: usize,
     key_line: usize,
+    fwknop_line: usize,
 }
 
 fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
@@ -687,15 +718,15 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
         .map_or(Some(Duration::from_secs(DEFAULT_MAX_DURATION)), |e| {
             get_secs(cx, e, 1, 86_400)
         });
-    let key = match opt("key") {
-        Some(e) => get_key(cx, e),
-        None => {
-            let msg =
-                format!("{label} has no key: add option key '…' (make one with 'postern keygen')");
-            cx.push(s.line, msg);
-            None
-        }
-    };
+    let key = opt("key").map(|e| get_key(cx, e));
+    let fwknop = fwknop::options(cx, s, max_duration);
+    if key.is_none() && matches!(fwknop, Some(None)) {
+        let msg = format!(
+            "{label} has no key: add option key '…' (make one with 'postern keygen'), \
+             or fwknop_key and fwknop_hmac_key for fwknop clients"
+        );
+        cx.push(s.line, msg);
+    }
     let allow = match opt("allow") {
         Some(e) => get_ports(cx, e).map(|v| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>()),
         None => {
@@ -708,19 +739,26 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
         Some(e) => get_networks(cx, e),
         None => Some(Vec::new()),
     };
+    let allow_other_address = opt("allow_other_address").map_or(Some(false), |e| get_bool(cx, e));
     if cx.count() != before {
         return None;
     }
     Some(CheckedClient {
         line: s.line,
         key_line: opt("key").map_or(s.line, |e| e.line),
+        fwknop_line: opt("fwknop_hmac_key").map_or(s.line, |e| e.line),
         client: Client {
             name: s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index)),
             enabled,
-            key: key?,
+            key: match key {
+                Some(k) => Some(k?),
+                None => None,
+            },
+            fwknop: fwknop?,
             allow: allow?,
             max_duration: max_duration?,
             sources: sources?,
+            allow_other_address: allow_other_address?,
         },
     })
 }
@@ -765,13 +803,15 @@ fn spa_cross_check(
         cx.push(c.line, msg);
     }
     for (i, c) in active.iter().enumerate() {
-        if let Some(d) = active[..i].iter().find(|d| d.client.key == c.client.key) {
+        let same_key = |d: &&&CheckedClient| c.client.key.is_some() && d.client.key == c.client.key;
+        if let Some(d) = active[..i].iter().find(same_key) {
             let msg = format!(
                 "client '{}' has the same key as client '{}' (line {}): give each client its own key",
                 c.client.name, d.client.name, d.key_line
             );
             cx.push(c.key_line, msg);
         }
+        fwknop::same_hmac_key(cx, c, &active[..i]);
     }
     if active.is_empty() {
         return;
@@ -1197,7 +1237,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout)".to_string())
         );
     }
 
@@ -1331,7 +1371,9 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         let cl = &c.clients[0];
         assert_eq!(cl.name, "laptop");
         assert!(cl.enabled);
-        assert_eq!(cl.key, crate::spa::Key::from_bytes([7; 32]));
+        assert_eq!(cl.key, Some(crate::spa::Key::from_bytes([7; 32])));
+        assert_eq!(cl.fwknop, None);
+        assert!(!cl.allow_other_address, "default: only the source");
         assert_eq!(cl.allow, [PortSpec::tcp(22), PortSpec::udp(53)]);
         assert_eq!(cl.max_duration, Duration::from_secs(60));
         assert_eq!(cl.sources.len(), 2);
@@ -1357,7 +1399,8 @@ knock ports: tcp:7000, tcp:9000, udp:8000
             err1("config client 'a'\n\tlist allow tcp:22\n"),
             (
                 1,
-                "client 'a' has no key: add option key '…' (make one with 'postern keygen')"
+                "client 'a' has no key: add option key '…' (make one with 'postern keygen'), \
+                 or fwknop_key and fwknop_hmac_key for fwknop clients"
                     .to_string()
             )
         );

@@ -9,6 +9,7 @@
 
 use core::fmt;
 
+pub mod fwknop;
 pub mod replay;
 pub mod request;
 pub mod seal;

@@ -13,15 +13,23 @@
 //! window (`max_skew`) → replay guard (start of the replay record) → replay
 //! cache → allowed ports → duration. Sans-IO, no allocation per packet: the
 //! granted ports are copied into a scratch list the verifier owns.
+//!
+//! Payloads with the length and alphabet of an fwknop packet
+//! ([`super::fwknop::looks_like_fwknop`]) take the fwknop path instead
+//! (`verifier/fwknop.rs`): the same steps with one HMAC per candidate client
+//! (those with fwknop keys) in place of the AEAD, then decryption and the
+//! fwknop plaintext; the same budget, replay cache, address policy, allow
+//! list and counters.
 
 use core::net::IpAddr;
 use core::time::Duration;
 
+use super::fwknop::{self, Error as FwknopError};
 use super::replay::{InsertError, ReplayCache, ReplayEntry};
 use super::request::{Kind, Request, RequestError, RequestRepr, Target, MAX_PORTS};
-use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN};
+use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN, NONCE_LEN};
 use crate::cidr::Cidr;
-use crate::config::{Client, Config, MAX_CLIENTS};
+use crate::config::{Client, Config, FwknopClient, MAX_CLIENTS};
 use crate::port::PortSpec;
 use crate::time::{Millis, Now};
 
@@ -55,11 +63,17 @@ pub enum Refusal {
     PortNotAllowed,
     /// A longer duration than the client's `max_duration`.
     DurationTooLong,
+    /// An address other than the packet's source, and the client may not
+    /// ask for others (`option allow_other_address`).
+    OtherAddress,
+    /// A well-formed fwknop request of a kind postern does not serve
+    /// (command, NAT access, server_auth).
+    Unsupported,
 }
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::BadLength,
         Refusal::NoClientForSource,
         Refusal::BudgetExceeded,
@@ -73,6 +87,8 @@ impl Refusal {
         Refusal::ReplayCacheFull,
         Refusal::PortNotAllowed,
         Refusal::DurationTooLong,
+        Refusal::OtherAddress,
+        Refusal::Unsupported,
     ];
 
     /// Position in [`Refusal::ALL`], for counter arrays.
@@ -96,6 +112,8 @@ impl Refusal {
             Refusal::ReplayCacheFull => "replay_cache_full",
             Refusal::PortNotAllowed => "port_not_allowed",
             Refusal::DurationTooLong => "duration_too_long",
+            Refusal::OtherAddress => "other_address",
+            Refusal::Unsupported => "unsupported",
         }
     }
 
@@ -132,6 +150,8 @@ pub enum Detail {
     Request(RequestError),
     /// The refused explicit address.
     Addr(IpAddr),
+    /// What is wrong with an authenticated fwknop packet.
+    Fwknop(FwknopError),
 }
 
 /// A refused packet.
@@ -160,7 +180,14 @@ impl core::fmt::Display for Refused<'_> {
             (Refusal::TooOld, _) => skew(f, "behind"),
             (Refusal::TooNew, _) => skew(f, "ahead of"),
             (Refusal::BadRequest, Detail::Request(e)) => write!(f, "bad request: {e}"),
+            (Refusal::BadRequest | Refusal::Unsupported, Detail::Fwknop(e)) => {
+                write!(f, "fwknop packet: {e}")
+            }
             (Refusal::BadAddress, Detail::Addr(a)) => write!(f, "cannot grant address {a}"),
+            (Refusal::OtherAddress, Detail::Addr(a)) => write!(
+                f,
+                "asks for {a}, not its source, and the client may not ask for other addresses (option allow_other_address)"
+            ),
             (Refusal::PortNotAllowed, Detail::Port(p)) => {
                 write!(f, "{p} is not in the client's allow list; nothing opened")
             }
@@ -210,8 +237,10 @@ pub struct Accepted<'a> {
 pub struct SpaCounters {
     /// Packets handed to [`Verifier::verify`].
     pub packets: u64,
-    /// AEAD verifications tried (the work packets caused).
+    /// AEAD verifications tried (the work native packets caused).
     pub aead_attempts: u64,
+    /// HMAC verifications tried (the work fwknop packets caused).
+    pub hmac_attempts: u64,
     /// Requests accepted.
     pub accepted: u64,
     /// Refusals by reason ([`Refusal::index`]).
@@ -228,10 +257,12 @@ impl SpaCounters {
 /// An enabled client, ready to verify.
 struct ClientKey {
     name: String,
-    cipher: Cipher,
+    cipher: Option<Cipher>,
+    fwknop: Option<FwknopClient>,
     allow: Vec<PortSpec>,
     max_duration: u64,
     sources: Vec<Cidr>,
+    allow_other_address: bool,
 }
 
 impl ClientKey {
@@ -264,6 +295,14 @@ impl Budget {
     }
 }
 
+/// What an accepted packet asks for, before it borrows the client's name.
+struct Grant {
+    kind: Kind,
+    addr: IpAddr,
+    duration: u32,
+    record: ReplayEntry,
+}
+
 /// A refusal before it borrows a client name.
 struct Fail {
     reason: Refusal,
@@ -287,6 +326,7 @@ pub struct Verifier {
     replay: ReplayCache,
     guard: Option<Millis>,
     scratch: [u8; MAX_PLAINTEXT_LEN],
+    fwknop_scratch: fwknop::Scratch,
     ports: heapless::Vec<PortSpec, MAX_PORTS>,
     counters: SpaCounters,
 }
@@ -309,6 +349,7 @@ impl Verifier {
             replay: ReplayCache::new(),
             guard: None,
             scratch: [0; MAX_PLAINTEXT_LEN],
+            fwknop_scratch: fwknop::Scratch::new(),
             ports: heapless::Vec::new(),
             counters: SpaCounters::default(),
         }
@@ -350,20 +391,22 @@ impl Verifier {
         payload: &[u8],
     ) -> Result<Accepted<'_>, Refused<'_>> {
         self.counters.packets += 1;
-        match self.check(now, src, payload) {
-            Ok((i, repr, addr)) => {
+        let checked = if fwknop::looks_like_fwknop(payload) {
+            self.check_fwknop(now, src, payload)
+        } else {
+            self.check(now, src, payload)
+        };
+        match checked {
+            Ok((i, g)) => {
                 self.counters.accepted += 1;
                 let c = &self.clients[i];
                 Ok(Accepted {
                     client: &c.name,
-                    kind: repr.kind,
-                    addr,
+                    kind: g.kind,
+                    addr: g.addr,
                     ports: &self.ports,
-                    duration: Duration::from_secs(u64::from(repr.duration)),
-                    record: ReplayEntry {
-                        nonce: seal::nonce_of(payload),
-                        timestamp: repr.timestamp,
-                    },
+                    duration: Duration::from_secs(u64::from(g.duration)),
+                    record: g.record,
                 })
             }
             Err(f) => {
@@ -377,15 +420,11 @@ impl Verifier {
         }
     }
 
-    fn check(
-        &mut self,
-        now: Now,
-        src: IpAddr,
-        payload: &[u8],
-    ) -> Result<(usize, RequestRepr, IpAddr), Fail> {
+    fn check(&mut self, now: Now, src: IpAddr, payload: &[u8]) -> Result<(usize, Grant), Fail> {
         let none = Detail::None;
         seal::check_len(payload).map_err(|_| fail(Refusal::BadLength, None, none))?;
-        let candidates = self.clients.iter().filter(|c| c.admits(src)).count();
+        let native = |c: &&ClientKey| c.cipher.is_some() && c.admits(src);
+        let candidates = self.clients.iter().filter(native).count();
         if candidates == 0 {
             return Err(fail(Refusal::NoClientForSource, None, none));
         }
@@ -394,14 +433,10 @@ impl Verifier {
             return Err(fail(Refusal::BudgetExceeded, None, none));
         }
         let mut found = None;
-        for (i, c) in self
-            .clients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.admits(src))
-        {
+        for (i, c) in self.clients.iter().enumerate().filter(|(_, c)| native(c)) {
+            let Some(cipher) = &c.cipher else { continue };
             self.counters.aead_attempts += 1;
-            match seal::open(&c.cipher, payload, &mut self.scratch) {
+            match seal::open(cipher, payload, &mut self.scratch) {
                 Ok(plain) => {
                     found = Some((i, plain.len()));
                     break;
@@ -416,13 +451,61 @@ impl Verifier {
         let repr = Request::new_checked(&self.scratch[..len])
             .and_then(|r| RequestRepr::parse(&r))
             .map_err(|e| fail(Refusal::BadRequest, who, Detail::Request(e)))?;
-        let addr = match repr.target {
-            Target::Source => src,
-            Target::Addr(a) if grantable(a) => a,
-            Target::Addr(a) => return Err(fail(Refusal::BadAddress, who, Detail::Addr(a))),
+        let requested = match repr.target {
+            Target::Source => None,
+            Target::Addr(a) => Some(a),
         };
+        let addr = self.target(i, src, requested)?;
+        let id = seal::nonce_of(payload);
+        self.fresh(now, i, repr.timestamp, id)?;
+        self.allowed(i, &repr.ports)?;
+        let c = &self.clients[i];
+        if repr.kind == Kind::Open && u64::from(repr.duration) > c.max_duration {
+            let d = Detail::Duration {
+                requested: repr.duration,
+                max: c.max_duration,
+            };
+            return Err(fail(Refusal::DurationTooLong, Some(i), d));
+        }
+        let record = ReplayEntry {
+            nonce: id,
+            timestamp: repr.timestamp,
+        };
+        Ok((
+            i,
+            Grant {
+                kind: repr.kind,
+                addr,
+                duration: repr.duration,
+                record,
+            },
+        ))
+    }
 
-        let skew = i128::from(repr.timestamp) - i128::from(now.unix);
+    /// The address to grant: the source, or an explicit one the client may ask for.
+    fn target(&self, i: usize, src: IpAddr, requested: Option<IpAddr>) -> Result<IpAddr, Fail> {
+        match requested {
+            None => Ok(src),
+            Some(a) if a == src => Ok(a),
+            Some(a) if !grantable(a) => Err(fail(Refusal::BadAddress, Some(i), Detail::Addr(a))),
+            Some(a) if !self.clients[i].allow_other_address => {
+                Err(fail(Refusal::OtherAddress, Some(i), Detail::Addr(a)))
+            }
+            Some(a) => Ok(a),
+        }
+    }
+
+    /// Timestamp window, replay guard, and the replay cache, which records
+    /// `id` now (even if a later check refuses the request).
+    fn fresh(
+        &mut self,
+        now: Now,
+        i: usize,
+        timestamp: u64,
+        id: [u8; NONCE_LEN],
+    ) -> Result<(), Fail> {
+        let who = Some(i);
+        let skew = i128::from(timestamp) - i128::from(now.unix);
         let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
         if skew < -i128::from(self.max_skew) {
             return Err(fail(Refusal::TooOld, who, skew_detail));
@@ -432,37 +515,33 @@ impl Verifier {
         }
         if let Some(g) = self.guard {
             let guard_unix = now.unix.saturating_sub(now.mono.since(g) / 1000);
-            if repr.timestamp <= guard_unix.saturating_add(self.max_skew) {
+            if timestamp <= guard_unix.saturating_add(self.max_skew) {
                 return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
             }
         }
         let entry = ReplayEntry {
-            nonce: seal::nonce_of(payload),
-            timestamp: repr.timestamp,
+            nonce: id,
+            timestamp,
         };
         match self.replay.insert(entry, now.unix, self.max_skew) {
-            Ok(()) => {}
-            Err(InsertError::Replayed(_)) => return Err(fail(Refusal::Replay, who, skew_detail)),
-            Err(InsertError::Full(_)) => return Err(fail(Refusal::ReplayCacheFull, who, none)),
+            Ok(()) => Ok(()),
+            Err(InsertError::Replayed(_)) => Err(fail(Refusal::Replay, who, skew_detail)),
+            Err(InsertError::Full(_)) => Err(fail(Refusal::ReplayCacheFull, who, Detail::None)),
         }
+    }
 
+    /// Every port must be in the client's allow list; copies them for the decision.
+    fn allowed(&mut self, i: usize, ports: &[PortSpec]) -> Result<(), Fail> {
         let c = &self.clients[i];
-        if let Some(p) = repr.ports.iter().find(|p| !c.allow.contains(p)) {
-            return Err(fail(Refusal::PortNotAllowed, who, Detail::Port(*p)));
-        }
-        if repr.kind == Kind::Open && u64::from(repr.duration) > c.max_duration {
-            let d = Detail::Duration {
-                requested: repr.duration,
-                max: c.max_duration,
-            };
-            return Err(fail(Refusal::DurationTooLong, who, d));
+        if let Some(p) = ports.iter().find(|p| !c.allow.contains(p)) {
+            return Err(fail(Refusal::PortNotAllowed, Some(i), Detail::Port(*p)));
         }
         self.ports.clear();
-        for p in &repr.ports {
+        for p in ports {
             // Both hold at most MAX_PORTS.
             let _ = self.ports.push(*p);
         }
-        Ok((i, repr, addr))
+        Ok(())
     }
 }
 
@@ -470,10 +549,12 @@ impl From<&Client> for ClientKey {
     fn from(c: &Client) -> ClientKey {
         ClientKey {
             name: c.name.clone(),
-            cipher: Cipher::new(&c.key),
+            cipher: c.key.as_ref().map(Cipher::new),
+            fwknop: c.fwknop.clone(),
             allow: c.allow.clone(),
             max_duration: c.max_duration.as_secs(),
             sources: c.sources.clone(),
+            allow_other_address: c.allow_other_address,
         }
     }
 }
@@ -486,5 +567,9 @@ fn grantable(a: IpAddr) -> bool {
         || matches!(a, IpAddr::V4(v4) if v4.is_broadcast()))
 }
 
+mod fwknop_path;
+
+#[cfg(test)]
+mod fwknop_tests;
 #[cfg(test)]
 mod tests;

@@ -18,10 +18,12 @@ fn client(i: u8) -> Client {
     Client {
         name: format!("c{i}"),
         enabled: true,
-        key: key(i),
+        key: Some(key(i)),
+        fwknop: None,
         allow: vec![PortSpec::tcp(22), PortSpec::udp(53)],
         max_duration: Duration::from_secs(300),
         sources: Vec::new(),
+        allow_other_address: false,
     }
 }
 
@@ -84,6 +86,25 @@ fn explicit_address_and_close() {
     let other: IpAddr = "2001:db8::5".parse().unwrap();
     let mut r = repr(T0);
     r.target = Target::Addr(other);
+    let refused = v.verify(now(T0), SRC, &packet(1, 1, &r)).unwrap_err();
+    assert_eq!(
+        (refused.reason, refused.detail),
+        (Refusal::OtherAddress, Detail::Addr(other)),
+        "by default a client opens only for its source"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "asks for 2001:db8::5, not its source, and the client may not ask for other addresses (option allow_other_address)"
+    );
+    let mut own = repr(T0);
+    own.target = Target::Addr(SRC);
+    let a = v.verify(now(T0), SRC, &packet(1, 4, &own)).unwrap();
+    assert_eq!(a.addr, SRC, "-a with the source's own address is fine");
+
+    let mut v = Verifier::new(&config(vec![Client {
+        allow_other_address: true,
+        ..client(1)
+    }]));
     let a = v.verify(now(T0), SRC, &packet(1, 1, &r)).unwrap();
     assert_eq!(a.addr, other, "the grant is for the -a address");
     let mut r = repr(T0);

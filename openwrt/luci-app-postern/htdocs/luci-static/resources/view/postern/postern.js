@@ -41,7 +41,7 @@ function newKey() {
 
 function validKey(section_id, value) {
 	if (value == null || value === '')
-		return _('A key is required: press "Generate key"');
+		return true; /* a client may have fwknop keys only; the daemon checks that one kind is set */
 	try {
 		if (atob(value).length !== 32)
 			return _('The key must be 32 bytes, base64 encoded');
@@ -232,6 +232,37 @@ return view.extend({
 			_('Optional: accept this client only from these networks (CIDR).'));
 		o.datatype = 'cidr';
 		o.modalonly = true;
+
+		o = s.option(form.Flag, 'allow_other_address', _('May open for other addresses'),
+			_('Allow requests that name another address than the packet\'s source (fwknop -a).'));
+		o.default = '0';
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'fwknop_key', _('fwknop key'),
+			_('Optional: base64 Rijndael key for fwknop clients and phone apps (fwknop --key-gen).'));
+		o.password = true;
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'fwknop_hmac_key', _('fwknop HMAC key'),
+			_('Base64 HMAC key; required with a fwknop key.'));
+		o.password = true;
+		o.optional = true;
+		o.modalonly = true;
+		o.depends({ fwknop_key: /.+/ });
+
+		o = s.option(form.ListValue, 'fwknop_hmac_type', _('fwknop HMAC type'));
+		[ 'sha256', 'sha1', 'sha384', 'sha512' ].forEach(function(t) { o.value(t); });
+		o.default = 'sha256';
+		o.modalonly = true;
+		o.depends({ fwknop_key: /.+/ });
+
+		o = s.option(form.Value, 'fwknop_timeout', _('fwknop grant (s)'),
+			_('How long an fwknop request opens the ports unless the client asks for less (-f).'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '30';
+		o.modalonly = true;
+		o.depends({ fwknop_key: /.+/ });
 
 		o = s.option(form.DummyValue, '_command', _('Client command'));
 		o.rawhtml = false;
