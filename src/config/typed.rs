@@ -40,7 +40,9 @@ use crate::cidr::Cidr;
 use crate::port::PortSpec;
 use crate::spa::Key;
 
-const SECTION_TYPES: &[&str] = &["postern", "sequence", "client"];
+mod knock_modes;
+
+const SECTION_TYPES: &[&str] = &["postern", "sequence", "client", "encoded"];
 const MAIN_OPTIONS: &[&str] = &[
     "enabled",
     "interface",
@@ -52,7 +54,16 @@ const MAIN_OPTIONS: &[&str] = &[
     "spa_verify_budget",
     "state_dir",
 ];
-const CLIENT_OPTIONS: &[&str] = &["enabled", "key", "allow", "max_duration", "source"];
+const CLIENT_OPTIONS: &[&str] = &[
+    "enabled",
+    "key",
+    "allow",
+    "max_duration",
+    "source",
+    "knock_base",
+    "knock_proto",
+    "knock_timeout",
+];
 const SEQUENCE_OPTIONS: &[&str] = &[
     "enabled", "knock", "timeout", "action", "open", "close", "duration",
 ];
@@ -79,6 +90,9 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut main: Option<(Main, usize)> = None;
     let mut seqs: Vec<Checked> = Vec::new();
     let mut clients: Vec<CheckedClient> = Vec::new();
+    let mut totp = Vec::new();
+    let mut encoded = Vec::new();
+    let mut client_knocks = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -93,15 +107,19 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                     let msg = format!("too many sequences: at most {MAX_SEQUENCES} are allowed");
                     cx.push(s.line, msg);
                 }
-                if let Some(c) = sequence(&mut cx, s, index) {
+                if s.get("key").is_some() {
+                    totp.extend(knock_modes::totp_sequence(&mut cx, s, index));
+                } else if let Some(c) = sequence(&mut cx, s, index) {
                     seqs.push(c);
                 }
             }
             "client" => {
                 if let Some(c) = client(&mut cx, s, index) {
+                    client_knocks.extend(knock_modes::client_knock(&mut cx, s, &c.client.name));
                     clients.push(c);
                 }
             }
+            "encoded" => encoded.extend(knock_modes::encoded(&mut cx, s, index)),
             other => {
                 let msg = format!(
                     "unknown section type '{other}'{} (known: {})",
@@ -115,10 +133,24 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     cross_check(&mut cx, &seqs, &clients);
     let main = main.map(|(m, _)| m).unwrap_or_default();
     spa_cross_check(&mut cx, sections, &main, &seqs, &clients);
+    knock_modes::cross_check(
+        &mut cx,
+        &main,
+        &seqs,
+        &clients,
+        &totp,
+        &encoded,
+        &client_knocks,
+    );
     cx.finish(Config {
         main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
         clients: clients.into_iter().map(|c| c.client).collect(),
+        knock_modes: crate::config::KnockModes {
+            totp: totp.into_iter().map(|t| t.seq).collect(),
+            encoded: encoded.into_iter().map(|e| e.enc).collect(),
+            clients: client_knocks.into_iter().map(|k| k.knock).collect(),
+        },
     })
 }
 
@@ -151,6 +183,50 @@ pub fn summary(cfg: &Config) -> String {
     }
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
+    let k = &cfg.knock_modes;
+    for t in &k.totp {
+        let _ = writeln!(
+            out,
+            "  totp sequence {} [{}]: {} knocks in {}:{}+{}, new every {}s, {} {}",
+            t.name,
+            on_off(t.enabled),
+            t.shape.length,
+            t.shape.proto,
+            t.shape.base,
+            t.shape.range,
+            t.shape.period,
+            match t.action {
+                Action::Open => "opens",
+                Action::Close => "closes",
+            },
+            ports(&t.ports)
+        );
+    }
+    for e in &k.encoded {
+        let a = e.shape.alphabet;
+        let _ = writeln!(
+            out,
+            "  encoded {} [{}]: {} knocks on ports {}-{}, may open {}",
+            e.name,
+            on_off(e.enabled),
+            e.shape.len(),
+            a.base,
+            a.last(),
+            ports(&e.allow)
+        );
+    }
+    for c in &k.clients {
+        let a = crate::knock::authenticated::alphabet(c.base);
+        let _ = writeln!(
+            out,
+            "  client {} knocks: {} authenticated knocks on {}:{}-{}",
+            c.client,
+            crate::knock::authenticated::SYMBOLS,
+            c.proto,
+            a.base,
+            a.last()
+        );
+    }
     out
 }
 
@@ -1169,7 +1245,7 @@ config client 'laptop'
     fn unknown_sections_and_options() {
         assert_eq!(
             err1("config sequense x\n"),
-            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client)".to_string())
+            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client, encoded)".to_string())
         );
         assert_eq!(
             err1(&seq("\toption timout 5\n")),
@@ -1181,7 +1257,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, knock_base, knock_proto, knock_timeout)".to_string())
         );
     }
 

@@ -440,14 +440,14 @@ impl AuthMatcher {
     }
 
     /// Drops idle windows.
-    pub fn on_tick(&mut self, now: Now) {
+    pub fn on_tick(&mut self, now: crate::time::Millis) {
         let clients = &self.clients;
         let timeout_of = |s: u8| {
             clients
                 .get(usize::from(s))
                 .map_or(0, |c| c.timeout.as_millis() as u64)
         };
-        self.windows.purge(now.mono, &timeout_of);
+        self.windows.purge(now, &timeout_of);
     }
 }
 

@@ -341,11 +341,11 @@ impl TotpMatcher {
     }
 
     /// Drops attempts that ran out of time.
-    pub fn on_tick(&mut self, now: Now) {
+    pub fn on_tick(&mut self, now: crate::time::Millis) {
         let states = &self.states;
         let expired = |k: &Key, p: &Progress<Candidates>| match states.get(usize::from(k.sequence))
         {
-            Some(s) => now.mono.since(p.started) > s.steps.timeout.as_millis() as u64,
+            Some(s) => now.since(p.started) > s.steps.timeout.as_millis() as u64,
             None => true,
         };
         let n = self.table.purge_expired(&expired);

@@ -29,6 +29,7 @@ fn config(clients: Vec<Client>) -> Config {
     Config {
         main: Main::default(),
         sequences: Vec::new(),
+        knock_modes: Default::default(),
         clients,
     }
 }
