@@ -154,6 +154,20 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     })
 }
 
+/// The `config encoded` sections of a file (other sections are skipped), for
+/// clients that read profiles from their own config file.
+pub fn encoded_profiles(
+    file: &str,
+    sections: &[Section],
+) -> Result<Vec<crate::config::Encoded>, Vec<ConfigError>> {
+    let mut cx = Errors::new(file);
+    let mut out = Vec::new();
+    for (index, s) in sections.iter().filter(|s| s.kind == "encoded").enumerate() {
+        out.extend(knock_modes::encoded(&mut cx, s, index).map(|e| e.enc));
+    }
+    cx.finish(out)
+}
+
 /// A multi-line, human-readable description of `cfg` (for `postern check`).
 pub fn summary(cfg: &Config) -> String {
     let m = &cfg.main;
