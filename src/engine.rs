@@ -424,7 +424,6 @@ impl Engine {
                         }
                     });
                 }
-                return;
             }
         }
     }
