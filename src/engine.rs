@@ -753,4 +753,63 @@ mod knock_mode_tests {
         e.on_tick(Millis(1_000_000));
         assert_eq!(e.knocks_in_progress(), 0);
     }
+
+    #[test]
+    fn random_knocks_over_every_range_never_decide_anything() {
+        let mut e = engine();
+        let mut rng = crate::test_rng::Rng(0x0bad_cafe);
+        // Ports drawn from all the ranges (and the static steps), sources from a
+        // small pool so windows fill, IPv4 and IPv6, TCP and UDP.
+        let ranges: [(u16, u16); 4] = [(40000, 1024), (45000, 20), (50000, 512), (7000, 2)];
+        let mut decisions = 0;
+        for i in 0..300_000u64 {
+            let (base, span) = ranges[rng.below(ranges.len())];
+            let port = base + rng.below(usize::from(span)) as u16;
+            let n = rng.below(32) as u8;
+            let src = if n % 2 == 0 {
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+            } else {
+                IpAddr::V6(core::net::Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    u16::from(n),
+                ))
+            };
+            let proto = if rng.below(8) == 0 {
+                L4Proto::Udp
+            } else {
+                L4Proto::Tcp
+            };
+            let obs = Observation {
+                src,
+                dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                proto,
+                src_port: 40000,
+                dst_port: port,
+                tcp_flags: TcpFlags(TcpFlags::SYN),
+                payload: &[],
+            };
+            let now = Now {
+                mono: Millis(i * 3),
+                unix: UNIX + i / 100,
+            };
+            e.on_observation(now, &obs, &mut |d| {
+                // A static sequence of two known ports can be hit by chance; nothing else.
+                if !format!("{d:?}").contains("Sequence(\"static\")") {
+                    decisions += 1;
+                }
+            });
+        }
+        assert_eq!(decisions, 0);
+        let c = e.counters();
+        assert!(
+            c.totp.knocks > 0 && c.encoded.checked > 0 && c.auth.knocks > 0,
+            "{c:?}"
+        );
+    }
 }
