@@ -320,6 +320,7 @@ pub fn run(req: &ModeRequest) -> Result<String, String> {
             action,
             source,
         } => {
+            let key = key()?;
             let source = match source {
                 Some(s) => *s,
                 None => {
@@ -333,7 +334,7 @@ pub fn run(req: &ModeRequest) -> Result<String, String> {
                 action: *action,
             };
             (
-                auth_knocks(&key()?, *base, *proto, source, &r, unix),
+                auth_knocks(&key, *base, *proto, source, &r, unix),
                 format!("authenticated request for {port} from {source}"),
             )
         }

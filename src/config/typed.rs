@@ -198,6 +198,15 @@ pub fn summary(cfg: &Config) -> String {
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
     let k = &cfg.knock_modes;
+    if !(k.totp.is_empty() && k.encoded.is_empty() && k.clients.is_empty()) {
+        let _ = writeln!(
+            out,
+            "knock modes: {} totp sequence(s), {} encoded profile(s), {} client knock range(s)",
+            k.totp.len(),
+            k.encoded.len(),
+            k.clients.len()
+        );
+    }
     for t in &k.totp {
         let _ = writeln!(
             out,
