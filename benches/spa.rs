@@ -25,6 +25,7 @@ fn config(clients: u8) -> Config {
             ..Main::default()
         },
         sequences: Vec::new(),
+        knock_modes: Default::default(),
         clients: (1..=clients)
             .map(|i| Client {
                 name: format!("c{i}"),

@@ -222,7 +222,7 @@ fn engine_for(cfg: &Config, saved: &[crate::spa::ReplayEntry]) -> Engine {
 
 /// Opens one capture socket per device with the config's filter.
 fn open_captures(devices: &[String], cfg: &Config) -> Result<Vec<Capture>, DaemonError> {
-    let program = bpf::build(&cfg.capture_ports(), true);
+    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
     devices
         .iter()
         .map(|d| Capture::open(d, &program).map_err(|e| fail(format!("capture on {d}: {e}"))))
@@ -242,8 +242,8 @@ struct Effects<'b> {
 /// The short name of what granted: a sequence or a client.
 fn origin_name<'a>(by: &Origin<'a>) -> &'a str {
     match *by {
-        Origin::Sequence(name) => name,
-        Origin::Client { name, .. } => name,
+        Origin::Sequence(name) | Origin::Encoded(name) => name,
+        Origin::Client { name, .. } | Origin::KnockClient { name, .. } => name,
     }
 }
 
@@ -636,7 +636,7 @@ fn reload(
         error!("reload refused: firewall setup failed: {e}; the running configuration stays");
         return None;
     }
-    let program = bpf::build(&new.capture_ports(), true);
+    let program = bpf::build_ranges(&new.capture_ranges(), true);
     for c in captures {
         if let Err(e) = c.set_filter(&program) {
             error!("capture {}: new filter not attached: {e}", c.ifname());

@@ -33,6 +33,18 @@ usage:
         Every config section type and its options, as JSON.
   postern knock [--delay MS] HOST PROTO:PORT...
         Send a knock sequence, e.g. postern knock 192.0.2.1 tcp:7000 udp:8000 tcp:9000
+  postern knock [HOST] --totp --base PORT [--range N] [--length N] [--period S]
+              [--proto tcp|udp] (--key B64 | --key-file F | --stanza NAME) [--print]
+        Send the current time-derived sequence of a 'config sequence' with a key;
+        --print shows it instead, as Debian's knock client takes it.
+  postern knock HOST --encode PROTO/PORT --profile NAME [-c FILE] [--minutes M]
+        Knock a sequence that spells PROTO/PORT, laid out by the 'config encoded'
+        section NAME of FILE (default ~/.config/postern/client.conf).
+  postern knock HOST --auth -A PROTO/PORT --base PORT [--proto tcp|udp]
+              [--minutes M | --close] [--source ADDR] (--key B64 | --key-file F | --stanza NAME)
+        Send 12 knocks carrying a request sealed with the client's key and bound
+        to ADDR (default: this machine's address towards HOST; behind NAT give
+        the public one). See docs/knock-modes.md.
   postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR] [--duration S] [--close]
               [--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]
         Send one SPA packet asking HOST to open (or with --close, close) the ports
@@ -222,6 +234,10 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
+    if let Some(req) = client::modes::parse(args)? {
+        println!("{}", client::modes::run(&req)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut delay = Duration::ZERO;
     let mut positional = Vec::new();
     let mut it = args.iter();

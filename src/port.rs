@@ -81,6 +81,48 @@ impl fmt::Display for PortSpec {
     }
 }
 
+/// A range of ports of one protocol, `first..=last` (a single port when equal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    /// Transport protocol.
+    pub proto: L4Proto,
+    /// First port.
+    pub first: u16,
+    /// Last port (at least `first`).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// The range holding only `p`.
+    pub const fn single(p: PortSpec) -> PortRange {
+        PortRange {
+            proto: p.proto,
+            first: p.port,
+            last: p.port,
+        }
+    }
+
+    /// True when `p` is in the range.
+    pub fn contains(&self, p: PortSpec) -> bool {
+        p.proto == self.proto && (self.first..=self.last).contains(&p.port)
+    }
+
+    /// True when the two ranges share a port.
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.proto == other.proto && self.first <= other.last && other.first <= self.last
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}:{}", self.proto, self.first)
+        } else {
+            write!(f, "{}:{}-{}", self.proto, self.first, self.last)
+        }
+    }
+}
+
 /// Why a `proto:port` text was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortSpecError {

@@ -220,6 +220,44 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             ],
         ),
         (
+            "totp",
+            vec![
+                ("knocks", c.totp.knocks),
+                ("steps_matched", c.totp.steps_matched),
+                ("duplicates", c.totp.duplicates),
+                ("wrong", c.totp.wrong),
+                ("timeouts", c.totp.timeouts),
+                ("completed", c.totp.completed),
+                ("replays", c.totp.replays),
+                ("evictions", c.totp.evictions),
+                ("dropped_table_full", c.totp.dropped_table_full),
+            ],
+        ),
+        (
+            "encoded",
+            vec![
+                ("knocks", c.encoded.knocks),
+                ("checked", c.encoded.checked),
+                ("invalid", c.encoded.invalid),
+                ("not_allowed", c.encoded.not_allowed),
+                ("granted", c.encoded.granted),
+            ],
+        ),
+        (
+            "auth_knock",
+            vec![
+                ("knocks", c.auth.knocks),
+                ("wrong_source", c.auth.wrong_source),
+                ("checked", c.auth.checked),
+                ("over_budget", c.auth.over_budget),
+                ("bad_tag", c.auth.bad_tag),
+                ("refused", c.auth.refused),
+                ("replays", c.auth.replays),
+                ("cache_full", c.auth.cache_full),
+                ("granted", c.auth.granted),
+            ],
+        ),
+        (
             "spa",
             vec![
                 ("packets", c.spa.packets),

@@ -14,8 +14,9 @@
 //!       ret  #0                         ; jump is 0 or 1 forward (≤ 255 always)
 //! v4:   version nibble == 4, frag offset == 0 and MF clear, X = IHL*4,
 //!       ldb [9] → tcp4 / udp4 blocks, else ret #0
-//! tcp4: [SYN without ACK at X+13], ldh [X+2]; per port: jeq #p, ret #SNAP; ret #0
-//! udp4: ldh [X+2]; per port: jeq #p, ret #SNAP; ret #0
+//! tcp4: [SYN without ACK at X+13], ldh [X+2]; per port: jeq #p, ret #SNAP;
+//!       per range: jge #first (else skip 2), jgt #last (then skip 1), ret #SNAP; ret #0
+//! udp4: ldh [X+2]; the same port and range tests; ret #0
 //! v6:   version nibble == 6, ldb [6] (next header) → tcp6 / udp6 blocks,
 //!       which use absolute loads at 40 + k
 //! ```
@@ -23,7 +24,7 @@
 //! Loads past the end of a packet make the kernel return 0 (drop), so short
 //! packets are dropped without explicit length checks.
 
-use crate::port::{L4Proto, PortSpec};
+use crate::port::{L4Proto, PortRange, PortSpec};
 
 /// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
 #[repr(C)]
@@ -67,6 +68,10 @@ pub mod op {
     pub const JA: u16 = 0x05;
     /// `jeq #k, jt, jf`.
     pub const JEQ_K: u16 = 0x15;
+    /// `jgt #k, jt, jf`: true when A > k.
+    pub const JGT_K: u16 = 0x25;
+    /// `jge #k, jt, jf`: true when A >= k.
+    pub const JGE_K: u16 = 0x35;
     /// `jset #k, jt, jf`: true when A & k != 0.
     pub const JSET_K: u16 = 0x45;
     /// `ret #k`: accept k bytes (0 = drop).
@@ -164,12 +169,17 @@ impl Asm {
 /// ports fit in the kernel's limit, [`MAX_INSNS`]; [`super::Capture`] refuses
 /// longer programs with an error.
 pub fn build(ports: &[PortSpec], tcp_syn_only: bool) -> Vec<SockFilter> {
-    let mut tcp: Vec<u16> = select(ports, L4Proto::Tcp);
-    let mut udp: Vec<u16> = select(ports, L4Proto::Udp);
-    tcp.sort_unstable();
-    tcp.dedup();
-    udp.sort_unstable();
-    udp.dedup();
+    let ranges: Vec<PortRange> = ports.iter().map(|p| PortRange::single(*p)).collect();
+    build_ranges(&ranges, tcp_syn_only)
+}
+
+/// [`build`] for port ranges: a single port costs two instructions per IP
+/// family, a range of any size three (`jge`, `jgt`, `ret`; every conditional
+/// jump skips at most two). Overlapping and adjacent ranges are merged first,
+/// so a 512-port knock range costs as much as one port.
+pub fn build_ranges(ranges: &[PortRange], tcp_syn_only: bool) -> Vec<SockFilter> {
+    let tcp = select(ranges, L4Proto::Tcp);
+    let udp = select(ranges, L4Proto::Udp);
 
     let mut a = Asm::new();
     if tcp.is_empty() && udp.is_empty() {
@@ -204,13 +214,22 @@ pub fn build(ports: &[PortSpec], tcp_syn_only: bool) -> Vec<SockFilter> {
     a.finish()
 }
 
-/// Ports of one protocol.
-fn select(ports: &[PortSpec], proto: L4Proto) -> Vec<u16> {
-    ports
+/// Ranges of one protocol as `(first, last)`, sorted, overlapping and adjacent ones merged.
+fn select(ranges: &[PortRange], proto: L4Proto) -> Vec<(u16, u16)> {
+    let mut v: Vec<(u16, u16)> = ranges
         .iter()
-        .filter(|p| p.proto == proto)
-        .map(|p| p.port)
-        .collect()
+        .filter(|r| r.proto == proto && r.first <= r.last)
+        .map(|r| (r.first, r.last))
+        .collect();
+    v.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::with_capacity(v.len());
+    for (first, last) in v {
+        match out.last_mut() {
+            Some(prev) if u32::from(first) <= u32::from(prev.1) + 1 => prev.1 = prev.1.max(last),
+            _ => out.push((first, last)),
+        }
+    }
+    out
 }
 
 /// Where the transport header starts.
@@ -236,7 +255,7 @@ impl L4At {
 }
 
 /// With A = IP protocol: dispatches to the TCP and UDP port blocks.
-fn transports(a: &mut Asm, at: L4At, tcp: &[u16], udp: &[u16], tcp_syn_only: bool) {
+fn transports(a: &mut Asm, at: L4At, tcp: &[(u16, u16)], udp: &[(u16, u16)], tcp_syn_only: bool) {
     let (tcp_l, udp_l) = (a.label(), a.label());
     if !tcp.is_empty() {
         a.jeq_far(6, tcp_l);
@@ -260,11 +279,16 @@ fn transports(a: &mut Asm, at: L4At, tcp: &[u16], udp: &[u16], tcp_syn_only: boo
     }
 }
 
-/// Loads the destination port, then one accept per port.
-fn ports_block(a: &mut Asm, at: L4At, ports: &[u16]) {
+/// Loads the destination port, then one accept per port or range.
+fn ports_block(a: &mut Asm, at: L4At, ranges: &[(u16, u16)]) {
     at.load(a, true, 2);
-    for &p in ports {
-        a.jump(op::JEQ_K, u32::from(p), 0, 1);
+    for &(first, last) in ranges {
+        if first == last {
+            a.jump(op::JEQ_K, u32::from(first), 0, 1);
+        } else {
+            a.jump(op::JGE_K, u32::from(first), 0, 2);
+            a.jump(op::JGT_K, u32::from(last), 1, 0);
+        }
         a.stmt(op::RET_K, SNAP_LEN);
     }
     a.stmt(op::RET_K, 0);

@@ -14,6 +14,9 @@
 //!     option address '198.51.100.7'      # ask for this address (like -a) instead of the source
 //! ```
 //!
+//! `config encoded` sections (the router's syntax) may sit beside the stanzas:
+//! `postern knock --encode … --profile NAME` reads them.
+//!
 //! Only reading and validating; the key file is read here too (an edge: file I/O).
 
 use core::net::IpAddr;
@@ -97,6 +100,9 @@ pub fn from_sections(
         })
     };
     for s in sections {
+        if s.kind == "encoded" {
+            continue; // read by `postern knock --profile` (see client::modes)
+        }
         if s.kind != "stanza" {
             push(
                 s.line,

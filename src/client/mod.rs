@@ -15,6 +15,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage}
 use crate::port::{L4Proto, PortSpec};
 
 pub mod conf;
+pub mod modes;
 pub mod spa;
 
 /// Resolves `host` (an address or a name) to one IP address.

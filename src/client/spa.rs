@@ -164,6 +164,7 @@ mod tests {
         let cfg = Config {
             main: Main::default(),
             sequences: Vec::new(),
+            knock_modes: Default::default(),
             clients: vec![Client {
                 name: "me".into(),
                 enabled: true,

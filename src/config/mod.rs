@@ -10,7 +10,9 @@ use core::time::Duration;
 use std::path::Path;
 
 use crate::cidr::Cidr;
-use crate::port::{L4Proto, PortSpec};
+use crate::knock::encoded::EncodedShape;
+use crate::knock::totp::TotpShape;
+use crate::port::{L4Proto, PortRange, PortSpec};
 use crate::spa::Key;
 
 pub mod typed;
@@ -40,6 +42,73 @@ pub struct Config {
     pub sequences: Vec<Sequence>,
     /// `config client` sections (SPA keys) in file order (disabled ones included).
     pub clients: Vec<Client>,
+    /// Knocks that carry information: TOTP sequences, encoded profiles,
+    /// clients' knock ranges (see `docs/knock-modes.md`).
+    pub knock_modes: KnockModes,
+}
+
+/// The knock modes beyond static sequences.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KnockModes {
+    /// `config sequence` sections with a `key`: time-derived sequences.
+    pub totp: Vec<TotpSequence>,
+    /// `config encoded` sections.
+    pub encoded: Vec<Encoded>,
+    /// The knock side of `config client` sections with a `knock_base`.
+    pub clients: Vec<ClientKnock>,
+}
+
+/// A `config sequence` with `key` + `period`: the knocks change every period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpSequence {
+    /// The section name, or `@sequence[N]`.
+    pub name: String,
+    /// `option enabled` (default true).
+    pub enabled: bool,
+    /// `option key`: 32 bytes, base64.
+    pub key: Key,
+    /// `knock_proto`, `knock_base`, `knock_range`, `length`, `period`.
+    pub shape: TotpShape,
+    /// `option timeout` seconds from first to last knock (default 10).
+    pub timeout: Duration,
+    /// `option action` open | close (default open).
+    pub action: Action,
+    /// `list open` / `list close`.
+    pub ports: Vec<PortSpec>,
+    /// `option duration` seconds (default 30).
+    pub duration: Duration,
+}
+
+/// A `config encoded` section: sequences that spell the port to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The section name, or `@encoded[N]`.
+    pub name: String,
+    /// `option enabled` (default true).
+    pub enabled: bool,
+    /// `knock_base`, `width`, `list header`, `list footer`, `port_digits`, `duration_digits`.
+    pub shape: EncodedShape,
+    /// `list allow`: the ports a sequence may ask for.
+    pub allow: Vec<PortSpec>,
+    /// `option duration` seconds when none is asked for (default 30).
+    pub duration: Duration,
+    /// `option max_duration` seconds (default 3600).
+    pub max_duration: Duration,
+    /// `option timeout`: most seconds between two knocks (default 10).
+    pub timeout: Duration,
+}
+
+/// A client's authenticated knock range (`option knock_base` in `config client`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKnock {
+    /// The client's name (its key, allowed ports, sources and max_duration apply).
+    pub client: String,
+    /// `option knock_base`: first of the 512 ports.
+    pub base: u16,
+    /// `option knock_proto` (default tcp).
+    pub proto: L4Proto,
+    /// `option knock_timeout`: most seconds between two knocks (default 10).
+    pub timeout: Duration,
 }
 
 /// A `config client` section: one SPA key and what it may open.
@@ -173,18 +242,87 @@ impl Config {
         self.clients.iter().filter(|c| c.enabled)
     }
 
+    /// The enabled TOTP sequences.
+    pub fn active_totp(&self) -> impl Iterator<Item = &TotpSequence> {
+        self.knock_modes.totp.iter().filter(|s| s.enabled)
+    }
+
+    /// The enabled encoded profiles.
+    pub fn active_encoded(&self) -> impl Iterator<Item = &Encoded> {
+        self.knock_modes.encoded.iter().filter(|s| s.enabled)
+    }
+
+    /// Enabled clients with a knock range, with their knock settings.
+    pub fn active_client_knocks(&self) -> impl Iterator<Item = (&Client, &ClientKnock)> {
+        self.knock_modes.clients.iter().filter_map(|k| {
+            self.active_clients()
+                .find(|c| c.name == k.client)
+                .map(|c| (c, k))
+        })
+    }
+
+    /// Port ranges the knock modes listen on (TOTP, encoded, client knock ranges).
+    pub fn knock_ranges(&self) -> Vec<PortRange> {
+        let mut v = Vec::new();
+        for s in self.active_totp() {
+            v.push(PortRange {
+                proto: s.shape.proto,
+                first: s.shape.base,
+                last: (u32::from(s.shape.base) + u32::from(s.shape.range) - 1) as u16,
+            });
+        }
+        for e in self.active_encoded() {
+            let mut protos: Vec<L4Proto> = e.allow.iter().map(|p| p.proto).collect();
+            protos.sort();
+            protos.dedup();
+            for proto in protos {
+                v.push(PortRange {
+                    proto,
+                    first: e.shape.alphabet.base,
+                    last: e.shape.alphabet.last() as u16,
+                });
+            }
+        }
+        for (_, k) in self.active_client_knocks() {
+            let a = crate::knock::authenticated::alphabet(k.base);
+            v.push(PortRange {
+                proto: k.proto,
+                first: k.base,
+                last: a.last() as u16,
+            });
+        }
+        v.sort();
+        v
+    }
+
+    /// What the capture filter passes: [`Self::capture_ports`] and [`Self::knock_ranges`].
+    pub fn capture_ranges(&self) -> Vec<PortRange> {
+        let mut v: Vec<PortRange> = self
+            .capture_ports()
+            .into_iter()
+            .map(PortRange::single)
+            .collect();
+        v.extend(self.knock_ranges());
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The SPA port when at least one client is enabled.
     pub fn spa_port(&self) -> Option<u16> {
         self.active_clients().next().map(|_| self.main.spa_port)
     }
 
-    /// Ports the firewall must keep closed: every port an enabled sequence opens or
-    /// closes and every port an enabled client may open, sorted and without duplicates.
+    /// Ports the firewall must keep closed: every port an enabled sequence (static
+    /// or TOTP) opens or closes, every port an enabled client or encoded profile
+    /// may open, sorted and without duplicates.
     pub fn guarded_ports(&self) -> Vec<PortSpec> {
         let mut v: Vec<PortSpec> = self
             .active_sequences()
             .flat_map(|s| s.ports.iter().copied())
             .chain(self.active_clients().flat_map(|c| c.allow.iter().copied()))
+            .chain(self.active_totp().flat_map(|s| s.ports.iter().copied()))
+            .chain(self.active_encoded().flat_map(|e| e.allow.iter().copied()))
             .collect();
         v.sort();
         v.dedup();

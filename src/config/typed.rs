@@ -45,8 +45,9 @@ use crate::port::PortSpec;
 use crate::spa::Key;
 
 mod fwknop;
+mod knock_modes;
 
-const SECTION_TYPES: &[&str] = &["postern", "sequence", "client"];
+const SECTION_TYPES: &[&str] = &["postern", "sequence", "client", "encoded"];
 const MAIN_OPTIONS: &[&str] = &[
     "enabled",
     "interface",
@@ -69,6 +70,9 @@ const CLIENT_OPTIONS: &[&str] = &[
     "fwknop_hmac_key",
     "fwknop_hmac_type",
     "fwknop_timeout",
+    "knock_base",
+    "knock_proto",
+    "knock_timeout",
 ];
 const SEQUENCE_OPTIONS: &[&str] = &[
     "enabled", "knock", "timeout", "action", "open", "close", "duration",
@@ -91,18 +95,27 @@ const ACTIONS: &[(&str, Action)] = &[("open", Action::Open), ("close", Action::C
 
 /// Every section type with its option names: the one source of truth that
 /// `postern schema --json` prints and the LuCI page is checked against.
-pub fn schema() -> Vec<(&'static str, &'static [&'static str])> {
+pub fn schema() -> Vec<(&'static str, Vec<&'static str>)> {
     SECTION_TYPES.iter().map(|&t| (t, options_of(t))).collect()
 }
 
-/// The option names a section type knows (empty for an unknown type).
-fn options_of(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "postern" => MAIN_OPTIONS,
-        "sequence" => SEQUENCE_OPTIONS,
-        "client" => CLIENT_OPTIONS,
+/// The option names a section type knows (empty for an unknown type). A
+/// `config sequence` is static (`knock` steps) or time-derived (`key`): both sets.
+fn options_of(kind: &str) -> Vec<&'static str> {
+    let parts: &[&[&'static str]] = match kind {
+        "postern" => &[MAIN_OPTIONS],
+        "sequence" => &[SEQUENCE_OPTIONS, knock_modes::TOTP_OPTIONS],
+        "client" => &[CLIENT_OPTIONS],
+        "encoded" => &[knock_modes::ENCODED_OPTIONS],
         _ => &[],
+    };
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in parts.iter().flat_map(|p| p.iter()) {
+        if !names.contains(name) {
+            names.push(name);
+        }
     }
+    names
 }
 
 /// Builds and validates a [`Config`] from parsed sections; `file` is used in error
@@ -112,6 +125,9 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut main: Option<(Main, usize)> = None;
     let mut seqs: Vec<Checked> = Vec::new();
     let mut clients: Vec<CheckedClient> = Vec::new();
+    let mut totp = Vec::new();
+    let mut encoded = Vec::new();
+    let mut client_knocks = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -126,15 +142,19 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                     let msg = format!("too many sequences: at most {MAX_SEQUENCES} are allowed");
                     cx.push(s.line, msg);
                 }
-                if let Some(c) = sequence(&mut cx, s, index) {
+                if s.get("key").is_some() {
+                    totp.extend(knock_modes::totp_sequence(&mut cx, s, index));
+                } else if let Some(c) = sequence(&mut cx, s, index) {
                     seqs.push(c);
                 }
             }
             "client" => {
                 if let Some(c) = client(&mut cx, s, index) {
+                    client_knocks.extend(knock_modes::client_knock(&mut cx, s, &c.client.name));
                     clients.push(c);
                 }
             }
+            "encoded" => encoded.extend(knock_modes::encoded(&mut cx, s, index)),
             other => {
                 let msg = format!(
                     "unknown section type '{other}'{} (known: {})",
@@ -148,11 +168,39 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     cross_check(&mut cx, &seqs, &clients);
     let main = main.map(|(m, _)| m).unwrap_or_default();
     spa_cross_check(&mut cx, sections, &main, &seqs, &clients);
+    knock_modes::cross_check(
+        &mut cx,
+        &main,
+        &seqs,
+        &clients,
+        &totp,
+        &encoded,
+        &client_knocks,
+    );
     cx.finish(Config {
         main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
         clients: clients.into_iter().map(|c| c.client).collect(),
+        knock_modes: crate::config::KnockModes {
+            totp: totp.into_iter().map(|t| t.seq).collect(),
+            encoded: encoded.into_iter().map(|e| e.enc).collect(),
+            clients: client_knocks.into_iter().map(|k| k.knock).collect(),
+        },
     })
+}
+
+/// The `config encoded` sections of a file (other sections are skipped), for
+/// clients that read profiles from their own config file.
+pub fn encoded_profiles(
+    file: &str,
+    sections: &[Section],
+) -> Result<Vec<crate::config::Encoded>, Vec<ConfigError>> {
+    let mut cx = Errors::new(file);
+    let mut out = Vec::new();
+    for (index, s) in sections.iter().filter(|s| s.kind == "encoded").enumerate() {
+        out.extend(knock_modes::encoded(&mut cx, s, index).map(|e| e.enc));
+    }
+    cx.finish(out)
 }
 
 /// A multi-line, human-readable description of `cfg` (for `postern check`).
@@ -184,6 +232,59 @@ pub fn summary(cfg: &Config) -> String {
     }
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
+    let k = &cfg.knock_modes;
+    if !(k.totp.is_empty() && k.encoded.is_empty() && k.clients.is_empty()) {
+        let _ = writeln!(
+            out,
+            "knock modes: {} totp sequence(s), {} encoded profile(s), {} client knock range(s)",
+            k.totp.len(),
+            k.encoded.len(),
+            k.clients.len()
+        );
+    }
+    for t in &k.totp {
+        let _ = writeln!(
+            out,
+            "  totp sequence {} [{}]: {} knocks in {}:{}+{}, new every {}s, {} {}",
+            t.name,
+            on_off(t.enabled),
+            t.shape.length,
+            t.shape.proto,
+            t.shape.base,
+            t.shape.range,
+            t.shape.period,
+            match t.action {
+                Action::Open => "opens",
+                Action::Close => "closes",
+            },
+            ports(&t.ports)
+        );
+    }
+    for e in &k.encoded {
+        let a = e.shape.alphabet;
+        let _ = writeln!(
+            out,
+            "  encoded {} [{}]: {} knocks on ports {}-{}, may open {}",
+            e.name,
+            on_off(e.enabled),
+            e.shape.len(),
+            a.base,
+            a.last(),
+            ports(&e.allow)
+        );
+    }
+    for c in &k.clients {
+        let a = crate::knock::authenticated::alphabet(c.base);
+        let _ = writeln!(
+            out,
+            "  client {} knocks: {} authenticated knocks on {}:{}-{}",
+            c.client,
+            crate::knock::authenticated::SYMBOLS,
+            c.proto,
+            a.base,
+            a.last()
+        );
+    }
     out
 }
 
@@ -1225,7 +1326,7 @@ config client 'laptop'
     fn unknown_sections_and_options() {
         assert_eq!(
             err1("config sequense x\n"),
-            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client)".to_string())
+            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client, encoded)".to_string())
         );
         assert_eq!(
             err1(&seq("\toption timout 5\n")),
@@ -1237,7 +1338,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout)".to_string())
         );
     }
 

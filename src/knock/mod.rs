@@ -1,12 +1,21 @@
-//! Knock sequences: per-source progress through static `proto:port` sequences.
+//! Knock sequences: per-source progress, in fixed-capacity tables.
 //!
-//! [`Matcher`] owns the compiled sequences and a fixed-capacity
-//! [`table::ProgressTable`]. It is a pure state machine: the caller passes the
-//! time and the packet's source and port; it never reads a clock, does no I/O
-//! and does not allocate after construction.
+//! * [`Matcher`]: static `proto:port` sequences;
+//! * [`totp`]: sequences derived from a key and the time (change every period);
+//! * [`encoded`]: sequences that spell out the port to open;
+//! * [`authenticated`]: sequences that carry a sealed, source-bound request.
+//!
+//! All are pure state machines: the caller passes the time and the packet's
+//! source and port; nothing reads a clock, does I/O or allocates after
+//! construction. They share [`table::ProgressTable`] and its eviction rule.
 
+pub mod authenticated;
+pub mod encoded;
+pub mod hmac;
 mod matcher;
 pub mod table;
+pub mod totp;
+pub mod window;
 
 pub use matcher::{KnockCounters, Matcher, SequenceSteps};
 pub use table::KNOCK_TABLE_CAPACITY;

@@ -46,15 +46,20 @@ pub struct Key {
     pub sequence: u8,
 }
 
-/// One source's progress through one sequence.
+/// One source's progress through one sequence, with what the owner keeps
+/// beside it (`V`: nothing for static sequences, a symbol window for the
+/// modes that carry information).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Steps matched so far (at least 1 for a stored entry).
+pub struct Progress<V = ()> {
+    /// Steps (or symbols) matched so far (at least 1 for a stored entry);
+    /// eviction prefers entries where this is 1.
     pub matched: u8,
     /// When the first step arrived.
     pub started: Millis,
     /// Unique per insertion; ties FIFO items to the entry they were made for.
     generation: u32,
+    /// The owner's per-entry state.
+    pub data: V,
 }
 
 /// What happened when a first knock was stored.
@@ -69,13 +74,13 @@ pub enum Insert {
 }
 
 /// Fixed-capacity progress table. Construct once (it is large: box it).
-pub struct ProgressTable {
-    map: FixedMap,
+pub struct ProgressTable<V: Copy + Default = ()> {
+    map: FixedMap<V>,
     first_steps: Deque<(Key, u32), KNOCK_TABLE_CAPACITY>,
     next_generation: u32,
 }
 
-impl Default for ProgressTable {
+impl<V: Copy + Default> Default for ProgressTable<V> {
     fn default() -> Self {
         ProgressTable {
             map: FixedMap::default(),
@@ -85,9 +90,9 @@ impl Default for ProgressTable {
     }
 }
 
-impl ProgressTable {
+impl<V: Copy + Default> ProgressTable<V> {
     /// A new empty table on the heap (allocated once, at start-up).
-    pub fn boxed() -> Box<ProgressTable> {
+    pub fn boxed() -> Box<ProgressTable<V>> {
         Box::default()
     }
 
@@ -102,8 +107,21 @@ impl ProgressTable {
     }
 
     /// The progress stored for `key`.
-    pub fn get(&self, key: &Key) -> Option<Progress> {
+    pub fn get(&self, key: &Key) -> Option<Progress<V>> {
         self.map.get(key).copied()
+    }
+
+    /// The owner's state of `key`'s entry, to change in place.
+    pub fn data_mut(&mut self, key: &Key) -> Option<&mut V> {
+        self.map.get_mut(key).map(|p| &mut p.data)
+    }
+
+    /// Sets the progress count of an existing entry (a window that slid back
+    /// loses progress; at least 1 is kept).
+    pub fn set_matched(&mut self, key: &Key, matched: u8) {
+        if let Some(p) = self.map.get_mut(key) {
+            p.matched = matched.max(1);
+        }
     }
 
     /// Records one more matched step for an existing entry; returns the new count.
@@ -125,7 +143,18 @@ impl ProgressTable {
         &mut self,
         key: Key,
         now: Millis,
-        is_expired: impl Fn(&Key, &Progress) -> bool,
+        is_expired: impl Fn(&Key, &Progress<V>) -> bool,
+    ) -> Insert {
+        self.insert_first_with(key, now, V::default(), is_expired)
+    }
+
+    /// [`Self::insert_first`] with the owner's initial state.
+    pub fn insert_first_with(
+        &mut self,
+        key: Key,
+        now: Millis,
+        data: V,
+        is_expired: impl Fn(&Key, &Progress<V>) -> bool,
     ) -> Insert {
         self.map.swap_remove(&key);
         let mut outcome = Insert::Stored;
@@ -142,6 +171,7 @@ impl ProgressTable {
             matched: 1,
             started: now,
             generation,
+            data,
         };
         if !self.map.insert(key, progress) {
             return Insert::DroppedFull; // unreachable: room was made above
@@ -155,7 +185,7 @@ impl ProgressTable {
     }
 
     /// Removes every expired entry; returns how many.
-    pub fn purge_expired(&mut self, is_expired: &impl Fn(&Key, &Progress) -> bool) -> usize {
+    pub fn purge_expired(&mut self, is_expired: &impl Fn(&Key, &Progress<V>) -> bool) -> usize {
         let before = self.map.len();
         self.map.retain(|k, p| !is_expired(k, p));
         before - self.map.len()
@@ -195,25 +225,25 @@ impl ProgressTable {
 /// operation: each entry keeps its home slot (moving entries never rehashes),
 /// and the home of the key last looked up is remembered, so the lookup, remove
 /// and re-insert that one knock makes hash its key once.
-struct FixedMap {
+struct FixedMap<V> {
     slots: [u16; SLOTS],
-    entries: heapless::Vec<Entry, KNOCK_TABLE_CAPACITY>,
+    entries: heapless::Vec<Entry<V>, KNOCK_TABLE_CAPACITY>,
     hasher: RandomState,
     last_home: Cell<Option<(Key, u16)>>,
 }
 
 /// One stored pair and its home slot.
 #[derive(Clone, Copy)]
-struct Entry {
+struct Entry<V> {
     key: Key,
-    value: Progress,
+    value: Progress<V>,
     home: u16,
 }
 
-// The home slot fits in the entry's padding: 40 bytes an entry.
-const_assert!(core::mem::size_of::<Entry>() <= 40);
+// The home slot fits in the entry's padding: 40 bytes an entry for plain knocks.
+const_assert!(core::mem::size_of::<Entry<()>>() <= 40);
 
-impl Default for FixedMap {
+impl<V> Default for FixedMap<V> {
     fn default() -> Self {
         FixedMap {
             slots: [EMPTY; SLOTS],
@@ -224,7 +254,7 @@ impl Default for FixedMap {
     }
 }
 
-impl FixedMap {
+impl<V: Copy> FixedMap<V> {
     fn len(&self) -> usize {
         self.entries.len()
     }
@@ -280,14 +310,14 @@ impl FixedMap {
         }
     }
 
-    fn get(&self, key: &Key) -> Option<&Progress> {
+    fn get(&self, key: &Key) -> Option<&Progress<V>> {
         match self.probe(key) {
             (slot, true, _) => Some(&self.entries[usize::from(self.slots[slot])].value),
             _ => None,
         }
     }
 
-    fn get_mut(&mut self, key: &Key) -> Option<&mut Progress> {
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Progress<V>> {
         match self.probe(key) {
             (slot, true, _) => Some(&mut self.entries[usize::from(self.slots[slot])].value),
             _ => None,
@@ -295,7 +325,7 @@ impl FixedMap {
     }
 
     /// Inserts or replaces; false when full.
-    fn insert(&mut self, key: Key, value: Progress) -> bool {
+    fn insert(&mut self, key: Key, value: Progress<V>) -> bool {
         let (slot, found, home) = self.probe(&key);
         if found {
             self.entries[usize::from(self.slots[slot])].value = value;
@@ -309,7 +339,7 @@ impl FixedMap {
         true
     }
 
-    fn swap_remove(&mut self, key: &Key) -> Option<Progress> {
+    fn swap_remove(&mut self, key: &Key) -> Option<Progress<V>> {
         let (slot, found, _) = self.probe(key);
         if !found {
             return None;
@@ -348,7 +378,7 @@ impl FixedMap {
         }
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&Key, &Progress) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(&Key, &Progress<V>) -> bool) {
         let mut i = 0;
         while i < self.entries.len() {
             let Entry { key, value, .. } = self.entries[i];
@@ -466,6 +496,7 @@ mod tests {
                 matched: (rng % 7) as u8,
                 started: Millis(step),
                 generation: 0,
+                data: (),
             };
             match rng % 3 {
                 0 | 1 => {

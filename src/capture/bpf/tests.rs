@@ -3,6 +3,7 @@
 //! root-only namespace test of `capture`.
 
 use super::*;
+use crate::port::L4Proto;
 use crate::wire::testdata::*;
 
 const IP: u16 = 0x0800;
@@ -20,7 +21,9 @@ fn validate(prog: &[SockFilter]) {
     for (pc, i) in prog.iter().enumerate() {
         let targets: Vec<usize> = match i.code {
             op::JA => vec![pc + 1 + i.k as usize],
-            op::JEQ_K | op::JSET_K => vec![pc + 1 + i.jt as usize, pc + 1 + i.jf as usize],
+            op::JEQ_K | op::JSET_K | op::JGE_K | op::JGT_K => {
+                vec![pc + 1 + i.jt as usize, pc + 1 + i.jf as usize]
+            }
             op::LDH_ABS | op::LDB_ABS | op::LDH_IND | op::LDB_IND | op::LDXB_MSH => vec![],
             op::AND_K | op::RET_K => vec![],
             c => panic!("unknown opcode {c:#x} at {pc}"),
@@ -73,6 +76,14 @@ fn run(prog: &[SockFilter], pkt: &[u8], proto: u16) -> u32 {
             }
             op::JSET_K => {
                 pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf });
+                None
+            }
+            op::JGE_K => {
+                pc += usize::from(if a >= i.k { i.jt } else { i.jf });
+                None
+            }
+            op::JGT_K => {
+                pc += usize::from(if a > i.k { i.jt } else { i.jf });
                 None
             }
             op::RET_K => return i.k,
@@ -260,24 +271,66 @@ fn duplicates_are_ignored() {
 
 #[test]
 fn long_lists_keep_jumps_short() {
-    let ports: Vec<PortSpec> = (1000..1500)
+    // Every other port: nothing to merge, one test per port.
+    let ports: Vec<PortSpec> = (1000..2000)
+        .step_by(2)
         .map(PortSpec::tcp)
-        .chain((3000..3490).map(PortSpec::udp))
+        .chain((3000..3980).step_by(2).map(PortSpec::udp))
         .collect();
     let prog = build(&ports, true);
     validate(&prog); // every target inside the program; jt/jf are u8 by type
     assert!(prog.iter().all(|i| i.jt <= 1 && i.jf <= 1));
     assert!(prog.iter().any(|i| i.code == op::JA && i.k > 255));
-    for p in [1000u16, 1234, 1499] {
+    for p in [1000u16, 1234, 1998] {
         assert!(accepts(&prog, &v4(6, &tcp(1, p, 0x02, b""))), "{p}");
         assert!(accepts(&prog, &v6(6, &tcp(1, p, 0x02, b""))), "{p}");
     }
-    for p in [3000u16, 3489] {
+    for p in [3000u16, 3978] {
         assert!(accepts(&prog, &v4(17, &udp(1, p, b""))), "{p}");
         assert!(accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
     }
-    for p in [999u16, 1500, 2999, 3490] {
+    for p in [999u16, 1001, 2000, 2999, 3979, 3980] {
         assert!(!accepts(&prog, &v4(6, &tcp(1, p, 0x02, b""))), "{p}");
+        assert!(!accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
+    }
+}
+
+#[test]
+fn port_ranges_cost_three_instructions_and_match_their_bounds() {
+    let r = |proto, first, last| PortRange { proto, first, last };
+    let ranges = [
+        r(L4Proto::Tcp, 40000, 41023),
+        r(L4Proto::Tcp, 22, 22),
+        r(L4Proto::Udp, 50000, 50511),
+        r(L4Proto::Tcp, 41024, 41030), // adjacent: merged with the first
+        r(L4Proto::Tcp, 40500, 40600), // inside: merged
+    ];
+    let prog = build_ranges(&ranges, true);
+    validate(&prog);
+    assert!(prog.iter().all(|i| i.jt <= 2 && i.jf <= 2));
+    let single = build_ranges(&ranges[..1], true);
+    let one_port = build(&[PortSpec::tcp(40000)], true);
+    assert_eq!(
+        single.len(),
+        one_port.len() + 2,
+        "a range: one jump more per family"
+    );
+    for p in [22u16, 40000, 40001, 40777, 41023, 41024, 41030] {
+        assert!(accepts(&prog, &v4(6, &tcp(1, p, 0x02, b""))), "{p}");
+        assert!(accepts(&prog, &v6(6, &tcp(1, p, 0x02, b""))), "{p}");
+        assert!(
+            !accepts(&prog, &v4(6, &tcp(1, p, 0x12, b""))),
+            "SYN-ACK {p}"
+        );
+    }
+    for p in [21u16, 23, 39999, 41031, 50000, 65535] {
+        assert!(!accepts(&prog, &v4(6, &tcp(1, p, 0x02, b""))), "{p}");
+    }
+    for p in [50000u16, 50255, 50511] {
+        assert!(accepts(&prog, &v4(17, &udp(1, p, b""))), "{p}");
+        assert!(accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
+    }
+    for p in [49999u16, 50512, 40000] {
         assert!(!accepts(&prog, &v6(17, &udp(1, p, b""))), "{p}");
     }
 }

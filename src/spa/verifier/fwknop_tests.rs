@@ -32,6 +32,7 @@ fn client(name: &str, keys: Option<Keys>) -> Client {
 
 fn verifier(clients: Vec<Client>) -> Verifier {
     Verifier::new(&Config {
+        knock_modes: Default::default(),
         main: Main::default(),
         sequences: Vec::new(),
         clients,
@@ -206,6 +207,7 @@ fn cheap_checks_cost_no_hmac() {
 fn budget_bounds_hmac_work() {
     let v = vector("access_source_sha256");
     let mut ver = Verifier::new(&Config {
+        knock_modes: Default::default(),
         main: Main {
             spa_verify_budget: 3,
             ..Main::default()

@@ -31,6 +31,7 @@ fn config(clients: Vec<Client>) -> Config {
     Config {
         main: Main::default(),
         sequences: Vec::new(),
+        knock_modes: Default::default(),
         clients,
     }
 }

@@ -170,9 +170,45 @@ return view.extend({
 		o.default = '1';
 		o.editable = true;
 
-		o = s.option(form.DynamicList, 'knock', _('Knocks'), _('tcp:PORT or udp:PORT, in order'));
+		o = s.option(form.DynamicList, 'knock', _('Knocks'), _('tcp:PORT or udp:PORT, in order (leave empty for a time-derived sequence)'));
 		o.validate = validPortSpec;
-		o.rmempty = false;
+
+		/* Time-derived (TOTP) sequence: a key instead of fixed knocks. */
+		o = s.option(form.Value, 'key', _('TOTP key'),
+			_('Optional: with a key the knocks change every period (postern knock --totp / --print).'));
+		o.password = true;
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'knock_base', _('TOTP first port'));
+		o.datatype = 'port';
+		o.modalonly = true;
+		o.depends({ key: /.+/ });
+
+		o = s.option(form.Value, 'knock_range', _('TOTP port range'));
+		o.datatype = 'range(32,65535)';
+		o.placeholder = '1024';
+		o.modalonly = true;
+		o.depends({ key: /.+/ });
+
+		o = s.option(form.Value, 'length', _('TOTP knocks'));
+		o.datatype = 'range(2,16)';
+		o.placeholder = '4';
+		o.modalonly = true;
+		o.depends({ key: /.+/ });
+
+		o = s.option(form.Value, 'period', _('TOTP period (s)'));
+		o.datatype = 'range(5,3600)';
+		o.placeholder = '30';
+		o.modalonly = true;
+		o.depends({ key: /.+/ });
+
+		o = s.option(form.ListValue, 'knock_proto', _('TOTP protocol'));
+		o.value('tcp');
+		o.value('udp');
+		o.default = 'tcp';
+		o.modalonly = true;
+		o.depends({ key: /.+/ });
 
 		o = s.option(form.Value, 'timeout', _('Timeout (s)'));
 		o.datatype = 'range(1,3600)';
@@ -195,6 +231,59 @@ return view.extend({
 		o.datatype = 'range(1,86400)';
 		o.placeholder = '30';
 		o.depends('action', 'open');
+
+		s = m.section(form.GridSection, 'encoded', _('Encoded sequences'),
+			_('The knocks spell the port to open (postern knock --encode tcp/143 --profile NAME).'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.Value, 'knock_base', _('First port'), _('Uses 2 x width ports from here.'));
+		o.datatype = 'port';
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'width', _('Symbols per half'));
+		o.datatype = 'range(10,256)';
+		o.placeholder = '10';
+
+		o = s.option(form.DynamicList, 'header', _('Header symbols'));
+		o.datatype = 'uinteger';
+		o.modalonly = true;
+
+		o = s.option(form.DynamicList, 'footer', _('Footer symbols'));
+		o.datatype = 'uinteger';
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'port_digits', _('Port digits'));
+		o.datatype = 'range(1,5)';
+		o.placeholder = '5';
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'duration_digits', _('Duration digits'));
+		o.datatype = 'range(0,4)';
+		o.placeholder = '0';
+		o.modalonly = true;
+
+		o = s.option(form.DynamicList, 'allow', _('Ports it may open'));
+		o.validate = validPortSpec;
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'duration', _('Open for (s)'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '30';
+
+		o = s.option(form.Value, 'max_duration', _('Longest grant (s)'));
+		o.datatype = 'range(1,86400)';
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'timeout', _('Gap between knocks (s)'));
+		o.datatype = 'range(1,3600)';
+		o.placeholder = '10';
+		o.modalonly = true;
 
 		s = m.section(form.GridSection, 'client', _('SPA clients'),
 			_('Each client has its own key and may open only the ports listed for it.'));
@@ -232,6 +321,25 @@ return view.extend({
 			_('Optional: accept this client only from these networks (CIDR).'));
 		o.datatype = 'cidr';
 		o.modalonly = true;
+
+		o = s.option(form.Value, 'knock_base', _('Authenticated knocks: first port'),
+			_('Optional: 512 ports from here take one-time knock sequences sealed with this key.'));
+		o.datatype = 'range(1,65024)';
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.ListValue, 'knock_proto', _('Knock protocol'));
+		o.value('tcp');
+		o.value('udp');
+		o.default = 'tcp';
+		o.modalonly = true;
+		o.depends({ knock_base: /.+/ });
+
+		o = s.option(form.Value, 'knock_timeout', _('Gap between knocks (s)'));
+		o.datatype = 'range(1,3600)';
+		o.placeholder = '10';
+		o.modalonly = true;
+		o.depends({ knock_base: /.+/ });
 
 		o = s.option(form.Flag, 'allow_other_address', _('May open for other addresses'),
 			_('Allow requests that name another address than the packet\'s source (fwknop -a).'));
