@@ -9,9 +9,13 @@
 //! Modes of the binary (cargo passes `--bench` to `cargo bench` runs only):
 //! * `--bench [FILTER]`: warm-up, then 7 timed rounds of ~100 ms per case;
 //!   prints the median and the best round in ns/packet.
-//! * `--callgrind CASE N`: builds CASE (setup and one warm-up pass over its
-//!   frame pool), feeds N more packets, exits. `scripts/callgrind.sh` runs it
-//!   under callgrind with N and with 0 and divides the difference by N.
+//!   Cases with a bounded first pass (`spa_valid`: every packet accepted,
+//!   see `cases/mod.rs`) get a second line, timed over many fresh passes.
+//! * `--callgrind CASE N [--cold]`: builds CASE (setup and one warm-up pass
+//!   over its frame pool; with `--cold` no warm-up, and N at most the pool),
+//!   feeds N more packets, exits. `scripts/callgrind.sh` runs it under
+//!   callgrind with N and with 0 and divides the difference by N.
+//! * `--list`, `--list-first-pass`: the case names.
 //! * no `--bench` (`cargo test --all-targets`): a smoke run: every case feeds a
 //!   few thousand packets and checks they took the intended path. No timing.
 //!
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod cases;
 
-use cases::{Case, DESCRIPTIONS, NAMES};
+use cases::{Case, DESCRIPTIONS, FIRST_PASS, NAMES};
 
 /// Timed rounds per case.
 const ROUNDS: usize = 7;
@@ -31,14 +35,23 @@ const ROUNDS: usize = 7;
 const ROUND: Duration = Duration::from_millis(100);
 /// Warm-up before timing.
 const WARM_UP: Duration = Duration::from_millis(200);
+/// Fresh first passes timed per first-pass case.
+const FIRST_PASSES: usize = 200;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {
-        return callgrind(args.get(i + 1), args.get(i + 2));
+        let cold = args.iter().any(|a| a == "--cold");
+        return callgrind(args.get(i + 1), args.get(i + 2), cold);
     }
     if args.iter().any(|a| a == "--list") {
         for n in NAMES {
+            println!("{n}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--list-first-pass") {
+        for n in FIRST_PASS {
             println!("{n}");
         }
         return ExitCode::SUCCESS;
@@ -97,22 +110,63 @@ fn bench(filter: &str) -> ExitCode {
             rounds[ROUNDS / 2],
             rounds[0]
         );
+        if FIRST_PASS.contains(name) {
+            if let Err(e) = bench_first_pass(name) {
+                eprintln!("case took the wrong path: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
 }
 
-fn callgrind(name: Option<&String>, n: Option<&String>) -> ExitCode {
+/// Times [`FIRST_PASSES`] fresh first passes of `name` (set-up untimed).
+fn bench_first_pass(name: &str) -> Result<(), String> {
+    let mut rounds = Vec::with_capacity(FIRST_PASSES);
+    let mut len = 0;
+    for _ in 0..FIRST_PASSES {
+        let mut c = Case::cold(name).expect("listed first-pass case");
+        len = c.cycle_len() as u64;
+        let t = Instant::now();
+        black_box(&mut c).run(len);
+        rounds.push(t.elapsed().as_nanos() as f64 / len as f64);
+        c.verify()?;
+    }
+    rounds.sort_by(f64::total_cmp);
+    let label = format!("{name} (first pass)");
+    println!(
+        "{label:<32} {:>10.1} {:>10.1} {len:>12}   the same packets on a fresh engine: each accepted (Open)",
+        rounds[FIRST_PASSES / 2],
+        rounds[0]
+    );
+    Ok(())
+}
+
+fn callgrind(name: Option<&String>, n: Option<&String>, cold: bool) -> ExitCode {
     let (Some(name), Some(n)) = (name, n.and_then(|n| n.parse::<u64>().ok())) else {
         eprintln!(
-            "usage: packets --callgrind CASE N   (cases: {})",
+            "usage: packets --callgrind CASE N [--cold]   (cases: {})",
             NAMES.join(" ")
         );
         return ExitCode::from(2);
     };
-    let Some(mut c) = Case::new(name) else {
-        eprintln!("no case '{name}' (cases: {})", NAMES.join(" "));
+    let built = if cold {
+        Case::cold(name)
+    } else {
+        Case::new(name)
+    };
+    let Some(mut c) = built else {
+        eprintln!(
+            "no case '{name}' (cases: {}; with --cold: {})",
+            NAMES.join(" "),
+            FIRST_PASS.join(" ")
+        );
         return ExitCode::from(2);
     };
+    if cold && n > c.cycle_len() as u64 {
+        eprintln!("--cold: at most {} packets for {name}", c.cycle_len());
+        return ExitCode::from(2);
+    }
     black_box(&mut c).run(n);
     if n > 0 {
         if let Err(e) = c.verify() {
@@ -126,9 +180,17 @@ fn callgrind(name: Option<&String>, n: Option<&String>) -> ExitCode {
 fn smoke() -> ExitCode {
     for name in NAMES {
         let mut c = case(name);
-        c.run(3 * c.cycle_len().max(1000) as u64);
+        c.run(2 * c.cycle_len().max(100) as u64);
         if let Err(e) = c.verify() {
             eprintln!("case took the wrong path: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    for name in FIRST_PASS {
+        let mut c = Case::cold(name).expect("listed first-pass case");
+        c.run(c.cycle_len() as u64);
+        if let Err(e) = c.verify() {
+            eprintln!("case took the wrong path (first pass): {e}");
             return ExitCode::FAILURE;
         }
     }

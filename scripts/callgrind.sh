@@ -6,7 +6,9 @@
 #
 # For each case the bench binary runs twice under callgrind: set-up plus N
 # packets, and set-up plus 0 packets; (Ir(N) - Ir(0)) / N is the cost of one
-# packet in steady state. The binary is the `bench` profile (= release: what
+# packet in steady state. Cases with a bounded first pass (`spa_valid`: every
+# packet accepted on a fresh engine) get a second line, "(first pass)": run
+# with --cold and N = its pool size. The binary is the `bench` profile (= release: what
 # ships). Needs valgrind (installed with apt-get when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +39,8 @@ trap 'rm -rf "$OUT"' EXIT
 # Total instructions (Ir) of one run: callgrind writes "summary: N" (older
 # versions "totals: N") into its output file.
 instructions() {
-    local file=$OUT/cg.$1.$2
-    valgrind --tool=callgrind --callgrind-out-file="$file" "$BIN" --callgrind "$1" "$2" \
+    local file=$OUT/cg.$1.$2${3:-}
+    valgrind --tool=callgrind --callgrind-out-file="$file" "$BIN" --callgrind "$1" "$2" ${3:-} \
         >/dev/null 2>"$file.log" || { cat "$file.log" >&2; return 1; }
     sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$file" | head -1
 }
@@ -48,5 +50,13 @@ for c in "${CASES[@]}"; do
     base=$(instructions "$c" 0)
     full=$(instructions "$c" "$N")
     printf '%-32s %14s\n' "$c" "$(( (full - base) / N ))"
+done
+mapfile -t FIRST < <("$BIN" --list-first-pass)
+for c in "${FIRST[@]}"; do
+    [[ " ${CASES[*]} " == *" $c "* ]] || continue
+    n=64   # the pool (cases/mod.rs SPA_POOL); --cold refuses more
+    base=$(instructions "$c" 0 --cold)
+    full=$(instructions "$c" "$n" --cold)
+    printf '%-32s %14s\n' "$c (first pass)" "$(( (full - base) / n ))"
 done
 echo "(N=$N packets per case; valgrind $(valgrind --version | sed 's/valgrind-//'))"

@@ -30,7 +30,7 @@ use crate::firewall::{Backend, Grant};
 use crate::grants::GrantTable;
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
-use crate::status::Snapshot;
+use crate::status::{self, Snapshot};
 use crate::time::{Millis, Now};
 
 /// How often the engine's housekeeping runs.
@@ -366,6 +366,7 @@ fn serve(
         let now = Millis::now_monotonic();
         if now >= next_tick {
             engine.on_tick(now);
+            note_capture_drops(&captures);
             fx.grants.expire(now);
             if resync_pending {
                 resync_pending = !resync(&mut fx, &cfg, now)
@@ -403,7 +404,7 @@ fn serve(
             control.serve_pending(|request| {
                 let now = Millis::now_monotonic();
                 fx.grants.expire(now);
-                let snapshot = Snapshot::collect(
+                let mut snapshot = Snapshot::collect(
                     now,
                     started,
                     fx.backend.name(),
@@ -412,6 +413,7 @@ fn serve(
                     &fx.grants,
                     &engine.counters(),
                 );
+                snapshot.counters.insert(0, capture_counters(&captures));
                 match request {
                     Request::Json => snapshot.to_json(),
                     Request::Text => snapshot.to_text(),
@@ -452,6 +454,37 @@ fn serve(
             }
         }
     }
+}
+
+/// Reads the kernel's capture counters (they reset on read; the sockets keep
+/// totals) and warns when frames were dropped since the last reading: under a
+/// flood on a busy router that is where a knock gets lost.
+fn note_capture_drops(captures: &[Capture]) {
+    for c in captures {
+        let before = c.statistics().drops;
+        match c.read_statistics() {
+            Ok(s) if s.drops > before => warn!(
+                "capture {}: the kernel dropped {} frame(s) that arrived faster than they were read ({} dropped since start)",
+                c.ifname(),
+                s.drops - before,
+                s.drops
+            ),
+            Ok(_) => {}
+            Err(e) => debug!("{e}"),
+        }
+    }
+}
+
+/// The `capture` counter group of `postern status`, as of the last tick (at
+/// most a second old; reading here would hide new drops from the tick's warning).
+fn capture_counters(captures: &[Capture]) -> status::CounterGroup {
+    let total = captures
+        .iter()
+        .fold(crate::capture::Statistics::default(), |t, c| {
+            t.plus(c.statistics())
+        });
+    let ring = captures.iter().filter(|c| c.uses_ring()).count();
+    status::capture_group(total, ring, captures.len() - ring)
 }
 
 /// Reads every queued frame of one socket (bounded, so one busy socket cannot

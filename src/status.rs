@@ -6,6 +6,7 @@
 
 use core::fmt::Write;
 
+use crate::capture::Statistics;
 use crate::engine::Counters;
 use crate::grants::GrantTable;
 use crate::spa::Refusal;
@@ -186,6 +187,22 @@ pub fn quote(s: &str) -> String {
     q
 }
 
+/// The capture sockets' counters as a group: frames that passed the kernel
+/// filter, frames the kernel dropped because the daemon did not read in time
+/// (lost knocks under a flood show here), and how many sockets read through a
+/// receive ring or with `recvmsg`.
+pub fn capture_group(stats: Statistics, ring: usize, recvmsg: usize) -> CounterGroup {
+    (
+        "capture",
+        vec![
+            ("frames", stats.frames),
+            ("drops", stats.drops),
+            ("ring", ring as u64),
+            ("recvmsg", recvmsg as u64),
+        ],
+    )
+}
+
 /// The engine's counters as named groups.
 pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
     let k = &c.knock;
@@ -358,6 +375,23 @@ mod tests {
         );
         assert!(t.contains("knock: knocks=6"), "{t}");
         assert!(t.contains("wire_rejected: all 0"), "{t}");
+    }
+
+    #[test]
+    fn capture_group_shows_drops() {
+        let mut s = snapshot();
+        let stats = Statistics {
+            frames: 700,
+            drops: 88,
+        };
+        s.counters.insert(0, capture_group(stats, 1, 0));
+        let t = s.to_text();
+        assert!(t.contains("capture: frames=700 drops=88 ring=1\n"), "{t}");
+        let j = s.to_json();
+        assert!(
+            j.contains("\"counters\":{\"capture\":{\"frames\":700,\"drops\":88,\"ring\":1,\"recvmsg\":0},\"packets\":"),
+            "{j}"
+        );
     }
 
     #[test]

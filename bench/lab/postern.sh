@@ -26,6 +26,21 @@
 # delegation is added only after postern is ready and removed before it
 # stops, so the port is never open without postern guarding it.
 #
+# SPA mode (POSTERN_MODE=spa, or the plug-in name postern-spa, whose
+# bench/lab/postern-spa.sh wraps this file): no knock sequence; one SPA
+# client with a fresh key (`postern keygen`) allowed tcp/$SVC_PORT, and
+# `knock` sends one native SPA packet (`postern spa -A tcp/$SVC_PORT`) to
+# udp/$SPA_PORT. The in-kernel filter then passes only UDP to $SPA_PORT,
+# so the lab's udp-spa flood (base64 junk of 150-300 bytes, fwknop-shaped)
+# reaches the verifier; `floods` adds junk-spa: random binary junk of the
+# native packet sizes (75-296 bytes), which no length check can drop.
+# POSTERN_SPA_BUDGET sets `option spa_verify_budget` (default: the config's
+# default).
+#
+# Each `stop` first appends the daemon's `postern status --json` (counters:
+# capture drops, SPA refusals by reason...) to $STATE_DIR/NAME-status.log,
+# so every phase of a lab run leaves its counters behind.
+#
 # The binary: $POSTERN_BIN, default $CARGO_TARGET_DIR/release/postern (or
 # target/release/postern in this repository), built with
 # `cargo build --release --locked` when missing.
@@ -33,19 +48,26 @@ set -euo pipefail
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")/../../../shared/lab" 2>/dev/null && pwd)}
 . "$LAB_DIR/lib.sh"
 
-NAME=postern
+MODE=${POSTERN_MODE:-knock}              # knock | spa
+case "$MODE" in
+    knock) NAME=postern ;;
+    spa) NAME=postern-spa ;;
+    *) echo "POSTERN_MODE must be knock or spa" >&2; exit 2 ;;
+esac
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 D="$STATE_DIR/$NAME"
 PIDF="$STATE_DIR/$NAME.pid"
 BIN=${POSTERN_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/postern}
 SEQ=${POSTERN_SEQ:-7000,8000,9000}      # TCP knock ports, in order
 ACCESS_TIMEOUT=${PK_ACCESS_TIMEOUT:-3}  # grant lifetime (measure.sh sets 60)
+SPA_PORT=62201                          # the config's spa_port (fwknop's too)
+SPA_BUDGET=${POSTERN_SPA_BUDGET:-}      # option spa_verify_budget ('' = default)
+# The SPA replay state file is synced before each grant; on OpenWrt its
+# directory (/var/run/postern) is tmpfs, so keep it on tmpfs here too (on
+# this host's ext4 /tmp the sync alone cost ~30 ms per grant).
+STATE_TMPFS=/dev/shm/pklab-$NAME
 CHAIN=POSTERN_LAB                       # FW=iptables delegation chain
 MARK=postern-lab-delegation             # FW=nft delegation rule comment
-# TODO(SPA): once native SPA lands, add SPA_PORT=62201 (the config's
-# spa_port), a client key in the config, an SPA `knock` mode (e.g.
-# POSTERN_MODE=spa: `postern spa ...`), its knock-filter (udp dst port
-# $SPA_PORT), and the flood "spa-junk udp --dports $SPA_PORT --payload rand".
 
 fw_mode() { cat "$STATE_DIR/fw" 2>/dev/null || echo iptables; }
 
@@ -81,20 +103,29 @@ undelegate() {
 start() {
     [ -f "$PIDF" ] && kill -0 "$(cat "$PIDF")" 2>/dev/null && die "$NAME already running"
     ensure_binary
-    rm -rf "$D"; mkdir -p "$D"
+    rm -rf "$D" "$STATE_TMPFS"; mkdir -p "$D" "$STATE_TMPFS"; chmod 700 "$D" "$STATE_TMPFS"
     {
         printf "config postern 'main'\n\toption backend 'nft'\n\tlist device '%s'\n" "$BR"
-        printf "\toption log_level 'info'\n\n"
-        printf "config sequence 'lab'\n"
-        local p
-        for p in ${SEQ//,/ }; do printf "\tlist knock 'tcp:%s'\n" "$p"; done
-        printf "\toption timeout '5'\n\tlist open 'tcp:%s'\n" "$SVC_PORT"
-        printf "\toption duration '%s'\n" "$ACCESS_TIMEOUT"
+        printf "\toption log_level 'info'\n"
+        if [ "$MODE" = spa ]; then
+            printf "\toption spa_port '%s'\n\toption state_dir '%s'\n" "$SPA_PORT" "$STATE_TMPFS"
+            [ -z "$SPA_BUDGET" ] || printf "\toption spa_verify_budget '%s'\n" "$SPA_BUDGET"
+            "$BIN" keygen > "$D/keygen.txt"
+            head -1 "$D/keygen.txt" > "$D/key"
+            printf "\nconfig client 'lab'\n\toption key '%s'\n" "$(cat "$D/key")"
+            printf "\tlist allow 'tcp:%s'\n\toption max_duration '%s'\n" "$SVC_PORT" "$ACCESS_TIMEOUT"
+        else
+            printf "\nconfig sequence 'lab'\n"
+            local p
+            for p in ${SEQ//,/ }; do printf "\tlist knock 'tcp:%s'\n" "$p"; done
+            printf "\toption timeout '5'\n\tlist open 'tcp:%s'\n" "$SVC_PORT"
+            printf "\toption duration '%s'\n" "$ACCESS_TIMEOUT"
+        fi
     } > "$D/postern.conf"
     "$BIN" check -c "$D/postern.conf" >/dev/null || die "postern refuses $D/postern.conf"
     # ip netns exec and taskset exec, so $! is the daemon itself
     ip netns exec "$NS_R" taskset -c "$DAEMON_CPU" "$BIN" daemon -c "$D/postern.conf" \
-        </dev/null >"$D/postern.log" 2>&1 &
+        --control "$D/postern.sock" </dev/null >"$D/postern.log" 2>&1 &
     echo $! > "$PIDF"
     for _ in $(seq 50); do
         grep -q "ready:" "$D/postern.log" 2>/dev/null && break
@@ -106,14 +137,25 @@ start() {
     cat "$PIDF"
 }
 
+# the daemon's counters, as JSON
+status() { "$BIN" status --json -s "$D/postern.sock"; }
+
 stop() {
+    if [ -f "$PIDF" ] && kill -0 "$(cat "$PIDF")" 2>/dev/null; then
+        { date -u +%FT%TZ; status 2>&1 || true; } >> "$STATE_DIR/$NAME-status.log"
+    fi
     undelegate                       # first: the port must not open when postern's table goes
     kill_pidfile "$PIDF"             # SIGTERM: postern deletes table inet postern
     in_r nft delete table inet postern 2>/dev/null || true
+    rm -rf "$STATE_TMPFS"
 }
 
 # runs INSIDE pk-client (the caller wraps it in ip netns exec)
 knock() {
+    if [ "$MODE" = spa ]; then
+        exec "$BIN" spa "$ROUTER_IP" -A "tcp/$SVC_PORT" -s --key "$(cat "$D/key")" \
+            -p "$SPA_PORT" --duration "$ACCESS_TIMEOUT" >/dev/null
+    fi
     local k=() p
     for p in ${SEQ//,/ }; do k+=("tcp:$p"); done
     exec "$BIN" knock "$ROUTER_IP" "${k[@]}" >/dev/null
@@ -129,18 +171,24 @@ case "${1:-}" in
     knock) knock ;;
     reset) reset ;;
     access-timeout) echo "$ACCESS_TIMEOUT" ;;
-    # the packet that completes a knock: the SYN to the last port
-    knock-filter) echo "src host $CLIENT_IP and tcp dst port ${SEQ##*,} and tcp[13] & 2 != 0" ;;
-    # postern-specific floods from random spoofed sources (same as knockd's,
-    # so the rows line up): SYNs cycling over the sequence ports, and SYNs
-    # to the first port only (each one a new first-step attempt: the
-    # eviction path of the fixed knock table).
-    # TODO(SPA): junk to the native SPA port (see the TODO at the top).
-    floods) echo "syn-knock syn --dports $SEQ"
-            echo "syn-knock1 syn --dports ${SEQ%%,*}" ;;
+    # the packet that completes a knock: the SYN to the last port, or the SPA packet
+    knock-filter)
+        if [ "$MODE" = spa ]; then echo "src host $CLIENT_IP and udp dst port $SPA_PORT"
+        else echo "src host $CLIENT_IP and tcp dst port ${SEQ##*,} and tcp[13] & 2 != 0"; fi ;;
+    # postern-specific floods from random spoofed sources. Knock mode (same
+    # as knockd's, so the rows line up): SYNs cycling over the sequence
+    # ports, and SYNs to the first port only (each one a new first-step
+    # attempt: the eviction path of the fixed knock table). SPA mode: random
+    # binary junk of every native packet length (the lab's udp-spa is
+    # base64 of 150-300 bytes; the few longer than 296 are dropped unopened).
+    floods)
+        if [ "$MODE" = spa ]; then echo "junk-spa udp --dports $SPA_PORT --payload rand --len 75-296"
+        else echo "syn-knock syn --dports $SEQ"
+             echo "syn-knock1 syn --dports ${SEQ%%,*}"; fi ;;
     binaries) ensure_binary >&2; echo "$BIN" ;;
     log) cat "$D/postern.log" ;;
+    status) status ;;
     demo) exec "$LAB_DIR/prove.sh" "$NAME" ;;
-    *) echo "usage: $0 start|stop|pid|knock|reset|access-timeout|knock-filter|floods|binaries|log|demo" >&2
+    *) echo "usage: $0 start|stop|pid|knock|reset|access-timeout|knock-filter|floods|binaries|log|status|demo" >&2
        exit 2 ;;
 esac

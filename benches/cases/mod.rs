@@ -9,13 +9,42 @@
 //! counters, so a case that silently takes another path is caught
 //! ([`Case::verify`]).
 //!
-//! Adding a case (e.g. SPA once it lands) is one entry in [`NAMES`], one arm in
-//! [`Case::new`] and one arm in [`Case::verify`].
+//! Adding a case is one entry in [`NAMES`] and [`DESCRIPTIONS`], one arm in
+//! [`Case::new`] and one arm in [`Case::verify`] (and one test in
+//! `tests/alloc.rs`, which counts the cases).
+//!
+//! # A valid SPA packet, measured honestly
+//!
+//! A valid SPA packet is accepted once: the replay cache refuses its nonce
+//! ever after, and a cache full of live entries refuses new ones, so no
+//! fixed pool of sealed packets can be accepted forever (sealing a fresh one
+//! per step would time the sender too). Two measurements cover it:
+//!
+//! * `spa_valid` (steady state, cycled forever): a pool of [`SPA_POOL`]
+//!   packets with distinct nonces, each accepted once in the set-up pass;
+//!   from then on every packet takes the whole verification path (length,
+//!   budget, one AEAD open, request parse, target, timestamp window) and is
+//!   refused at the replay check, which scans the [`SPA_POOL`] cached nonces.
+//!   What acceptance adds after that point (a push into the cache, the
+//!   allow-list check, copying the ports, the Open decision) is a few dozen
+//!   instructions, and is measured separately:
+//! * the *first pass* of `spa_valid` ([`Case::cold`], [`FIRST_PASS`]): a
+//!   fresh engine, every packet accepted (an Open decision each), the cache
+//!   filling from 0 to [`SPA_POOL`]. Bounded by the pool, so the benchmark
+//!   times many fresh passes, callgrind counts one, and `tests/alloc.rs`
+//!   counts allocations over the second half of one.
+//!
+//! [`SPA_POOL`] (64) is far below the cache's capacity (1024): a router's
+//! cache holds the few requests of the last `2 × max_skew`, and a bigger pool
+//! would time a linear scan no real cache has.
 
 use std::hint::black_box;
 
 use postern::config;
 use postern::engine::{Counters, Engine};
+use postern::port::PortSpec;
+use postern::spa::seal::{seal, MAX_PACKET_LEN, MIN_PACKET_LEN};
+use postern::spa::{Key, Kind, Refusal, RequestRepr, Target as SpaTarget};
 use postern::time::{Millis, Now};
 use postern::wire::{self, Checksums};
 
@@ -34,24 +63,44 @@ config sequence 'ssh'
 ";
 
 /// Every case, in report order.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 10] = [
     "junk_syn_other_port",
     "malformed_bad_tcp_checksum",
     "knock_step",
     "sequence_complete",
     "spoofed_first_knock_full_table",
     "wire_observe",
+    "spa_valid",
+    "spa_junk",
+    "spa_junk_32_clients",
+    "spa_junk_over_budget",
+    // TODO(fwknop): "fwknop_valid" (a valid fwknop SPA packet) once src/spa/ fwknop compat lands.
 ];
 
 /// One line of explanation per case (same order as [`NAMES`]).
-pub const DESCRIPTIONS: [&str; 6] = [
+pub const DESCRIPTIONS: [&str; 10] = [
     "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
     "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
     "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
     "one source knocks tcp:7000, udp:8000, tcp:9000 (an Open decision every 3 packets)",
     "first knocks from 16384 spoofed sources into a full table (4096): evicts the oldest",
     "wire::observe alone on a valid IPv4 SYN (checksums verified)",
+    "valid native SPA packet (1 client): AEAD open, parse, window; refused at the replay check",
+    "random bytes of SPA size (75-296) from spoofed sources, 1 client: one AEAD, auth_failed",
+    "the same junk with 32 clients: 32 AEAD verifications per packet (the bound)",
+    "SPA-size junk once the per-second budget is spent: dropped unopened",
+    // TODO(fwknop): "valid fwknop SPA packet (Rijndael + HMAC)".
 ];
+
+/// Cases that also have a bounded first pass (see the module docs).
+pub const FIRST_PASS: [&str; 1] = ["spa_valid"];
+
+/// Valid SPA packets in the `spa_valid` pool (distinct nonces).
+pub const SPA_POOL: usize = 64;
+/// Junk payloads in the SPA junk pools (lengths spread over 75..=296).
+const JUNK_POOL: usize = 64;
+/// The SPA port of the SPA cases' config.
+const SPA_PORT: u16 = 62201;
 
 /// The router address the frames are sent to.
 const DST: [u8; 4] = [10, 77, 0, 1];
@@ -67,6 +116,66 @@ const NOW: Now = Now {
     unix: 1_800_000_000,
 };
 
+/// The SPA cases' configuration: the knock sequence of [`CONFIG`], SPA on
+/// [`SPA_PORT`], `clients` clients (keys `[i; 32]`), the last one is the one
+/// whose key seals `spa_valid`'s packets (every key is tried before it).
+fn spa_config(clients: u8, budget: u32) -> String {
+    let mut c = CONFIG.replace(
+        "\toption backend 'dry-run'\n",
+        &format!(
+            "\toption backend 'dry-run'\n\toption spa_port '{SPA_PORT}'\n\toption spa_verify_budget '{budget}'\n"
+        ),
+    );
+    for i in 1..=clients {
+        c.push_str(&format!(
+            "\nconfig client 'c{i}'\n\toption key '{}'\n\tlist allow 'tcp:2222'\n\toption max_duration '300'\n",
+            Key::from_bytes([i; 32]).to_base64()
+        ));
+    }
+    c
+}
+
+/// A valid SPA payload for key `[k; 32]`: open tcp:2222 for 30 s for the
+/// source, stamped [`NOW`], nonce `n`, 32 bytes of padding.
+fn spa_packet(k: u8, n: u64) -> Vec<u8> {
+    let repr = RequestRepr {
+        kind: Kind::Open,
+        timestamp: NOW.unix,
+        duration: 30,
+        target: SpaTarget::Source,
+        ports: [PortSpec::tcp(2222)].into_iter().collect(),
+    };
+    let mut nonce = [0x3c; 24];
+    nonce[..8].copy_from_slice(&n.to_be_bytes());
+    let mut out = [0u8; MAX_PACKET_LEN];
+    let len = seal(
+        &Key::from_bytes([k; 32]),
+        &nonce,
+        &repr,
+        &[0x5a; 32],
+        &mut out,
+    )
+    .expect("the bench request fits");
+    out[..len].to_vec()
+}
+
+/// Junk payload `i` of the pool: deterministic pseudo-random bytes of a
+/// length between the native packet's bounds.
+fn junk_payload(i: usize) -> Vec<u8> {
+    let span = MAX_PACKET_LEN - MIN_PACKET_LEN + 1;
+    let len = MIN_PACKET_LEN + (i * 97) % span;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64);
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// What the case feeds.
 enum Target {
     Engine(Box<Engine>),
@@ -80,6 +189,12 @@ pub struct Case {
     target: Target,
     frames: Vec<Vec<u8>>,
     next: usize,
+    /// Engine time of the next packet.
+    now: Now,
+    /// Milliseconds the engine clock advances per packet (0: constant time).
+    tick_ms: u64,
+    /// Built by [`Case::cold`]: no set-up pass, the first pass is measured.
+    cold: bool,
     /// Packets fed since the last [`Case::mark`].
     packets: u64,
     /// Decisions the engine made since the last [`Case::mark`].
@@ -92,7 +207,39 @@ pub struct Case {
 impl Case {
     /// Builds case `name` (setup allocates), or `None` for an unknown name.
     pub fn new(name: &str) -> Option<Case> {
+        let mut case = Case::build(name)?;
+        // One full pass over the pool: fills the table in the eviction case,
+        // has every SPA packet accepted once, spends the budget, and brings
+        // every case to its steady state.
+        case.run(case.frames.len() as u64);
+        case.mark();
+        Some(case)
+    }
+
+    /// Builds case `name` without the set-up pass, for a measured first pass
+    /// (at most [`Case::cycle_len`] packets); only names in [`FIRST_PASS`].
+    pub fn cold(name: &str) -> Option<Case> {
+        if !FIRST_PASS.contains(&name) {
+            return None;
+        }
+        let mut case = Case::build(name)?;
+        case.cold = true;
+        case.mark();
+        Some(case)
+    }
+
+    fn build(name: &str) -> Option<Case> {
         let name = *NAMES.iter().find(|n| **n == name)?;
+        let spa = |src: [u8; 4], payload: &[u8]| ipv4_udp(src, DST, 40002, SPA_PORT, payload);
+        let junk = || -> Vec<Vec<u8>> {
+            (0..JUNK_POOL)
+                .map(|i| spa(spoofed(i as u32), &junk_payload(i)))
+                .collect()
+        };
+        // The SPA cases advance the engine clock 1 ms per packet so that the
+        // per-second verification budget is a real budget (not spent once
+        // for ever), except the case that is about a spent budget.
+        let mut tick_ms = 0;
         let tcp = |src: [u8; 4], dport: u16| ipv4_tcp(src, DST, 40000, dport, TCP_SYN);
         let udp = |src: [u8; 4], dport: u16| ipv4_udp(src, DST, 40001, dport, &[]);
         let (target, frames) = match name {
@@ -114,23 +261,37 @@ impl Case {
                 (engine(), frames)
             }
             "wire_observe" => (Target::Observe, vec![tcp(CLIENT, 7000)]),
+            "spa_valid" => {
+                tick_ms = 1;
+                let frames = (0..SPA_POOL as u64)
+                    .map(|n| spa(CLIENT, &spa_packet(1, n)))
+                    .collect();
+                (engine_with(&spa_config(1, 1_000_000)), frames)
+            }
+            "spa_junk" => {
+                tick_ms = 1;
+                (engine_with(&spa_config(1, 1_000_000)), junk())
+            }
+            "spa_junk_32_clients" => {
+                tick_ms = 1;
+                (engine_with(&spa_config(32, 1_000_000)), junk())
+            }
+            "spa_junk_over_budget" => (engine_with(&spa_config(1, 32)), junk()),
             _ => return None,
         };
-        let mut case = Case {
+        Some(Case {
             name,
             target,
             frames,
             next: 0,
+            now: NOW,
+            tick_ms,
+            cold: false,
             packets: 0,
             decisions: 0,
             observed: 0,
             baseline: Counters::default(),
-        };
-        // One full pass over the pool: fills the table in the eviction case,
-        // and brings every case to its steady state.
-        case.run(case.frames.len() as u64);
-        case.mark();
-        Some(case)
+        })
     }
 
     /// Frames in the pool (one cycle of the workload).
@@ -147,10 +308,12 @@ impl Case {
             self.next = 0;
         }
         self.packets += 1;
+        let now = self.now;
+        self.now.mono = Millis(now.mono.0 + self.tick_ms);
         match &mut self.target {
             Target::Engine(e) => {
                 let decisions = &mut self.decisions;
-                e.on_frame(NOW, black_box(frame), Checksums::Verify, &mut |d| {
+                e.on_frame(now, black_box(frame), Checksums::Verify, &mut |d| {
                     black_box(d);
                     *decisions += 1;
                 });
@@ -199,7 +362,34 @@ impl Case {
         let evictions = now.knock.evictions - b.knock.evictions;
         let full = now.knock.dropped_table_full - b.knock.dropped_table_full;
         let cycles = n / self.frames.len() as u64;
+        let spa = &now.spa;
+        let spa_packets = spa.packets - b.spa.packets;
+        let aead = spa.aead_attempts - b.spa.aead_attempts;
+        let accepted = spa.accepted - b.spa.accepted;
+        let refused = |r: Refusal| spa.refused(r) - b.spa.refused(r);
+        let opened = now.opened - b.opened;
         let ok = match self.name {
+            "spa_valid" if self.cold => {
+                n <= self.frames.len() as u64
+                    && accepted == n
+                    && opened == n
+                    && aead == n
+                    && self.decisions == n
+            }
+            "spa_valid" => {
+                spa_packets == n
+                    && aead == n
+                    && refused(Refusal::Replay) == n
+                    && accepted == 0
+                    && self.decisions == n
+            }
+            "spa_junk" => spa_packets == n && aead == n && refused(Refusal::AuthFailed) == n,
+            "spa_junk_32_clients" => {
+                spa_packets == n && aead == 32 * n && refused(Refusal::AuthFailed) == n
+            }
+            "spa_junk_over_budget" => {
+                spa_packets == n && aead == 0 && refused(Refusal::BudgetExceeded) == n
+            }
             "junk_syn_other_port" => frames == n && not_knock == n && rejected == 0,
             "malformed_bad_tcp_checksum" => {
                 let bad = wire::Reject::BadTransportChecksum;
@@ -225,7 +415,8 @@ impl Case {
             Err(format!(
                 "{}: {n} packets: frames {frames}, rejected {rejected}, not-knock {not_knock}, \
                  steps {steps}, resets {resets}, completed {completed}, decisions {}, \
-                 evictions {evictions}, dropped-full {full}, observed {}",
+                 evictions {evictions}, dropped-full {full}, observed {}, spa packets \
+                 {spa_packets}, aead {aead}, accepted {accepted}, opened {opened}",
                 self.name, self.decisions, self.observed
             ))
         }
@@ -233,7 +424,11 @@ impl Case {
 }
 
 fn engine() -> Target {
-    let cfg = config::parse_str("bench", CONFIG).expect("bench config parses");
+    engine_with(CONFIG)
+}
+
+fn engine_with(text: &str) -> Target {
+    let cfg = config::parse_str("bench", text).expect("bench config parses");
     Target::Engine(Box::new(Engine::new(&cfg)))
 }
 

@@ -3,7 +3,8 @@
 //! Owns the I/O edge where packets enter: [`bpf`] builds the filter from the
 //! guarded ports (pure), [`Capture`] is one non-blocking `SOCK_DGRAM` socket per
 //! interface (no link header, so Ethernet and PPPoE look alike) that reports
-//! per frame whether the transport checksum can be verified.
+//! per frame whether the transport checksum can be verified, and what the
+//! kernel counted on it ([`Statistics`]: frames, drops).
 //!
 //! Must not parse packets beyond what the filter does (that is
 //! [`crate::wire`]'s job), keep state about them, or allocate per packet.
@@ -12,10 +13,12 @@ pub mod bpf;
 pub mod pacing;
 pub mod ring;
 mod socket;
+pub mod stats;
 
 pub use bpf::SockFilter;
 pub use pacing::Pacer;
 pub use socket::{Capture, Frame};
+pub use stats::Statistics;
 
 #[cfg(test)]
 mod netns_tests;

@@ -67,15 +67,18 @@ struct Lab {
 
 impl Lab {
     fn create() -> Result<Lab, String> {
+        // Tests run in parallel: each lab of this process gets its own number.
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
         let lab = Lab {
-            ns_a: format!("pwtest-{pid}-a"),
-            ns_b: format!("pwtest-{pid}-b"),
-            veth_a: format!("pw{pid}a"),
-            net: (pid % 250) as u8,
+            ns_a: format!("pwtest-{pid}-{n}-a"),
+            ns_b: format!("pwtest-{pid}-{n}-b"),
+            veth_a: format!("pw{pid}{n}a"),
+            net: ((pid + 7 * n) % 250) as u8,
         };
         // Built first so that its `Drop` cleans up after a failed step.
-        lab.setup(&format!("pw{pid}b"))?;
+        lab.setup(&format!("pw{pid}{n}b"))?;
         Ok(lab)
     }
 
@@ -457,4 +460,72 @@ fn kernel_filters_in_network_namespaces() {
     // Frames between local veths carry the offloaded-checksum mark, and
     // observe accepts them with `SkipTransport`.
     assert!(report.skip_transport > 0);
+}
+
+#[test]
+fn kernel_drops_are_counted_and_accumulated() {
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("capture::netns_tests needs root in CI (CI=true)");
+        }
+        eprintln!(
+            "\n*** SKIPPED (needs root): capture::netns_tests::kernel_drops_are_counted_and_accumulated \
+             (AF_PACKET + network namespaces) ***\n"
+        );
+        return;
+    }
+    let lab = Lab::create().expect("creating the namespace lab");
+    let program = bpf::build(&[PortSpec::udp(5000)], true);
+    let (a4, b4) = (lab.v4(1), lab.v4(2));
+    let ifname = lab.veth_a.clone();
+    // More frames than the ring (or the receive buffer) holds, none read.
+    let burst = 4 * super::ring::SLOTS + 1000;
+    let (to_a, from_b) = mpsc::channel::<Msg>();
+    let (to_b, from_a) = mpsc::channel::<Msg>();
+    let side_a = in_netns(&lab.ns_a, move || {
+        let capture = Capture::open(&ifname, &program).expect("open capture");
+        assert_eq!(
+            capture.read_statistics().expect("stats"),
+            Statistics::default()
+        );
+        to_b.send(Msg::Listening).expect("to b");
+        let _ = from_b.recv_timeout(3 * WAIT);
+        let first = capture.read_statistics().expect("stats");
+        // Reading resets the kernel's counters; the totals stay.
+        let again = capture.read_statistics().expect("stats");
+        let mut buf = vec![0u8; 65536];
+        let mut read = 0u64;
+        while let Ok(Some(_)) = capture.recv(&mut buf) {
+            read += 1;
+        }
+        (first, again, read)
+    });
+    let side_b = in_netns(&lab.ns_b, move || {
+        match from_a.recv_timeout(WAIT) {
+            Ok(Msg::Listening) => {}
+            _ => panic!("a never opened"),
+        }
+        let u = UdpSocket::bind(SocketAddr::new(b4, 0)).expect("udp b");
+        for i in 0..burst {
+            // The sender's own buffer may fill too: retry briefly.
+            while u
+                .send_to(&(i as u32).to_be_bytes(), SocketAddr::new(a4, 5000))
+                .is_err()
+            {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+        to_a.send(Msg::Done).expect("to a");
+    });
+    let b = side_b.join();
+    let a = side_a.join();
+    drop(lab);
+    b.expect("b panicked").expect("b setns");
+    let (first, again, read) = a.expect("a panicked").expect("a setns");
+    eprintln!("capture statistics: {first:?}, read {read}");
+    assert_eq!(first.frames, burst as u64, "{first:?}");
+    assert!(first.drops > 0, "{first:?}");
+    assert_eq!(first.frames - first.drops, read, "{first:?}");
+    assert_eq!(again, first);
 }

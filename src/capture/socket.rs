@@ -2,11 +2,13 @@
 
 use core::ffi::c_void;
 use core::mem;
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::bpf::{SockFilter, MAX_INSNS};
 use super::ring::{Next, RxRing};
+use super::stats::Statistics;
 use crate::wire::Checksums;
 
 /// Receive buffer asked for each socket (the kernel doubles it for its
@@ -43,6 +45,8 @@ pub struct Capture {
     ifindex: u32,
     /// The receive ring, when the kernel granted one (else `recvmsg`).
     ring: Option<RxRing>,
+    /// The kernel's counters so far (it resets them on every read).
+    stats: Cell<Statistics>,
 }
 
 /// An error that names the interface and the failed step, keeping the kind.
@@ -95,6 +99,7 @@ impl Capture {
             ifname: ifname.to_owned(),
             ifindex,
             ring: None,
+            stats: Cell::new(Statistics::default()),
         };
         capture.set_filter(program)?;
         capture.set_recv_buffer(RECV_BUFFER);
@@ -126,6 +131,9 @@ impl Capture {
             return Err(context(ifname, "bind", io::Error::last_os_error()));
         }
         capture.drain();
+        // Totals start now: whatever the kernel counted so far is forgotten.
+        let _ = capture.read_statistics();
+        capture.stats.set(Statistics::default());
         Ok(capture)
     }
 
@@ -284,6 +292,46 @@ impl Capture {
             checksums,
             outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
         }))
+    }
+
+    /// Reads the kernel's counters (`PACKET_STATISTICS`, which resets them),
+    /// adds them to the socket's totals and returns the new totals. Cheap (one
+    /// `getsockopt`); the daemon calls it once a second and for `postern status`.
+    pub fn read_statistics(&self) -> io::Result<Statistics> {
+        // TPACKET_V1/V2 (and recvmsg-only sockets) report `tpacket_stats`;
+        // `tp_packets` already includes `tp_drops`.
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are live and describe a `tpacket_stats`
+        // buffer; the kernel writes at most `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.raw(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast::<c_void>(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(context(
+                &self.ifname,
+                "getsockopt(PACKET_STATISTICS)",
+                io::Error::last_os_error(),
+            ));
+        }
+        let mut total = self.stats.get();
+        total.add_reading(st.tp_packets, st.tp_drops);
+        self.stats.set(total);
+        Ok(total)
+    }
+
+    /// The totals as of the last [`Capture::read_statistics`].
+    pub fn statistics(&self) -> Statistics {
+        self.stats.get()
     }
 
     /// Whether frames come through a receive ring (`PACKET_RX_RING`) rather
