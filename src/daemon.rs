@@ -18,6 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::bans::BanTable;
 use crate::capture::{bpf, Capture, Pacer};
 use crate::config::{self, BackendKind, Config};
 use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
@@ -287,7 +288,7 @@ fn firewall_changed(
 
 /// Re-creates the firewall objects and re-applies every live grant with its
 /// remaining time. False if setup failed (e.g. fw4 is still restarting).
-fn resync(fx: &mut Effects<'_>, cfg: &Config, now: Millis) -> bool {
+fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> bool {
     if let Err(e) = fx.backend.setup(&cfg.guarded_ports()) {
         debug!("firewall changed; not ready to re-apply grants yet: {e}");
         return false;
@@ -304,6 +305,16 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, now: Millis) -> bool {
     }
     if applied > 0 {
         info!("firewall was reloaded: re-applied {applied} live grant(s)");
+    }
+    let mut banned = 0;
+    for ban in bans.active(now) {
+        match fx.backend.ban(ban.addr, ban.remaining(now)) {
+            Ok(()) => banned += 1,
+            Err(e) => error!("could not re-apply the ban of {}: {e}", ban.addr),
+        }
+    }
+    if banned > 0 {
+        info!("firewall was reloaded: re-applied {banned} ban(s)");
     }
     true
 }
@@ -368,7 +379,7 @@ fn serve(
             engine.on_tick(now);
             fx.grants.expire(now);
             if resync_pending {
-                resync_pending = !resync(&mut fx, &cfg, now)
+                resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
             }
             next_tick = now + TICK;
@@ -396,7 +407,7 @@ fn serve(
             && firewall_changed(monitor.as_ref(), &fx, &mut buf, false)
         {
             // Right away if the objects are back, else on the next ticks.
-            resync_pending = !resync(&mut fx, &cfg, Millis::now_monotonic())
+            resync_pending = !resync(&mut fx, &cfg, engine.bans(), Millis::now_monotonic())
                 || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
         }
         if readable(&fds[1]) {
@@ -411,7 +422,8 @@ fn serve(
                     engine.knocks_in_progress(),
                     &fx.grants,
                     &engine.counters(),
-                );
+                )
+                .with_bans(now, engine.bans());
                 match request {
                     Request::Json => snapshot.to_json(),
                     Request::Text => snapshot.to_text(),
@@ -427,7 +439,8 @@ fn serve(
                         if let Some(new) = reload(opts, &cfg, fx.backend, &captures) {
                             let guard = engine.replay_guard();
                             let saved = engine.replay_entries().to_vec();
-                            engine = engine_for(&new, &saved);
+                            let old = core::mem::replace(&mut engine, engine_for(&new, &saved));
+                            engine.adopt_bans(&old);
                             engine.set_replay_guard(guard);
                             if fx.replay.is_none() {
                                 // SPA was off and is now on.
@@ -486,6 +499,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
     let record = match decision {
         Decision::Open { record, .. } | Decision::Close { record, .. } => record,
         Decision::Refuse { src, refused } => return log_refusal(fx, now, src, &refused),
+        Decision::Ban { addr, duration } => return ban(fx, addr, duration),
     };
     if let Some(entry) = record {
         let saved = match fx.replay.as_mut() {
@@ -548,7 +562,18 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                 }
             }
         }
-        Decision::Refuse { .. } => {}
+        Decision::Refuse { .. } | Decision::Ban { .. } => {}
+    }
+}
+
+/// Bans a source in the kernel and logs it.
+fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
+    match fx.backend.ban(addr, duration) {
+        Ok(()) => warn!(
+            "banned {addr} for {} s: too many failed knocks or SPA packets",
+            duration.as_secs()
+        ),
+        Err(e) => error!("could not ban {addr}: {e}"),
     }
 }
 

@@ -185,6 +185,15 @@ pub struct Main {
     /// `option state_dir`: where the daemon keeps the SPA replay state
     /// (default `/var/run/postern`, tmpfs).
     pub state_dir: String,
+    /// `option ban_threshold`: failures within `ban_window` that ban a source
+    /// (1..=100000, default [`crate::bans::DEFAULT_BAN_THRESHOLD`]).
+    pub ban_threshold: u32,
+    /// `option ban_window` seconds over which failures are counted (1..=86400, default 60).
+    pub ban_window: Duration,
+    /// `option ban_duration` seconds a ban lasts (0..=86400, default 300; 0 disables bans).
+    pub ban_duration: Duration,
+    /// `list trusted`: networks never banned (default none).
+    pub trusted: Vec<Cidr>,
 }
 
 impl Default for Main {
@@ -199,6 +208,10 @@ impl Default for Main {
             log_level: log::LevelFilter::Info,
             spa_verify_budget: DEFAULT_VERIFY_BUDGET,
             state_dir: DEFAULT_STATE_DIR.to_string(),
+            ban_threshold: crate::bans::DEFAULT_BAN_THRESHOLD,
+            ban_window: crate::bans::DEFAULT_BAN_WINDOW,
+            ban_duration: crate::bans::DEFAULT_BAN_DURATION,
+            trusted: Vec::new(),
         }
     }
 }

@@ -156,6 +156,29 @@ return view.extend({
 		o.placeholder = '/var/run/postern';
 		o.optional = true;
 
+		o = s.option(form.Value, 'ban_threshold', _('Ban after failures'),
+			_('Failed SPA packets (bad key, replay, stale time) and wrong knock steps from one source, within the window, that ban it.'));
+		o.datatype = 'range(1,100000)';
+		o.placeholder = '10';
+		o.optional = true;
+
+		o = s.option(form.Value, 'ban_window', _('Failure window (s)'),
+			_('Failures are counted over this many seconds.'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '60';
+		o.optional = true;
+
+		o = s.option(form.Value, 'ban_duration', _('Ban duration (s)'),
+			_('How long a banned source is dropped; 0 disables bans. Keep it short: failures need no key, so a spoofed source can get an innocent address banned.'));
+		o.datatype = 'range(0,86400)';
+		o.placeholder = '300';
+		o.optional = true;
+
+		o = s.option(form.DynamicList, 'trusted', _('Never ban'),
+			_('Networks (CIDR) that are never banned, e.g. where you administer the router from.'));
+		o.datatype = 'cidr';
+		o.optional = true;
+
 		o = s.option(form.ListValue, 'log_level', _('Log level'));
 		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach(function(l) { o.value(l); });
 		o.default = 'info';
