@@ -80,6 +80,23 @@ function renderGrants(st) {
 	]));
 }
 
+function renderBans(st) {
+	var bans = st.bans || [];
+	if (!bans.length)
+		return E('p', {}, _('No banned sources'));
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Banned source')),
+			E('th', { 'class': 'th' }, _('Lifted in'))
+		])
+	].concat(bans.map(function(b) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, b.addr),
+			E('td', { 'class': 'td' }, String(b.expires_in_s) + ' s')
+		]);
+	})));
+}
+
 function renderCounters(st) {
 	var groups = st.counters || {};
 	return E('div', {}, Object.keys(groups).map(function(name) {
@@ -97,6 +114,7 @@ function renderStatus(st) {
 		E('p', {}, _('postern %s, backend %s, devices %s, up %d s').format(
 			st.version, st.backend, (st.devices || []).join(', ') || '-', st.uptime_s)),
 		renderGrants(st),
+		renderBans(st),
 		renderCounters(st)
 	]);
 }
