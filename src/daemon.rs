@@ -6,7 +6,10 @@
 //! ([`ReplayFile`], written before each SPA grant), the control socket that
 //! answers `postern status`, and the nftables event monitor that notices a
 //! firewall restart (which drops the kernel's sets) so that live grants are
-//! re-applied with their remaining time. All decisions are the [`Engine`]'s.
+//! re-applied with their remaining time. A capture device that is deleted and
+//! created again (a new ifindex: PPPoE reconnects, `wifi` reloads, veths) is
+//! noticed on the tick and its socket reopened by name, without a restart.
+//! All decisions are the [`Engine`]'s.
 
 use core::fmt;
 use core::time::Duration;
@@ -93,9 +96,20 @@ fn installed(paths: &[&str]) -> bool {
     paths.iter().any(|p| std::path::Path::new(p).exists())
 }
 
-/// Loads the config, printing every error.
+/// Loads the config, printing every error; warns when it holds keys that
+/// group or others may read.
 fn load_config(opts: &Options) -> Result<Config, Vec<config::ConfigError>> {
-    config::load(&opts.config)
+    let cfg = config::load(&opts.config)?;
+    if let Ok(meta) = std::fs::metadata(&opts.config) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = opts.config.display().to_string();
+        if let Some(w) =
+            config::permission_warning(&path, meta.permissions().mode(), cfg.has_secrets())
+        {
+            warn!("{w}");
+        }
+    }
+    Ok(cfg)
 }
 
 /// Runs the daemon in the foreground until TERM or INT.
@@ -329,7 +343,9 @@ fn serve(
     control: &ControlSocket,
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
-    let captures = open_captures(devices, &cfg)?;
+    let mut captures = open_captures(devices, &cfg)?;
+    // Per capture: the interface is gone (logged once, until it is back).
+    let mut missing = vec![false; captures.len()];
     let saved = replay
         .as_ref()
         .map(|r| r.entries().to_vec())
@@ -356,18 +372,11 @@ fn serve(
         spa_line(&cfg)
     );
 
-    // Built once: no allocation per wake-up. Order: signals, control socket,
-    // firewall monitor (if any), then one per capture socket.
-    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(captures.len() + 3);
-    fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
-    fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
-    if let Some(m) = &monitor {
-        fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-    }
-    let first_capture = fds.len();
-    for c in &captures {
-        fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
-    }
+    // Built once (again only when a capture is reopened): no allocation per
+    // wake-up. Order: signals, control socket, firewall monitor (if any),
+    // then one per capture socket.
+    let first_capture = if monitor.is_some() { 3 } else { 2 };
+    let mut fds = poll_set(signals, control, monitor.as_ref(), &captures);
     let readable = |f: &PollFd<'_>| {
         f.revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
@@ -381,6 +390,11 @@ fn serve(
             if resync_pending {
                 resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
+            if captures_moved(&captures, &mut missing) {
+                drop(fds);
+                reopen_captures(&mut captures, &cfg);
+                fds = poll_set(signals, control, monitor.as_ref(), &captures);
             }
             next_tick = now + TICK;
         }
@@ -463,6 +477,69 @@ fn serve(
                     Err(_) => {}
                 }
             }
+        }
+    }
+}
+
+/// The descriptors polled: signals, control socket, monitor (if any), captures.
+fn poll_set<'a>(
+    signals: &'a SignalFd,
+    control: &'a ControlSocket,
+    monitor: Option<&'a Monitor>,
+    captures: &'a [Capture],
+) -> Vec<PollFd<'a>> {
+    let mut fds: Vec<PollFd<'a>> = Vec::with_capacity(captures.len() + 3);
+    fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+    fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+    if let Some(m) = monitor {
+        fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+    }
+    for c in captures {
+        fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
+    }
+    fds
+}
+
+/// True when some capture device was re-created (its name now has another
+/// ifindex): its socket, bound to the old index, will never see a packet
+/// again. Logs once when a device disappears (its socket is kept until it is back).
+fn captures_moved(captures: &[Capture], missing: &mut [bool]) -> bool {
+    let mut moved = false;
+    for (c, gone) in captures.iter().zip(missing.iter_mut()) {
+        match nix::net::if_::if_nametoindex(c.ifname()) {
+            Ok(i) if i == c.ifindex() => *gone = false,
+            Ok(_) => moved = true,
+            Err(_) => {
+                if !*gone {
+                    warn!(
+                        "capture {}: interface gone; waiting for it to come back",
+                        c.ifname()
+                    );
+                }
+                *gone = true;
+            }
+        }
+    }
+    moved
+}
+
+/// Reopens, by name and with the current filter, each capture whose device
+/// now has another ifindex; on failure the old socket stays (retried next tick).
+fn reopen_captures(captures: &mut [Capture], cfg: &Config) {
+    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
+    for c in captures.iter_mut() {
+        match nix::net::if_::if_nametoindex(c.ifname()) {
+            Ok(i) if i != c.ifindex() => match Capture::open(c.ifname(), &program) {
+                Ok(new) => {
+                    info!(
+                        "capture {}: interface re-created; capture resumed",
+                        c.ifname()
+                    );
+                    *c = new;
+                }
+                Err(e) => warn!("capture {}: cannot reopen yet: {e}", c.ifname()),
+            },
+            _ => {}
         }
     }
 }

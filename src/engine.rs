@@ -746,9 +746,12 @@ mod knock_mode_tests {
     const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
     const UNIX: u64 = 1_800_000_000;
 
+    /// The modes side by side; bans off (random knocks would ban the whole
+    /// source pool and hide the matchers from the property test below).
     fn engine() -> Engine {
         let text = format!(
-            "config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
+            "config postern\n\toption ban_duration 0\n\
+             config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
              config encoded 'enc'\n\toption knock_base '45000'\n\toption port_digits 4\n\tlist header 1\n\tlist allow 'tcp:143'\n\
              config client 'laptop'\n\toption key '{KEY8}'\n\tlist allow 'tcp:2222'\n\toption knock_base '50000'\n\
              config sequence 'static'\n\tlist knock 'tcp:7000'\n\tlist knock 'tcp:7001'\n\tlist open 'tcp:80'\n"

@@ -9,6 +9,7 @@
 //! except under `CI=true`, where a missing root fails the test.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -224,6 +225,47 @@ fn wrong_knocks_ban_but_never_a_trusted_network() {
     assert!(status.contains("trusted_failures=20"), "{status}");
     let log = lab.daemon(0).log().join("\n");
     assert!(!log.contains(&format!("banned {CLIENT_V4}")), "{log}");
+
+    // The config holds a key: a group-readable file is warned about (at reload too).
+    let path = lab.config_path(0);
+    // At start, whether it warned depends on the umask the file was written with.
+    let at_start = lab
+        .daemon(0)
+        .log()
+        .iter()
+        .filter(|l| l.contains("holds keys"))
+        .count();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    lab.daemons_wait(&format!(
+        "{} holds keys but is readable or writable by group or others (mode 0640)",
+        path.display()
+    ));
+    let count = |lab: &mut Lab, what: &str| {
+        lab.daemon(0)
+            .log()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    lab.daemons_wait("reloaded:");
+    let (warned, reloads) = (count(&mut lab, "holds keys"), count(&mut lab, "reloaded:"));
+    assert_eq!((warned, reloads), (at_start + 1, 1));
+    // Private again: the next reload says nothing.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    let end = Instant::now() + Duration::from_secs(5);
+    while count(&mut lab, "reloaded:") < 2 {
+        assert!(Instant::now() < end, "no second reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&mut lab, "holds keys"), at_start + 1);
+    // Bans survive the reloads.
+    let status = lab.status(Path::new(EXE), 0, false).unwrap();
+    assert!(
+        status.contains(&format!("banned sources: 1\n  {ATTACKER_V4} ")),
+        "{status}"
+    );
     assert!(
         !log.contains(&format!("opened tcp:{DEMO_PORT} for {ATTACKER_V4}")),
         "{log}"

@@ -1367,7 +1367,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, ban_threshold, ban_window, ban_duration, trusted)"
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
@@ -1482,6 +1482,7 @@ devices: (none)
 log level: info
 spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
 state dir: /var/run/postern
+bans: 10 failure(s) within 60s ban a source for 300s; trusted: none
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
   lock [disabled]: knock udp:9 within 10s, then close tcp:22
