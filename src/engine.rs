@@ -1039,6 +1039,43 @@ mod ban_tests {
     }
 
     #[test]
+    fn random_failures_from_many_sources_only_ever_ban() {
+        // More sources than the ban table holds, wrong knocks and junk SPA:
+        // the only decisions are bans, each source at most once per ban, and
+        // the table stays within its capacity.
+        let mut e = engine("");
+        let mut rng = crate::test_rng::Rng(0x5eed_ba45);
+        let mut bans = std::collections::HashSet::new();
+        for i in 0..60_000u64 {
+            let n = rng.below(3 * crate::bans::BAN_TABLE_CAPACITY) as u32;
+            let src = IpAddr::V4(Ipv4Addr::from(0xc633_0000 + n));
+            let out = match rng.below(3) {
+                0 => junk(&mut e, i, src),
+                1 => packet(
+                    &mut e,
+                    i,
+                    src,
+                    L4Proto::Tcp,
+                    7000 + rng.below(3) as u16 * 2,
+                    &[],
+                ),
+                _ => packet(&mut e, i, src, L4Proto::Tcp, 7002, &[]),
+            };
+            for d in out {
+                if d.starts_with("Ban") {
+                    assert!(bans.insert(src), "{src} banned twice");
+                } else {
+                    assert!(d.starts_with("Refuse"), "{d}");
+                }
+            }
+            assert!(e.bans().len() <= crate::bans::BAN_TABLE_CAPACITY);
+        }
+        let c = e.counters().bans;
+        assert_eq!(c.bans as usize, bans.len());
+        assert!(c.bans > 0 && c.from_banned > 0 && c.evicted > 0, "{c:?}");
+    }
+
+    #[test]
     fn bans_survive_a_reload() {
         let mut old = engine("");
         for t in 0..3 {
