@@ -260,6 +260,15 @@ fn wrong_knocks_ban_but_never_a_trusted_network() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(count(&mut lab, "holds keys"), at_start + 1);
+    // A firewall restart drops the table: the ban is re-applied with its remaining time.
+    lab.sh_in_router("nft delete table inet postern").unwrap();
+    lab.daemons_wait("firewall was reloaded: re-applied 1 ban(s)");
+    assert!(
+        ban4(&lab).contains(&ATTACKER_V4.to_string()),
+        "{}",
+        ban4(&lab)
+    );
+    assert!(!open_from(&lab, &x, router_x), "banned after the restart");
     // Bans survive the reloads.
     let status = lab.status(Path::new(EXE), 0, false).unwrap();
     assert!(

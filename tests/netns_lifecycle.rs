@@ -1,6 +1,7 @@
 //! Firewall and interface lifecycle on a real kernel (network namespaces, the
 //! real daemon binary): a capture device deleted and created again (a new
-//! ifindex) is picked up again without restarting the daemon.
+//! ifindex) is picked up again without restarting the daemon, and one taken
+//! down and up again keeps being captured.
 //!
 //! Root only. Without root each test prints SKIPPED loudly and passes —
 //! except under `CI=true`, where a missing root fails the test.
@@ -96,4 +97,41 @@ fn capture_resumes_after_the_interface_is_recreated() {
         .connect(router, DEMO_PORT, Duration::from_millis(500))
         .unwrap()
         .is_some());
+
+    // Down and up again (same ifindex): the socket keeps working by itself.
+    let dev = lab.router_dev.clone();
+    lab.sh_in_router(&format!("ip link set {dev} down && ip link set {dev} up"))
+        .unwrap();
+    let client_dev = format!("pc{}", &dev[2..]);
+    let out = Command::new("ip")
+        .args(["-n", &lab.client_ns, "link", "set", &client_dev, "up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_carrier(&lab, &dev);
+    knock(&lab);
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while opened(&mut lab) < 3 {
+        assert!(
+            std::time::Instant::now() < end,
+            "no knock seen after down/up: {:?}",
+            lab.daemon(0).log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most 3 s) for carrier on the router's `dev`.
+fn wait_carrier(lab: &Lab, dev: &str) {
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let up = lab
+            .sh_in_router(&format!("cat /sys/class/net/{dev}/carrier"))
+            .unwrap_or_default();
+        if up.trim() == "1" {
+            return;
+        }
+        assert!(std::time::Instant::now() < end, "{dev}: no carrier");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
