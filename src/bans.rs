@@ -170,18 +170,29 @@ impl BanTable {
     }
 
     /// Takes over the entries and counters of `old` (the table of the engine a
-    /// reload replaces), keeping this table's policy; newly trusted sources are
-    /// dropped (their kernel bans still run out on time).
+    /// reload replaces), keeping this table's policy: newly trusted sources
+    /// are dropped, and everything when bans are now off (the caller lifts
+    /// their kernel bans: see [`BanTable::banned_until`]).
     pub fn adopt(&mut self, old: &BanTable) {
         self.counters = old.counters;
         self.entries.clear();
         for e in &old.entries {
-            if !self.policy.is_trusted(e.addr) {
+            if self.policy.enabled() && !self.policy.is_trusted(e.addr) {
                 // Cannot fail: same capacity.
                 let _ = self.entries.push(*e);
             }
         }
         self.banned = self.entries.iter().filter(|e| e.until.is_some()).count();
+    }
+
+    /// When the ban of `src` ends, if it is banned at `now` (nothing counted).
+    pub fn banned_until(&self, now: Millis, src: IpAddr) -> Option<Millis> {
+        let src = src.to_canonical();
+        self.entries
+            .iter()
+            .find(|e| e.addr == src)
+            .and_then(|e| e.until)
+            .filter(|&u| u > now)
     }
 
     /// True when `src` is banned at `now` (the packet is counted as ignored).
@@ -456,8 +467,17 @@ mod tests {
         old.on_failure(Millis(0), v4(300));
         let mut new = table(1, &["10.0.0.0/24"]);
         new.adopt(&old);
+        assert_eq!(new.banned_until(Millis(1), v4(1)), None);
+        assert_eq!(new.banned_until(Millis(1), v4(300)), Some(Millis(300_000)));
         assert!(!new.is_banned(Millis(1), v4(1)));
         assert!(new.is_banned(Millis(1), v4(300)));
         assert_eq!(new.counters().bans, 2);
+        // Bans turned off: nothing is kept.
+        let mut off = BanTable::new(BanPolicy {
+            duration: Duration::ZERO,
+            ..BanPolicy::default()
+        });
+        off.adopt(&old);
+        assert!(off.is_empty());
     }
 }

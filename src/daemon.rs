@@ -455,6 +455,7 @@ fn serve(
                             let saved = engine.replay_entries().to_vec();
                             let old = core::mem::replace(&mut engine, engine_for(&new, &saved));
                             engine.adopt_bans(&old);
+                            lift_dropped_bans(fx.backend, &old, &engine);
                             engine.set_replay_guard(guard);
                             if fx.replay.is_none() {
                                 // SPA was off and is now on.
@@ -640,6 +641,23 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             }
         }
         Decision::Refuse { .. } | Decision::Ban { .. } => {}
+    }
+}
+
+/// After a reload: lifts the kernel bans the new configuration no longer
+/// keeps (the source is now trusted, or bans are off).
+fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
+    let now = Millis::now_monotonic();
+    for ban in old.bans().active(now) {
+        if new.bans().banned_until(now, ban.addr).is_none() {
+            match backend.unban(ban.addr) {
+                Ok(()) => info!(
+                    "lifted the ban of {}: no longer banned by the configuration",
+                    ban.addr
+                ),
+                Err(e) => error!("could not lift the ban of {}: {e}", ban.addr),
+            }
+        }
     }
 }
 

@@ -326,5 +326,8 @@ fn bans_go_to_the_ban_sets_ahead_of_the_accepts() {
         )
         .unwrap();
         assert!(timeout_left("postern_ban4", "10.0.0.8").is_some());
+        b.unban(v4(8)).unwrap();
+        assert_eq!(timeout_left("postern_ban4", "10.0.0.8"), None);
+        b.unban(v4(8)).unwrap();
     });
 }

@@ -275,6 +275,27 @@ fn wrong_knocks_ban_but_never_a_trusted_network() {
         status.contains(&format!("banned sources: 1\n  {ATTACKER_V4} ")),
         "{status}"
     );
+
+    // Trusting the attacker's network lifts its ban at once.
+    let trusting = config(
+        &lab,
+        3,
+        300,
+        "\tlist trusted '10.213.0.0/24'\n\tlist trusted '10.213.1.0/24'\n",
+    );
+    std::fs::write(&path, trusting).unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    lab.daemons_wait(&format!(
+        "lifted the ban of {ATTACKER_V4}: no longer banned by the configuration"
+    ));
+    assert!(
+        !ban4(&lab).contains(&ATTACKER_V4.to_string()),
+        "{}",
+        ban4(&lab)
+    );
+    knock_from(&x, router_x, &SEQUENCE);
+    lab.daemons_wait(&format!("opened tcp:{DEMO_PORT} for {ATTACKER_V4}"));
+    assert!(open_from(&lab, &x, router_x));
     assert!(
         !log.contains(&format!("opened tcp:{DEMO_PORT} for {ATTACKER_V4}")),
         "{log}"

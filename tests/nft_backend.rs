@@ -439,6 +439,10 @@ fn standalone_bans_with_kernel_timeouts() {
         let drop = chain.find("ip saddr @ban4 drop").expect(&chain);
         let accept = chain.find("@allow4 accept").expect(&chain);
         assert!(drop < accept, "{chain}");
+        // Unban removes at once; unbanning what is not banned is fine.
+        b.unban(v4(8)).unwrap();
+        assert!(!elements("postern", "ban4").contains("10.0.0.8"));
+        b.unban(v4(8)).unwrap();
         // Short bans run out in the kernel.
         b.ban(v4(9), Duration::from_millis(300)).unwrap();
         std::thread::sleep(Duration::from_millis(1200));

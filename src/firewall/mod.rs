@@ -66,6 +66,12 @@ pub trait Backend {
         );
         Ok(())
     }
+    /// Lifts the ban of `addr` now; an absent ban is not an error. Backends
+    /// without ban sets do nothing.
+    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+        let _ = addr;
+        Ok(())
+    }
     /// A short name for logs (`nft`, `fw4`, `dry-run`).
     fn name(&self) -> &'static str;
     /// The nftables table (family inet) and sets whose deletion drops this

@@ -179,22 +179,12 @@ impl Backend for Fw3Backend {
     }
 
     fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
-        let addr = addr.to_canonical();
-        let req = AddrRequest {
-            op: ElemOp::Add { timeout: duration },
-            set: if addr.is_ipv6() { BAN6 } else { BAN4 },
-            addr,
-        };
-        // Without NLM_F_EXCL an existing element gets the new timeout.
-        let source = match self.exchange(|seq, buf| req.emit(seq, buf)) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(errno)) => kernel_error(errno),
-            Err(e) => e,
-        };
-        Err(FirewallError {
-            context: format!("add {addr} to ipset {}", req.set),
-            source,
-        })
+        self.ban_op(ElemOp::Add { timeout: duration }, addr)
+    }
+
+    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+        // Without NLM_F_EXCL deleting an absent element succeeds.
+        self.ban_op(ElemOp::Delete, addr)
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {
@@ -205,6 +195,32 @@ impl Backend for Fw3Backend {
 
     fn name(&self) -> &'static str {
         "fw3"
+    }
+}
+
+impl Fw3Backend {
+    /// Adds (with timeout) or deletes `addr` in the ban set of its family.
+    fn ban_op(&mut self, op: ElemOp, addr: IpAddr) -> Result<(), FirewallError> {
+        let addr = addr.to_canonical();
+        let req = AddrRequest {
+            op,
+            set: if addr.is_ipv6() { BAN6 } else { BAN4 },
+            addr,
+        };
+        // Without NLM_F_EXCL an existing element gets the new timeout.
+        let source = match self.exchange(|seq, buf| req.emit(seq, buf)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(errno)) => kernel_error(errno),
+            Err(e) => e,
+        };
+        let (verb, prep) = match op {
+            ElemOp::Add { .. } => ("add", "to"),
+            ElemOp::Delete => ("delete", "from"),
+        };
+        Err(FirewallError {
+            context: format!("{verb} {addr} {prep} ipset {}", req.set),
+            source,
+        })
     }
 }
 

@@ -351,6 +351,10 @@ impl Backend for NftBackend {
         self.ban_elem(op, addr, false)
     }
 
+    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+        self.ban_elem(ElemOp::Delete, addr, true)
+    }
+
     fn teardown(&mut self) -> Result<(), FirewallError> {
         self.sock.close();
         match self.flavour {
