@@ -6,7 +6,10 @@
 //! ([`ReplayFile`], written before each SPA grant), the control socket that
 //! answers `postern status`, and the nftables event monitor that notices a
 //! firewall restart (which drops the kernel's sets) so that live grants are
-//! re-applied with their remaining time. All decisions are the [`Engine`]'s.
+//! re-applied with their remaining time. A capture device that is deleted and
+//! created again (a new ifindex: PPPoE reconnects, `wifi` reloads, veths) is
+//! noticed on the tick and its socket reopened by name, without a restart.
+//! All decisions are the [`Engine`]'s.
 
 use core::fmt;
 use core::time::Duration;
@@ -18,6 +21,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::bans::BanTable;
 use crate::capture::{bpf, Capture, Pacer};
 use crate::config::{self, BackendKind, Config};
 use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
@@ -92,9 +96,20 @@ fn installed(paths: &[&str]) -> bool {
     paths.iter().any(|p| std::path::Path::new(p).exists())
 }
 
-/// Loads the config, printing every error.
+/// Loads the config, printing every error; warns when it holds keys that
+/// group or others may read.
 fn load_config(opts: &Options) -> Result<Config, Vec<config::ConfigError>> {
-    config::load(&opts.config)
+    let cfg = config::load(&opts.config)?;
+    if let Ok(meta) = std::fs::metadata(&opts.config) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = opts.config.display().to_string();
+        if let Some(w) =
+            config::permission_warning(&path, meta.permissions().mode(), cfg.has_secrets())
+        {
+            warn!("{w}");
+        }
+    }
+    Ok(cfg)
 }
 
 /// Runs the daemon in the foreground until TERM or INT.
@@ -287,7 +302,7 @@ fn firewall_changed(
 
 /// Re-creates the firewall objects and re-applies every live grant with its
 /// remaining time. False if setup failed (e.g. fw4 is still restarting).
-fn resync(fx: &mut Effects<'_>, cfg: &Config, now: Millis) -> bool {
+fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> bool {
     if let Err(e) = fx.backend.setup(&cfg.guarded_ports()) {
         debug!("firewall changed; not ready to re-apply grants yet: {e}");
         return false;
@@ -305,6 +320,16 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, now: Millis) -> bool {
     if applied > 0 {
         info!("firewall was reloaded: re-applied {applied} live grant(s)");
     }
+    let mut banned = 0;
+    for ban in bans.active(now) {
+        match fx.backend.ban(ban.addr, ban.remaining(now)) {
+            Ok(()) => banned += 1,
+            Err(e) => error!("could not re-apply the ban of {}: {e}", ban.addr),
+        }
+    }
+    if banned > 0 {
+        info!("firewall was reloaded: re-applied {banned} ban(s)");
+    }
     true
 }
 
@@ -318,7 +343,9 @@ fn serve(
     control: &ControlSocket,
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
-    let captures = open_captures(devices, &cfg)?;
+    let mut captures = open_captures(devices, &cfg)?;
+    // Per capture: the interface is gone (logged once, until it is back).
+    let mut missing = vec![false; captures.len()];
     let saved = replay
         .as_ref()
         .map(|r| r.entries().to_vec())
@@ -345,18 +372,11 @@ fn serve(
         spa_line(&cfg)
     );
 
-    // Built once: no allocation per wake-up. Order: signals, control socket,
-    // firewall monitor (if any), then one per capture socket.
-    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(captures.len() + 3);
-    fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
-    fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
-    if let Some(m) = &monitor {
-        fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-    }
-    let first_capture = fds.len();
-    for c in &captures {
-        fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
-    }
+    // Built once (again only when a capture is reopened): no allocation per
+    // wake-up. Order: signals, control socket, firewall monitor (if any),
+    // then one per capture socket.
+    let first_capture = if monitor.is_some() { 3 } else { 2 };
+    let mut fds = poll_set(signals, control, monitor.as_ref(), &captures);
     let readable = |f: &PollFd<'_>| {
         f.revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
@@ -369,8 +389,13 @@ fn serve(
             note_capture_drops(&captures);
             fx.grants.expire(now);
             if resync_pending {
-                resync_pending = !resync(&mut fx, &cfg, now)
+                resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
+            if captures_moved(&captures, &mut missing) {
+                drop(fds);
+                reopen_captures(&mut captures, &cfg);
+                fds = poll_set(signals, control, monitor.as_ref(), &captures);
             }
             next_tick = now + TICK;
         }
@@ -397,7 +422,7 @@ fn serve(
             && firewall_changed(monitor.as_ref(), &fx, &mut buf, false)
         {
             // Right away if the objects are back, else on the next ticks.
-            resync_pending = !resync(&mut fx, &cfg, Millis::now_monotonic())
+            resync_pending = !resync(&mut fx, &cfg, engine.bans(), Millis::now_monotonic())
                 || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
         }
         if readable(&fds[1]) {
@@ -412,7 +437,8 @@ fn serve(
                     engine.knocks_in_progress(),
                     &fx.grants,
                     &engine.counters(),
-                );
+                )
+                .with_bans(now, engine.bans());
                 snapshot.counters.insert(0, capture_counters(&captures));
                 match request {
                     Request::Json => snapshot.to_json(),
@@ -429,7 +455,9 @@ fn serve(
                         if let Some(new) = reload(opts, &cfg, fx.backend, &captures) {
                             let guard = engine.replay_guard();
                             let saved = engine.replay_entries().to_vec();
-                            engine = engine_for(&new, &saved);
+                            let old = core::mem::replace(&mut engine, engine_for(&new, &saved));
+                            engine.adopt_bans(&old);
+                            lift_dropped_bans(fx.backend, &old, &engine);
                             engine.set_replay_guard(guard);
                             if fx.replay.is_none() {
                                 // SPA was off and is now on.
@@ -471,6 +499,69 @@ fn note_capture_drops(captures: &[Capture]) {
             ),
             Ok(_) => {}
             Err(e) => debug!("{e}"),
+        }
+    }
+}
+
+/// The descriptors polled: signals, control socket, monitor (if any), captures.
+fn poll_set<'a>(
+    signals: &'a SignalFd,
+    control: &'a ControlSocket,
+    monitor: Option<&'a Monitor>,
+    captures: &'a [Capture],
+) -> Vec<PollFd<'a>> {
+    let mut fds: Vec<PollFd<'a>> = Vec::with_capacity(captures.len() + 3);
+    fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+    fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+    if let Some(m) = monitor {
+        fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+    }
+    for c in captures {
+        fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
+    }
+    fds
+}
+
+/// True when some capture device was re-created (its name now has another
+/// ifindex): its socket, bound to the old index, will never see a packet
+/// again. Logs once when a device disappears (its socket is kept until it is back).
+fn captures_moved(captures: &[Capture], missing: &mut [bool]) -> bool {
+    let mut moved = false;
+    for (c, gone) in captures.iter().zip(missing.iter_mut()) {
+        match nix::net::if_::if_nametoindex(c.ifname()) {
+            Ok(i) if i == c.ifindex() => *gone = false,
+            Ok(_) => moved = true,
+            Err(_) => {
+                if !*gone {
+                    warn!(
+                        "capture {}: interface gone; waiting for it to come back",
+                        c.ifname()
+                    );
+                }
+                *gone = true;
+            }
+        }
+    }
+    moved
+}
+
+/// Reopens, by name and with the current filter, each capture whose device
+/// now has another ifindex; on failure the old socket stays (retried next tick).
+fn reopen_captures(captures: &mut [Capture], cfg: &Config) {
+    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
+    for c in captures.iter_mut() {
+        match nix::net::if_::if_nametoindex(c.ifname()) {
+            Ok(i) if i != c.ifindex() => match Capture::open(c.ifname(), &program) {
+                Ok(new) => {
+                    info!(
+                        "capture {}: interface re-created; capture resumed",
+                        c.ifname()
+                    );
+                    *c = new;
+                }
+                Err(e) => warn!("capture {}: cannot reopen yet: {e}", c.ifname()),
+            },
+            _ => {}
         }
     }
 }
@@ -519,6 +610,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
     let record = match decision {
         Decision::Open { record, .. } | Decision::Close { record, .. } => record,
         Decision::Refuse { src, refused } => return log_refusal(fx, now, src, &refused),
+        Decision::Ban { addr, duration } => return ban(fx, addr, duration),
     };
     if let Some(entry) = record {
         let saved = match fx.replay.as_mut() {
@@ -581,7 +673,35 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                 }
             }
         }
-        Decision::Refuse { .. } => {}
+        Decision::Refuse { .. } | Decision::Ban { .. } => {}
+    }
+}
+
+/// After a reload: lifts the kernel bans the new configuration no longer
+/// keeps (the source is now trusted, or bans are off).
+fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
+    let now = Millis::now_monotonic();
+    for ban in old.bans().active(now) {
+        if new.bans().banned_until(now, ban.addr).is_none() {
+            match backend.unban(ban.addr) {
+                Ok(()) => info!(
+                    "lifted the ban of {}: no longer banned by the configuration",
+                    ban.addr
+                ),
+                Err(e) => error!("could not lift the ban of {}: {e}", ban.addr),
+            }
+        }
+    }
+}
+
+/// Bans a source in the kernel and logs it.
+fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
+    match fx.backend.ban(addr, duration) {
+        Ok(()) => warn!(
+            "banned {addr} for {} s: too many failed knocks or SPA packets",
+            duration.as_secs()
+        ),
+        Err(e) => error!("could not ban {addr}: {e}"),
     }
 }
 

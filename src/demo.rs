@@ -368,6 +368,33 @@ impl Lab {
         )
     }
 
+    /// Deletes the router–client veth pair and creates it again with the same
+    /// names and addresses: the router's device gets a new ifindex (as after a
+    /// PPPoE reconnect). For the interface lifecycle tests.
+    pub fn recreate_client_link(&self) -> io::Result<()> {
+        ip_words(&format!(
+            "-n {} link del {}",
+            self.router_ns, self.router_dev
+        ))?;
+        let client_dev = format!("pc{}", &self.router_dev[2..]);
+        link(
+            (
+                &self.router_ns,
+                &self.router_dev,
+                ROUTER_V4,
+                ROUTER_V6,
+                ROUTER_MAC,
+            ),
+            (
+                &self.client_ns,
+                &client_dev,
+                CLIENT_V4,
+                CLIENT_V6,
+                CLIENT_MAC,
+            ),
+        )
+    }
+
     /// Adds namespace `pst-TAG-x` joined to the router by veth `pqTAG`/`pxTAG`,
     /// with [`ROUTER_X_V4`]/[`ATTACKER_V4`] (and the IPv6 pair). Daemons started
     /// afterwards capture on both router devices.

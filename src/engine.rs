@@ -2,13 +2,18 @@
 //!
 //! Owns the knock [`Matcher`], the SPA [`Verifier`] (UDP to `spa_port` goes
 //! there instead of the matcher) and the counters that `postern status`
-//! reports. Sans-IO: no syscalls, no clock reads (time is an argument), no
-//! heap allocation per packet; everything is allocated in [`Engine::new`].
+//! reports, and the [`BanTable`]: failed SPA packets (authentication, replay,
+//! timestamp) and wrong knock steps count against their source, which is
+//! banned past the configured threshold ([`Decision::Ban`]); a banned source's
+//! packets are ignored. Sans-IO: no syscalls, no clock reads (time is an
+//! argument), no heap allocation per packet; everything is allocated in
+//! [`Engine::new`].
 
 use core::fmt;
 use core::net::IpAddr;
 use core::time::Duration;
 
+use crate::bans::{BanCounters, BanPolicy, BanTable};
 use crate::config::{Action, Config, MAX_SEQUENCES};
 use crate::knock::authenticated::{AuthClient, AuthCounters, AuthKeys, AuthMatcher, AuthVerdict};
 use crate::knock::encoded::{EncodedCounters, EncodedMatcher, EncodedProfile};
@@ -16,7 +21,7 @@ use crate::knock::hmac::HmacKey;
 use crate::knock::totp::{TotpCounters, TotpMatcher, TotpSteps};
 use crate::knock::{KnockCounters, Matcher, SequenceSteps};
 use crate::port::{L4Proto, PortSpec};
-use crate::spa::{self, Refused, ReplayEntry, SpaCounters, Verifier};
+use crate::spa::{self, Refusal, Refused, ReplayEntry, SpaCounters, Verifier};
 use crate::time::{Millis, Now};
 use crate::wire::{self, Checksums, Observation, RejectCounters};
 
@@ -90,6 +95,13 @@ pub enum Decision<'a> {
         /// Why, and the client if its key authenticated the packet.
         refused: Refused<'a>,
     },
+    /// Drop everything from `addr` for `duration` (too many failures; see [`crate::bans`]).
+    Ban {
+        /// The source banned.
+        addr: IpAddr,
+        /// How long.
+        duration: Duration,
+    },
 }
 
 /// Everything the engine has counted since it was built.
@@ -115,6 +127,8 @@ pub struct Counters {
     pub opened: u64,
     /// Close decisions made.
     pub closed: u64,
+    /// Failures, bans and packets ignored from banned sources.
+    pub bans: BanCounters,
 }
 
 /// What a completed sequence does, kept beside the matcher's steps.
@@ -138,7 +152,40 @@ pub struct Engine {
     encoded: Option<(EncodedMatcher, Vec<String>)>,
     /// Clients with knock ranges (when configured).
     auth: Option<AuthMatcher>,
+    /// Failures per source and live bans.
+    bans: BanTable,
     counters: Counters,
+}
+
+/// Whether an SPA refusal counts as a failure towards a ban: a packet that does
+/// not authenticate, a replay, or a timestamp out of the window. Refusals that
+/// say nothing about the sender's knowledge of a key (length, no client for the
+/// source, the budget spent, a full replay cache) or that come from a client
+/// that authenticated (ports, durations, addresses) do not.
+fn spa_failure(r: Refusal) -> bool {
+    matches!(
+        r,
+        Refusal::AuthFailed
+            | Refusal::TooOld
+            | Refusal::TooNew
+            | Refusal::BeforeReplayGuard
+            | Refusal::Replay
+    )
+}
+
+/// Counts a failure of `src`; emits a ban when it crosses the threshold.
+fn note_failure<'s>(
+    bans: &mut BanTable,
+    now: Millis,
+    src: IpAddr,
+    out: &mut impl FnMut(Decision<'s>),
+) {
+    if let Some(duration) = bans.on_failure(now, src) {
+        out(Decision::Ban {
+            addr: src.to_canonical(),
+            duration,
+        });
+    }
 }
 
 /// The decision for a completed sequence's action, counted.
@@ -253,8 +300,19 @@ impl Engine {
             totp,
             encoded,
             auth,
+            bans: BanTable::new(BanPolicy::from_main(&config.main)),
             counters: Counters::default(),
         }
+    }
+
+    /// The failure and ban table.
+    pub fn bans(&self) -> &BanTable {
+        &self.bans
+    }
+
+    /// Takes over the failures and bans of `old` (the engine a reload replaces).
+    pub fn adopt_bans(&mut self, old: &Engine) {
+        self.bans.adopt(&old.bans);
     }
 
     /// Counters so far.
@@ -273,6 +331,7 @@ impl Engine {
                 .map(|e| e.0.counters())
                 .unwrap_or_default(),
             auth: self.auth.as_ref().map(|a| a.counters()).unwrap_or_default(),
+            bans: self.bans.counters(),
             ..self.counters
         }
     }
@@ -328,6 +387,10 @@ impl Engine {
         obs: &Observation<'_>,
         out: &mut impl FnMut(Decision<'s>),
     ) {
+        // The capture sees packets before the firewall drops them.
+        if self.bans.is_banned(now.mono, obs.src) {
+            return;
+        }
         if obs.proto == L4Proto::Udp && Some(obs.dst_port) == self.spa_port {
             return self.on_spa(now, obs, out);
         }
@@ -343,10 +406,15 @@ impl Engine {
             return self.on_knock_modes(now, obs.src, port, out);
         }
         let mut completed: heapless::Vec<u8, MAX_SEQUENCES> = heapless::Vec::new();
+        let resets = self.matcher.counters().resets;
         self.matcher.on_knock(now.mono, obs.src, port, &mut |i| {
             // At most one completion per sequence per packet: cannot overflow.
             let _ = completed.push(i as u8);
         });
+        if self.matcher.counters().resets > resets {
+            // One failure per packet, however many sequences it reset.
+            note_failure(&mut self.bans, now.mono, obs.src, out);
+        }
         for &i in &completed {
             out(act(
                 &self.actions[usize::from(i)],
@@ -374,7 +442,12 @@ impl Engine {
     ) {
         if let Some((m, actions)) = &mut self.totp {
             if m.claims(port) {
-                if let Some(i) = m.on_knock(now, src, port) {
+                let wrong = m.counters().wrong;
+                let done = m.on_knock(now, src, port);
+                if m.counters().wrong > wrong {
+                    note_failure(&mut self.bans, now.mono, src, out);
+                }
+                if let Some(i) = done {
                     out(act(&actions[i], src, &mut self.counters));
                 }
                 return;
@@ -382,7 +455,12 @@ impl Engine {
         }
         if let Some((m, names)) = &mut self.encoded {
             if m.claims(port) {
-                if let Some(g) = m.on_knock(now.mono, src, port) {
+                let invalid = m.counters().invalid;
+                let granted = m.on_knock(now.mono, src, port);
+                if m.counters().invalid > invalid {
+                    note_failure(&mut self.bans, now.mono, src, out);
+                }
+                if let Some(g) = granted {
                     let p = &m.profiles()[g.profile];
                     self.counters.opened += 1;
                     out(Decision::Open {
@@ -398,7 +476,12 @@ impl Engine {
         }
         if let Some(m) = &mut self.auth {
             if m.claims(port) {
-                if let Some((i, verdict)) = m.on_knock(now, src, port) {
+                let bad = m.counters().bad_tag;
+                let verdict = m.on_knock(now, src, port);
+                if m.counters().bad_tag > bad {
+                    note_failure(&mut self.bans, now.mono, src, out);
+                }
+                if let Some((i, verdict)) = verdict {
                     let c = &m.clients()[i];
                     let by = Origin::KnockClient {
                         name: &c.name,
@@ -465,10 +548,17 @@ impl Engine {
                     }
                 }
             }
-            Err(refused) => Decision::Refuse {
-                src: obs.src,
-                refused,
-            },
+            Err(refused) => {
+                let failed = spa_failure(refused.reason);
+                out(Decision::Refuse {
+                    src: obs.src,
+                    refused,
+                });
+                if failed {
+                    note_failure(&mut self.bans, now.mono, obs.src, out);
+                }
+                return;
+            }
         };
         out(decision);
     }
@@ -485,6 +575,7 @@ impl Engine {
         if let Some(m) = &mut self.auth {
             m.on_tick(now);
         }
+        self.bans.expire(now);
     }
 }
 
@@ -655,9 +746,12 @@ mod knock_mode_tests {
     const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
     const UNIX: u64 = 1_800_000_000;
 
+    /// The modes side by side; bans off (random knocks would ban the whole
+    /// source pool and hide the matchers from the property test below).
     fn engine() -> Engine {
         let text = format!(
-            "config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
+            "config postern\n\toption ban_duration 0\n\
+             config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
              config encoded 'enc'\n\toption knock_base '45000'\n\toption port_digits 4\n\tlist header 1\n\tlist allow 'tcp:143'\n\
              config client 'laptop'\n\toption key '{KEY8}'\n\tlist allow 'tcp:2222'\n\toption knock_base '50000'\n\
              config sequence 'static'\n\tlist knock 'tcp:7000'\n\tlist knock 'tcp:7001'\n\tlist open 'tcp:80'\n"
@@ -813,5 +907,182 @@ mod knock_mode_tests {
             c.totp.knocks > 0 && c.encoded.checked > 0 && c.auth.knocks > 0,
             "{c:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod ban_tests {
+    //! Failures through the engine: which ones count, the ban decision, and
+    //! what a banned source can no longer do.
+
+    use super::*;
+    use crate::wire::TcpFlags;
+    use core::net::Ipv4Addr;
+
+    const KEY8: &str = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
+    const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+    const FRIEND: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20));
+
+    fn engine(extra: &str) -> Engine {
+        let text = format!(
+            "config postern\n\toption ban_threshold 3\n{extra}\
+             config client 'laptop'\n\toption key '{KEY8}'\n\tlist allow 'tcp:22'\n\
+             config sequence 'ssh'\n\tlist knock 'tcp:7000'\n\tlist knock 'tcp:7001'\n\tlist knock 'tcp:7002'\n\tlist open 'tcp:22'\n"
+        );
+        Engine::new(&crate::config::parse_str("t", &text).unwrap())
+    }
+
+    fn packet(
+        e: &mut Engine,
+        t: u64,
+        src: IpAddr,
+        proto: L4Proto,
+        port: u16,
+        payload: &[u8],
+    ) -> Vec<String> {
+        let obs = Observation {
+            src,
+            dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            proto,
+            src_port: 40000,
+            dst_port: port,
+            tcp_flags: TcpFlags(TcpFlags::SYN),
+            payload,
+        };
+        let now = Now {
+            mono: Millis(t),
+            unix: 1_800_000_000,
+        };
+        let mut out = Vec::new();
+        e.on_observation(now, &obs, &mut |d| out.push(format!("{d:?}")));
+        out
+    }
+
+    fn junk(e: &mut Engine, t: u64, src: IpAddr) -> Vec<String> {
+        packet(e, t, src, L4Proto::Udp, 62201, &[0xab; 120])
+    }
+
+    fn knock(e: &mut Engine, t: u64, src: IpAddr, ports: &[u16]) -> Vec<String> {
+        ports
+            .iter()
+            .flat_map(|&p| packet(e, t, src, L4Proto::Tcp, p, &[]))
+            .collect()
+    }
+
+    #[test]
+    fn junk_spa_packets_ban_their_source_which_is_then_ignored() {
+        let mut e = engine("");
+        assert!(junk(&mut e, 0, ATTACKER)[0].starts_with("Refuse"));
+        junk(&mut e, 1, ATTACKER);
+        let out = junk(&mut e, 2, ATTACKER);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1], "Ban { addr: 198.51.100.7, duration: 300s }");
+        // Banned: a correct knock sequence no longer opens, SPA is not even verified.
+        let spa_before = e.counters().spa.packets;
+        assert!(junk(&mut e, 3, ATTACKER).is_empty());
+        assert!(knock(&mut e, 4, ATTACKER, &[7000, 7001, 7002]).is_empty());
+        assert_eq!(e.counters().spa.packets, spa_before);
+        // Someone else still gets in.
+        assert_eq!(knock(&mut e, 5, FRIEND, &[7000, 7001, 7002]).len(), 1);
+        let c = e.counters().bans;
+        assert_eq!((c.failures, c.bans, c.from_banned), (3, 1, 4));
+        assert_eq!(e.bans().active(Millis(5)).count(), 1);
+        // The ban runs out (the kernel's timeout is the same length).
+        e.on_tick(Millis(300_002));
+        assert_eq!(
+            knock(&mut e, 300_003, ATTACKER, &[7000, 7001, 7002]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn wrong_knock_steps_count_once_per_packet() {
+        let mut e = engine("");
+        let mut bans = 0;
+        // 7000 then 7002: the second step is wrong (one reset) each round.
+        for round in 0..3 {
+            let out = knock(&mut e, round, ATTACKER, &[7000, 7002]);
+            bans += out.iter().filter(|d| d.starts_with("Ban")).count();
+        }
+        assert_eq!(e.counters().bans.failures, 3);
+        assert_eq!(bans, 1);
+    }
+
+    #[test]
+    fn trusted_sources_and_disabled_bans() {
+        let mut e = engine("\tlist trusted '198.51.100.0/24'\n");
+        for t in 0..20 {
+            assert!(!junk(&mut e, t, ATTACKER)
+                .iter()
+                .any(|d| d.starts_with("Ban")));
+        }
+        assert_eq!(e.counters().bans.trusted_failures, 20);
+        let mut off = engine("\toption ban_duration 0\n");
+        for t in 0..20 {
+            assert!(!junk(&mut off, t, ATTACKER)
+                .iter()
+                .any(|d| d.starts_with("Ban")));
+        }
+        assert_eq!(off.counters().bans.bans, 0);
+    }
+
+    #[test]
+    fn refusals_that_say_nothing_about_a_key_do_not_count() {
+        let mut e = engine("");
+        // Too short to be an SPA packet.
+        for t in 0..10 {
+            packet(&mut e, t, ATTACKER, L4Proto::Udp, 62201, &[1, 2, 3]);
+        }
+        assert_eq!(e.counters().bans.failures, 0);
+        assert!(spa_failure(Refusal::Replay) && spa_failure(Refusal::TooOld));
+        assert!(!spa_failure(Refusal::BudgetExceeded) && !spa_failure(Refusal::PortNotAllowed));
+    }
+
+    #[test]
+    fn random_failures_from_many_sources_only_ever_ban() {
+        // More sources than the ban table holds, wrong knocks and junk SPA:
+        // the only decisions are bans, each source at most once per ban, and
+        // the table stays within its capacity.
+        let mut e = engine("");
+        let mut rng = crate::test_rng::Rng(0x5eed_ba45);
+        let mut bans = std::collections::HashSet::new();
+        for i in 0..60_000u64 {
+            let n = rng.below(3 * crate::bans::BAN_TABLE_CAPACITY) as u32;
+            let src = IpAddr::V4(Ipv4Addr::from(0xc633_0000 + n));
+            let out = match rng.below(3) {
+                0 => junk(&mut e, i, src),
+                1 => packet(
+                    &mut e,
+                    i,
+                    src,
+                    L4Proto::Tcp,
+                    7000 + rng.below(3) as u16 * 2,
+                    &[],
+                ),
+                _ => packet(&mut e, i, src, L4Proto::Tcp, 7002, &[]),
+            };
+            for d in out {
+                if d.starts_with("Ban") {
+                    assert!(bans.insert(src), "{src} banned twice");
+                } else {
+                    assert!(d.starts_with("Refuse"), "{d}");
+                }
+            }
+            assert!(e.bans().len() <= crate::bans::BAN_TABLE_CAPACITY);
+        }
+        let c = e.counters().bans;
+        assert_eq!(c.bans as usize, bans.len());
+        assert!(c.bans > 0 && c.from_banned > 0 && c.evicted > 0, "{c:?}");
+    }
+
+    #[test]
+    fn bans_survive_a_reload() {
+        let mut old = engine("");
+        for t in 0..3 {
+            junk(&mut old, t, ATTACKER);
+        }
+        let mut new = engine("\toption ban_threshold 5\n");
+        new.adopt_bans(&old);
+        assert!(knock(&mut new, 10, ATTACKER, &[7000, 7001, 7002]).is_empty());
     }
 }

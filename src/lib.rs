@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bans;
 pub mod base64;
 pub mod capture;
 pub mod cidr;

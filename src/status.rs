@@ -6,6 +6,7 @@
 
 use core::fmt::Write;
 
+use crate::bans::BanTable;
 use crate::capture::Statistics;
 use crate::engine::Counters;
 use crate::grants::GrantTable;
@@ -23,6 +24,15 @@ pub struct GrantView {
     /// Sequence or client that granted it.
     pub origin: String,
     /// Seconds until the kernel removes it.
+    pub expires_in_s: u64,
+}
+
+/// One live ban as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanView {
+    /// Banned source.
+    pub addr: String,
+    /// Seconds until the kernel lifts it.
     pub expires_in_s: u64,
 }
 
@@ -44,6 +54,8 @@ pub struct Snapshot {
     pub knocks_in_progress: usize,
     /// Live grants, soonest expiry first.
     pub grants: Vec<GrantView>,
+    /// Live bans, soonest expiry first (see [`Snapshot::with_bans`]).
+    pub bans: Vec<BanView>,
     /// Counter groups.
     pub counters: Vec<CounterGroup>,
 }
@@ -76,8 +88,23 @@ impl Snapshot {
                     expires_in_s: g.remaining(now).as_secs_f64().ceil() as u64,
                 })
                 .collect(),
+            bans: Vec::new(),
             counters: counter_groups(counters, grants),
         }
+    }
+
+    /// Adds the live bans of `table` at `now`.
+    pub fn with_bans(mut self, now: Millis, table: &BanTable) -> Snapshot {
+        let mut bans: Vec<_> = table.active(now).collect();
+        bans.sort_unstable_by_key(|b| (b.until, b.addr));
+        self.bans = bans
+            .iter()
+            .map(|b| BanView {
+                addr: b.addr.to_string(),
+                expires_in_s: b.remaining(now).as_secs_f64().ceil() as u64,
+            })
+            .collect();
+        self
     }
 
     /// The JSON form (`postern status --json`, read by LuCI).
@@ -99,6 +126,15 @@ impl Snapshot {
                 quote(&g.port),
                 quote(&g.origin),
                 g.expires_in_s
+            );
+        });
+        j.push_str("],\"bans\":[");
+        join(&mut j, self.bans.iter(), |j, b| {
+            let _ = write!(
+                j,
+                "{{\"addr\":{},\"expires_in_s\":{}}}",
+                quote(&b.addr),
+                b.expires_in_s
             );
         });
         j.push_str("],\"counters\":{");
@@ -139,6 +175,10 @@ impl Snapshot {
                 "  {:<39} {:<11} {:>6} s left  ({})",
                 g.addr, g.port, g.expires_in_s, g.origin
             );
+        }
+        let _ = writeln!(t, "banned sources: {}", self.bans.len());
+        for b in &self.bans {
+            let _ = writeln!(t, "  {:<39} {:>6} s left", b.addr, b.expires_in_s);
         }
         for (group, values) in &self.counters {
             let nonzero: Vec<String> = values
@@ -298,6 +338,17 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
                 ("grants_forgotten", grants.forgotten()),
             ],
         ),
+        (
+            "bans",
+            vec![
+                ("failures", c.bans.failures),
+                ("trusted_failures", c.bans.trusted_failures),
+                ("bans", c.bans.bans),
+                ("from_banned", c.bans.from_banned),
+                ("evicted", c.bans.evicted),
+                ("untracked", c.bans.untracked),
+            ],
+        ),
     ]
 }
 
@@ -324,6 +375,7 @@ mod tests {
             ..Counters::default()
         };
         counters.knock.knocks = 6;
+        counters.bans = bans().counters();
         Snapshot::collect(
             Millis(3_500),
             Millis(0),
@@ -333,13 +385,23 @@ mod tests {
             &grants,
             &counters,
         )
+        .with_bans(Millis(3_500), &bans())
+    }
+
+    fn bans() -> BanTable {
+        let mut t = BanTable::new(crate::bans::BanPolicy {
+            threshold: 1,
+            ..Default::default()
+        });
+        t.on_failure(Millis(500), "198.51.100.4".parse().unwrap());
+        t
     }
 
     #[test]
     fn json_is_exact_and_escaped() {
         let j = snapshot().to_json();
         assert!(j.starts_with(&format!(
-            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
+            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"bans\":[{{\"addr\":\"198.51.100.4\",\"expires_in_s\":297}}],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
             env!("CARGO_PKG_VERSION")
         )), "{j}");
         assert!(j.contains("\"knock\":{\"knocks\":6,"), "{j}");
@@ -374,6 +436,9 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("knock: knocks=6"), "{t}");
+        assert!(t.contains("banned sources: 1\n  198.51.100.4"), "{t}");
+        assert!(t.contains("   297 s left\n"), "{t}");
+        assert!(t.contains("bans: failures=1 bans=1\n"), "{t}");
         assert!(t.contains("wire_rejected: all 0"), "{t}");
     }
 

@@ -288,3 +288,46 @@ fn kernel_refusals_are_explained() {
         assert!(members("postern4").is_empty());
     });
 }
+
+#[test]
+fn bans_go_to_the_ban_sets_ahead_of_the_accepts() {
+    if !root_or_skip("bans_go_to_the_ban_sets_ahead_of_the_accepts") {
+        return;
+    }
+    in_netns(|| {
+        fw3_with_include();
+        sh(&format!("sh {}", include().display()));
+        let rules = sh("iptables -S input_wan_rule");
+        let drop = rules
+            .find("--match-set postern_ban4 src -j DROP")
+            .unwrap_or_else(|| panic!("no ban rule: {rules}"));
+        let accept = rules
+            .find("--match-set postern4 src,dst -j ACCEPT")
+            .unwrap();
+        assert!(drop < accept, "{rules}");
+        assert_eq!(rules.matches("postern_ban4").count(), 1, "{rules}");
+        assert!(sh("ip6tables -S input_wan_rule").contains("--match-set postern_ban6 src -j DROP"));
+
+        let mut b = Fw3Backend::new();
+        b.setup(&[]).unwrap();
+        b.ban(v4(7), Duration::from_secs(300)).unwrap();
+        let left = timeout_left("postern_ban4", "10.0.0.7").expect("banned");
+        assert!((200..=300).contains(&left), "{left}");
+        // Banning again replaces the timeout.
+        b.ban(v4(7), Duration::from_secs(10)).unwrap();
+        assert!(timeout_left("postern_ban4", "10.0.0.7").unwrap() <= 10);
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 7));
+        b.ban(v6, Duration::from_secs(30)).unwrap();
+        assert!(timeout_left("postern_ban6", "fd00:213::7").is_some());
+        // A mapped address is an IPv4 source.
+        b.ban(
+            IpAddr::V6(Ipv4Addr::new(10, 0, 0, 8).to_ipv6_mapped()),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(timeout_left("postern_ban4", "10.0.0.8").is_some());
+        b.unban(v4(8)).unwrap();
+        assert_eq!(timeout_left("postern_ban4", "10.0.0.8"), None);
+        b.unban(v4(8)).unwrap();
+    });
+}

@@ -414,3 +414,67 @@ fn monitor_sees_fw4_restart_but_not_unrelated_changes() {
         );
     });
 }
+
+#[test]
+fn standalone_bans_with_kernel_timeouts() {
+    in_netns("standalone bans", || {
+        let mut b = NftBackend::standalone();
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        b.ban(v4(7), Duration::from_secs(300)).unwrap();
+        let e = elements("postern", "ban4");
+        assert!(e.contains("10.0.0.7 timeout 5m expires"), "{e}");
+        // Banning again restarts the timeout (shorter here).
+        b.ban(v4(7), Duration::from_secs(20)).unwrap();
+        assert!(expires_ms("postern", "ban4", "10.0.0.7") <= 20_000);
+        let a6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 7));
+        b.ban(a6, Duration::from_secs(30)).unwrap();
+        assert!(elements("postern", "ban6").contains("fd00:213::7 timeout 30s"));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 8).to_ipv6_mapped());
+        b.ban(mapped, Duration::from_secs(30)).unwrap();
+        assert!(elements("postern", "ban4").contains("10.0.0.8 timeout 30s"));
+        // The drop rules come first; a reload keeps the bans.
+        b.setup(&[PortSpec::tcp(80)]).unwrap();
+        assert!(elements("postern", "ban4").contains("10.0.0.7"));
+        let chain = nft("list chain inet postern input");
+        let drop = chain.find("ip saddr @ban4 drop").expect(&chain);
+        let accept = chain.find("@allow4 accept").expect(&chain);
+        assert!(drop < accept, "{chain}");
+        // Unban removes at once; unbanning what is not banned is fine.
+        b.unban(v4(8)).unwrap();
+        assert!(!elements("postern", "ban4").contains("10.0.0.8"));
+        b.unban(v4(8)).unwrap();
+        // Short bans run out in the kernel.
+        b.ban(v4(9), Duration::from_millis(300)).unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(!elements("postern", "ban4").contains("10.0.0.9"));
+        b.teardown().unwrap();
+    });
+}
+
+#[test]
+fn fw4_bans_with_the_shipped_includes() {
+    in_netns("fw4 bans", || {
+        let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
+        let pre = std::fs::read_to_string(files.join("fw4-table-pre.nft")).unwrap();
+        let chain = std::fs::read_to_string(files.join("fw4-chain-pre-input_wan.nft")).unwrap();
+        nft_script(&format!(
+            "table inet fw4 {{\n{pre}\nchain input_wan {{\n{chain}\nreject\n}}\n}}\n"
+        ));
+        let mut b = NftBackend::fw4();
+        b.setup(&[]).unwrap();
+        b.ban(v4(7), Duration::from_secs(60)).unwrap();
+        assert!(elements("fw4", "postern_ban4").contains("10.0.0.7 timeout 1m"));
+        let listed = nft("list chain inet fw4 input_wan");
+        let drop = listed.find("@postern_ban4 counter").expect(&listed);
+        assert!(drop < listed.find("@postern_allow4").unwrap(), "{listed}");
+        // An older include without the ban sets: setup still succeeds, bans fail clearly.
+        nft_script("delete table inet fw4");
+        nft_script(FW4_LIKE);
+        b.setup(&[]).unwrap();
+        let err = b.ban(v4(7), Duration::from_secs(60)).unwrap_err();
+        assert_eq!(
+            err.context, "add 10.0.0.7 in inet fw4 postern_ban4",
+            "{err}"
+        );
+    });
+}

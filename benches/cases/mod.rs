@@ -48,10 +48,13 @@ use postern::spa::{Key, Kind, Refusal, RequestRepr, Target as SpaTarget};
 use postern::time::{Millis, Now};
 use postern::wire::{self, Checksums};
 
-/// The configuration every engine case runs with: one 3-step sequence.
+/// The configuration every engine case runs with: one 3-step sequence. Bans
+/// are off: the `knock_step` client makes a wrong step every other packet and
+/// would be banned after ten (the case measures matching, not a banned source).
 pub const CONFIG: &str = "\
 config postern 'main'
 \toption backend 'dry-run'
+\toption ban_duration '0'
 
 config sequence 'ssh'
 \tlist knock 'tcp:7000'

@@ -185,6 +185,15 @@ pub struct Main {
     /// `option state_dir`: where the daemon keeps the SPA replay state
     /// (default `/var/run/postern`, tmpfs).
     pub state_dir: String,
+    /// `option ban_threshold`: failures within `ban_window` that ban a source
+    /// (1..=100000, default [`crate::bans::DEFAULT_BAN_THRESHOLD`]).
+    pub ban_threshold: u32,
+    /// `option ban_window` seconds over which failures are counted (1..=86400, default 60).
+    pub ban_window: Duration,
+    /// `option ban_duration` seconds a ban lasts (0..=86400, default 300; 0 disables bans).
+    pub ban_duration: Duration,
+    /// `list trusted`: networks never banned (default none).
+    pub trusted: Vec<Cidr>,
 }
 
 impl Default for Main {
@@ -199,6 +208,10 @@ impl Default for Main {
             log_level: log::LevelFilter::Info,
             spa_verify_budget: DEFAULT_VERIFY_BUDGET,
             state_dir: DEFAULT_STATE_DIR.to_string(),
+            ban_threshold: crate::bans::DEFAULT_BAN_THRESHOLD,
+            ban_window: crate::bans::DEFAULT_BAN_WINDOW,
+            ban_duration: crate::bans::DEFAULT_BAN_DURATION,
+            trusted: Vec::new(),
         }
     }
 }
@@ -232,6 +245,12 @@ pub struct Sequence {
 }
 
 impl Config {
+    /// Whether the file holds secrets: every client has a key (native or
+    /// fwknop), every time-derived sequence too.
+    pub fn has_secrets(&self) -> bool {
+        !self.clients.is_empty() || !self.knock_modes.totp.is_empty()
+    }
+
     /// The enabled sequences.
     pub fn active_sequences(&self) -> impl Iterator<Item = &Sequence> {
         self.sequences.iter().filter(|s| s.enabled)
@@ -356,6 +375,19 @@ impl Config {
     }
 }
 
+/// The warning for a config file holding secrets that group or others may
+/// read (`mode` is its `st_mode`); `None` when it is private enough (0600, 0400…)
+/// or holds no secret.
+pub fn permission_warning(path: &str, mode: u32, has_secrets: bool) -> Option<String> {
+    if !has_secrets || mode & 0o077 == 0 {
+        return None;
+    }
+    Some(format!(
+        "{path} holds keys but is readable or writable by group or others (mode {:04o}): run 'chmod 600 {path}'",
+        mode & 0o7777
+    ))
+}
+
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -396,4 +428,37 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     })?;
     let sections = uci::parse_bytes(&file, &bytes)?;
     typed::from_sections(&file, &sections)
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::*;
+
+    #[test]
+    fn warns_only_for_exposed_secrets() {
+        assert_eq!(
+            permission_warning("/etc/config/postern", 0o100600, true),
+            None
+        );
+        assert_eq!(
+            permission_warning("/etc/config/postern", 0o100400, true),
+            None
+        );
+        assert_eq!(
+            permission_warning("/etc/config/postern", 0o100644, false),
+            None
+        );
+        assert_eq!(
+            permission_warning("/etc/config/postern", 0o100644, true).unwrap(),
+            "/etc/config/postern holds keys but is readable or writable by group or others (mode 0644): run 'chmod 600 /etc/config/postern'"
+        );
+        assert!(permission_warning("p", 0o100620, true).is_some());
+        let with_client = parse_str(
+            "t",
+            "config client 'c'\n\toption key 'BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc='\n\tlist allow 'tcp:22'\n",
+        )
+        .unwrap();
+        assert!(with_client.has_secrets());
+        assert!(!parse_str("t", "").unwrap().has_secrets());
+    }
 }

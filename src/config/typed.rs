@@ -22,6 +22,10 @@
 //! * SPA options of `config postern`: `spa_verify_budget` (AEAD verifications per
 //!   second, [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
 //!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
+//! * ban options of `config postern` (see [`crate::bans`]): `ban_threshold`
+//!   (1..=100000 failures, default 10), `ban_window` (1..=86400 s, default 60),
+//!   `ban_duration` (0..=86400 s, default 300; 0 disables bans) and `list trusted`
+//!   (networks `ADDR/LEN` never banned; default none).
 //!
 //! Unknown section types and options are errors: a typo must never silently weaken
 //! the configuration. A list-valued name may also be given once with `option`; a
@@ -58,6 +62,10 @@ const MAIN_OPTIONS: &[&str] = &[
     "log_level",
     "spa_verify_budget",
     "state_dir",
+    "ban_threshold",
+    "ban_window",
+    "ban_duration",
+    "trusted",
 ];
 const CLIENT_OPTIONS: &[&str] = &[
     "enabled",
@@ -220,6 +228,23 @@ pub fn summary(cfg: &Config) -> String {
         m.spa_verify_budget
     );
     let _ = writeln!(out, "state dir: {}", m.state_dir);
+    if m.ban_duration.is_zero() {
+        let _ = writeln!(out, "bans: off (ban_duration 0)");
+    } else {
+        let trusted: Vec<String> = m.trusted.iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "bans: {} failure(s) within {}s ban a source for {}s; trusted: {}",
+            m.ban_threshold,
+            m.ban_window.as_secs(),
+            m.ban_duration.as_secs(),
+            if trusted.is_empty() {
+                "none".to_string()
+            } else {
+                trusted.join(" ")
+            }
+        );
+    }
     let active = cfg.active_sequences().count();
     let _ = writeln!(out, "sequences: {} ({active} enabled)", cfg.sequences.len());
     for s in &cfg.sequences {
@@ -684,6 +709,13 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
             get_number(cx, e, MAX_CLIENTS as u64, 1_000_000).map(|n| n as u32),
         ),
         "state_dir" => set(&mut m.state_dir, get_abs_path(cx, e)),
+        "ban_threshold" => set(
+            &mut m.ban_threshold,
+            get_number(cx, e, 1, 100_000).map(|n| n as u32),
+        ),
+        "ban_window" => set(&mut m.ban_window, get_secs(cx, e, 1, 86_400)),
+        "ban_duration" => set(&mut m.ban_duration, get_secs(cx, e, 0, 86_400)),
+        "trusted" => set(&mut m.trusted, get_networks(cx, e)),
         _ => {}
     }
 }
@@ -1065,6 +1097,7 @@ config client 'laptop'
                 log_level: log::LevelFilter::Info,
                 spa_verify_budget: 1000,
                 state_dir: "/var/run/postern".to_string(),
+                ..Main::default()
             }
         );
         assert_eq!(
@@ -1334,7 +1367,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, ban_threshold, ban_window, ban_duration, trusted)"
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
@@ -1449,6 +1482,7 @@ devices: (none)
 log level: info
 spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
 state dir: /var/run/postern
+bans: 10 failure(s) within 60s ban a source for 300s; trusted: none
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
   lock [disabled]: knock udp:9 within 10s, then close tcp:22
@@ -1606,6 +1640,31 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         assert_eq!(
             err1("config postern\n\toption state_dir 'var/run'\n"),
             (2, "state_dir 'var/run' is not an absolute path".to_string())
+        );
+    }
+
+    #[test]
+    fn ban_options() {
+        let c = ok("config postern\n\toption ban_threshold 3\n\toption ban_window 10\n\toption ban_duration 0\n\tlist trusted 192.0.2.0/24\n\tlist trusted 2001:db8::/32\n");
+        let m = &c.main;
+        assert_eq!(m.ban_threshold, 3);
+        assert_eq!(m.ban_window, Duration::from_secs(10));
+        assert_eq!(m.ban_duration, Duration::ZERO);
+        assert_eq!(m.trusted.len(), 2);
+        assert!(summary(&c).contains("bans: off (ban_duration 0)"));
+        let d = ok("");
+        assert_eq!(d.main.ban_threshold, 10);
+        assert_eq!(d.main.ban_duration, Duration::from_secs(300));
+        assert!(summary(&d)
+            .contains("bans: 10 failure(s) within 60s ban a source for 300s; trusted: none"));
+        assert_eq!(
+            errs("config postern\n\toption ban_threshold 0\n\toption ban_window 0\n\toption ban_duration 86401\n\tlist trusted 10.0.0.1/8\n"),
+            [
+                (2, "ban_threshold '0' is not a number from 1 to 100000".to_string()),
+                (3, "ban_window '0' is out of range (1 to 86400 seconds)".to_string()),
+                (4, "ban_duration '86401' is out of range (0 to 86400 seconds)".to_string()),
+                (5, "trusted '10.0.0.1/8': host bits set past the prefix; did you mean 10.0.0.0/8?".to_string()),
+            ]
         );
     }
 

@@ -17,6 +17,8 @@ pub enum DryRunOp {
     Grant(Grant),
     /// `revoke` of this address and port.
     Revoke(IpAddr, PortSpec),
+    /// `ban` of this address for this long.
+    Ban(IpAddr, core::time::Duration),
     /// `teardown`.
     Teardown,
 }
@@ -66,6 +68,12 @@ impl Backend for DryRunBackend {
     fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError> {
         log::info!("dry-run: revoke {addr} to {port}");
         self.ops.push(DryRunOp::Revoke(addr, port));
+        Ok(())
+    }
+
+    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
+        log::info!("dry-run: ban {addr} for {} ms", duration.as_millis());
+        self.ops.push(DryRunOp::Ban(addr, duration));
         Ok(())
     }
 

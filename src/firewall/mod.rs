@@ -55,6 +55,23 @@ pub trait Backend {
     fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError>;
     /// Removes what `setup` created (if the backend owns it). Called on clean exit.
     fn teardown(&mut self) -> Result<(), FirewallError>;
+    /// Drops everything from `addr` for `duration` (a kernel timeout, so the
+    /// ban ends on time even if the daemon dies; banning again restarts it).
+    /// Backends without ban sets log that and change nothing.
+    fn ban(&mut self, addr: IpAddr, duration: Duration) -> Result<(), FirewallError> {
+        log::warn!(
+            "{}: bans not supported by this backend: {addr} not banned for {} s",
+            self.name(),
+            duration.as_secs()
+        );
+        Ok(())
+    }
+    /// Lifts the ban of `addr` now; an absent ban is not an error. Backends
+    /// without ban sets do nothing.
+    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+        let _ = addr;
+        Ok(())
+    }
     /// A short name for logs (`nft`, `fw4`, `dry-run`).
     fn name(&self) -> &'static str;
     /// The nftables table (family inet) and sets whose deletion drops this

@@ -4,7 +4,8 @@
 //! fw3 owns the firewall; postern's fw3 include (`/usr/share/postern/fw3.include`,
 //! run by fw3 on every reload) creates the `hash:ip,port` sets `postern4` and
 //! `postern6` with timeout support and the `input_wan_rule` rules that accept
-//! their members. This backend only checks that the sets exist, then adds and
+//! their members, and the `hash:ip` ban sets `postern_ban4`/`postern_ban6`
+//! with the `DROP` rules for their members ahead of the accepts. This backend only checks that the sets exist, then adds and
 //! deletes elements over netlink: per grant it never spawns `ipset` or
 //! `iptables`. Messages are built by [`netlink`] (pure, byte-tested) and sent
 //! by the shared `nfnetlink::socket`. It never creates, flushes or destroys a
@@ -15,7 +16,7 @@ pub mod netlink;
 use std::io;
 use std::net::IpAddr;
 
-use self::netlink::{ElemOp, ElemRequest, REQUEST_BUF_LEN};
+use self::netlink::{AddrRequest, ElemOp, ElemRequest, REQUEST_BUF_LEN};
 use super::nfnetlink::socket::LazySocket;
 use super::nfnetlink::wire::EncodeError;
 use super::{Backend, FirewallError, Grant};
@@ -25,6 +26,10 @@ use crate::port::PortSpec;
 pub const SET4: &str = "postern4";
 /// The IPv6 set created by the postern fw3 include.
 pub const SET6: &str = "postern6";
+/// The IPv4 ban set created by the postern fw3 include.
+pub const BAN4: &str = "postern_ban4";
+/// The IPv6 ban set created by the postern fw3 include.
+pub const BAN6: &str = "postern_ban6";
 /// Where the OpenWrt package installs the fw3 include (named in errors).
 pub const INCLUDE_PATH: &str = "/usr/share/postern/fw3.include";
 
@@ -138,6 +143,12 @@ impl Backend for Fw3Backend {
         self.check_set(SET4)?;
         self.check_set(SET6)?;
         log::info!("fw3: ipsets {SET4} and {SET6} present");
+        // An older include has no ban sets: grants still work, bans fail (logged).
+        for set in [BAN4, BAN6] {
+            if let Err(e) = self.check_set(set) {
+                log::warn!("fw3: {e}: sources will not be banned");
+            }
+        }
         Ok(())
     }
 
@@ -167,6 +178,15 @@ impl Backend for Fw3Backend {
         self.elem(ElemOp::Delete, addr, port)
     }
 
+    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
+        self.ban_op(ElemOp::Add { timeout: duration }, addr)
+    }
+
+    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+        // Without NLM_F_EXCL deleting an absent element succeeds.
+        self.ban_op(ElemOp::Delete, addr)
+    }
+
     fn teardown(&mut self) -> Result<(), FirewallError> {
         // The sets belong to fw3's include; live elements expire on their own.
         self.sock.close();
@@ -175,6 +195,32 @@ impl Backend for Fw3Backend {
 
     fn name(&self) -> &'static str {
         "fw3"
+    }
+}
+
+impl Fw3Backend {
+    /// Adds (with timeout) or deletes `addr` in the ban set of its family.
+    fn ban_op(&mut self, op: ElemOp, addr: IpAddr) -> Result<(), FirewallError> {
+        let addr = addr.to_canonical();
+        let req = AddrRequest {
+            op,
+            set: if addr.is_ipv6() { BAN6 } else { BAN4 },
+            addr,
+        };
+        // Without NLM_F_EXCL an existing element gets the new timeout.
+        let source = match self.exchange(|seq, buf| req.emit(seq, buf)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(errno)) => kernel_error(errno),
+            Err(e) => e,
+        };
+        let (verb, prep) = match op {
+            ElemOp::Add { .. } => ("add", "to"),
+            ElemOp::Delete => ("delete", "from"),
+        };
+        Err(FirewallError {
+            context: format!("{verb} {addr} {prep} ipset {}", req.set),
+            source,
+        })
     }
 }
 

@@ -8,6 +8,10 @@
 //!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
 //!   (over netlink) that the sets exist; teardown leaves fw4 alone.
 //!
+//! Bans ([`Backend::ban`]) are elements of the address sets `ban4`/`ban6`
+//! (fw4: `postern_ban4`/`postern_ban6`) with a timeout; a drop rule for their
+//! members comes first in the input chain (fw4: in `input_wan`).
+//!
 //! Per grant, this module must never spawn `nft`: grants and revokes are
 //! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
 //! and sent by `nfnetlink::socket` (the only netlink I/O).
@@ -20,7 +24,7 @@ use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use self::netlink::{ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
+use self::netlink::{AddrElemRequest, ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
 use super::nfnetlink::socket::LazySocket;
 use super::{Backend, FirewallError, Grant};
 use crate::port::PortSpec;
@@ -81,6 +85,47 @@ impl NftBackend {
             (Flavour::Fw4, false) => ruleset::FW4_ALLOW4,
             (Flavour::Fw4, true) => ruleset::FW4_ALLOW6,
         }
+    }
+
+    /// The ban set for an address family: `ban4`/`ban6` or `postern_ban4`/`postern_ban6`.
+    pub fn ban_set(&self, ipv6: bool) -> &'static str {
+        match (self.flavour, ipv6) {
+            (Flavour::Standalone, false) => ruleset::STANDALONE_BAN4,
+            (Flavour::Standalone, true) => ruleset::STANDALONE_BAN6,
+            (Flavour::Fw4, false) => ruleset::FW4_BAN4,
+            (Flavour::Fw4, true) => ruleset::FW4_BAN6,
+        }
+    }
+
+    /// One change to a ban set; `ENOENT` is success when `absent_ok`.
+    fn ban_elem(&mut self, op: ElemOp, addr: IpAddr, absent_ok: bool) -> Result<(), FirewallError> {
+        let addr = addr.to_canonical();
+        let req = AddrElemRequest {
+            op,
+            table: self.table(),
+            set: self.ban_set(addr.is_ipv6()),
+            addr,
+        };
+        let outcome = self.exchange(|seq, buf| {
+            let n = req
+                .emit(seq, buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Ok((n, SetElemRequest::ack_seq(seq)))
+        });
+        let source = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(libc::ENOENT)) if absent_ok => return Ok(()),
+            Ok(Err(errno)) => io::Error::from_raw_os_error(errno),
+            Err(e) => e,
+        };
+        let verb = match op {
+            ElemOp::Add { .. } => "add",
+            ElemOp::Delete => "delete",
+        };
+        Err(FirewallError {
+            context: format!("{verb} {addr} in inet {} {}", req.table, req.set),
+            source,
+        })
     }
 
     /// Sends one request built by `msg_for_seq` (see [`LazySocket::exchange`]).
@@ -249,6 +294,12 @@ impl Backend for NftBackend {
                     ruleset::FW4_ALLOW4,
                     ruleset::FW4_ALLOW6
                 );
+                // An older include has no ban sets: grants still work, bans fail (logged).
+                for set in [ruleset::FW4_BAN4, ruleset::FW4_BAN6] {
+                    if let Err(e) = self.check_fw4_set(set) {
+                        log::warn!("fw4: {e}: sources will not be banned");
+                    }
+                }
                 Ok(())
             }
         }
@@ -284,6 +335,24 @@ impl Backend for NftBackend {
 
     fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError> {
         self.elem(ElemOp::Delete, addr, port, true)
+    }
+
+    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
+        let op = ElemOp::Add { timeout: duration };
+        if duration.is_zero() {
+            return Err(FirewallError {
+                context: format!("ban {addr}"),
+                source: io::Error::new(io::ErrorKind::InvalidInput, EncodeError::ZeroTimeout),
+            });
+        }
+        // As for grants: re-adding keeps the old expiry, so delete first.
+        // Bans are rare; the delete of an absent element costs little here.
+        self.ban_elem(ElemOp::Delete, addr, true)?;
+        self.ban_elem(op, addr, false)
+    }
+
+    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+        self.ban_elem(ElemOp::Delete, addr, true)
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {

@@ -138,63 +138,101 @@ impl SetElemRequest<'_> {
     /// Writes the batch into `buf` with sequence numbers `seq..=seq+2`;
     /// returns the number of bytes written.
     pub fn emit(&self, seq: u32, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let timeout_ms = match self.op {
-            ElemOp::Add { timeout } => {
-                if timeout.is_zero() {
-                    return Err(EncodeError::ZeroTimeout);
-                }
-                // Round up so that 1 µs is 1 ms, not 0 (= permanent). Too large
-                // values saturate; the kernel refuses them with ERANGE.
-                let ms = timeout.as_nanos().div_ceil(1_000_000);
-                Some(u64::try_from(ms).unwrap_or(u64::MAX))
-            }
-            ElemOp::Delete => None,
-        };
-        let mut w = Writer::new(buf);
-
-        let begin = w.begin_msg(
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            seq,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        )?;
-        w.end_msg(begin)?;
-
-        let (ty, flags) = match self.op {
-            ElemOp::Add { .. } => (
-                nft_type(NFT_MSG_NEWSETELEM),
-                NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
-            ),
-            ElemOp::Delete => (nft_type(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK),
-        };
-        let msg = w.begin_msg(ty, flags, Self::ack_seq(seq), NFPROTO_INET, 0)?;
-        w.attr_name(NFTA_SET_ELEM_LIST_TABLE, self.table, NAME_MAX)?;
-        w.attr_name(NFTA_SET_ELEM_LIST_SET, self.set, NAME_MAX)?;
-        let elements = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS)?;
-        let elem = w.begin_nest(NFTA_LIST_ELEM)?;
-        if let Some(ms) = timeout_ms {
-            w.attr(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes())?;
-        }
-        let key = w.begin_nest(NFTA_SET_ELEM_KEY)?;
         let mut k = [0u8; 24];
         let klen = elem_key(self.addr, self.port, &mut k);
-        w.attr(NFTA_DATA_VALUE, &k[..klen])?;
-        w.end_nest(key)?;
-        w.end_nest(elem)?;
-        w.end_nest(elements)?;
-        w.end_msg(msg)?;
-
-        let end = w.begin_msg(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            seq.wrapping_add(2),
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        )?;
-        w.end_msg(end)?;
-        Ok(w.len())
+        emit_elem(self.op, self.table, self.set, &k[..klen], seq, buf)
     }
+}
+
+/// A change to a set keyed by the address alone (`type ipv4_addr` or
+/// `ipv6_addr`, e.g. the ban sets), sent as the same three-message batch as
+/// [`SetElemRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrElemRequest<'a> {
+    /// Add (with timeout) or delete.
+    pub op: ElemOp,
+    /// Table in family `inet`.
+    pub table: &'a str,
+    /// Set name, e.g. `ban4`; its type must match the address family.
+    pub set: &'a str,
+    /// The element: 4 key bytes for IPv4, 16 for IPv6.
+    pub addr: IpAddr,
+}
+
+impl AddrElemRequest<'_> {
+    /// Writes the batch into `buf` with sequence numbers `seq..=seq+2`
+    /// (the element message is `seq + 1`, see [`SetElemRequest::ack_seq`]).
+    pub fn emit(&self, seq: u32, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        match self.addr {
+            IpAddr::V4(a) => emit_elem(self.op, self.table, self.set, &a.octets(), seq, buf),
+            IpAddr::V6(a) => emit_elem(self.op, self.table, self.set, &a.octets(), seq, buf),
+        }
+    }
+}
+
+/// The element batch for any key (see [`SetElemRequest`] for its shape).
+fn emit_elem(
+    op: ElemOp,
+    table: &str,
+    set: &str,
+    key: &[u8],
+    seq: u32,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let timeout_ms = match op {
+        ElemOp::Add { timeout } => {
+            if timeout.is_zero() {
+                return Err(EncodeError::ZeroTimeout);
+            }
+            // Round up so that 1 µs is 1 ms, not 0 (= permanent). Too large
+            // values saturate; the kernel refuses them with ERANGE.
+            let ms = timeout.as_nanos().div_ceil(1_000_000);
+            Some(u64::try_from(ms).unwrap_or(u64::MAX))
+        }
+        ElemOp::Delete => None,
+    };
+    let mut w = Writer::new(buf);
+
+    let begin = w.begin_msg(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    )?;
+    w.end_msg(begin)?;
+
+    let (ty, flags) = match op {
+        ElemOp::Add { .. } => (
+            nft_type(NFT_MSG_NEWSETELEM),
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+        ),
+        ElemOp::Delete => (nft_type(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK),
+    };
+    let msg = w.begin_msg(ty, flags, SetElemRequest::ack_seq(seq), NFPROTO_INET, 0)?;
+    w.attr_name(NFTA_SET_ELEM_LIST_TABLE, table, NAME_MAX)?;
+    w.attr_name(NFTA_SET_ELEM_LIST_SET, set, NAME_MAX)?;
+    let elements = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS)?;
+    let elem = w.begin_nest(NFTA_LIST_ELEM)?;
+    if let Some(ms) = timeout_ms {
+        w.attr(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes())?;
+    }
+    let nest = w.begin_nest(NFTA_SET_ELEM_KEY)?;
+    w.attr(NFTA_DATA_VALUE, key)?;
+    w.end_nest(nest)?;
+    w.end_nest(elem)?;
+    w.end_nest(elements)?;
+    w.end_msg(msg)?;
+
+    let end = w.begin_msg(
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        seq.wrapping_add(2),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    )?;
+    w.end_msg(end)?;
+    Ok(w.len())
 }
 
 /// Writes an `NFT_MSG_GETSETELEM` request (not batched, so no transaction;
@@ -529,6 +567,68 @@ mod tests {
                 ..req
             };
             assert_eq!(r.emit(0, &mut b), Err(EncodeError::BufferTooSmall));
+        }
+    }
+
+    /// `nft add element inet postern ban4 { 10.0.0.2 timeout 300s }`: the
+    /// key is the bare address (no concatenation padding).
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn add_plain_v4_address_bytes() {
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            0x14, 0, 0, 0, 0x10, 0, 0x01, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0a,
+            // NEWSETELEM: len 76, REQUEST|ACK|CREATE, seq 6, NFPROTO_INET
+            0x4c, 0, 0, 0, 0x0c, 0x0a, 0x05, 0x04, 6, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+            12, 0, 1, 0, b'p', b'o', b's', b't', b'e', b'r', b'n', 0,
+            // SET "ban4" (len 9 + 3 pad)
+            9, 0, 2, 0, b'b', b'a', b'n', b'4', 0, 0, 0, 0,
+            // ELEMENTS { LIST_ELEM { TIMEOUT 300000 ms, KEY { VALUE 10.0.0.2 } } }
+            32, 0, 0x03, 0x80,
+            28, 0, 0x01, 0x80,
+            12, 0, 4, 0, 0, 0, 0, 0, 0, 0x04, 0x93, 0xe0,
+            12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 0, 2,
+            0x14, 0, 0, 0, 0x11, 0, 0x01, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0a,
+        ];
+        let req = AddrElemRequest {
+            op: ElemOp::Add {
+                timeout: Duration::from_secs(300),
+            },
+            table: "postern",
+            set: "ban4",
+            addr: v4(),
+        };
+        let mut buf = [0u8; REQUEST_BUF_LEN];
+        let n = req.emit(5, &mut buf).unwrap();
+        assert_eq!(&buf[..n], expected);
+        // IPv6: the same with a 16-byte key (message 12 bytes longer).
+        let req6 = AddrElemRequest {
+            set: "ban6",
+            addr: v6(),
+            ..req
+        };
+        let n6 = req6.emit(5, &mut buf).unwrap();
+        assert_eq!(n6, n + 12);
+        assert_eq!(&buf[n6 - 20 - 16..n6 - 20], &v6_octets());
+        // The delete has no timeout; a zero timeout is refused like for grants.
+        let del = AddrElemRequest {
+            op: ElemOp::Delete,
+            ..req
+        };
+        assert_eq!(del.emit(5, &mut buf).unwrap(), n - 12);
+        let zero = AddrElemRequest {
+            op: ElemOp::Add {
+                timeout: Duration::ZERO,
+            },
+            ..req
+        };
+        assert!(zero.emit(5, &mut buf).is_err());
+    }
+
+    fn v6_octets() -> [u8; 16] {
+        match v6() {
+            IpAddr::V6(a) => a.octets(),
+            IpAddr::V4(_) => unreachable!(),
         }
     }
 

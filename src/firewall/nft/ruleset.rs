@@ -19,6 +19,14 @@ pub const STANDALONE_ALLOW4: &str = "allow4";
 pub const STANDALONE_ALLOW6: &str = "allow6";
 /// The input chain of the standalone table.
 pub const STANDALONE_CHAIN: &str = "input";
+/// IPv4 ban set of the standalone table.
+pub const STANDALONE_BAN4: &str = "ban4";
+/// IPv6 ban set of the standalone table.
+pub const STANDALONE_BAN6: &str = "ban6";
+/// IPv4 ban set inside the fw4 table (created by the fw4 include).
+pub const FW4_BAN4: &str = "postern_ban4";
+/// IPv6 ban set inside the fw4 table (created by the fw4 include).
+pub const FW4_BAN6: &str = "postern_ban6";
 /// OpenWrt's fw4 table (family `inet`).
 pub const FW4_TABLE: &str = "fw4";
 /// IPv4 allow set inside the fw4 table (created by the fw4 include).
@@ -28,12 +36,17 @@ pub const FW4_ALLOW6: &str = "postern_allow6";
 
 const ALLOW4_TYPE: &str = "type ipv4_addr . inet_proto . inet_service; flags timeout;";
 const ALLOW6_TYPE: &str = "type ipv6_addr . inet_proto . inet_service; flags timeout;";
+const BAN4_TYPE: &str = "type ipv4_addr; flags timeout;";
+const BAN6_TYPE: &str = "type ipv6_addr; flags timeout;";
 const GUARD_TYPE: &str = "type inet_proto . inet_service;";
 const CHAIN_HOOK: &str = "type filter hook input priority filter - 5; policy accept;";
 
-/// The rules of the standalone input chain, in order.
-fn standalone_rules() -> [String; 4] {
+/// The rules of the standalone input chain, in order: banned sources are
+/// dropped first (established connections included), then grants accepted.
+fn standalone_rules() -> [String; 6] {
     [
+        format!("ip saddr @{STANDALONE_BAN4} drop"),
+        format!("ip6 saddr @{STANDALONE_BAN6} drop"),
         "ct state established,related accept".to_string(),
         format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{STANDALONE_ALLOW4} accept"),
         format!(
@@ -81,6 +94,8 @@ pub fn standalone_ruleset(guard: &[PortSpec]) -> String {
     }
     let _ = writeln!(s, "  set {STANDALONE_ALLOW4} {{ {ALLOW4_TYPE} }}");
     let _ = writeln!(s, "  set {STANDALONE_ALLOW6} {{ {ALLOW6_TYPE} }}");
+    let _ = writeln!(s, "  set {STANDALONE_BAN4} {{ {BAN4_TYPE} }}");
+    let _ = writeln!(s, "  set {STANDALONE_BAN6} {{ {BAN6_TYPE} }}");
     let _ = writeln!(s, "  chain {STANDALONE_CHAIN} {{ {CHAIN_HOOK}");
     for r in standalone_rules() {
         let _ = writeln!(s, "    {r}");
@@ -92,8 +107,8 @@ pub fn standalone_ruleset(guard: &[PortSpec]) -> String {
 /// The `nft -f -` script that creates or updates the standalone table in one
 /// atomic transaction. Idempotent: existing objects are kept (`add` of an
 /// object with the same definition is a no-op), the guard set and the chain
-/// are flushed and refilled, and the allow sets — the live grants — are left
-/// alone.
+/// are flushed and refilled, and the allow and ban sets — the live grants
+/// and bans — are left alone.
 pub fn standalone_setup_script(guard: &[PortSpec]) -> String {
     let t = STANDALONE_TABLE;
     let mut s = String::new();
@@ -107,6 +122,8 @@ pub fn standalone_setup_script(guard: &[PortSpec]) -> String {
         s,
         "add set inet {t} {STANDALONE_ALLOW6} {{ {ALLOW6_TYPE} }}"
     );
+    let _ = writeln!(s, "add set inet {t} {STANDALONE_BAN4} {{ {BAN4_TYPE} }}");
+    let _ = writeln!(s, "add set inet {t} {STANDALONE_BAN6} {{ {BAN6_TYPE} }}");
     let _ = writeln!(
         s,
         "add chain inet {t} {STANDALONE_CHAIN} {{ {CHAIN_HOOK} }}"
@@ -130,12 +147,15 @@ pub fn standalone_teardown_script() -> String {
 }
 
 /// The fw4 include `/usr/share/nftables.d/table-pre/20-postern.nft`: the allow
-/// sets, declared inside `table inet fw4`.
+/// and ban sets, declared inside `table inet fw4`.
 pub fn fw4_table_pre() -> String {
     format!(
         "# postern: knock/SPA grants (elements added by the postern daemon)\n\
          set {FW4_ALLOW4} {{\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
-         set {FW4_ALLOW6} {{\n\ttype ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n"
+         set {FW4_ALLOW6} {{\n\ttype ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
+         # postern: sources banned after too many failed knocks or SPA packets\n\
+         set {FW4_BAN4} {{\n\ttype ipv4_addr\n\tflags timeout\n}}\n\n\
+         set {FW4_BAN6} {{\n\ttype ipv6_addr\n\tflags timeout\n}}\n"
     )
 }
 
@@ -143,7 +163,9 @@ pub fn fw4_table_pre() -> String {
 /// rules at the top of fw4's `input_wan` chain accepting granted sources.
 pub fn fw4_chain_pre_input_wan() -> String {
     format!(
-        "# postern: accept sources granted by a knock or SPA packet\n\
+        "# postern: drop banned sources, accept sources granted by a knock or SPA packet\n\
+         ip saddr @{FW4_BAN4} counter drop\n\
+         ip6 saddr @{FW4_BAN6} counter drop\n\
          meta nfproto ipv4 ip saddr . meta l4proto . th dport @{FW4_ALLOW4} counter accept\n\
          meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{FW4_ALLOW6} counter accept\n"
     )
@@ -162,7 +184,11 @@ mod tests {
   set guard { type inet_proto . inet_service; elements = { tcp . 22, udp . 8000 } }
   set allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
   set allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+  set ban4 { type ipv4_addr; flags timeout; }
+  set ban6 { type ipv6_addr; flags timeout; }
   chain input { type filter hook input priority filter - 5; policy accept;
+    ip saddr @ban4 drop
+    ip6 saddr @ban6 drop
     ct state established,related accept
     meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
     meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
@@ -184,10 +210,14 @@ mod tests {
 add set inet postern guard { type inet_proto . inet_service; }
 add set inet postern allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
 add set inet postern allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+add set inet postern ban4 { type ipv4_addr; flags timeout; }
+add set inet postern ban6 { type ipv6_addr; flags timeout; }
 add chain inet postern input { type filter hook input priority filter - 5; policy accept; }
 flush set inet postern guard
 add element inet postern guard { tcp . 22, udp . 53 }
 flush chain inet postern input
+add rule inet postern input ip saddr @ban4 drop
+add rule inet postern input ip6 saddr @ban6 drop
 add rule inet postern input ct state established,related accept
 add rule inet postern input meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
 add rule inet postern input meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
@@ -199,6 +229,7 @@ add rule inet postern input meta l4proto . th dport @guard drop
         assert!(empty.contains("flush set inet postern guard\n"));
         // The allow sets are never flushed: live grants survive a reload.
         assert!(!empty.contains("flush set inet postern allow"));
+        assert!(!empty.contains("flush set inet postern ban"));
     }
 
     #[test]
@@ -212,6 +243,12 @@ add rule inet postern input meta l4proto . th dport @guard drop
             "set postern_allow4 {\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}"
         ));
         assert!(pre.contains("set postern_allow6 {\n\ttype ipv6_addr"));
+        assert!(pre.contains("set postern_ban4 {\n\ttype ipv4_addr\n\tflags timeout\n}"));
+        assert!(pre.contains("set postern_ban6 {\n\ttype ipv6_addr\n\tflags timeout\n}"));
+        // Bans come before the accepts.
+        assert!(fw4_chain_pre_input_wan().contains(
+            "\nip saddr @postern_ban4 counter drop\nip6 saddr @postern_ban6 counter drop\nmeta nfproto ipv4"
+        ));
         assert!(fw4_chain_pre_input_wan().contains(
             "\nmeta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept\n"
         ));

@@ -80,6 +80,23 @@ function renderGrants(st) {
 	]));
 }
 
+function renderBans(st) {
+	var bans = st.bans || [];
+	if (!bans.length)
+		return E('p', {}, _('No banned sources'));
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Banned source')),
+			E('th', { 'class': 'th' }, _('Lifted in'))
+		])
+	].concat(bans.map(function(b) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, b.addr),
+			E('td', { 'class': 'td' }, String(b.expires_in_s) + ' s')
+		]);
+	})));
+}
+
 function renderCounters(st) {
 	var groups = st.counters || {};
 	return E('div', {}, Object.keys(groups).map(function(name) {
@@ -97,6 +114,7 @@ function renderStatus(st) {
 		E('p', {}, _('postern %s, backend %s, devices %s, up %d s').format(
 			st.version, st.backend, (st.devices || []).join(', ') || '-', st.uptime_s)),
 		renderGrants(st),
+		renderBans(st),
 		renderCounters(st)
 	]);
 }
@@ -154,6 +172,29 @@ return view.extend({
 		o = s.option(form.Value, 'state_dir', _('State directory'),
 			_('Where the SPA replay record is kept; keep it on tmpfs (no flash writes).'));
 		o.placeholder = '/var/run/postern';
+		o.optional = true;
+
+		o = s.option(form.Value, 'ban_threshold', _('Ban after failures'),
+			_('Failed SPA packets (bad key, replay, stale time) and wrong knock steps from one source, within the window, that ban it.'));
+		o.datatype = 'range(1,100000)';
+		o.placeholder = '10';
+		o.optional = true;
+
+		o = s.option(form.Value, 'ban_window', _('Failure window (s)'),
+			_('Failures are counted over this many seconds.'));
+		o.datatype = 'range(1,86400)';
+		o.placeholder = '60';
+		o.optional = true;
+
+		o = s.option(form.Value, 'ban_duration', _('Ban duration (s)'),
+			_('How long a banned source is dropped; 0 disables bans. Keep it short: failures need no key, so a spoofed source can get an innocent address banned.'));
+		o.datatype = 'range(0,86400)';
+		o.placeholder = '300';
+		o.optional = true;
+
+		o = s.option(form.DynamicList, 'trusted', _('Never ban'),
+			_('Networks (CIDR) that are never banned, e.g. where you administer the router from.'));
+		o.datatype = 'cidr';
 		o.optional = true;
 
 		o = s.option(form.ListValue, 'log_level', _('Log level'));

@@ -1,0 +1,137 @@
+//! Firewall and interface lifecycle on a real kernel (network namespaces, the
+//! real daemon binary): a capture device deleted and created again (a new
+//! ifindex) is picked up again without restarting the daemon, and one taken
+//! down and up again keeps being captured.
+//!
+//! Root only. Without root each test prints SKIPPED loudly and passes —
+//! except under `CI=true`, where a missing root fails the test.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use postern::demo::{demo_config, Lab, CLIENT_V4, DEMO_PORT, ROUTER_V4};
+
+const EXE: &str = env!("CARGO_BIN_EXE_postern");
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{test}: needs root, and CI=true: netns tests must run in CI"
+    );
+    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
+    false
+}
+
+fn knock(lab: &Lab) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.client_ns, EXE, "knock", "10.213.0.1"])
+        .args(["tcp:7000", "udp:8000", "tcp:9000"])
+        .output()
+        .expect("run postern knock");
+    assert!(
+        out.status.success(),
+        "postern knock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn opened(lab: &mut Lab) -> usize {
+    let line = format!("opened tcp:{DEMO_PORT} for {CLIENT_V4}");
+    lab.daemon(0)
+        .log()
+        .iter()
+        .filter(|l| l.contains(&line))
+        .count()
+}
+
+#[test]
+fn capture_resumes_after_the_interface_is_recreated() {
+    if !root_or_skip("capture_resumes_after_the_interface_is_recreated") {
+        return;
+    }
+    let tag = format!("l{}", std::process::id() % 100_000);
+    let mut lab = Lab::new(&tag).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(Path::new(EXE), &demo_config(5), None)
+        .unwrap();
+    let router = IpAddr::V4(ROUTER_V4);
+    knock(&lab);
+    lab.daemons_wait(&format!("opened tcp:{DEMO_PORT} for {CLIENT_V4}"));
+    assert_eq!(opened(&mut lab), 1);
+
+    lab.recreate_client_link().unwrap();
+    lab.daemons_wait(&format!(
+        "capture {}: interface re-created; capture resumed",
+        lab.router_dev
+    ));
+    // Knocks on the new device are seen, and the service opens through it.
+    std::thread::sleep(Duration::from_millis(5500));
+    assert!(
+        lab.connect(router, DEMO_PORT, Duration::from_millis(500))
+            .unwrap()
+            .is_none(),
+        "the first grant expired"
+    );
+    knock(&lab);
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while opened(&mut lab) < 2 {
+        assert!(
+            std::time::Instant::now() < end,
+            "no knock seen after the interface came back: {:?}",
+            lab.daemon(0).log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lab
+        .connect(router, DEMO_PORT, Duration::from_millis(500))
+        .unwrap()
+        .is_some());
+
+    // Down and up again (same ifindex): the socket keeps working by itself.
+    let dev = lab.router_dev.clone();
+    lab.sh_in_router(&format!("ip link set {dev} down && ip link set {dev} up"))
+        .unwrap();
+    let client_dev = format!("pc{}", &dev[2..]);
+    let out = Command::new("ip")
+        .args(["-n", &lab.client_ns, "link", "set", &client_dev, "up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_carrier(&lab, &dev);
+    knock(&lab);
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while opened(&mut lab) < 3 {
+        assert!(
+            std::time::Instant::now() < end,
+            "no knock seen after down/up: {:?}",
+            lab.daemon(0).log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most 3 s) for carrier on the router's `dev`.
+fn wait_carrier(lab: &Lab, dev: &str) {
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let up = lab
+            .sh_in_router(&format!("cat /sys/class/net/{dev}/carrier"))
+            .unwrap_or_default();
+        if up.trim() == "1" {
+            return;
+        }
+        assert!(std::time::Instant::now() < end, "{dev}: no carrier");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
