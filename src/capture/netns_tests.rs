@@ -283,6 +283,16 @@ fn unknown_interface_is_named() {
 
 #[test]
 fn kernel_filters_in_network_namespaces() {
+    if let Some(qemu) = std::env::var_os("POSTERN_QEMU_USER") {
+        // Only the cross runner sets this: qemu-user refuses PACKET_AUXDATA
+        // (ENOPROTOOPT), which `Capture::open` needs for VLAN-tagged frames.
+        eprintln!(
+            "\n*** SKIPPED under qemu-user ({}): capture::netns_tests::kernel_filters_in_network_namespaces \
+             (the emulated router, scripts/vm/e2e.sh, captures on MIPS) ***\n",
+            qemu.to_string_lossy()
+        );
+        return;
+    }
     if !is_root() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("capture::netns_tests needs root in CI (CI=true)");
