@@ -286,9 +286,12 @@ fn kernel_filters_in_network_namespaces() {
     if let Some(qemu) = std::env::var_os("POSTERN_QEMU_USER") {
         // Only the cross runner sets this: qemu-user refuses PACKET_AUXDATA
         // (ENOPROTOOPT), which `Capture::open` needs for VLAN-tagged frames.
-        eprintln!(
+        // Straight to fd 2: the harness captures `eprintln!` of passing tests.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n*** SKIPPED under qemu-user ({}): capture::netns_tests::kernel_filters_in_network_namespaces \
-             (the emulated router, scripts/vm/e2e.sh, captures on MIPS) ***\n",
+             (the emulated router, scripts/vm/e2e.sh, captures on MIPS) ***",
             qemu.to_string_lossy()
         );
         return;
