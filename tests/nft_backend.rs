@@ -384,3 +384,25 @@ fn fw4_setup_fails_clearly_without_the_include() {
         b.setup(&[]).unwrap();
     });
 }
+
+#[test]
+fn standalone_setup_is_one_transaction_and_reports_the_kernels_refusal() {
+    in_netns("standalone setup refused", || {
+        // A foreign `guard` set of another type: the NEWSET in postern's batch
+        // is refused, so nothing of the batch may be committed.
+        nft_script("add table inet postern\nadd set inet postern guard { type ipv4_addr; }\n");
+        let mut b = NftBackend::standalone();
+        let err = b.setup(&[PortSpec::tcp(22)]).unwrap_err();
+        assert_eq!(err.context, "set up table inet postern", "{err}");
+        assert!(err.source.raw_os_error().is_some(), "{err}");
+        let table = nft("list table inet postern");
+        assert!(!table.contains("allow4"), "half a batch committed: {table}");
+        assert!(!table.contains("chain input"), "{table}");
+        // Once the conflict is gone, setup works and the socket is still usable.
+        nft_script("delete table inet postern\n");
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        assert!(nft("list table inet postern").contains("@guard drop"));
+        b.teardown().unwrap();
+        assert!(!nft("list tables").contains("postern"));
+    });
+}

@@ -2,23 +2,25 @@
 //!
 //! Two flavours share one per-grant path:
 //! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`, an
-//!   input chain at priority filter - 5). Setup and teardown run `nft -f -` once
-//!   with text from [`ruleset`]; setup is atomic, idempotent and keeps live grants.
+//!   input chain at priority filter - 5). Setup and teardown are one netlink
+//!   batch each, built by [`standalone`] (the same batch `nft -f` sends for the
+//!   [`ruleset`] text; no `nft` binary needed); setup is atomic, idempotent and
+//!   keeps live grants.
 //! * **fw4** adds elements to `postern_allow4`/`postern_allow6` in OpenWrt's
 //!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
 //!   (over netlink) that the sets exist; teardown leaves fw4 alone.
 //!
-//! Per grant, this module must never spawn `nft`: grants and revokes are
+//! This module never spawns `nft`: grants and revokes are
 //! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
 //! and sent by `socket` (the only netlink I/O).
 
 pub mod netlink;
 pub mod ruleset;
 mod socket;
+pub mod standalone;
 
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use self::netlink::{ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
 use self::socket::NfSocket;
@@ -144,6 +146,35 @@ impl NftBackend {
         })
     }
 
+    /// Sends a table batch built by [`standalone`] (`build(seq, buf)`) and
+    /// waits for every ack. `what` names the step for errors.
+    fn table_batch(
+        &mut self,
+        buf_len: usize,
+        what: &str,
+        build: impl Fn(u32, &mut [u8]) -> Result<standalone::Batch, EncodeError>,
+    ) -> Result<(), FirewallError> {
+        let err = |source| FirewallError {
+            context: what.to_string(),
+            source,
+        };
+        let mut buf = vec![0u8; buf_len];
+        let sock = self.socket().map_err(err)?;
+        // Reserve more numbers than any batch uses (a dozen messages).
+        let seq = sock.next_seq(32);
+        let batch = build(seq, &mut buf)
+            .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let outcome = sock.request_range(&buf[..batch.len], batch.first_ack, batch.last_ack);
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(errno)) => Err(err(io::Error::from_raw_os_error(errno))),
+            Err(e) => {
+                self.sock = None;
+                Err(err(e))
+            }
+        }
+    }
+
     /// Checks that `set` exists in the fw4 table.
     fn check_fw4_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
         let outcome = self
@@ -182,48 +213,14 @@ fn elem_context(req: &SetElemRequest<'_>) -> String {
     )
 }
 
-/// Runs `nft -f -` with `script` on stdin. `what` names the step for errors.
-pub fn run_nft_script(script: &str, what: &str) -> Result<(), FirewallError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| FirewallError {
-            context: if source.kind() == io::ErrorKind::NotFound {
-                format!("{what}: cannot run `nft` (is the nftables package installed?)")
-            } else {
-                format!("{what}: cannot run `nft`")
-            },
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A write error (nft exited early) shows up in the exit status below.
-        let _ = stdin.write_all(script.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|source| FirewallError {
-        context: format!("{what}: waiting for `nft`"),
-        source,
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(FirewallError {
-            context: format!("{what}: `nft -f -` failed ({})", out.status),
-            source: io::Error::other(stderr.trim().to_string()),
-        })
-    }
-}
-
 impl Backend for NftBackend {
     fn setup(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
         match self.flavour {
             Flavour::Standalone => {
-                run_nft_script(
-                    &ruleset::standalone_setup_script(guarded),
+                self.table_batch(
+                    standalone::setup_buf_len(guarded.len()),
                     "set up table inet postern",
+                    |seq, buf| standalone::setup(ruleset::STANDALONE_TABLE, guarded, seq, buf),
                 )?;
                 log::info!(
                     "nft: table inet {} ready, {} guarded port(s)",
@@ -274,12 +271,14 @@ impl Backend for NftBackend {
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {
-        self.sock = None;
         match self.flavour {
-            Flavour::Standalone => run_nft_script(
-                &ruleset::standalone_teardown_script(),
-                "remove table inet postern",
-            ),
+            Flavour::Standalone => {
+                self.table_batch(256, "remove table inet postern", |seq, buf| {
+                    standalone::teardown(ruleset::STANDALONE_TABLE, seq, buf)
+                })?;
+                self.sock = None;
+                Ok(())
+            }
             Flavour::Fw4 => Ok(()),
         }
     }

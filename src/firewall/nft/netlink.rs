@@ -131,18 +131,20 @@ pub fn elem_key(addr: IpAddr, port: PortSpec, out: &mut [u8; 24]) -> usize {
     a + 8
 }
 
-/// A little writer of netlink messages into a caller's buffer.
-struct Writer<'a> {
+/// A little writer of netlink messages into a caller's buffer (shared with
+/// [`super::standalone`], which builds the table-setup batch).
+pub(super) struct Writer<'a> {
     buf: &'a mut [u8],
-    len: usize,
+    /// Bytes written so far.
+    pub(super) len: usize,
 }
 
 impl<'a> Writer<'a> {
-    fn new(buf: &'a mut [u8]) -> Writer<'a> {
+    pub(super) fn new(buf: &'a mut [u8]) -> Writer<'a> {
         Writer { buf, len: 0 }
     }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+    pub(super) fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
         let end = self
             .len
             .checked_add(bytes.len())
@@ -156,7 +158,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Zero bytes up to the next multiple of 4 (`NLMSG_ALIGN` / `NLA_ALIGN`).
-    fn align(&mut self) -> Result<(), EncodeError> {
+    pub(super) fn align(&mut self) -> Result<(), EncodeError> {
         let pad = (4 - self.len % 4) % 4;
         self.put(&[0u8; 3][..pad])
     }
@@ -167,7 +169,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Starts a message: `nlmsghdr` (length patched by [`Writer::end_msg`]) and `nfgenmsg`.
-    fn begin_msg(
+    pub(super) fn begin_msg(
         &mut self,
         ty: u16,
         flags: u16,
@@ -186,7 +188,7 @@ impl<'a> Writer<'a> {
         Ok(start)
     }
 
-    fn end_msg(&mut self, start: usize) -> Result<(), EncodeError> {
+    pub(super) fn end_msg(&mut self, start: usize) -> Result<(), EncodeError> {
         self.align()?;
         let len = u32::try_from(self.len - start).map_err(|_| EncodeError::BufferTooSmall)?;
         self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
@@ -194,7 +196,7 @@ impl<'a> Writer<'a> {
     }
 
     /// An attribute with a payload: `nla_len` counts the payload unpadded.
-    fn attr(&mut self, ty: u16, payload: &[u8]) -> Result<(), EncodeError> {
+    pub(super) fn attr(&mut self, ty: u16, payload: &[u8]) -> Result<(), EncodeError> {
         let len = u16::try_from(4 + payload.len()).map_err(|_| EncodeError::BufferTooSmall)?;
         self.put(&len.to_ne_bytes())?;
         self.put(&ty.to_ne_bytes())?;
@@ -203,7 +205,7 @@ impl<'a> Writer<'a> {
     }
 
     /// A NUL-terminated string attribute.
-    fn attr_name(&mut self, ty: u16, name: &str) -> Result<(), EncodeError> {
+    pub(super) fn attr_name(&mut self, ty: u16, name: &str) -> Result<(), EncodeError> {
         check_name(name)?;
         let len = u16::try_from(4 + name.len() + 1).map_err(|_| EncodeError::BadName)?;
         self.put(&len.to_ne_bytes())?;
@@ -213,14 +215,14 @@ impl<'a> Writer<'a> {
         self.align()
     }
 
-    fn begin_nest(&mut self, ty: u16) -> Result<usize, EncodeError> {
+    pub(super) fn begin_nest(&mut self, ty: u16) -> Result<usize, EncodeError> {
         let start = self.len;
         self.put(&0u16.to_ne_bytes())?;
         self.put(&(ty | NLA_F_NESTED).to_ne_bytes())?;
         Ok(start)
     }
 
-    fn end_nest(&mut self, start: usize) -> Result<(), EncodeError> {
+    pub(super) fn end_nest(&mut self, start: usize) -> Result<(), EncodeError> {
         let len = u16::try_from(self.len - start).map_err(|_| EncodeError::BufferTooSmall)?;
         self.patch_u16(start, len);
         Ok(())
