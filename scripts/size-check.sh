@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUDGET=524288 # bytes (512 KiB); the binary was 498988 bytes when this was set
+BUDGET=524288 # bytes (512 KiB); the binary was 504060 bytes when this was set
 
 bash scripts/cross.sh mipsel build
 bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
