@@ -18,13 +18,11 @@ impl Millis {
 
     /// Reads `CLOCK_MONOTONIC`. For the edges only; the core takes time as input.
     pub fn now_monotonic() -> Millis {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        Millis(ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
+        // `timespec` has private padding fields on 32-bit musl (time64), so no
+        // struct literal: nix builds it. CLOCK_MONOTONIC always exists.
+        let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
+        Millis(ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000)
     }
 }
 

@@ -5,8 +5,19 @@ use std::process::{Command, Output};
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
+/// Runs postern. Under qemu-user (cross tests: the cargo runner sets
+/// `POSTERN_QEMU_USER` to the emulator) the foreign binary goes through the
+/// same emulator, since nothing registers it with binfmt_misc.
 fn postern(args: &[&str]) -> Output {
-    Command::new(EXE).args(args).output().expect("run postern")
+    let mut cmd = match std::env::var_os("POSTERN_QEMU_USER") {
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            c.arg(EXE);
+            c
+        }
+        None => Command::new(EXE),
+    };
+    cmd.args(args).output().expect("run postern")
 }
 
 fn text(b: &[u8]) -> String {

@@ -286,6 +286,19 @@ fn unknown_interface_is_named() {
 
 #[test]
 fn kernel_filters_in_network_namespaces() {
+    if let Some(qemu) = std::env::var_os("POSTERN_QEMU_USER") {
+        // Only the cross runner sets this: qemu-user refuses PACKET_AUXDATA
+        // (ENOPROTOOPT), which `Capture::open` needs for VLAN-tagged frames.
+        // Straight to fd 2: the harness captures `eprintln!` of passing tests.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED under qemu-user ({}): capture::netns_tests::kernel_filters_in_network_namespaces \
+             (the emulated router, scripts/vm/e2e.sh, captures on MIPS) ***",
+            qemu.to_string_lossy()
+        );
+        return;
+    }
     if !is_root() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("capture::netns_tests needs root in CI (CI=true)");

@@ -16,7 +16,7 @@ use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-use super::wire::ack_for;
+use super::wire::{ack_for, replies, Reply};
 
 /// How long to wait for the kernel's ack.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -57,6 +57,43 @@ impl NfSocket {
     /// message `ack_seq`. `Ok(Err(errno))` is the kernel refusing the request;
     /// `Err(_)` is a socket failure or a timeout.
     pub fn request(&mut self, msg: &[u8], ack_seq: u32) -> io::Result<Result<(), i32>> {
+        self.request_range(msg, ack_seq, ack_seq)
+    }
+
+    /// Sends a batch whose messages `first..=last` each ask for an ack, and
+    /// waits (up to [`ACK_TIMEOUT`]) for all of them. The kernel checks every
+    /// message of a failing batch and commits none of it; `Ok(Err(errno))` is
+    /// the first refusal seen.
+    pub fn request_range(
+        &mut self,
+        msg: &[u8],
+        first: u32,
+        last: u32,
+    ) -> io::Result<Result<(), i32>> {
+        self.send(msg)?;
+        let mut left = last.wrapping_sub(first).wrapping_add(1);
+        let in_range = |seq: u32| seq.wrapping_sub(first) <= last.wrapping_sub(first);
+        self.wait(|buf| {
+            if first == last {
+                return ack_for(buf, first);
+            }
+            for r in replies(buf) {
+                match r {
+                    Reply::Error { seq, errno } if in_range(seq) => return Some(Err(errno)),
+                    Reply::Ack { seq } if in_range(seq) => {
+                        left -= 1;
+                        if left == 0 {
+                            return Some(Ok(()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            None
+        })
+    }
+
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         let kernel = NetlinkAddr::new(0, 0);
         let sent = sendto(self.fd.as_raw_fd(), msg, &kernel, MsgFlags::empty())?;
         if sent != msg.len() {
@@ -65,6 +102,14 @@ impl NfSocket {
                 "short netlink send",
             ));
         }
+        Ok(())
+    }
+
+    /// Receives until `outcome` finds the answer in a datagram, or times out.
+    fn wait(
+        &mut self,
+        mut outcome: impl FnMut(&[u8]) -> Option<Result<(), i32>>,
+    ) -> io::Result<Result<(), i32>> {
         let deadline = Instant::now() + ACK_TIMEOUT;
         // Acks are small; a GETSET answer is a few hundred bytes. A datagram larger
         // than this is truncated, which the parser survives (it is not our ack).
@@ -90,8 +135,8 @@ impl NfSocket {
                 Err(Errno::EINTR | Errno::EAGAIN) => continue,
                 Err(e) => return Err(e.into()),
             };
-            if let Some(outcome) = ack_for(&buf[..n.min(buf.len())], ack_seq) {
-                return Ok(outcome);
+            if let Some(result) = outcome(&buf[..n.min(buf.len())]) {
+                return Ok(result);
             }
         }
     }
@@ -135,6 +180,30 @@ impl LazySocket {
             .get(..n)
             .ok_or_else(|| io::Error::other("request longer than its buffer"))?;
         let result = sock.request(msg, ack_seq);
+        if result.is_err() {
+            self.sock = None;
+        }
+        result
+    }
+
+    /// Like [`LazySocket::exchange`] for a batch whose messages `first..=last`
+    /// each ask for an ack: `build` returns (length, first, last).
+    pub fn exchange_batch(
+        &mut self,
+        seqs: u32,
+        buf: &mut [u8],
+        build: impl FnOnce(u32, &mut [u8]) -> io::Result<(usize, u32, u32)>,
+    ) -> io::Result<Result<(), i32>> {
+        let sock = match self.sock {
+            Some(ref mut sock) => sock,
+            None => self.sock.insert(NfSocket::open()?),
+        };
+        let seq = sock.next_seq(seqs);
+        let (n, first, last) = build(seq, buf)?;
+        let msg = buf
+            .get(..n)
+            .ok_or_else(|| io::Error::other("request longer than its buffer"))?;
+        let result = sock.request_range(msg, first, last);
         if result.is_err() {
             self.sock = None;
         }

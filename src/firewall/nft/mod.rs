@@ -2,8 +2,10 @@
 //!
 //! Two flavours share one per-grant path:
 //! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`, an
-//!   input chain at priority filter - 5). Setup and teardown run `nft -f -` once
-//!   with text from [`ruleset`]; setup is atomic, idempotent and keeps live grants.
+//!   input chain at priority filter - 5). Setup and teardown are one netlink
+//!   batch each, built by [`standalone`] (the same batch `nft -f` sends for the
+//!   [`ruleset`] text; no `nft` binary needed); setup is atomic, idempotent and
+//!   keeps live grants.
 //! * **fw4** adds elements to `postern_allow4`/`postern_allow6` in OpenWrt's
 //!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
 //!   (over netlink) that the sets exist; teardown leaves fw4 alone.
@@ -12,17 +14,23 @@
 //! (fw4: `postern_ban4`/`postern_ban6`) with a timeout; a drop rule for their
 //! members comes first in the input chain (fw4: in `input_wan`).
 //!
-//! Per grant, this module must never spawn `nft`: grants and revokes are
+//! Where the `nft` tool is installed, the standalone table is set up from the
+//! [`ruleset`] text with one `nft -f -` (it includes the ban sets and rules);
+//! without it (a minimal router, the emulated MIPS router) the [`standalone`]
+//! netlink batch builds the table, guard and allow sets and rules — without
+//! ban sets yet, so bans are then logged as failing. Grants, revokes and bans
+//! never spawn `nft`: they are `NEWSETELEM`/`DELSETELEM` batches built by
+//! [`netlink`] (pure, byte-tested)
 //! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
 //! and sent by `nfnetlink::socket` (the only netlink I/O).
 
 pub mod monitor;
 pub mod netlink;
 pub mod ruleset;
+pub mod standalone;
 
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use self::netlink::{AddrElemRequest, ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
 use super::nfnetlink::socket::LazySocket;
@@ -44,6 +52,8 @@ pub struct NftBackend {
     flavour: Flavour,
     /// Opened on first use, in the caller's network namespace.
     sock: LazySocket,
+    /// Standalone only: build the table over netlink even where `nft` exists.
+    netlink_setup: bool,
 }
 
 impl NftBackend {
@@ -52,6 +62,17 @@ impl NftBackend {
         NftBackend {
             flavour: Flavour::Standalone,
             sock: LazySocket::new(),
+            netlink_setup: false,
+        }
+    }
+
+    /// The standalone flavour with its table always built by the netlink
+    /// batch of [`standalone`] (what runs where no `nft` tool is installed;
+    /// no ban sets yet).
+    pub fn standalone_over_netlink() -> NftBackend {
+        NftBackend {
+            netlink_setup: true,
+            ..NftBackend::standalone()
         }
     }
 
@@ -60,6 +81,7 @@ impl NftBackend {
         NftBackend {
             flavour: Flavour::Fw4,
             sock: LazySocket::new(),
+            netlink_setup: false,
         }
     }
 
@@ -197,6 +219,32 @@ impl NftBackend {
         })
     }
 
+    /// Sends a table batch built by [`standalone`] (`build(seq, buf)`) and
+    /// waits for every ack. `what` names the step for errors.
+    fn table_batch(
+        &mut self,
+        buf_len: usize,
+        what: &str,
+        build: impl Fn(u32, &mut [u8]) -> Result<standalone::Batch, EncodeError>,
+    ) -> Result<(), FirewallError> {
+        let err = |source| FirewallError {
+            context: what.to_string(),
+            source,
+        };
+        let mut buf = vec![0u8; buf_len];
+        // Reserve more numbers than any batch uses (a dozen messages).
+        let outcome = self.sock.exchange_batch(32, &mut buf, |seq, buf| {
+            let batch =
+                build(seq, buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Ok((batch.len, batch.first_ack, batch.last_ack))
+        });
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(errno)) => Err(err(io::Error::from_raw_os_error(errno))),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// Checks that `set` exists in the fw4 table.
     fn check_fw4_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
         let outcome = self
@@ -235,8 +283,17 @@ fn elem_context(req: &SetElemRequest<'_>) -> String {
     )
 }
 
+/// True when the `nft` tool can be run (it sets up the full standalone table,
+/// ban sets included).
+fn nft_installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("nft").is_file()))
+}
+
 /// Runs `nft -f -` with `script` on stdin. `what` names the step for errors.
 pub fn run_nft_script(script: &str, what: &str) -> Result<(), FirewallError> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -274,10 +331,19 @@ impl Backend for NftBackend {
     fn setup(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
         match self.flavour {
             Flavour::Standalone => {
-                run_nft_script(
-                    &ruleset::standalone_setup_script(guarded),
-                    "set up table inet postern",
-                )?;
+                if !self.netlink_setup && nft_installed() {
+                    run_nft_script(
+                        &ruleset::standalone_setup_script(guarded),
+                        "set up table inet postern",
+                    )?;
+                } else {
+                    self.table_batch(
+                        standalone::setup_buf_len(guarded.len()),
+                        "set up table inet postern",
+                        |seq, buf| standalone::setup(ruleset::STANDALONE_TABLE, guarded, seq, buf),
+                    )?;
+                    log::warn!("nft: no `nft` tool: table built over netlink, without ban sets (bans will fail)");
+                }
                 log::info!(
                     "nft: table inet {} ready, {} guarded port(s)",
                     ruleset::STANDALONE_TABLE,
@@ -358,10 +424,17 @@ impl Backend for NftBackend {
     fn teardown(&mut self) -> Result<(), FirewallError> {
         self.sock.close();
         match self.flavour {
-            Flavour::Standalone => run_nft_script(
+            Flavour::Standalone if !self.netlink_setup && nft_installed() => run_nft_script(
                 &ruleset::standalone_teardown_script(),
                 "remove table inet postern",
             ),
+            Flavour::Standalone => {
+                self.table_batch(256, "remove table inet postern", |seq, buf| {
+                    standalone::teardown(ruleset::STANDALONE_TABLE, seq, buf)
+                })?;
+                self.sock.close();
+                Ok(())
+            }
             Flavour::Fw4 => Ok(()),
         }
     }

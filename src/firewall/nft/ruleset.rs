@@ -1,9 +1,10 @@
 //! nftables ruleset text: the standalone `table inet postern` and the fw4 includes.
 //!
-//! Owns every piece of `nft` syntax postern writes. Pure string building, no I/O;
-//! the caller feeds the text to `nft -f -` (setup and teardown only) or installs
-//! it as a file (packaging). Per-grant changes never go through this text: they
-//! are netlink set-element messages ([`super::netlink`]).
+//! Owns every piece of `nft` syntax postern writes. Pure string building, no I/O.
+//! The standalone text documents the table (`postern check`, tests): the
+//! daemon creates it with the equivalent netlink batch ([`super::standalone`]);
+//! the fw4 includes are installed as files (packaging). The object names here
+//! are the ones both use.
 
 use core::fmt::Write as _;
 
@@ -77,7 +78,7 @@ fn guard_elements(guard: &[PortSpec]) -> Option<String> {
 
 /// The standalone table written out whole, as `nft list table` would show it
 /// (for `postern check` and the docs). Loading this twice duplicates the rules;
-/// [`standalone_setup_script`] is what setup runs.
+/// [`standalone_setup_script`] is what setup does (as a netlink batch).
 pub fn standalone_ruleset(guard: &[PortSpec]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "table inet {STANDALONE_TABLE} {{");
@@ -105,7 +106,8 @@ pub fn standalone_ruleset(guard: &[PortSpec]) -> String {
 }
 
 /// The `nft -f -` script that creates or updates the standalone table in one
-/// atomic transaction. Idempotent: existing objects are kept (`add` of an
+/// atomic transaction ([`super::standalone::setup`] sends the same batch over
+/// netlink; its test compares the two byte for byte). Idempotent: existing objects are kept (`add` of an
 /// object with the same definition is a no-op), the guard set and the chain
 /// are flushed and refilled, and the allow and ban sets — the live grants
 /// and bans — are left alone.

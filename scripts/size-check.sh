@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Size budget (CI): builds the mipsel router binary with scripts/cross.sh and
+# fails when it is larger than the budget. A size check, not a timing: the
+# number is deterministic for a given toolchain (pinned in cross.sh).
+#
+# Raise BUDGET only on purpose, in the commit that needs the bytes, and say
+# there what they buy; README "Router builds" lists the sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUDGET=524288 # bytes (512 KiB); the binary was 504060 bytes when this was set
+
+bash scripts/cross.sh mipsel build
+bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
+size=$(stat -c %s "$bin")
+echo "== size: mipsel postern is $size bytes, budget $BUDGET ($((size * 100 / BUDGET))% used)"
+if [ "$size" -gt "$BUDGET" ]; then
+    echo "size-check: FAILED: $bin grew past the budget by $((size - BUDGET)) bytes" >&2
+    exit 1
+fi

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The emulated router, end to end (issue 5): postern's real firewall path on a
+# MIPS kernel, which qemu-user cannot give (no NETLINK_NETFILTER, no
+# PACKET_AUXDATA there).
+#
+#   bash scripts/vm/e2e.sh        (root; CI=true makes a missing root fatal)
+#
+# Builds an initramfs from Debian's mipsel packages — busybox-static and the
+# Malta kernel's nf_tables/conntrack/pcnet32 modules, no `nft` binary — plus
+# the static mipsel postern (scripts/cross.sh mipsel build) and
+# scripts/vm/init; boots it with qemu-system-mipsel -M malta; and from a client
+# network namespace holding the VM's tap device proves, for postern's own
+# client and for Debian's `knock`: closed → knock → open → expired.
+# Nothing prebuilt is committed; everything is fetched with apt-get download.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+
+log() { echo "== vm: $*"; }
+fail() { echo "vm e2e: FAILED: $*" >&2; exit 1; }
+
+if [ "$(id -u)" != 0 ]; then
+    [ "${CI:-}" != true ] || fail "needs root (network namespaces, tap), and CI=true forbids skipping"
+    echo "*** SKIPPED scripts/vm/e2e.sh: needs root (network namespace + tap device) ***" >&2
+    exit 0
+fi
+
+GUEST=10.213.50.2
+CLIENT=10.213.50.1
+SERVICE=8080
+GRANT=5 # seconds (the config's duration)
+NS=pvm$$
+TAP=pvmtap0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-vm.XXXXXX")
+QEMU_PID=
+
+cleanup() {
+    [ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null || true
+    [ -z "$QEMU_PID" ] || wait "$QEMU_PID" 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+    if [ "${KEEP_VM_WORK:-}" = 1 ]; then echo "vm: work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# --- tools and packages ------------------------------------------------------
+export DEBIAN_FRONTEND=noninteractive
+want=()
+for c in qemu-system-mipsel:qemu-system-mips cpio:cpio ip:iproute2 knock:knockd strings:binutils; do
+    command -v "${c%%:*}" >/dev/null || want+=("${c#*:}")
+done
+if ! dpkg --print-foreign-architectures | grep -cx mipsel >/dev/null; then
+    log "dpkg --add-architecture mipsel"
+    dpkg --add-architecture mipsel
+    apt-get update -qq
+fi
+if [ ${#want[@]} -gt 0 ]; then
+    log "apt-get install ${want[*]}"
+    apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+kernel_pkg=$(apt-cache depends linux-image-4kc-malta:mipsel | awk '/Depends: linux-image-/ {print $2; exit}')
+if [ -z "$kernel_pkg" ]; then
+    apt-get update -qq
+    kernel_pkg=$(apt-cache depends linux-image-4kc-malta:mipsel | awk '/Depends: linux-image-/ {print $2; exit}')
+fi
+[ -n "$kernel_pkg" ] || fail "cannot resolve linux-image-4kc-malta:mipsel"
+# No nftables package: postern builds its table over netlink itself, and the
+# VM proves that a router without the `nft` binary works.
+pkgs=("$kernel_pkg" busybox-static:mipsel)
+log "apt-get download ${pkgs[*]}"
+mkdir -p "$WORK/debs" "$WORK/root" "$WORK/kernel"
+chmod 777 "$WORK/debs" # apt's _apt user writes there
+(cd "$WORK/debs" && apt-get download "${pkgs[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+[ "$(ls "$WORK/debs" | wc -l)" -ge "${#pkgs[@]}" ] || fail "apt-get download fetched $(ls "$WORK/debs" | wc -l) of ${#pkgs[@]} packages"
+
+# --- binaries --------------------------------------------------------------
+log "building the static mipsel postern (scripts/cross.sh) and the host client"
+bash scripts/cross.sh mipsel build >"$WORK/cross.log" 2>&1 || { tail -30 "$WORK/cross.log"; fail "mipsel build"; }
+GUEST_BIN=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
+cargo build --locked --quiet
+HOST_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/postern
+[ -x "$HOST_BIN" ] || fail "no host postern at $HOST_BIN"
+
+# --- initramfs -----------------------------------------------------------
+R=$WORK/root
+dpkg-deb -x "$WORK/debs/"linux-image-*.deb "$WORK/kernel"
+for d in "$WORK/debs/"*.deb; do
+    case "$d" in */linux-image-*) ;; *) dpkg-deb -x "$d" "$R" ;; esac
+done
+rm -rf "$R/usr/share" # docs, man pages
+mkdir -p "$R/bin" "$R/lib/modules" "$R/etc/config" "$R/proc" "$R/sys" "$R/dev"
+ln -sf busybox "$R/bin/sh"
+install -m 755 "$GUEST_BIN" "$R/bin/postern"
+install -m 755 scripts/vm/init "$R/init"
+
+# Modules: each wanted one after its depends= (read from the .ko's modinfo).
+kdir=$(echo "$WORK/kernel/lib/modules/"*)
+declare -A seen=()
+order=()
+add_module() {
+    local m=$1 f deps d
+    [ -z "${seen[$m]:-}" ] || return 0
+    seen[$m]=1
+    f=$(find "$kdir" -name "$m.ko" -print -quit)
+    [ -n "$f" ] || fail "module $m not in $kernel_pkg"
+    deps=$(strings -a "$f" | sed -n 's/^depends=//p' | tr ',' ' ')
+    for d in $deps; do add_module "$d"; done
+    cp "$f" "$R/lib/modules/$m.ko"
+    order+=("$m")
+}
+# crc32c_generic: libcrc32c asks the crypto API for crc32c at load time.
+for m in crc32c_generic nf_tables nft_ct pcnet32; do add_module "$m"; done
+printf '%s\n' "${order[@]}" >"$R/etc/modules-order"
+log "modules: ${order[*]}"
+
+cat >"$R/etc/config/postern" <<EOF
+config postern 'main'
+	list device 'eth0'
+	option backend 'nft'
+	option log_level 'debug'
+
+config sequence 'web'
+	list knock 'tcp:7000'
+	list knock 'udp:8000'
+	list knock 'tcp:9000'
+	list open 'tcp:$SERVICE'
+	option duration '$GRANT'
+EOF
+echo nft >"$R/etc/postern-backend"
+(cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) >"$WORK/initrd.gz"
+log "initramfs: $(du -h "$WORK/initrd.gz" | cut -f1), kernel $(basename "$kdir")"
+
+# --- the network and the VM ----------------------------------------------
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" tuntap add dev "$TAP" mode tap
+ip -n "$NS" addr add "$CLIENT/24" dev "$TAP"
+ip -n "$NS" link set "$TAP" up
+CONSOLE=$WORK/console.log
+log "booting qemu-system-mipsel -M malta (console: $CONSOLE)"
+ip netns exec "$NS" qemu-system-mipsel -M malta -m 256 \
+    -kernel "$WORK/kernel/boot/"vmlinuz-* -initrd "$WORK/initrd.gz" \
+    -append "console=ttyS0 rdinit=/init panic=-1 quiet" \
+    -vga none -display none -monitor none -serial "file:$CONSOLE" -no-reboot \
+    -netdev "tap,id=wan,ifname=$TAP,script=no,downscript=no" \
+    -device pcnet,netdev=wan,romfile= </dev/null & # romfile=: no PXE ROM (ipxe-qemu) needed
+QEMU_PID=$!
+
+t0=$SECONDS
+until grep -q 'ready:' "$CONSOLE" 2>/dev/null; do
+    kill -0 "$QEMU_PID" 2>/dev/null || { cat "$CONSOLE"; fail "qemu exited before postern was ready"; }
+    [ $((SECONDS - t0)) -lt 120 ] || { cat "$CONSOLE"; fail "postern not ready after 120 s"; }
+    grep -q 'VM: postern exited' "$CONSOLE" 2>/dev/null && { cat "$CONSOLE"; fail "postern exited in the VM"; }
+    sleep 1
+done
+log "guest ready after $((SECONDS - t0)) s: $(grep -m1 'VM: kernel' "$CONSOLE")"
+grep 'insmod .* FAILED' "$CONSOLE" && fail "a module did not load"
+grep -q 'VM: no nft binary' "$CONSOLE" || fail "the guest has an nft binary: the test must run without one"
+
+in_ns() { ip netns exec "$NS" "$@"; }
+# True when a TCP handshake with the guarded service completes within 2 s.
+is_open() { in_ns timeout 2 bash -c "exec 3<>/dev/tcp/$GUEST/$SERVICE" 2>/dev/null; }
+
+# closed → KNOCK → open → expired. $1 names the client; the rest is the command.
+prove() {
+    local who=$1
+    shift
+    if is_open; then fail "$who: tcp:$SERVICE is open before the knock"; fi
+    log "$who: closed before the knock"
+    "$@" || fail "$who: knock command failed"
+    local t=$SECONDS opened=
+    while [ $((SECONDS - t)) -lt 15 ]; do
+        if is_open; then opened=$SECONDS; break; fi
+        sleep 0.5
+    done
+    [ -n "$opened" ] || { tail -20 "$CONSOLE"; fail "$who: tcp:$SERVICE did not open after the knock"; }
+    log "$who: open $((opened - t)) s after the knock"
+    while [ $((SECONDS - opened)) -lt $((GRANT + 20)) ]; do
+        if ! is_open; then
+            log "$who: closed again $((SECONDS - t)) s after the knock (grant ${GRANT} s)"
+            [ $((SECONDS - t)) -ge $((GRANT - 1)) ] || fail "$who: closed before the grant ran out"
+            return 0
+        fi
+        sleep 1
+    done
+    fail "$who: the grant did not expire"
+}
+
+prove "postern knock" in_ns "$HOST_BIN" knock "$GUEST" tcp:7000 udp:8000 tcp:9000
+prove "Debian knock" in_ns knock "$GUEST" 7000 8000:udp 9000
+grep -c 'opened tcp:8080' "$CONSOLE" | grep -qx 2 || { cat "$CONSOLE"; fail "the daemon did not log two grants"; }
+log "guest log:"
+grep -E 'postern|nft|VM:' "$CONSOLE" | sed 's/^/    /'
+echo "e2e: 2 passed, 0 failed"
