@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# CI fuzz step: installs what the fuzz build needs (nightly Rust, a C++
+# compiler for libFuzzer), then runs every fuzz target briefly
+# (FUZZ_SECONDS each, default 20) through scripts/fuzz.sh. The committed corpus
+# and regression inputs are also replayed by the stable `cargo test`
+# (tests/fuzz_regressions.rs), so this step adds fresh exploration only.
+# Measured: see fuzz/README.md ("CI").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-20}
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+if ! command -v c++ >/dev/null && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null
+fi
+bash scripts/fuzz.sh all "$seconds"
