@@ -85,7 +85,9 @@ pub fn check_program(prog: &[SockFilter]) {
     for (pc, i) in prog.iter().enumerate() {
         let targets = match i.code {
             op::JA => vec![pc + 1 + i.k as usize],
-            op::JEQ_K | op::JSET_K => vec![pc + 1 + usize::from(i.jt), pc + 1 + usize::from(i.jf)],
+            op::JEQ_K | op::JGT_K | op::JGE_K | op::JSET_K => {
+                vec![pc + 1 + usize::from(i.jt), pc + 1 + usize::from(i.jf)]
+            }
             op::LDH_ABS | op::LDB_ABS | op::LDH_IND | op::LDB_IND | op::LDXB_MSH => vec![],
             op::AND_K | op::RET_K => vec![],
             c => panic!("unknown opcode {c:#x} at {pc}"),
@@ -138,6 +140,14 @@ pub fn interpret(prog: &[SockFilter], pkt: &[u8], ethertype: u16) -> u32 {
             }
             op::JEQ_K => {
                 pc += usize::from(if a == i.k { i.jt } else { i.jf });
+                continue;
+            }
+            op::JGT_K => {
+                pc += usize::from(if a > i.k { i.jt } else { i.jf });
+                continue;
+            }
+            op::JGE_K => {
+                pc += usize::from(if a >= i.k { i.jt } else { i.jf });
                 continue;
             }
             op::JSET_K => {

@@ -375,6 +375,11 @@ impl World {
                 );
                 return;
             }
+            // Failures past the threshold ban the packet's own source, nothing else.
+            Decision::Ban { addr, .. } => {
+                assert_eq!(addr, obs.src);
+                return;
+            }
             Decision::Open {
                 addr,
                 by,
@@ -412,6 +417,9 @@ impl World {
                     self.knocked(obs.src, &s.knocks, s.timeout, now.mono),
                     "{name} completed without its knocks"
                 );
+            }
+            Origin::Encoded(name) | Origin::KnockClient { name, .. } => {
+                panic!("{name}: the harness configures no encoded or authenticated knocks")
             }
             Origin::Client { name, from } => {
                 assert_eq!(from, obs.src);

@@ -147,8 +147,12 @@ fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
     };
     if let Target::Addr(a) = repr.target {
         let v4_broadcast = matches!(a, IpAddr::V4(v) if v.is_broadcast());
-        if a.is_unspecified() || a.is_multicast() || a.is_loopback() || v4_broadcast {
-            return Err(Refusal::BadAddress);
+        if a != src {
+            if a.is_unspecified() || a.is_multicast() || a.is_loopback() || v4_broadcast {
+                return Err(Refusal::BadAddress);
+            }
+            // No harness client sets allow_other_address.
+            return Err(Refusal::OtherAddress);
         }
     }
     let skew = i128::from(repr.timestamp) - i128::from(unix);
