@@ -217,13 +217,11 @@ fn open_replay_file(cfg: &Config) -> Result<Option<ReplayFile>, DaemonError> {
 /// The monotonic instant of boot (`CLOCK_MONOTONIC` now minus `CLOCK_BOOTTIME` now):
 /// the SPA replay guard, since packets accepted before this boot are in no state file.
 fn boot_instant() -> Millis {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_BOOTTIME exists since Linux 2.6.39.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    let since_boot = ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
+    // nix builds the timespec (it has private padding on 32-bit musl, time64).
+    // CLOCK_BOOTTIME exists since Linux 2.6.39.
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
+    let since_boot = ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000;
     Millis(Millis::now_monotonic().0.saturating_sub(since_boot))
 }
 
