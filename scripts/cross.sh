@@ -120,8 +120,22 @@ run_tests() {
     local t0=$SECONDS log
     log=$(mktemp)
     set +e
-    cargo "${cargo_test[@]}" --locked --target "$T" \
-        --config profile.dev.opt-level=1 --config profile.dev.debug=false 2>&1 | tee "$log"
+    # Root-only end-to-end suites drive the real kernel firewall (netns,
+    # nf_tables, ipset over NETLINK_NETFILTER, which qemu-user refuses) or
+    # check host-built packages; under qemu they are not run. They are named
+    # here, loudly; the qemu-aware suites (netns, nft_backend) skip per test.
+    local host_only=(netns_spa netns_fwknop netns_knock_modes netns_bans netns_lifecycle fw3_backend openwrt)
+    local tests=() f name
+    for f in tests/*.rs; do
+        name=$(basename "$f" .rs)
+        if [[ " ${host_only[*]} " == *" $name "* ]]; then
+            echo "*** SKIPPED tests/$name.rs under qemu-user: root-only kernel firewall / host packaging suite (runs natively in CI) ***" | tee -a "$log"
+        else
+            tests+=(--test "$name")
+        fi
+    done
+    cargo "${cargo_test[@]}" --locked --target "$T" --lib --bins "${tests[@]}" \
+        --config profile.dev.opt-level=1 --config profile.dev.debug=false 2>&1 | tee -a "$log"
     local rc=${PIPESTATUS[0]}
     set -e
     local passed failed skipped
