@@ -10,8 +10,18 @@ use postern::port::L4Proto;
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
+/// Runs postern; under qemu-user (cross tests) through the same emulator,
+/// since nothing registers the foreign binary with binfmt_misc.
 fn postern(args: &[&str]) -> Output {
-    Command::new(EXE).args(args).output().expect("run postern")
+    let mut cmd = match std::env::var_os("POSTERN_QEMU_USER") {
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            c.arg(EXE);
+            c
+        }
+        None => Command::new(EXE),
+    };
+    cmd.args(args).output().expect("run postern")
 }
 
 fn text(b: &[u8]) -> String {
