@@ -606,7 +606,10 @@ fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effect
 /// if the backend fails on one port, the ports granted before it are revoked.
 fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
     let record = match decision {
-        Decision::Open { record, .. } | Decision::Close { record, .. } => record,
+        Decision::Open { record, .. }
+        | Decision::Close { record, .. }
+        | Decision::Run { record, .. }
+        | Decision::Forward { record, .. } => record,
         Decision::Refuse { src, refused } => return log_refusal(fx, now, src, &refused),
         Decision::Ban { addr, duration } => return ban(fx, addr, duration),
     };
@@ -670,6 +673,9 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     Err(e) => error!("could not close {port} for {addr} ({by}): {e}"),
                 }
             }
+        }
+        Decision::Run { .. } | Decision::Forward { .. } => {
+            error!("TODO(issue 10): commands and forwards are not wired yet");
         }
         Decision::Refuse { .. } | Decision::Ban { .. } => {}
     }

@@ -95,6 +95,29 @@ pub enum Decision<'a> {
         /// Why, and the client if its key authenticated the packet.
         refused: Refused<'a>,
     },
+    /// Run an enabled command (an authenticated, fresh SPA request the
+    /// client may make). The command runs for the packet's source.
+    Run {
+        /// The index of the command in [`Config::active_commands`].
+        command: usize,
+        /// Who asked.
+        by: Origin<'a>,
+        /// The replay record to persist before running.
+        record: Option<ReplayEntry>,
+    },
+    /// Let `addr` through an enabled forward for `duration`.
+    Forward {
+        /// The address allowed through (the packet's source, or its `-a` address).
+        addr: IpAddr,
+        /// The index of the forward in [`Config::active_forwards`].
+        forward: usize,
+        /// Who asked.
+        by: Origin<'a>,
+        /// How long new connections are forwarded.
+        duration: Duration,
+        /// The replay record to persist before forwarding.
+        record: Option<ReplayEntry>,
+    },
     /// Drop everything from `addr` for `duration` (too many failures; see [`crate::bans`]).
     Ban {
         /// The source banned.
@@ -127,6 +150,10 @@ pub struct Counters {
     pub opened: u64,
     /// Close decisions made.
     pub closed: u64,
+    /// Run decisions made (commands).
+    pub commands: u64,
+    /// Forward decisions made.
+    pub forwards: u64,
     /// Failures, bans and packets ignored from banned sources.
     pub bans: BanCounters,
 }
@@ -546,6 +573,24 @@ impl Engine {
                             record: Some(a.record),
                         }
                     }
+                    spa::Kind::Command => {
+                        self.counters.commands += 1;
+                        Decision::Run {
+                            command: a.item,
+                            by,
+                            record: Some(a.record),
+                        }
+                    }
+                    spa::Kind::Forward => {
+                        self.counters.forwards += 1;
+                        Decision::Forward {
+                            addr: a.addr,
+                            forward: a.item,
+                            by,
+                            duration: a.duration,
+                            record: Some(a.record),
+                        }
+                    }
                 }
             }
             Err(refused) => {
@@ -600,6 +645,8 @@ mod tests {
             main: Main::default(),
             clients: Vec::new(),
             knock_modes: Default::default(),
+            commands: Vec::new(),
+            forwards: Vec::new(),
             sequences: vec![
                 seq(
                     "ssh",

@@ -46,9 +46,12 @@ usage:
         to ADDR (default: this machine's address towards HOST; behind NAT give
         the public one). See docs/knock-modes.md.
   postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR] [--duration S] [--close]
+              [--command NAME | --forward NAME]
               [--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]
         Send one SPA packet asking HOST to open (or with --close, close) the ports
-        for this packet's source (-s, the default) or for ADDR (-a). --stanza reads
+        for this packet's source (-s, the default) or for ADDR (-a); or to run
+        the router's 'config command' NAME (--command), or to open its
+        'config forward' NAME to a LAN host for S seconds (--forward). --stanza reads
         host, key, ports, port and duration from CLIENTCONF
         (default ~/.config/postern/client.conf); flags override it.
         PORT is the router's spa_port (default 62201); S defaults to 30.
@@ -277,6 +280,7 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let mut target: Option<Target> = None;
     let mut duration: Option<u32> = None;
     let mut close = false;
+    let mut named: Option<(Kind, String)> = None;
     let mut key: Option<Key> = None;
     let mut stanza_name: Option<String> = None;
     let mut conf_path: Option<PathBuf> = None;
@@ -303,6 +307,22 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
                 );
             }
             "--close" => close = true,
+            "--command" | "--forward" => {
+                let v = value(&mut it, a)?;
+                if !config::typed::is_action_name(v) {
+                    return Err(format!(
+                        "{a} '{v}' is not a name of the router's config (1-32 letters, digits or _)"
+                    ));
+                }
+                let kind = if a == "--command" {
+                    Kind::Command
+                } else {
+                    Kind::Forward
+                };
+                if named.replace((kind, v.clone())).is_some() {
+                    return Err("spa: give one --command or --forward".into());
+                }
+            }
             "--key" => {
                 let v = value(&mut it, a)?;
                 key = Some(Key::from_base64(v).map_err(|e| format!("--key: {e}"))?);
@@ -353,9 +373,15 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let key = key
         .or_else(|| stanza.as_ref().map(|s| s.key.clone()))
         .ok_or("spa: give a key: --key-file F, --key B64 or --stanza NAME")?;
-    let ports = access
-        .or_else(|| stanza.as_ref().map(|s| s.access.clone()))
-        .ok_or("spa: give the ports with -A, e.g. -A tcp/22")?;
+    if named.is_some() && (close || access.is_some()) {
+        return Err("spa: --command and --forward take no -A or --close".into());
+    }
+    let ports = match &named {
+        Some(_) => Vec::new(),
+        None => access
+            .or_else(|| stanza.as_ref().map(|s| s.access.clone()))
+            .ok_or("spa: give the ports with -A, e.g. -A tcp/22")?,
+    };
     let target = target
         .or_else(|| stanza.as_ref().and_then(|s| s.address.map(Target::Addr)))
         .unwrap_or(Target::Source);
@@ -365,10 +391,19 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let port = port
         .or_else(|| stanza.as_ref().map(|s| s.port))
         .unwrap_or(client_conf::DEFAULT_PORT);
+    let (kind, name) = match named {
+        Some((kind, name)) => (kind, name),
+        None if close => (Kind::Close, String::new()),
+        None => (Kind::Open, String::new()),
+    };
+    if kind == Kind::Command && target != Target::Source {
+        return Err("spa: a command runs for the packet's source only: drop -a".into());
+    }
     let req = spa_client::Request {
-        kind: if close { Kind::Close } else { Kind::Open },
+        kind,
         target,
         ports,
+        name,
         duration,
     };
     let addr = client::resolve(&host).map_err(|e| format!("spa: host '{host}': {e}"))?;

@@ -147,6 +147,7 @@ fn spa_packet(k: u8, n: u64) -> Vec<u8> {
         duration: 30,
         target: SpaTarget::Source,
         ports: [PortSpec::tcp(2222)].into_iter().collect(),
+        name: heapless::String::new(),
     };
     let mut nonce = [0x3c; 24];
     nonce[..8].copy_from_slice(&n.to_be_bytes());

@@ -10,7 +10,7 @@ use std::io;
 use std::net::UdpSocket;
 
 use crate::port::{PortSpec, PortSpecError};
-use crate::spa::request::MAX_PORTS;
+use crate::spa::request::{MAX_NAME_LEN, MAX_PORTS};
 use crate::spa::seal::{self, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN};
 use crate::spa::{Key, Kind, RequestRepr, Target};
 
@@ -20,13 +20,15 @@ pub const MAX_PADDING: u8 = 64;
 /// What to ask the router for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// Open or close.
+    /// Open, close, command or forward.
     pub kind: Kind,
     /// The address to allow: the packet's source (`-s`) or an explicit one (`-a`).
     pub target: Target,
-    /// The ports (1 to [`MAX_PORTS`]).
+    /// Open and close: the ports (1 to [`MAX_PORTS`]).
     pub ports: Vec<PortSpec>,
-    /// Seconds (ignored for close).
+    /// Command and forward: the router's `config command`/`config forward` name.
+    pub name: String,
+    /// Seconds (ignored for close and command).
     pub duration: u32,
 }
 
@@ -59,21 +61,41 @@ pub fn packet_with(
     nonce: &[u8; NONCE_LEN],
     padding: &[u8],
 ) -> io::Result<Vec<u8>> {
-    if req.ports.is_empty() || req.ports.len() > MAX_PORTS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("give 1 to {MAX_PORTS} ports"),
-        ));
+    let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+    if req.kind.has_name() {
+        if !crate::config::typed::is_action_name(&req.name) {
+            return Err(invalid(format!(
+                "'{}' is not a command or forward name (1-{MAX_NAME_LEN} letters, digits or _)",
+                req.name
+            )));
+        }
+        if req.kind == Kind::Command && req.target != Target::Source {
+            return Err(invalid(
+                "a command runs for the packet's source only: drop -a".into(),
+            ));
+        }
+    } else if req.ports.is_empty() || req.ports.len() > MAX_PORTS {
+        return Err(invalid(format!("give 1 to {MAX_PORTS} ports")));
     }
     let repr = RequestRepr {
         kind: req.kind,
         timestamp: now,
         duration: match req.kind {
-            Kind::Open => req.duration.max(1),
-            Kind::Close => 0,
+            Kind::Open | Kind::Forward => req.duration.max(1),
+            Kind::Close | Kind::Command => 0,
         },
         target: req.target,
-        ports: req.ports.iter().copied().collect(),
+        ports: if req.kind.has_name() {
+            heapless::Vec::new()
+        } else {
+            req.ports.iter().copied().collect()
+        },
+        name: if req.kind.has_name() {
+            // Checked above: ASCII of at most MAX_NAME_LEN bytes.
+            heapless::String::try_from(req.name.as_str()).unwrap_or_default()
+        } else {
+            heapless::String::new()
+        },
     };
     let mut out = [0u8; MAX_PACKET_LEN];
     let n = seal::seal(key, nonce, &repr, padding, &mut out)
@@ -85,9 +107,12 @@ pub fn packet_with(
 pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
     crate::random::fill(&mut nonce)?;
-    let room = MAX_PLAINTEXT_LEN.saturating_sub(
-        crate::spa::request::HEADER_LEN + crate::spa::request::PORT_LEN * req.ports.len(),
-    );
+    let body = if req.kind.has_name() {
+        req.name.len()
+    } else {
+        crate::spa::request::PORT_LEN * req.ports.len()
+    };
+    let room = MAX_PLAINTEXT_LEN.saturating_sub(crate::spa::request::HEADER_LEN + body);
     let max = MAX_PADDING.min(u8::try_from(room).unwrap_or(u8::MAX));
     let mut padding = vec![0u8; usize::from(crate::random::below_or_eq(max)?)];
     crate::random::fill(&mut padding)?;
@@ -117,6 +142,8 @@ pub fn describe(req: &Request) -> String {
     match req.kind {
         Kind::Open => format!("open {}{target} for {} s", ports.join(" "), req.duration),
         Kind::Close => format!("close {}{target}", ports.join(" ")),
+        Kind::Command => format!("run command {}", req.name),
+        Kind::Forward => format!("open forward {}{target} for {} s", req.name, req.duration),
     }
 }
 
@@ -133,6 +160,7 @@ mod tests {
             kind: Kind::Open,
             target: Target::Source,
             ports: vec![PortSpec::tcp(22)],
+            name: String::new(),
             duration: 30,
         }
     }
@@ -165,6 +193,8 @@ mod tests {
             main: Main::default(),
             sequences: Vec::new(),
             knock_modes: Default::default(),
+            commands: Vec::new(),
+            forwards: Vec::new(),
             clients: vec![Client {
                 name: "me".into(),
                 enabled: true,
@@ -174,6 +204,8 @@ mod tests {
                 max_duration: Duration::from_secs(60),
                 sources: Vec::new(),
                 allow_other_address: false,
+                commands: Vec::new(),
+                forwards: Vec::new(),
             }],
         };
         let mut v = Verifier::new(&cfg);

@@ -15,8 +15,11 @@ use crate::knock::totp::TotpShape;
 use crate::port::{L4Proto, PortRange, PortSpec};
 use crate::spa::Key;
 
+pub mod actions;
 pub mod typed;
 pub mod uci;
+
+pub use actions::{Command, Forward, NamedForward, MAX_COMMANDS, MAX_FORWARDS};
 
 /// Most knock steps in one sequence.
 pub const MAX_SEQUENCE_STEPS: usize = 32;
@@ -45,6 +48,10 @@ pub struct Config {
     /// Knocks that carry information: TOTP sequences, encoded profiles,
     /// clients' knock ranges (see `docs/knock-modes.md`).
     pub knock_modes: KnockModes,
+    /// `config command` sections in file order (disabled ones included).
+    pub commands: Vec<Command>,
+    /// `config forward` sections in file order (disabled ones included).
+    pub forwards: Vec<NamedForward>,
 }
 
 /// The knock modes beyond static sequences.
@@ -123,7 +130,8 @@ pub struct Client {
     pub key: Option<Key>,
     /// The `fwknop_*` options: this client's fwknop keys (fwknop packets).
     pub fwknop: Option<FwknopClient>,
-    /// `list allow`: the ports this client may open or close (at least one).
+    /// `list allow`: the ports this client may open or close (a client needs
+    /// at least one of `allow`, `command` or `forward`).
     pub allow: Vec<PortSpec>,
     /// `option max_duration` seconds (default [`DEFAULT_MAX_DURATION`]).
     pub max_duration: Duration,
@@ -133,6 +141,10 @@ pub struct Client {
     /// name an address other than the packet's source (`-a`); when false only
     /// the source itself (`-s`, or `-a` with the source's own address) is opened.
     pub allow_other_address: bool,
+    /// `list command`: the `config command` names this client may run.
+    pub commands: Vec<String>,
+    /// `list forward`: the `config forward` names this client may open.
+    pub forwards: Vec<String>,
 }
 
 /// A client's fwknop settings.
@@ -259,6 +271,16 @@ impl Config {
     /// The enabled SPA clients.
     pub fn active_clients(&self) -> impl Iterator<Item = &Client> {
         self.clients.iter().filter(|c| c.enabled)
+    }
+
+    /// The enabled commands, in file order (the order SPA decisions index).
+    pub fn active_commands(&self) -> impl Iterator<Item = &Command> {
+        self.commands.iter().filter(|c| c.enabled)
+    }
+
+    /// The enabled forwards, in file order (the order SPA decisions index).
+    pub fn active_forwards(&self) -> impl Iterator<Item = &NamedForward> {
+        self.forwards.iter().filter(|f| f.forward.enabled)
     }
 
     /// The enabled TOTP sequences.

@@ -48,10 +48,15 @@ use crate::cidr::Cidr;
 use crate::port::PortSpec;
 use crate::spa::Key;
 
+mod actions;
 mod fwknop;
 mod knock_modes;
 
-const SECTION_TYPES: &[&str] = &["postern", "sequence", "client", "encoded"];
+pub use actions::is_action_name;
+
+const SECTION_TYPES: &[&str] = &[
+    "postern", "sequence", "client", "encoded", "command", "forward",
+];
 const MAIN_OPTIONS: &[&str] = &[
     "enabled",
     "interface",
@@ -81,6 +86,8 @@ const CLIENT_OPTIONS: &[&str] = &[
     "knock_base",
     "knock_proto",
     "knock_timeout",
+    "command",
+    "forward",
 ];
 const SEQUENCE_OPTIONS: &[&str] = &[
     "enabled", "knock", "timeout", "action", "open", "close", "duration",
@@ -115,6 +122,8 @@ fn options_of(kind: &str) -> Vec<&'static str> {
         "sequence" => &[SEQUENCE_OPTIONS, knock_modes::TOTP_OPTIONS],
         "client" => &[CLIENT_OPTIONS],
         "encoded" => &[knock_modes::ENCODED_OPTIONS],
+        "command" => &[actions::COMMAND_OPTIONS],
+        "forward" => &[actions::FORWARD_OPTIONS],
         _ => &[],
     };
     let mut names: Vec<&'static str> = Vec::new();
@@ -136,6 +145,8 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut totp = Vec::new();
     let mut encoded = Vec::new();
     let mut client_knocks = Vec::new();
+    let mut commands = Vec::new();
+    let mut forwards = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -163,6 +174,13 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                 }
             }
             "encoded" => encoded.extend(knock_modes::encoded(&mut cx, s, index)),
+            "command" => {
+                commands.extend(actions::command(&mut cx, s, &section_label(s, index)));
+            }
+            "forward" => {
+                let f = actions::forward(&mut cx, s, &section_label(s, index));
+                forwards.extend(f.map(|f| (f, s.line)));
+            }
             other => {
                 let msg = format!(
                     "unknown section type '{other}'{} (known: {})",
@@ -185,6 +203,12 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         &encoded,
         &client_knocks,
     );
+    let knock_ports: Vec<PortSpec> = seqs
+        .iter()
+        .filter(|c| c.seq.enabled)
+        .flat_map(|c| c.seq.knocks.iter().copied())
+        .collect();
+    actions::cross_check(&mut cx, sections, &main, &knock_ports, &commands, &forwards);
     cx.finish(Config {
         main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
@@ -194,6 +218,8 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
             encoded: encoded.into_iter().map(|e| e.enc).collect(),
             clients: client_knocks.into_iter().map(|k| k.knock).collect(),
         },
+        commands,
+        forwards: forwards.into_iter().map(|(f, _)| f).collect(),
     })
 }
 
@@ -255,6 +281,7 @@ pub fn summary(cfg: &Config) -> String {
     for c in &cfg.clients {
         let _ = writeln!(out, "  {}", client_line(c));
     }
+    actions_summary(&mut out, cfg);
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
     let k = &cfg.knock_modes;
@@ -353,6 +380,12 @@ fn client_line(c: &Client) -> String {
     if c.allow_other_address {
         line.push_str(", also for other addresses");
     }
+    if !c.commands.is_empty() {
+        let _ = write!(line, "; may run {}", c.commands.join(", "));
+    }
+    if !c.forwards.is_empty() {
+        let _ = write!(line, "; may open forward {}", c.forwards.join(", "));
+    }
     if let Some(f) = &c.fwknop {
         let only = if c.key.is_none() { " only" } else { "" };
         let _ = write!(
@@ -363,6 +396,54 @@ fn client_line(c: &Client) -> String {
         );
     }
     line
+}
+
+/// The `config command` and `config forward` lines of the summary.
+fn actions_summary(out: &mut String, cfg: &Config) {
+    if !cfg.commands.is_empty() {
+        let active = cfg.active_commands().count();
+        let _ = writeln!(out, "commands: {} ({active} enabled)", cfg.commands.len());
+    }
+    for c in &cfg.commands {
+        let _ = write!(
+            out,
+            "  {} [{}]: runs {:?} for up to {}s",
+            c.name,
+            on_off(c.enabled),
+            c.argv,
+            c.timeout.as_secs()
+        );
+        if let Some(u) = &c.user {
+            let _ = write!(out, " as {u}");
+        }
+        if let Some(m) = &c.fwknop_match {
+            let _ = write!(out, "; fwknop -C {m:?}");
+        }
+        out.push('\n');
+    }
+    if !cfg.forwards.is_empty() {
+        let active = cfg.active_forwards().count();
+        let _ = writeln!(out, "forwards: {} ({active} enabled)", cfg.forwards.len());
+    }
+    for f in &cfg.forwards {
+        let w = &f.forward;
+        let mut to = Vec::new();
+        if let Some(a) = w.to4 {
+            to.push(format!("{a}:{}", w.to_port));
+        }
+        if let Some(a) = w.to6 {
+            to.push(format!("[{a}]:{} (IPv6, no NAT)", w.to_port));
+        }
+        let _ = writeln!(
+            out,
+            "  {} [{}]: {}:{} -> {}",
+            f.name,
+            on_off(w.enabled),
+            w.proto,
+            w.port,
+            to.join(", ")
+        );
+    }
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -860,10 +941,15 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
         );
         cx.push(s.line, msg);
     }
+    let commands = opt("command").map_or(Some(Vec::new()), |e| actions::client_names(cx, e));
+    let forwards = opt("forward").map_or(Some(Vec::new()), |e| actions::client_names(cx, e));
     let allow = match opt("allow") {
         Some(e) => get_ports(cx, e).map(|v| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>()),
+        None if opt("command").is_some() || opt("forward").is_some() => Some(Vec::new()),
         None => {
-            let msg = format!("{label} may open nothing: add lines such as list allow 'tcp:22'");
+            let msg = format!(
+                "{label} may do nothing: add lines such as list allow 'tcp:22' (or list command / list forward)"
+            );
             cx.push(s.line, msg);
             None
         }
@@ -892,6 +978,8 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
             max_duration: max_duration?,
             sources: sources?,
             allow_other_address: allow_other_address?,
+            commands: commands?,
+            forwards: forwards?,
         },
     })
 }
@@ -1359,7 +1447,7 @@ config client 'laptop'
     fn unknown_sections_and_options() {
         assert_eq!(
             err1("config sequense x\n"),
-            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client, encoded)".to_string())
+            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client, encoded, command, forward)".to_string())
         );
         assert_eq!(
             err1(&seq("\toption timout 5\n")),
@@ -1371,7 +1459,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward)".to_string())
         );
     }
 
@@ -1543,7 +1631,7 @@ knock ports: tcp:7000, tcp:9000, udp:8000
             err1(&format!("config client 'a'\n\toption key '{KEY7}'\n")),
             (
                 1,
-                "client 'a' may open nothing: add lines such as list allow 'tcp:22'".to_string()
+                "client 'a' may do nothing: add lines such as list allow 'tcp:22' (or list command / list forward)".to_string()
             )
         );
         assert_eq!(

@@ -7,13 +7,14 @@
 //!
 //! ```text
 //!  0      version       u8   = 1
-//!  1      kind          u8   1 = open, 2 = close
+//!  1      kind          u8   1 = open, 2 = close, 3 = command, 4 = forward
 //!  2..10  timestamp     u64  unix seconds
-//! 10..14  duration      u32  seconds (open: ≥ 1; close: 0)
-//! 14      address kind  u8   0 = the packet's source, 4 = IPv4, 6 = IPv6
+//! 10..14  duration      u32  seconds (open, forward: ≥ 1; close, command: 0)
+//! 14      address kind  u8   0 = the packet's source, 4 = IPv4, 6 = IPv6 (command: 0)
 //! 15..31  address       16 bytes (IPv4 in the first 4, the rest zero; all zero for kind 0)
-//! 31      port count    u8   1..=MAX_PORTS
-//! 32..    ports         count × (proto u8 (6 tcp, 17 udp), port u16 ≠ 0)
+//! 31      count         u8   open/close: ports, 1..=MAX_PORTS; command/forward: name bytes, 1..=MAX_NAME_LEN
+//! 32..    ports         open/close: count × (proto u8 (6 tcp, 17 udp), port u16 ≠ 0)
+//!         name          command/forward: the `config command`/`config forward` name ([A-Za-z0-9_])
 //! ..end   padding       any bytes (random), any length the packet bounds allow
 //! ```
 //!
@@ -28,6 +29,8 @@ use crate::port::{L4Proto, PortSpec};
 pub const VERSION: u8 = 1;
 /// Most `(proto, port)` pairs in one request.
 pub const MAX_PORTS: usize = 16;
+/// Longest command or forward name in one request.
+pub const MAX_NAME_LEN: usize = 32;
 /// Bytes before the port list.
 pub const HEADER_LEN: usize = field::PORTS;
 /// Bytes per `(proto, port)` pair.
@@ -55,7 +58,7 @@ pub enum RequestError {
     Truncated,
     /// A version this code does not speak.
     UnsupportedVersion(u8),
-    /// A kind other than open (1) or close (2).
+    /// A kind other than open (1), close (2), command (3) or forward (4).
     BadKind(u8),
     /// An address kind other than 0, 4 or 6, or non-zero bytes where zeros belong.
     BadAddress,
@@ -63,8 +66,10 @@ pub enum RequestError {
     BadPortCount(u8),
     /// A protocol other than TCP or UDP, or port 0.
     BadPort,
-    /// An open for 0 seconds, or a close with a duration.
+    /// An open or forward for 0 seconds, or a close or command with a duration.
     BadDuration,
+    /// A command or forward name that is empty, too long or not `[A-Za-z0-9_]`.
+    BadName,
 }
 
 impl fmt::Display for RequestError {
@@ -79,6 +84,7 @@ impl fmt::Display for RequestError {
             }
             RequestError::BadPort => f.write_str("bad protocol or port 0"),
             RequestError::BadDuration => f.write_str("bad duration"),
+            RequestError::BadName => f.write_str("bad command or forward name"),
         }
     }
 }
@@ -90,6 +96,38 @@ pub enum Kind {
     Open,
     /// Remove the address's grants on the ports now.
     Close,
+    /// Run the named `config command` on the router.
+    Command,
+    /// Open the named `config forward` for the address for the duration.
+    Forward,
+}
+
+impl Kind {
+    /// The kind byte.
+    pub const fn number(self) -> u8 {
+        match self {
+            Kind::Open => 1,
+            Kind::Close => 2,
+            Kind::Command => 3,
+            Kind::Forward => 4,
+        }
+    }
+
+    /// The kind for a byte.
+    pub const fn from_number(n: u8) -> Option<Kind> {
+        Some(match n {
+            1 => Kind::Open,
+            2 => Kind::Close,
+            3 => Kind::Command,
+            4 => Kind::Forward,
+            _ => return None,
+        })
+    }
+
+    /// Whether the request names a command or forward instead of listing ports.
+    pub const fn has_name(self) -> bool {
+        matches!(self, Kind::Command | Kind::Forward)
+    }
 }
 
 /// Which address the request is for.
@@ -120,24 +158,32 @@ impl<T: AsRef<[u8]>> Request<T> {
         Ok(r)
     }
 
-    /// Ensures the header and the announced port list fit in the buffer.
+    /// Ensures the header and the announced port list or name fit in the buffer.
     pub fn check_len(&self) -> Result<(), RequestError> {
         let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN || b.len() < self.ports_end() {
+        if b.len() < HEADER_LEN || b.len() < self.body_end() {
             return Err(RequestError::Truncated);
         }
         Ok(())
     }
 
-    /// Where the port list ends (by the count byte; may exceed the buffer when unchecked).
-    fn ports_end(&self) -> usize {
+    /// Whether the kind byte says the body is a name (command, forward).
+    fn named(&self) -> bool {
+        let kind = self.buffer.as_ref().get(field::KIND).copied().unwrap_or(0);
+        Kind::from_number(kind).is_some_and(Kind::has_name)
+    }
+
+    /// Where the port list or name ends (by the count byte; may exceed the
+    /// buffer when unchecked).
+    fn body_end(&self) -> usize {
         let count = self
             .buffer
             .as_ref()
             .get(field::PORT_COUNT)
             .copied()
             .unwrap_or(0);
-        HEADER_LEN + PORT_LEN * usize::from(count)
+        let unit = if self.named() { 1 } else { PORT_LEN };
+        HEADER_LEN + unit * usize::from(count)
     }
 
     /// The inner buffer.
@@ -193,9 +239,15 @@ impl<T: AsRef<[u8]>> Request<T> {
         (b[0], u16::from_be_bytes([b[1], b[2]]))
     }
 
-    /// The padding after the port list.
+    /// The name of a command or forward request (the count byte's worth of bytes).
+    pub fn name(&self) -> &[u8] {
+        let n = usize::from(self.port_count());
+        &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + n]
+    }
+
+    /// The padding after the port list or name.
     pub fn padding(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.ports_end()..]
+        &self.buffer.as_ref()[self.body_end()..]
     }
 }
 
@@ -232,6 +284,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Request<T> {
         self.buffer.as_mut()[field::PORT_COUNT] = n;
     }
 
+    /// Sets the count byte and the name of a command or forward request.
+    pub fn set_name(&mut self, name: &[u8]) {
+        let b = self.buffer.as_mut();
+        b[field::PORT_COUNT] = name.len() as u8;
+        b[HEADER_LEN..HEADER_LEN + name.len()].copy_from_slice(name);
+    }
+
     /// Sets the `i`-th pair.
     pub fn set_port(&mut self, i: usize, proto: u8, port: u16) {
         let at = HEADER_LEN + PORT_LEN * i;
@@ -244,16 +303,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Request<T> {
 /// A valid request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRepr {
-    /// Open or close.
+    /// Open, close, command or forward.
     pub kind: Kind,
     /// When the client sent it (unix seconds).
     pub timestamp: u64,
-    /// Seconds the grant should last (0 for close).
+    /// Seconds the grant should last (0 for close and command).
     pub duration: u32,
-    /// The address to allow.
+    /// The address to allow (always the source for a command).
     pub target: Target,
-    /// The ports, 1..=[`MAX_PORTS`].
+    /// Open and close: the ports, 1..=[`MAX_PORTS`]; empty otherwise.
     pub ports: heapless::Vec<PortSpec, MAX_PORTS>,
+    /// Command and forward: the name; empty otherwise.
+    pub name: heapless::String<MAX_NAME_LEN>,
 }
 
 impl RequestRepr {
@@ -263,15 +324,11 @@ impl RequestRepr {
         if r.version() != VERSION {
             return Err(RequestError::UnsupportedVersion(r.version()));
         }
-        let kind = match r.kind() {
-            1 => Kind::Open,
-            2 => Kind::Close,
-            k => return Err(RequestError::BadKind(k)),
-        };
+        let kind = Kind::from_number(r.kind()).ok_or(RequestError::BadKind(r.kind()))?;
         let duration = r.duration();
         match (kind, duration) {
-            (Kind::Open, 0) => return Err(RequestError::BadDuration),
-            (Kind::Close, d) if d != 0 => return Err(RequestError::BadDuration),
+            (Kind::Open | Kind::Forward, 0) => return Err(RequestError::BadDuration),
+            (Kind::Close | Kind::Command, d) if d != 0 => return Err(RequestError::BadDuration),
             _ => {}
         }
         let a = r.addr_bytes();
@@ -283,6 +340,27 @@ impl RequestRepr {
             6 => Target::Addr(IpAddr::V6(Ipv6Addr::from(a))),
             _ => return Err(RequestError::BadAddress),
         };
+        if kind.has_name() {
+            if kind == Kind::Command && target != Target::Source {
+                return Err(RequestError::BadAddress);
+            }
+            let name = r.name();
+            let valid = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+            if name.is_empty() || name.len() > MAX_NAME_LEN || !name.iter().all(valid) {
+                return Err(RequestError::BadName);
+            }
+            let mut s = heapless::String::new();
+            // ASCII, at most MAX_NAME_LEN bytes: both cannot fail.
+            let _ = s.push_str(core::str::from_utf8(name).unwrap_or_default());
+            return Ok(RequestRepr {
+                kind,
+                timestamp: r.timestamp(),
+                duration,
+                target,
+                ports: heapless::Vec::new(),
+                name: s,
+            });
+        }
         let count = r.port_count();
         if count == 0 || usize::from(count) > MAX_PORTS {
             return Err(RequestError::BadPortCount(count));
@@ -303,22 +381,24 @@ impl RequestRepr {
             duration,
             target,
             ports,
+            name: heapless::String::new(),
         })
     }
 
     /// Bytes the request needs without padding.
     pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + PORT_LEN * self.ports.len()
+        if self.kind.has_name() {
+            HEADER_LEN + self.name.len()
+        } else {
+            HEADER_LEN + PORT_LEN * self.ports.len()
+        }
     }
 
     /// Writes the request into the first [`RequestRepr::buffer_len`] bytes of `r`
     /// (which must be at least that long); the rest is left as it is (padding).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, r: &mut Request<T>) {
         r.set_version(VERSION);
-        r.set_kind(match self.kind {
-            Kind::Open => 1,
-            Kind::Close => 2,
-        });
+        r.set_kind(self.kind.number());
         r.set_timestamp(self.timestamp);
         r.set_duration(self.duration);
         match self.target {
@@ -329,6 +409,10 @@ impl RequestRepr {
                 r.set_addr(4, b);
             }
             Target::Addr(IpAddr::V6(a)) => r.set_addr(6, a.octets()),
+        }
+        if self.kind.has_name() {
+            r.set_name(self.name.as_bytes());
+            return;
         }
         r.set_port_count(self.ports.len() as u8);
         for (i, p) in self.ports.iter().enumerate() {
@@ -354,6 +438,7 @@ mod tests {
             duration: 30,
             target: Target::Addr("192.0.2.7".parse().unwrap()),
             ports: heapless::Vec::from_slice(&[PortSpec::tcp(22), PortSpec::udp(53)]).unwrap(),
+            name: heapless::String::new(),
         }
     }
 
@@ -398,7 +483,7 @@ mod tests {
             RequestRepr::parse(&Request::new_unchecked(&b[..]))
         };
         assert_eq!(with(0, 2), Err(RequestError::UnsupportedVersion(2)));
-        assert_eq!(with(1, 3), Err(RequestError::BadKind(3)));
+        assert_eq!(with(1, 5), Err(RequestError::BadKind(5)));
         assert_eq!(
             with(1, 2),
             Err(RequestError::BadDuration),
@@ -428,6 +513,85 @@ mod tests {
         assert_eq!(
             RequestRepr::parse(&Request::new_unchecked(&many[..])),
             Err(RequestError::BadPortCount(17))
+        );
+    }
+
+    fn named(kind: Kind, name: &str, duration: u32, target: Target) -> RequestRepr {
+        RequestRepr {
+            kind,
+            duration,
+            target,
+            ports: heapless::Vec::new(),
+            name: heapless::String::try_from(name).unwrap(),
+            ..repr()
+        }
+    }
+
+    #[test]
+    fn command_and_forward_round_trip() {
+        let cmd = named(Kind::Command, "wake_nas", 0, Target::Source);
+        let mut buf = [0xeeu8; 64];
+        cmd.emit(&mut Request::new_unchecked(&mut buf[..]));
+        assert_eq!(buf[1], 3);
+        assert_eq!(buf[31], 8, "the count byte holds the name length");
+        assert_eq!(&buf[32..40], b"wake_nas");
+        assert_eq!(buf[40], 0xee, "padding untouched");
+        assert_eq!(cmd.buffer_len(), 40);
+        let view = Request::new_checked(&buf[..]).unwrap();
+        assert_eq!(view.padding().len(), 24);
+        assert_eq!(RequestRepr::parse(&view).unwrap(), cmd);
+
+        let fwd = named(
+            Kind::Forward,
+            "nas_ssh",
+            60,
+            Target::Addr("203.0.113.9".parse().unwrap()),
+        );
+        let mut buf = [0u8; 64];
+        fwd.emit(&mut Request::new_unchecked(&mut buf[..]));
+        assert_eq!(buf[1], 4);
+        let got = RequestRepr::parse(&Request::new_unchecked(&buf[..])).unwrap();
+        assert_eq!(got, fwd);
+    }
+
+    #[test]
+    fn refuses_bad_command_and_forward_fields() {
+        let parse = |r: &RequestRepr, edit: &dyn Fn(&mut [u8])| {
+            let mut buf = [0u8; 80];
+            r.emit(&mut Request::new_unchecked(&mut buf[..]));
+            edit(&mut buf);
+            RequestRepr::parse(&Request::new_unchecked(&buf[..]))
+        };
+        let cmd = named(Kind::Command, "wake", 0, Target::Source);
+        let fwd = named(Kind::Forward, "nas", 30, Target::Source);
+        assert!(parse(&cmd, &|_| {}).is_ok());
+        assert_eq!(parse(&cmd, &|b| b[13] = 5), Err(RequestError::BadDuration));
+        assert_eq!(parse(&fwd, &|b| b[13] = 0), Err(RequestError::BadDuration));
+        assert_eq!(
+            parse(&cmd, &|b| {
+                b[14] = 4;
+                b[15] = 10;
+            }),
+            Err(RequestError::BadAddress),
+            "a command runs for its source only"
+        );
+        for bad in [b';', b' ', b'/', b'$', 0, 0xff] {
+            assert_eq!(parse(&cmd, &|b| b[33] = bad), Err(RequestError::BadName));
+        }
+        assert_eq!(parse(&cmd, &|b| b[31] = 0), Err(RequestError::BadName));
+        assert_eq!(
+            parse(&fwd, &|b| {
+                b[31] = 33;
+                b[32..65].fill(b'a');
+            }),
+            Err(RequestError::BadName),
+            "longer than MAX_NAME_LEN"
+        );
+        let mut short = [0u8; 80];
+        cmd.emit(&mut Request::new_unchecked(&mut short[..]));
+        assert_eq!(
+            Request::new_checked(&short[..HEADER_LEN + 3]).err(),
+            Some(RequestError::Truncated)
         );
     }
 

@@ -139,6 +139,7 @@ mod tests {
             duration: 60,
             target: Target::Source,
             ports: heapless::Vec::from_slice(&[PortSpec::tcp(22)]).unwrap(),
+            name: heapless::String::new(),
         }
     }
 

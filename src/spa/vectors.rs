@@ -28,6 +28,7 @@ fn expected(n: &str) -> RequestRepr {
             duration: 30,
             target: Target::Source,
             ports: ports(&[PortSpec::tcp(22)]),
+            name: heapless::String::new(),
         },
         "2" => RequestRepr {
             kind: Kind::Open,
@@ -35,6 +36,7 @@ fn expected(n: &str) -> RequestRepr {
             duration: 600,
             target: Target::Addr("198.51.100.7".parse().unwrap()),
             ports: ports(&[PortSpec::tcp(22), PortSpec::udp(53)]),
+            name: heapless::String::new(),
         },
         "3" => RequestRepr {
             kind: Kind::Close,
@@ -42,6 +44,7 @@ fn expected(n: &str) -> RequestRepr {
             duration: 0,
             target: Target::Addr("2001:db8::7".parse().unwrap()),
             ports: ports(&[PortSpec::tcp(2222)]),
+            name: heapless::String::new(),
         },
         other => panic!("unknown vector {other}"),
     }

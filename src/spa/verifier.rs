@@ -11,7 +11,7 @@
 //! Checks, in order: length bounds → a client for the source → budget → AEAD
 //! (one per candidate key) → request format → target address → timestamp
 //! window (`max_skew`) → replay guard (start of the replay record) → replay
-//! cache → allowed ports → duration. Sans-IO, no allocation per packet: the
+//! cache → allowed ports, command or forward → duration. Sans-IO, no allocation per packet: the
 //! granted ports are copied into a scratch list the verifier owns.
 //!
 //! Payloads with the length and alphabet of an fwknop packet
@@ -29,7 +29,7 @@ use super::replay::{InsertError, ReplayCache, ReplayEntry};
 use super::request::{Kind, Request, RequestError, RequestRepr, Target, MAX_PORTS};
 use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN, NONCE_LEN};
 use crate::cidr::Cidr;
-use crate::config::{Client, Config, FwknopClient, MAX_CLIENTS};
+use crate::config::{Client, Config, FwknopClient, NamedForward, MAX_CLIENTS};
 use crate::port::PortSpec;
 use crate::time::{Millis, Now};
 
@@ -67,13 +67,19 @@ pub enum Refusal {
     /// ask for others (`option allow_other_address`).
     OtherAddress,
     /// A well-formed fwknop request of a kind postern does not serve
-    /// (command, NAT access, server_auth).
+    /// (local NAT access, server_auth).
     Unsupported,
+    /// A command that is not configured, not enabled, or not in the client's
+    /// `list command` (for fwknop: no such command's `fwknop_match` is this text).
+    CommandNotAllowed,
+    /// A forward that is not configured, not enabled, or not in the client's
+    /// `list forward` (for fwknop: no such forward has this port and LAN host).
+    ForwardNotAllowed,
 }
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Refusal; 15] = [
+    pub const ALL: [Refusal; 17] = [
         Refusal::BadLength,
         Refusal::NoClientForSource,
         Refusal::BudgetExceeded,
@@ -89,6 +95,8 @@ impl Refusal {
         Refusal::DurationTooLong,
         Refusal::OtherAddress,
         Refusal::Unsupported,
+        Refusal::CommandNotAllowed,
+        Refusal::ForwardNotAllowed,
     ];
 
     /// Position in [`Refusal::ALL`], for counter arrays.
@@ -114,6 +122,8 @@ impl Refusal {
             Refusal::DurationTooLong => "duration_too_long",
             Refusal::OtherAddress => "other_address",
             Refusal::Unsupported => "unsupported",
+            Refusal::CommandNotAllowed => "command_not_allowed",
+            Refusal::ForwardNotAllowed => "forward_not_allowed",
         }
     }
 
@@ -210,6 +220,12 @@ impl core::fmt::Display for Refused<'_> {
                 f.write_str("verification budget of this second spent; dropped unopened")
             }
             (Refusal::AuthFailed, _) => f.write_str("no client key authenticates it"),
+            (Refusal::CommandNotAllowed, _) => f.write_str(
+                "asks for a command that is not configured or not in the client's list command; nothing runs",
+            ),
+            (Refusal::ForwardNotAllowed, _) => f.write_str(
+                "asks for a forward that is not configured or not in the client's list forward; nothing opened",
+            ),
             (r, _) => f.write_str(r.name()),
         }
     }
@@ -220,13 +236,16 @@ impl core::fmt::Display for Refused<'_> {
 pub struct Accepted<'a> {
     /// The client whose key authenticated it.
     pub client: &'a str,
-    /// Open or close.
+    /// Open, close, command or forward.
     pub kind: Kind,
     /// The address to grant (the packet's source, or the explicit one).
     pub addr: IpAddr,
-    /// The ports (all allowed for this client).
+    /// Open and close: the ports (all allowed for this client); empty otherwise.
     pub ports: &'a [PortSpec],
-    /// How long (zero for close).
+    /// Command: the index of the command in [`Config::active_commands`];
+    /// forward: of the forward in [`Config::active_forwards`]; 0 otherwise.
+    pub item: usize,
+    /// How long (zero for close and command).
     pub duration: Duration,
     /// What the replay cache recorded: the daemon persists it before granting.
     pub record: ReplayEntry,
@@ -263,6 +282,16 @@ struct ClientKey {
     max_duration: u64,
     sources: Vec<Cidr>,
     allow_other_address: bool,
+    /// Indexes of the commands it may run (into `Verifier::commands`).
+    commands: Vec<usize>,
+    /// Indexes of the forwards it may open (into `Verifier::forwards`).
+    forwards: Vec<usize>,
+}
+
+/// An enabled command, as the verifier matches it.
+struct CommandName {
+    name: String,
+    fwknop_match: Option<String>,
 }
 
 impl ClientKey {
@@ -299,6 +328,7 @@ impl Budget {
 struct Grant {
     kind: Kind,
     addr: IpAddr,
+    item: usize,
     duration: u32,
     record: ReplayEntry,
 }
@@ -321,6 +351,8 @@ fn fail(reason: Refusal, client: Option<usize>, detail: Detail) -> Fail {
 /// The SPA core of the engine.
 pub struct Verifier {
     clients: Vec<ClientKey>,
+    commands: Vec<CommandName>,
+    forwards: Vec<NamedForward>,
     max_skew: u64,
     budget: Budget,
     replay: ReplayCache,
@@ -334,12 +366,35 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for the enabled clients of `config` (at most [`MAX_CLIENTS`]).
     pub fn new(config: &Config) -> Verifier {
+        let commands: Vec<CommandName> = config
+            .active_commands()
+            .map(|c| CommandName {
+                name: c.name.clone(),
+                fwknop_match: c.fwknop_match.clone(),
+            })
+            .collect();
+        let forwards: Vec<NamedForward> = config.active_forwards().cloned().collect();
+        let index_of = |names: &[String], all: &[&str]| -> Vec<usize> {
+            names
+                .iter()
+                .filter_map(|n| all.iter().position(|a| a == n))
+                .collect()
+        };
+        let command_names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        let forward_names: Vec<&str> = forwards.iter().map(|f| f.name.as_str()).collect();
+        let clients = config
+            .active_clients()
+            .take(MAX_CLIENTS)
+            .map(|c| ClientKey {
+                commands: index_of(&c.commands, &command_names),
+                forwards: index_of(&c.forwards, &forward_names),
+                ..ClientKey::from(c)
+            })
+            .collect();
         Verifier {
-            clients: config
-                .active_clients()
-                .take(MAX_CLIENTS)
-                .map(ClientKey::from)
-                .collect(),
+            clients,
+            commands,
+            forwards,
             max_skew: config.main.max_skew.as_secs(),
             budget: Budget {
                 per_second: config.main.spa_verify_budget,
@@ -405,6 +460,7 @@ impl Verifier {
                     kind: g.kind,
                     addr: g.addr,
                     ports: &self.ports,
+                    item: g.item,
                     duration: Duration::from_secs(u64::from(g.duration)),
                     record: g.record,
                 })
@@ -458,9 +514,25 @@ impl Verifier {
         let addr = self.target(i, src, requested)?;
         let id = seal::nonce_of(payload);
         self.fresh(now, i, repr.timestamp, id)?;
-        self.allowed(i, &repr.ports)?;
+        let item = match repr.kind {
+            Kind::Open | Kind::Close => {
+                self.allowed(i, &repr.ports)?;
+                0
+            }
+            Kind::Command => {
+                self.ports.clear();
+                let name = repr.name.as_str();
+                self.command_allowed(i, |c| c.name == name)?
+            }
+            Kind::Forward => {
+                self.ports.clear();
+                let name = repr.name.as_str();
+                self.forward_allowed(i, |f| f.name == name)?
+            }
+        };
         let c = &self.clients[i];
-        if repr.kind == Kind::Open && u64::from(repr.duration) > c.max_duration {
+        let timed = matches!(repr.kind, Kind::Open | Kind::Forward);
+        if timed && u64::from(repr.duration) > c.max_duration {
             let d = Detail::Duration {
                 requested: repr.duration,
                 max: c.max_duration,
@@ -476,6 +548,7 @@ impl Verifier {
             Grant {
                 kind: repr.kind,
                 addr,
+                item,
                 duration: repr.duration,
                 record,
             },
@@ -530,6 +603,36 @@ impl Verifier {
         }
     }
 
+    /// The index of the first enabled command that `matches` and that client
+    /// `i` may run.
+    fn command_allowed(
+        &self,
+        i: usize,
+        matches: impl Fn(&CommandName) -> bool,
+    ) -> Result<usize, Fail> {
+        self.clients[i]
+            .commands
+            .iter()
+            .copied()
+            .find(|&k| matches(&self.commands[k]))
+            .ok_or(fail(Refusal::CommandNotAllowed, Some(i), Detail::None))
+    }
+
+    /// The index of the first enabled forward that `matches` and that client
+    /// `i` may open.
+    fn forward_allowed(
+        &self,
+        i: usize,
+        matches: impl Fn(&NamedForward) -> bool,
+    ) -> Result<usize, Fail> {
+        self.clients[i]
+            .forwards
+            .iter()
+            .copied()
+            .find(|&k| matches(&self.forwards[k]))
+            .ok_or(fail(Refusal::ForwardNotAllowed, Some(i), Detail::None))
+    }
+
     /// Every port must be in the client's allow list; copies them for the decision.
     fn allowed(&mut self, i: usize, ports: &[PortSpec]) -> Result<(), Fail> {
         let c = &self.clients[i];
@@ -555,6 +658,8 @@ impl From<&Client> for ClientKey {
             max_duration: c.max_duration.as_secs(),
             sources: c.sources.clone(),
             allow_other_address: c.allow_other_address,
+            commands: Vec::new(),
+            forwards: Vec::new(),
         }
     }
 }
@@ -569,6 +674,8 @@ fn grantable(a: IpAddr) -> bool {
 
 mod fwknop_path;
 
+#[cfg(test)]
+mod actions_tests;
 #[cfg(test)]
 mod fwknop_tests;
 #[cfg(test)]

@@ -269,7 +269,7 @@ impl World {
         let kind = if b & 1 == 0 { Kind::Open } else { Kind::Close };
         let duration = match kind {
             Kind::Open => u32::from(input.u8()) * if b & 2 == 0 { 1 } else { 5 },
-            Kind::Close => 0,
+            Kind::Close | Kind::Command | Kind::Forward => 0,
         };
         let target = match input.u8() % 4 {
             1 => Target::Addr(pick_source(input)),
@@ -286,6 +286,7 @@ impl World {
             duration: duration.max(u32::from(kind == Kind::Open)),
             target,
             ports,
+            name: heapless::String::new(),
         };
         // Unique per packet, so the harness's nonce map is exact.
         let mut nonce = [0u8; NONCE_LEN];
@@ -393,6 +394,10 @@ impl World {
                 ports,
                 record,
             } => (by, addr, ports, false, Duration::ZERO, record),
+            // The harness configures no command or forward.
+            Decision::Run { .. } | Decision::Forward { .. } => {
+                panic!("a command or forward decision without one configured: {d:?}")
+            }
         };
         assert!(!self.locked, "the locked configuration granted: {d:?}");
         if open {

@@ -89,6 +89,7 @@ fn spa_seeds() -> Vec<(String, Vec<u8>)> {
         duration,
         target,
         ports: ports.iter().copied().collect(),
+        name: heapless::String::new(),
     };
     let bytes = |r: &RequestRepr, pad: usize| {
         let mut b = vec![0x5a; r.buffer_len() + pad];

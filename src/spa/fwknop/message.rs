@@ -10,9 +10,12 @@
 //! SHA-1, SHA-256, SHA-384, SHA-512; fwknop's SHA3 digests are refused) and
 //! covers everything before the last `:`. The message of an access request is
 //! `ADDR,proto/port[,proto/port…]` with `0.0.0.0` meaning "the packet's
-//! source" (`fwknop -s`). Types 1 (access) and 3 (access with a client
-//! timeout, `fwknop -f`) are understood; 0 (command) and the NAT types are
-//! parsed far enough to name them and refused ([`Error::is_unsupported`]).
+//! source" (`fwknop -s`). Understood: types 1 (access) and 3 (access with a
+//! client timeout, `fwknop -f`); 0 (command, `fwknop -C`: the message is
+//! `ADDR,command text`); 2 and 4 (NAT access, `fwknop -N HOST:PORT`: one
+//! external `proto/port` in the message, and a `nat_access` field
+//! `b64(HOST,PORT)` naming the LAN host). Local NAT (5, 6) and `server_auth`
+//! are parsed far enough to name them and refused ([`Error::is_unsupported`]).
 //! Pure parsing, no allocation.
 
 use core::fmt;
@@ -33,19 +36,23 @@ const MAX_MESSAGE_B64: usize = 256;
 const MAX_USER_B64: usize = 88;
 /// Largest client timeout fwknop decodes (`2 << 15`).
 const MAX_CLIENT_TIMEOUT: u32 = 2 << 15;
+/// Longest base64 `nat_access` field (fwknop's `MAX_SPA_NAT_ACCESS_SIZE`).
+const MAX_NAT_B64: usize = 128;
+/// Longest command text (what 256 base64 characters decode to, minus `0.0.0.0,`).
+pub const MAX_COMMAND_TEXT: usize = 192;
 
 /// fwknop's message types (`fko_message_type_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageType {
-    /// 0: run a command on the server (refused).
+    /// 0: run a command on the server.
     Command,
     /// 1: open ports for an address.
     Access,
-    /// 2: NAT access (refused).
+    /// 2: NAT access: a forward to a LAN host.
     NatAccess,
     /// 3: open ports for the client's timeout (`fwknop -f`).
     ClientTimeoutAccess,
-    /// 4: NAT access with a client timeout (refused).
+    /// 4: NAT access with a client timeout.
     ClientTimeoutNatAccess,
     /// 5: local NAT access (refused).
     LocalNatAccess,
@@ -77,17 +84,31 @@ pub struct Access {
     pub ports: heapless::Vec<PortSpec, MAX_PORTS>,
 }
 
-/// A parsed, digest-checked access request.
+/// The LAN host of a NAT access message (`fwknop -N HOST:PORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatTarget {
+    /// The LAN host's address.
+    pub addr: Ipv4Addr,
+    /// The LAN host's port.
+    pub port: u16,
+}
+
+/// A parsed, digest-checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The client's clock, unix seconds.
     pub timestamp: u64,
-    /// [`MessageType::Access`] or [`MessageType::ClientTimeoutAccess`].
+    /// Access, client-timeout access, command, or (client-timeout) NAT access.
     pub kind: MessageType,
-    /// What to open.
+    /// What to open: the address and ports (for NAT, the one external
+    /// port); for a command, the address and no ports.
     pub access: Access,
     /// Seconds the client asked for (`-f`), if it did and it is not 0.
     pub client_timeout: Option<u32>,
+    /// A command message's text (after `ADDR,`); empty for other types.
+    pub command: heapless::Vec<u8, MAX_COMMAND_TEXT>,
+    /// A NAT access message's LAN host.
+    pub nat: Option<NatTarget>,
 }
 
 /// Why an authenticated fwknop packet was refused.
@@ -129,10 +150,12 @@ pub enum Error {
     TooManyPorts,
     /// The client timeout is not a number up to 65536.
     ClientTimeout,
-    /// A command message (`fwknop -C`): postern runs no commands.
+    /// A command message whose text is empty or not printable.
     Command,
-    /// A NAT access message (`fwknop -N`, `--nat-local`): not supported.
+    /// A local NAT access message (`fwknop --nat-local`): not supported.
     Nat,
+    /// A NAT access field that is not `b64(IPv4,port)`, or NAT with other than one port.
+    NatAccess,
     /// A `server_auth` field: not supported.
     ServerAuth,
 }
@@ -140,7 +163,7 @@ pub enum Error {
 impl Error {
     /// True for well-formed requests of a kind postern does not serve.
     pub const fn is_unsupported(self) -> bool {
-        matches!(self, Error::Command | Error::Nat | Error::ServerAuth)
+        matches!(self, Error::Nat | Error::ServerAuth)
     }
 }
 
@@ -165,8 +188,9 @@ impl fmt::Display for Error {
             Error::Port => "port is not 1 to 65535",
             Error::TooManyPorts => "more ports than postern takes in one request (16)",
             Error::ClientTimeout => "client timeout is not a number up to 65536",
-            Error::Command => "fwknop command messages (-C) are not supported",
-            Error::Nat => "fwknop NAT access (-N, --nat-local) is not supported",
+            Error::Command => "command text is empty or not printable",
+            Error::Nat => "fwknop local NAT access (--nat-local) is not supported",
+            Error::NatAccess => "NAT access is not one proto/port and HOST,PORT of an IPv4 host",
             Error::ServerAuth => "fwknop server_auth field is not supported",
         })
     }
@@ -234,36 +258,100 @@ pub fn parse(plain: &[u8]) -> Result<Message, Error> {
     let kind = digits(base[4], 2)
         .and_then(|n| MessageType::from_number(n as u8))
         .ok_or(Error::MessageType)?;
-    let client_timeout = match kind {
-        MessageType::Command => return Err(Error::Command),
-        MessageType::Access => {
-            match extra.len() {
-                0 => {}
-                1 => return Err(Error::ServerAuth),
-                _ => return Err(Error::Fields),
-            }
-            None
+    // Optional fields by type: [nat_access] [server_auth] [client_timeout].
+    let (nat, timeout) = match (kind, extra) {
+        (MessageType::Command | MessageType::Access, []) => (None, None),
+        (MessageType::ClientTimeoutAccess, [t]) => (None, Some(*t)),
+        (MessageType::NatAccess, [n]) => (Some(*n), None),
+        (MessageType::ClientTimeoutNatAccess, [n, t]) => (Some(*n), Some(*t)),
+        (MessageType::LocalNatAccess | MessageType::ClientTimeoutLocalNatAccess, _) => {
+            return Err(Error::Nat)
         }
-        MessageType::ClientTimeoutAccess => {
-            let t = match extra {
-                [t] => t,
-                [_, _] => return Err(Error::ServerAuth),
-                _ => return Err(Error::Fields),
-            };
+        // One field more than the type has: a server_auth field.
+        (MessageType::Command | MessageType::Access, [_])
+        | (MessageType::ClientTimeoutAccess | MessageType::NatAccess, [_, _])
+        | (MessageType::ClientTimeoutNatAccess, [_, _, _]) => return Err(Error::ServerAuth),
+        _ => return Err(Error::Fields),
+    };
+    let client_timeout = match timeout {
+        None => None,
+        Some(t) => {
             let t = digits(t, 5)
                 .filter(|&t| t <= u64::from(MAX_CLIENT_TIMEOUT))
                 .ok_or(Error::ClientTimeout)?;
             (t > 0).then_some(t as u32)
         }
-        _ => return Err(Error::Nat),
     };
-    let access = access(base[5])?;
+    let mut command = heapless::Vec::new();
+    let access = if kind == MessageType::Command {
+        command_message(base[5], &mut command)?
+    } else {
+        access(base[5])?
+    };
+    let nat = match nat {
+        Some(field) => {
+            if access.ports.len() != 1 {
+                return Err(Error::NatAccess);
+            }
+            Some(nat_access(field)?)
+        }
+        None => None,
+    };
     Ok(Message {
         timestamp,
         kind,
         access,
         client_timeout,
+        command,
+        nat,
     })
+}
+
+/// Decodes `b64(ADDR,command text)`; the text goes to `text`.
+fn command_message(
+    field: &[u8],
+    text: &mut heapless::Vec<u8, MAX_COMMAND_TEXT>,
+) -> Result<Access, Error> {
+    if field.is_empty() || field.len() > MAX_MESSAGE_B64 {
+        return Err(Error::Message);
+    }
+    let mut buf = [0u8; MAX_MESSAGE_B64];
+    let n = base64::decode_unpadded_into(field, &mut buf).map_err(|_| Error::Message)?;
+    let decoded = &buf[..n];
+    let comma = decoded
+        .iter()
+        .position(|&c| c == b',')
+        .ok_or(Error::Message)?;
+    let addr: Ipv4Addr = core::str::from_utf8(&decoded[..comma])
+        .map_err(|_| Error::Address)?
+        .parse()
+        .map_err(|_| Error::Address)?;
+    let cmd = &decoded[comma + 1..];
+    if cmd.is_empty() || !cmd.iter().all(|&c| (0x20..0x7f).contains(&c)) {
+        return Err(Error::Command);
+    }
+    text.extend_from_slice(cmd).map_err(|_| Error::Command)?;
+    Ok(Access {
+        addr: (!addr.is_unspecified()).then_some(addr),
+        ports: heapless::Vec::new(),
+    })
+}
+
+/// Decodes `b64(HOST,PORT)` of a NAT access message.
+fn nat_access(field: &[u8]) -> Result<NatTarget, Error> {
+    if field.is_empty() || field.len() > MAX_NAT_B64 {
+        return Err(Error::NatAccess);
+    }
+    let mut buf = [0u8; MAX_NAT_B64];
+    let n = base64::decode_unpadded_into(field, &mut buf).map_err(|_| Error::NatAccess)?;
+    let text = core::str::from_utf8(&buf[..n]).map_err(|_| Error::NatAccess)?;
+    let (host, port) = text.split_once(',').ok_or(Error::NatAccess)?;
+    let addr: Ipv4Addr = host.parse().map_err(|_| Error::NatAccess)?;
+    let port = digits(port.as_bytes(), 5)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0)
+        .ok_or(Error::NatAccess)?;
+    Ok(NatTarget { addr, port })
 }
 
 /// Decodes and parses `b64(ADDR,proto/port[,proto/port…])`.
@@ -357,9 +445,43 @@ mod tests {
     #[test]
     fn refusals() {
         let p = |ty, msg: &str, extra: &str| parse(&plain(&fields(ty, msg, extra), 43));
-        assert_eq!(p(0, "0.0.0.0,reboot", ""), Err(Error::Command));
-        assert_eq!(p(2, "0.0.0.0,tcp/22", ":MTAuMC4wLjIsMjI"), Err(Error::Nat));
         assert_eq!(p(5, "0.0.0.0,tcp/22", ":MTAuMC4wLjIsMjI"), Err(Error::Nat));
+        assert_eq!(p(0, "0.0.0.0,", ""), Err(Error::Command), "empty command");
+        assert_eq!(p(0, "0.0.0.0,a\tb", ""), Err(Error::Command));
+        assert_eq!(p(0, "reboot", ""), Err(Error::Message), "no address");
+        assert_eq!(p(0, "0.0.0.0,reboot", ":c2VjcmV0"), Err(Error::ServerAuth));
+        let nat = |ty, msg: &str, extra: &str| p(ty, msg, extra);
+        assert_eq!(
+            nat(
+                2,
+                "0.0.0.0,tcp/22,tcp/23",
+                &format!(":{}", b64("10.0.0.2,22"))
+            ),
+            Err(Error::NatAccess),
+            "NAT takes one port"
+        );
+        for bad in [
+            "10.0.0.2",
+            "10.0.0.2,0",
+            "10.0.0.2,70000",
+            "host,22",
+            "::1,22",
+        ] {
+            assert_eq!(
+                nat(2, "0.0.0.0,tcp/22", &format!(":{}", b64(bad))),
+                Err(Error::NatAccess),
+                "{bad}"
+            );
+        }
+        assert_eq!(nat(2, "0.0.0.0,tcp/22", ""), Err(Error::Fields));
+        assert_eq!(
+            nat(
+                2,
+                "0.0.0.0,tcp/22",
+                &format!(":{}:c2VjcmV0", b64("10.0.0.2,22"))
+            ),
+            Err(Error::ServerAuth)
+        );
         assert_eq!(p(1, "0.0.0.0,tcp/22", ":c2VjcmV0"), Err(Error::ServerAuth));
         assert_eq!(
             p(3, "0.0.0.0,tcp/22", ":c2VjcmV0:30"),
@@ -382,7 +504,51 @@ mod tests {
             p(1, &format!("0.0.0.0,{}", many.join(",")), ""),
             Err(Error::TooManyPorts)
         );
-        assert!(Error::Command.is_unsupported() && !Error::Port.is_unsupported());
+        assert!(Error::Nat.is_unsupported() && !Error::Port.is_unsupported());
+        assert!(!Error::Command.is_unsupported());
+    }
+
+    #[test]
+    fn command_messages() {
+        let m = parse(&plain(&fields(0, "0.0.0.0,wake nas; rm -rf /", ""), 43)).unwrap();
+        assert_eq!(m.kind, MessageType::Command);
+        assert_eq!(m.access.addr, None);
+        assert!(m.access.ports.is_empty());
+        assert_eq!(&m.command[..], b"wake nas; rm -rf /", "text kept literally");
+        assert_eq!(m.nat, None);
+        let m = parse(&plain(&fields(0, "10.213.0.2,a,b", ""), 43)).unwrap();
+        assert_eq!(m.access.addr, Some(Ipv4Addr::new(10, 213, 0, 2)));
+        assert_eq!(&m.command[..], b"a,b", "split at the first comma only");
+    }
+
+    #[test]
+    fn nat_messages_as_the_real_client_writes_them() {
+        // fwknop -A tcp/2222 -N 192.168.1.10:22 -a 10.0.0.9 (2.6.10, --test -v).
+        let f = "2107598760161773:cm9vdA:1795483074:3.0.0:2:MTAuMC4wLjksdGNwLzIyMjI:MTkyLjE2OC4xLjEwLDIy";
+        let m = parse(&plain(f, 43)).unwrap();
+        assert_eq!(m.kind, MessageType::NatAccess);
+        assert_eq!(m.access.addr, Some(Ipv4Addr::new(10, 0, 0, 9)));
+        assert_eq!(m.access.ports, [PortSpec::tcp(2222)]);
+        assert_eq!(
+            m.nat,
+            Some(NatTarget {
+                addr: Ipv4Addr::new(192, 168, 1, 10),
+                port: 22
+            })
+        );
+        assert_eq!(m.client_timeout, None);
+        let t = parse(&plain(
+            &fields(
+                4,
+                "0.0.0.0,udp/5000",
+                &format!(":{}:40", b64("10.1.0.5,53")),
+            ),
+            43,
+        ))
+        .unwrap();
+        assert_eq!(t.kind, MessageType::ClientTimeoutNatAccess);
+        assert_eq!(t.client_timeout, Some(40));
+        assert_eq!(t.nat.unwrap().port, 53);
     }
 
     #[test]

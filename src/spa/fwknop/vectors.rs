@@ -55,7 +55,7 @@ pub(crate) fn vectors() -> Vec<Vector> {
             packet: field("packet:").into_bytes(),
         });
     }
-    assert_eq!(out.len(), 10, "every vector read");
+    assert_eq!(out.len(), 13, "every vector read");
     out
 }
 
@@ -87,8 +87,34 @@ fn real_client_packets_open() {
             }
             "timeout_hmac_sha384_digest_sha1" => Ok((src, vec![PortSpec::tcp(2222)], Some(45))),
             "access_hmac_sha512_digest_sha512" => Ok((src, vec![PortSpec::udp(53)], None)),
-            "command" => Err(Error::Command),
-            "nat_access" => Err(Error::Nat),
+            "command" => {
+                let m = got.clone().expect(&v.name);
+                assert_eq!(m.kind, message::MessageType::Command);
+                assert_eq!(&m.command[..], b"touch /tmp/x");
+                Ok((src, vec![], None))
+            }
+            "command_text_a" => {
+                let m = got.clone().expect(&v.name);
+                assert_eq!(&m.command[..], b"wake nas");
+                Ok((a, vec![], None))
+            }
+            "nat_timeout_port" => {
+                // -A tcp/2222 -N 10.213.0.5:22 --nat-port 2200 -f 40: the
+                // external port is --nat-port's, the LAN port -N's.
+                let m = got.clone().expect(&v.name);
+                assert_eq!(m.kind, message::MessageType::ClientTimeoutNatAccess);
+                let nat = m.nat.expect("NAT target");
+                assert_eq!((nat.addr, nat.port), (Ipv4Addr::new(10, 213, 0, 5), 22));
+                Ok((a, vec![PortSpec::tcp(2200)], Some(40)))
+            }
+            "nat_local" => Err(Error::Nat),
+            "nat_access" => {
+                let m = got.clone().expect(&v.name);
+                assert_eq!(m.kind, message::MessageType::NatAccess);
+                let nat = m.nat.expect("NAT target");
+                assert_eq!((nat.addr, nat.port), (Ipv4Addr::new(10, 213, 0, 5), 22));
+                Ok((src, vec![PortSpec::tcp(22)], None))
+            }
             // Other AES modes: the HMAC is fine, CBC decryption gives junk.
             "mode_cfb" | "mode_ctr" => {
                 let e = got.clone().expect_err(&v.name);

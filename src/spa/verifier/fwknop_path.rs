@@ -6,14 +6,17 @@
 //! source → budget (one unit per candidate) → one HMAC per candidate,
 //! constant-time, before any decryption → decryption and the plaintext (with
 //! its digest) → address policy → timestamp window, replay guard, replay cache
-//! (keyed on the packet's SHA-256) → allowed ports. The duration is the
+//! (keyed on the packet's SHA-256) → allowed ports; a command message (type
+//! 0) runs the client's command whose `fwknop_match` equals its text, a NAT
+//! message (types 2, 4) opens the client's forward with that protocol,
+//! external port, LAN host and port. The duration is the
 //! client timeout (`fwknop -f`), capped at `max_duration` as fwknopd caps it
 //! at `MAX_FW_TIMEOUT`, or the client's `fwknop_timeout`.
 
 use core::net::IpAddr;
 
 use super::{fail, Detail, Fail, Grant, Refusal, Verifier};
-use crate::spa::fwknop::{self, message};
+use crate::spa::fwknop::{self, message, message::MessageType};
 use crate::spa::{Kind, ReplayEntry};
 use crate::time::Now;
 
@@ -78,17 +81,49 @@ impl Verifier {
         let addr = self.target(i, src, m.access.addr.map(IpAddr::V4))?;
         let id = fwknop::replay_id(payload);
         self.fresh(now, i, m.timestamp, id)?;
-        self.allowed(i, &m.access.ports)?;
+        let (kind, item) = match (m.kind, m.nat) {
+            (MessageType::Command, _) => {
+                self.ports.clear();
+                let text = &m.command[..];
+                let item = self.command_allowed(i, |c| {
+                    c.fwknop_match.as_deref().map(str::as_bytes) == Some(text)
+                })?;
+                (Kind::Command, item)
+            }
+            (_, Some(nat)) => {
+                self.ports.clear();
+                // parse() gives a NAT message exactly one port.
+                let Some(p) = m.access.ports.first().copied() else {
+                    return Err(fail(Refusal::BadRequest, who, Detail::None));
+                };
+                let item = self.forward_allowed(i, |f| {
+                    let w = &f.forward;
+                    w.proto == p.proto
+                        && w.port == p.port
+                        && w.to4 == Some(nat.addr)
+                        && w.to_port == nat.port
+                })?;
+                (Kind::Forward, item)
+            }
+            _ => {
+                self.allowed(i, &m.access.ports)?;
+                (Kind::Open, 0)
+            }
+        };
         let max = self.clients[i].max_duration;
-        let duration = m
-            .client_timeout
-            .map_or(timeout, |t| u64::from(t).min(max))
-            .min(u64::from(u32::MAX)) as u32;
+        let duration = match kind {
+            Kind::Command => 0,
+            _ => m
+                .client_timeout
+                .map_or(timeout, |t| u64::from(t).min(max))
+                .min(u64::from(u32::MAX)) as u32,
+        };
         Ok((
             i,
             Grant {
-                kind: Kind::Open,
+                kind,
                 addr,
+                item,
                 duration,
                 record: ReplayEntry {
                     nonce: id,

@@ -24,6 +24,8 @@ fn client(i: u8) -> Client {
         max_duration: Duration::from_secs(300),
         sources: Vec::new(),
         allow_other_address: false,
+        commands: Vec::new(),
+        forwards: Vec::new(),
     }
 }
 
@@ -32,6 +34,8 @@ fn config(clients: Vec<Client>) -> Config {
         main: Main::default(),
         sequences: Vec::new(),
         knock_modes: Default::default(),
+        commands: Vec::new(),
+        forwards: Vec::new(),
         clients,
     }
 }
@@ -50,6 +54,7 @@ fn repr(ts: u64) -> RequestRepr {
         duration: 60,
         target: Target::Source,
         ports: heapless::Vec::from_slice(&[PortSpec::tcp(22)]).unwrap(),
+        name: heapless::String::new(),
     }
 }
 
@@ -104,6 +109,8 @@ fn explicit_address_and_close() {
 
     let mut v = Verifier::new(&config(vec![Client {
         allow_other_address: true,
+        commands: Vec::new(),
+        forwards: Vec::new(),
         ..client(1)
     }]));
     let a = v.verify(now(T0), SRC, &packet(1, 1, &r)).unwrap();
