@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod firewall;
+pub mod forward_grants;
 pub mod grants;
 pub mod import;
 pub mod knock;

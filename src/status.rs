@@ -9,6 +9,7 @@ use core::fmt::Write;
 use crate::bans::BanTable;
 use crate::capture::Statistics;
 use crate::engine::Counters;
+use crate::forward_grants::ForwardTable;
 use crate::grants::GrantTable;
 use crate::spa::Refusal;
 use crate::time::Millis;
@@ -36,6 +37,36 @@ pub struct BanView {
     pub expires_in_s: u64,
 }
 
+/// One live forward grant as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardView {
+    /// The address let through.
+    pub addr: String,
+    /// The forward's name.
+    pub forward: String,
+    /// `proto:port -> host:port` (IPv4) or `-> [host]:port` (IPv6).
+    pub path: String,
+    /// The client that asked.
+    pub client: String,
+    /// Seconds until the kernel removes it.
+    pub expires_in_s: u64,
+}
+
+/// One running command as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandView {
+    /// The command's name.
+    pub name: String,
+    /// The client that asked.
+    pub client: String,
+    /// The packet's source.
+    pub source: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Seconds it has been running.
+    pub running_s: u64,
+}
+
 /// A named group of counters (`knock`, `wire_rejected`, …).
 pub type CounterGroup = (&'static str, Vec<(&'static str, u64)>);
 
@@ -56,6 +87,10 @@ pub struct Snapshot {
     pub grants: Vec<GrantView>,
     /// Live bans, soonest expiry first (see [`Snapshot::with_bans`]).
     pub bans: Vec<BanView>,
+    /// Live forward grants, soonest expiry first (see [`Snapshot::with_forwards`]).
+    pub forwards: Vec<ForwardView>,
+    /// Commands running now (see [`Snapshot::with_commands`]).
+    pub commands: Vec<CommandView>,
     /// Counter groups.
     pub counters: Vec<CounterGroup>,
 }
@@ -89,6 +124,8 @@ impl Snapshot {
                 })
                 .collect(),
             bans: Vec::new(),
+            forwards: Vec::new(),
+            commands: Vec::new(),
             counters: counter_groups(counters, grants),
         }
     }
@@ -104,6 +141,38 @@ impl Snapshot {
                 expires_in_s: b.remaining(now).as_secs_f64().ceil() as u64,
             })
             .collect();
+        self
+    }
+
+    /// Adds the live forward grants of `table` at `now`.
+    pub fn with_forwards(mut self, now: Millis, table: &ForwardTable) -> Snapshot {
+        self.forwards = table
+            .live(now)
+            .iter()
+            .map(|f| {
+                let w = &f.forward;
+                let path = match (f.addr.to_canonical(), w.to4, w.to6) {
+                    (core::net::IpAddr::V6(_), _, Some(a)) => {
+                        format!("{}:{} -> [{a}]:{}", w.proto, w.to_port, w.to_port)
+                    }
+                    (_, Some(a), _) => format!("{}:{} -> {a}:{}", w.proto, w.port, w.to_port),
+                    _ => format!("{}:{}", w.proto, w.port),
+                };
+                ForwardView {
+                    addr: f.addr.to_string(),
+                    forward: f.name.to_string(),
+                    path,
+                    client: f.client.to_string(),
+                    expires_in_s: f.remaining(now).as_secs_f64().ceil() as u64,
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// Adds the running commands.
+    pub fn with_commands(mut self, commands: Vec<CommandView>) -> Snapshot {
+        self.commands = commands;
         self
     }
 
@@ -135,6 +204,30 @@ impl Snapshot {
                 "{{\"addr\":{},\"expires_in_s\":{}}}",
                 quote(&b.addr),
                 b.expires_in_s
+            );
+        });
+        j.push_str("],\"forwards\":[");
+        join(&mut j, self.forwards.iter(), |j, f| {
+            let _ = write!(
+                j,
+                "{{\"addr\":{},\"forward\":{},\"path\":{},\"client\":{},\"expires_in_s\":{}}}",
+                quote(&f.addr),
+                quote(&f.forward),
+                quote(&f.path),
+                quote(&f.client),
+                f.expires_in_s
+            );
+        });
+        j.push_str("],\"commands\":[");
+        join(&mut j, self.commands.iter(), |j, c| {
+            let _ = write!(
+                j,
+                "{{\"name\":{},\"client\":{},\"source\":{},\"pid\":{},\"running_s\":{}}}",
+                quote(&c.name),
+                quote(&c.client),
+                quote(&c.source),
+                c.pid,
+                c.running_s
             );
         });
         j.push_str("],\"counters\":{");
@@ -179,6 +272,22 @@ impl Snapshot {
         let _ = writeln!(t, "banned sources: {}", self.bans.len());
         for b in &self.bans {
             let _ = writeln!(t, "  {:<39} {:>6} s left", b.addr, b.expires_in_s);
+        }
+        let _ = writeln!(t, "live forwards: {}", self.forwards.len());
+        for f in &self.forwards {
+            let _ = writeln!(
+                t,
+                "  {:<39} {} {:>6} s left  ({}, client {})",
+                f.addr, f.path, f.expires_in_s, f.forward, f.client
+            );
+        }
+        let _ = writeln!(t, "running commands: {}", self.commands.len());
+        for c in &self.commands {
+            let _ = writeln!(
+                t,
+                "  {} pid {} for {} s  (client {}, from {})",
+                c.name, c.pid, c.running_s, c.client, c.source
+            );
         }
         for (group, values) in &self.counters {
             let nonzero: Vec<String> = values
@@ -335,6 +444,8 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             vec![
                 ("opened", c.opened),
                 ("closed", c.closed),
+                ("commands", c.commands),
+                ("forwards", c.forwards),
                 ("grants_forgotten", grants.forgotten()),
             ],
         ),
@@ -401,12 +512,12 @@ mod tests {
     fn json_is_exact_and_escaped() {
         let j = snapshot().to_json();
         assert!(j.starts_with(&format!(
-            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"bans\":[{{\"addr\":\"198.51.100.4\",\"expires_in_s\":297}}],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
+            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"bans\":[{{\"addr\":\"198.51.100.4\",\"expires_in_s\":297}}],\"forwards\":[],\"commands\":[],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
             env!("CARGO_PKG_VERSION")
         )), "{j}");
         assert!(j.contains("\"knock\":{\"knocks\":6,"), "{j}");
         assert!(
-            j.contains("\"decisions\":{\"opened\":2,\"closed\":0,\"grants_forgotten\":0}"),
+            j.contains("\"decisions\":{\"opened\":2,\"closed\":0,\"commands\":0,\"forwards\":0,\"grants_forgotten\":0}"),
             "{j}"
         );
         assert!(j.ends_with("}}\n"));
@@ -456,6 +567,61 @@ mod tests {
         assert!(
             j.contains("\"counters\":{\"capture\":{\"frames\":700,\"drops\":88,\"ring\":1,\"recvmsg\":0},\"packets\":"),
             "{j}"
+        );
+    }
+
+    #[test]
+    fn forwards_and_commands_in_json_and_text() {
+        use crate::config::Forward;
+        use crate::port::L4Proto;
+        let mut table = ForwardTable::new();
+        let f = Forward {
+            enabled: true,
+            proto: L4Proto::Tcp,
+            port: 2222,
+            to4: Some("10.213.2.2".parse().unwrap()),
+            to6: Some("fd00:213:2::2".parse().unwrap()),
+            to_port: 22,
+        };
+        let secs = Duration::from_secs;
+        table.record(
+            Millis(0),
+            "203.0.113.5".parse().unwrap(),
+            "nas",
+            f,
+            secs(60),
+            "phone",
+        );
+        table.record(
+            Millis(0),
+            "2001:db8::5".parse().unwrap(),
+            "nas",
+            f,
+            secs(30),
+            "phone",
+        );
+        let s = snapshot()
+            .with_forwards(Millis(10_000), &table)
+            .with_commands(vec![CommandView {
+                name: "wake".into(),
+                client: "phone".into(),
+                source: "203.0.113.5".into(),
+                pid: 4242,
+                running_s: 3,
+            }]);
+        let j = s.to_json();
+        assert!(j.contains("\"forwards\":[{\"addr\":\"2001:db8::5\",\"forward\":\"nas\",\"path\":\"tcp:22 -> [fd00:213:2::2]:22\",\"client\":\"phone\",\"expires_in_s\":20},{\"addr\":\"203.0.113.5\",\"forward\":\"nas\",\"path\":\"tcp:2222 -> 10.213.2.2:22\",\"client\":\"phone\",\"expires_in_s\":50}],\"commands\":[{\"name\":\"wake\",\"client\":\"phone\",\"source\":\"203.0.113.5\",\"pid\":4242,\"running_s\":3}]"), "{j}");
+        let t = s.to_text();
+        assert!(t.contains("live forwards: 2\n"), "{t}");
+        assert!(
+            t.contains("tcp:2222 -> 10.213.2.2:22     50 s left  (nas, client phone)"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "running commands: 1\n  wake pid 4242 for 3 s  (client phone, from 203.0.113.5)"
+            ),
+            "{t}"
         );
     }
 

@@ -424,7 +424,10 @@ config client 'phone'
         assert_eq!(f.forward.to4, Some(Ipv4Addr::new(192, 168, 1, 10)));
         assert_eq!(f.forward.to6, Some("fd00:1::10".parse().unwrap()));
         let web = &c.forwards[1].forward;
-        assert_eq!((web.proto, web.port, web.to_port), (L4Proto::Udp, 5000, 5000));
+        assert_eq!(
+            (web.proto, web.port, web.to_port),
+            (L4Proto::Udp, 5000, 5000)
+        );
         assert_eq!(web.to6, None);
         let client = &c.clients[0];
         assert!(client.allow.is_empty());
@@ -504,7 +507,9 @@ config forward 'd'
         let text = format!("config command '{long}'\n\tlist exec '/bin/true'\n");
         assert_eq!(
             errors(&text),
-            [format!("1: command '{long}': names are 1-32 letters, digits or _")]
+            [format!(
+                "1: command '{long}': names are 1-32 letters, digits or _"
+            )]
         );
     }
 
