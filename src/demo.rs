@@ -40,6 +40,10 @@ pub const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(10, 213, 1, 2);
 pub const ROUTER_X_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 1, 0, 0, 0, 0, 1);
 /// The attacker's IPv6 address.
 pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x213, 1, 0, 0, 0, 0, 2);
+/// The LAN host's IPv4 address (the third namespace, see [`Lab::add_lan_host`]).
+pub const LAN_V4: Ipv4Addr = ATTACKER_V4;
+/// The LAN host's IPv6 address.
+pub const LAN_V6: Ipv6Addr = ATTACKER_V6;
 
 const ROUTER_MAC: &str = "02:00:5e:d5:00:01";
 const CLIENT_MAC: &str = "02:00:5e:d5:00:02";
@@ -263,9 +267,9 @@ impl Drop for Service {
     }
 }
 
-fn serve_connection(mut s: TcpStream, stop: Arc<AtomicBool>) {
+fn serve_connection(mut s: TcpStream, stop: Arc<AtomicBool>, greeting: &str) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-    let _ = s.write_all(b"hello from the router\n");
+    let _ = s.write_all(format!("{greeting}\n").as_bytes());
     let mut buf = [0u8; 512];
     while !stop.load(Ordering::SeqCst) {
         match s.read(&mut buf) {
@@ -422,9 +426,43 @@ impl Lab {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    /// Turns the third namespace into a LAN host behind the router: makes it
+    /// with [`Lab::add_attacker`] if needed ([`LAN_V4`] is [`ATTACKER_V4`]),
+    /// gives the LAN host and the client default routes via the router, and
+    /// turns on IPv4 and IPv6 forwarding in the router. Returns the LAN
+    /// namespace's name. For the forward tests.
+    pub fn add_lan_host(&mut self) -> io::Result<String> {
+        if self.attacker_ns.is_none() {
+            self.add_attacker()?;
+        }
+        let lan = self.attacker_ns.clone().unwrap_or_default();
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            let out = self.run_in_router(&["sysctl", "-qw", key])?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "sysctl {key}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        ip_words(&format!("-n {lan} route replace default via {ROUTER_X_V4}"))?;
+        ip_words(&format!("-n {lan} -6 route replace default via {ROUTER_X_V6}"))?;
+        let c = &self.client_ns;
+        ip_words(&format!("-n {c} route replace default via {ROUTER_V4}"))?;
+        ip_words(&format!("-n {c} -6 route replace default via {ROUTER_V6}"))?;
+        Ok(lan)
+    }
+
     /// Starts a TCP service on `port` (IPv4 and IPv6) in the router namespace.
     pub fn serve_tcp(&mut self, port: u16) -> io::Result<()> {
-        let listener = in_netns(&self.router_ns, move || {
+        let ns = self.router_ns.clone();
+        self.serve_tcp_in(&ns, port, "hello from the router")
+    }
+
+    /// Starts a TCP service on `port` (IPv4 and IPv6) in namespace `ns` that
+    /// greets with `greeting`, then echoes lines back.
+    pub fn serve_tcp_in(&mut self, ns: &str, port: u16, greeting: &'static str) -> io::Result<()> {
+        let listener = in_netns(ns, move || {
             let l = TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))?;
             l.set_nonblocking(true)?;
             Ok::<_, io::Error>(l)
@@ -437,7 +475,7 @@ impl Lab {
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
                         let f = flag.clone();
-                        std::thread::spawn(move || serve_connection(s, f));
+                        std::thread::spawn(move || serve_connection(s, f, greeting));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }

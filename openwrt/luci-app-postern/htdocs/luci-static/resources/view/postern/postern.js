@@ -7,7 +7,8 @@
 
 /*
  * postern: settings (config postern 'main'), knock sequences (config sequence),
- * SPA clients (config client) and the live status of the running daemon.
+ * SPA clients (config client), router commands (config command), port
+ * forwards (config forward) and the live status of the running daemon.
  * Section types and option names must match `postern schema --json`
  * (a test in the postern repository checks this file against it).
  */
@@ -97,6 +98,60 @@ function renderBans(st) {
 	})));
 }
 
+function renderForwards(st) {
+	var fw = st.forwards || [];
+	if (!fw.length)
+		return E('p', {}, _('No live forwards'));
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Address')),
+			E('th', { 'class': 'th' }, _('Forward')),
+			E('th', { 'class': 'th' }, _('Path')),
+			E('th', { 'class': 'th' }, _('Client')),
+			E('th', { 'class': 'th' }, _('Expires in'))
+		])
+	].concat(fw.map(function(f) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, f.addr),
+			E('td', { 'class': 'td' }, f.forward),
+			E('td', { 'class': 'td' }, f.path),
+			E('td', { 'class': 'td' }, f.client),
+			E('td', { 'class': 'td' }, String(f.expires_in_s) + ' s')
+		]);
+	})));
+}
+
+function renderCommands(st) {
+	var cmds = st.commands || [];
+	if (!cmds.length)
+		return E('p', {}, _('No commands running'));
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Command')),
+			E('th', { 'class': 'th' }, _('Client')),
+			E('th', { 'class': 'th' }, _('From')),
+			E('th', { 'class': 'th' }, _('PID')),
+			E('th', { 'class': 'th' }, _('Running for'))
+		])
+	].concat(cmds.map(function(c) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, c.name),
+			E('td', { 'class': 'td' }, c.client),
+			E('td', { 'class': 'td' }, c.source),
+			E('td', { 'class': 'td' }, String(c.pid)),
+			E('td', { 'class': 'td' }, String(c.running_s) + ' s')
+		]);
+	})));
+}
+
+var NAME_RE = /^[A-Za-z0-9_]{1,32}$/;
+
+function validName(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	return NAME_RE.test(value) ? true : _('1 to 32 letters, digits or _');
+}
+
 function renderCounters(st) {
 	var groups = st.counters || {};
 	return E('div', {}, Object.keys(groups).map(function(name) {
@@ -115,6 +170,8 @@ function renderStatus(st) {
 			st.version, st.backend, (st.devices || []).join(', ') || '-', st.uptime_s)),
 		renderGrants(st),
 		renderBans(st),
+		renderForwards(st),
+		renderCommands(st),
 		renderCounters(st)
 	]);
 }
@@ -413,6 +470,16 @@ return view.extend({
 		o.modalonly = true;
 		o.depends({ fwknop_key: /.+/ });
 
+		o = s.option(form.DynamicList, 'command', _('Commands it may run'),
+			_('Names of router commands (below) this client may run with postern spa --command NAME.'));
+		o.validate = validName;
+		o.modalonly = true;
+
+		o = s.option(form.DynamicList, 'forward', _('Forwards it may open'),
+			_('Names of port forwards (below) this client may open with postern spa --forward NAME or fwknop -N.'));
+		o.validate = validName;
+		o.modalonly = true;
+
 		o = s.option(form.DummyValue, '_command', _('Client command'));
 		o.rawhtml = false;
 		o.cfgvalue = function(section_id) {
@@ -421,6 +488,70 @@ return view.extend({
 				L.toArray(this.map.data.get('postern', section_id, 'allow')),
 				this.map.data.get('postern', 'main', 'spa_port'));
 		};
+
+		s = m.section(form.GridSection, 'command', _('Router commands'),
+			_('Programs a client may ask the router to run. The program and each argument are separate ' +
+			  'items and are passed as they are: no shell, no PATH search.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.DynamicList, 'exec', _('Program and arguments'),
+			_('First item: the program\'s absolute path, e.g. /usr/bin/etherwake; then one item per argument.'));
+		o.rmempty = false;
+		o.validate = function(section_id, value) {
+			var items = L.toArray(this.formvalue(section_id));
+			if (items.length && items[0].charAt(0) !== '/')
+				return _('The program must be an absolute path');
+			return true;
+		};
+
+		o = s.option(form.Value, 'timeout', _('Time limit (s)'));
+		o.datatype = 'range(1,3600)';
+		o.placeholder = '30';
+
+		o = s.option(form.Value, 'user', _('Run as user'), _('Optional: a user instead of root.'));
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'fwknop_match', _('fwknop command text'),
+			_('Optional: fwknop clients run this command by sending exactly this text (fwknop -C).'));
+		o.optional = true;
+		o.modalonly = true;
+
+		s = m.section(form.GridSection, 'forward', _('Port forwards'),
+			_('A client may open a forward for its own address: connections to the router\'s port reach ' +
+			  'the LAN host (IPv4 through NAT; IPv6 straight to the host\'s address).'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.ListValue, 'proto', _('Protocol'));
+		o.value('tcp');
+		o.value('udp');
+		o.default = 'tcp';
+
+		o = s.option(form.Value, 'port', _('Router port'));
+		o.datatype = 'port';
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'to', _('LAN host (IPv4)'));
+		o.datatype = 'ip4addr';
+
+		o = s.option(form.Value, 'to6', _('LAN host (IPv6)'));
+		o.datatype = 'ip6addr';
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'to_port', _('LAN port'), _('Default: the router port.'));
+		o.datatype = 'port';
 
 		var statusNode = E('div', { 'class': 'cbi-section' }, [
 			E('h3', {}, _('Status')),
