@@ -1,0 +1,228 @@
+//! The daemon's side of SPA commands and forwards: runs the commands the
+//! engine decided on (through the [`Runner`]), lets sources through forwards
+//! (through the firewall backend), mirrors live forwards for `postern status`
+//! and firewall restarts, and carries both across reloads.
+//!
+//! Owns the resolved command list (users looked up when the configuration is
+//! loaded, so an unknown user refuses the file with its line) and the active
+//! forward list, both in the order the engine's decisions index.
+
+use core::net::IpAddr;
+use core::time::Duration;
+use std::time::Instant;
+
+use log::{error, info, warn};
+
+use crate::config::{Config, ConfigError, Forward, NamedForward};
+use crate::firewall::{Backend, ForwardGrant, ForwardSpec};
+use crate::forward_grants::ForwardTable;
+use crate::runner::{self, CommandSpec, Requester, Runner, StartError};
+use crate::status::CommandView;
+use crate::time::Millis;
+
+/// The firewall's view of a configured forward.
+pub fn forward_spec(f: &Forward) -> ForwardSpec {
+    ForwardSpec {
+        proto: f.proto,
+        port: f.port,
+        to4: f.to4,
+        to6: f.to6,
+        to_port: f.to_port,
+    }
+}
+
+/// The enabled forwards of `cfg` as the firewall sees them.
+pub fn forward_specs(cfg: &Config) -> Vec<ForwardSpec> {
+    cfg.active_forwards().map(|f| forward_spec(&f.forward)).collect()
+}
+
+/// The enabled commands of `cfg`, ready to run: users resolved. Errors name
+/// the file and line of the command.
+pub fn command_specs(file: &str, cfg: &Config) -> Result<Vec<CommandSpec>, Vec<ConfigError>> {
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for c in cfg.active_commands() {
+        let user = match &c.user {
+            None => None,
+            Some(name) => match runner::resolve_user(name) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    errors.push(ConfigError {
+                        file: file.to_string(),
+                        line: c.line,
+                        message: format!("command '{}': {e}", c.name),
+                    });
+                    continue;
+                }
+            },
+        };
+        if let Some(program) = c.argv.first() {
+            if let Err(e) = runner::check_program(program) {
+                warn!("command '{}': {e}", c.name);
+            }
+        }
+        specs.push(CommandSpec {
+            name: c.name.clone(),
+            argv: c.argv.clone(),
+            timeout: c.timeout,
+            user,
+        });
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Commands and forwards as the running daemon has them.
+pub struct Actions {
+    /// Running commands.
+    pub runner: Runner,
+    commands: Vec<CommandSpec>,
+    forwards: Vec<NamedForward>,
+    /// Live forward grants.
+    pub live: ForwardTable,
+}
+
+impl Actions {
+    /// For a loaded configuration and its resolved commands.
+    pub fn new(cfg: &Config, commands: Vec<CommandSpec>) -> Actions {
+        Actions {
+            runner: Runner::new(),
+            commands,
+            forwards: cfg.active_forwards().cloned().collect(),
+            live: ForwardTable::new(),
+        }
+    }
+
+    /// Runs enabled command `index` for `client`, whose packet came from `source`.
+    pub fn run(&mut self, index: usize, client: &str, source: IpAddr) {
+        let Some(spec) = self.commands.get(index) else {
+            error!("spa client {client}: command #{index} is not configured");
+            return;
+        };
+        let by = Requester { client, source };
+        match self.runner.start(spec, by, Instant::now()) {
+            Ok(pid) => info!(
+                "running command {} (pid {pid}) for spa client {client}, packet from {source}",
+                spec.name
+            ),
+            Err(StartError::Busy) => warn!(
+                "command {} not run for spa client {client}: {} commands are running already",
+                spec.name,
+                runner::MAX_RUNNING
+            ),
+            Err(StartError::AlreadyRunning) => warn!(
+                "command {} not run for spa client {client}: it is still running",
+                spec.name
+            ),
+            Err(StartError::Spawn(e)) => {
+                error!("command {} could not start: {e}", spec.name)
+            }
+        }
+    }
+
+    /// Lets `addr` through enabled forward `index` for `duration`, for `client`.
+    pub fn forward(
+        &mut self,
+        backend: &mut dyn Backend,
+        now: Millis,
+        addr: IpAddr,
+        index: usize,
+        client: &str,
+        duration: Duration,
+    ) {
+        let Some(f) = self.forwards.get(index) else {
+            error!("spa client {client}: forward #{index} is not configured");
+            return;
+        };
+        let grant = ForwardGrant {
+            src: addr,
+            spec: forward_spec(&f.forward),
+            timeout: duration,
+        };
+        match backend.forward(&grant) {
+            Ok(()) => {
+                self.live
+                    .record(now, addr, &f.name, f.forward, duration, client);
+                info!(
+                    "opened forward {} ({}) for {addr} for {} s (spa client {client})",
+                    f.name,
+                    describe(&f.forward, addr),
+                    duration.as_secs()
+                );
+            }
+            Err(e) => error!(
+                "could not open forward {} for {addr} (spa client {client}): {e}",
+                f.name
+            ),
+        }
+    }
+
+    /// After a reload: the new command and forward lists; live forwards whose
+    /// forward is gone or changed are withdrawn from the firewall now.
+    pub fn reload(&mut self, backend: &mut dyn Backend, cfg: &Config, commands: Vec<CommandSpec>) {
+        self.commands = commands;
+        self.forwards = cfg.active_forwards().cloned().collect();
+        let forwards = &self.forwards;
+        let gone = self.live.take_unless(|l| {
+            forwards
+                .iter()
+                .any(|f| f.name == l.name && f.forward == l.forward)
+        });
+        for l in gone {
+            match backend.unforward(l.addr, &forward_spec(&l.forward)) {
+                Ok(()) => info!(
+                    "closed forward {} for {}: removed or changed by the reload",
+                    l.name, l.addr
+                ),
+                Err(e) => error!("could not close forward {} for {}: {e}", l.name, l.addr),
+            }
+        }
+    }
+
+    /// After a firewall restart: re-applies live forwards with their remaining time.
+    pub fn reapply(&mut self, backend: &mut dyn Backend, now: Millis) -> usize {
+        self.live.expire(now);
+        let mut applied = 0;
+        for l in self.live.live(now) {
+            let grant = ForwardGrant {
+                src: l.addr,
+                spec: forward_spec(&l.forward),
+                timeout: l.remaining(now),
+            };
+            if grant.timeout.is_zero() {
+                continue;
+            }
+            match backend.forward(&grant) {
+                Ok(()) => applied += 1,
+                Err(e) => error!("could not re-apply forward {} for {}: {e}", l.name, l.addr),
+            }
+        }
+        applied
+    }
+
+    /// The running commands for `postern status`.
+    pub fn command_views(&self, now: Instant) -> Vec<CommandView> {
+        self.runner
+            .running()
+            .map(|r| CommandView {
+                name: r.name.to_string(),
+                client: r.client.to_string(),
+                source: r.source.to_string(),
+                pid: r.pid,
+                running_s: now.saturating_duration_since(r.started).as_secs(),
+            })
+            .collect()
+    }
+}
+
+/// `tcp:2222 -> 192.168.1.10:22` for an IPv4 source, `tcp:22 -> [fd00::10]:22` for IPv6.
+fn describe(f: &Forward, addr: IpAddr) -> String {
+    match (addr.to_canonical(), f.to4, f.to6) {
+        (IpAddr::V6(_), _, Some(a)) => format!("{}:{} -> [{a}]:{}", f.proto, f.to_port, f.to_port),
+        (_, Some(a), _) => format!("{}:{} -> {a}:{}", f.proto, f.port, f.to_port),
+        _ => format!("{}:{}", f.proto, f.port),
+    }
+}
