@@ -147,6 +147,7 @@ install_file 0755 "$f/postern.uci-defaults" etc/uci-defaults/90-postern
 install_file 0644 "$f/postern.capabilities.json" etc/capabilities/postern.json
 install_file 0644 "$f/fw4-table-pre.nft" usr/share/nftables.d/table-pre/20-postern.nft
 install_file 0644 "$f/fw4-chain-pre-input_wan.nft" usr/share/nftables.d/chain-pre/input_wan/20-postern.nft
+install_file 0644 "$f/fw4-chain-pre-forward_wan.nft" usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
 install_file 0755 "$f/fw3.include" usr/share/postern/fw3.include
 
 cat >"$stage/control/control" <<CONTROL

@@ -71,6 +71,8 @@ fn include() -> PathBuf {
 /// fw3's chain layout as far as the include needs it, then the shipped include.
 fn fw3_with_include() {
     sh("iptables -N input_wan_rule && ip6tables -N input_wan_rule");
+    sh("iptables -N forwarding_wan_rule && ip6tables -N forwarding_wan_rule");
+    sh("iptables -t nat -N prerouting_wan_rule");
     sh(&format!("sh {}", include().display()));
 }
 
@@ -329,5 +331,90 @@ fn bans_go_to_the_ban_sets_ahead_of_the_accepts() {
         b.unban(v4(8)).unwrap();
         assert_eq!(timeout_left("postern_ban4", "10.0.0.8"), None);
         b.unban(v4(8)).unwrap();
+    });
+}
+
+#[test]
+fn forwards_setup_grant_regrant_unforward() {
+    use postern::firewall::{ForwardGrant, ForwardSpec};
+    if !root_or_skip("forwards_setup_grant_regrant_unforward") {
+        return;
+    }
+    in_netns(|| {
+        let spec = ForwardSpec {
+            proto: postern::port::L4Proto::Tcp,
+            port: 8080,
+            to4: Some(Ipv4Addr::new(10, 213, 1, 2)),
+            to6: Some(Ipv6Addr::new(0xfd00, 0x213, 1, 0, 0, 0, 0, 2)),
+            to_port: 80,
+        };
+        let fwd = |src, secs| ForwardGrant {
+            src,
+            spec,
+            timeout: Duration::from_secs(secs),
+        };
+        let mut b = Fw3Backend::new();
+        // Without the include's forward sets: a clear refusal.
+        sh("ipset create postern4 hash:ip,port family inet timeout 0");
+        sh("ipset create postern6 hash:ip,port family inet6 timeout 0");
+        b.setup(&[]).unwrap();
+        let err = b.setup_forwards(&[spec]).unwrap_err();
+        assert!(
+            err.context.starts_with("ipset postern_fwd4 missing"),
+            "{err}"
+        );
+        fw3_with_include();
+        b.setup_forwards(&[spec]).unwrap();
+        b.setup_forwards(&[spec]).unwrap();
+        let nat = sh("iptables -t nat -S");
+        assert_eq!(
+            nat.matches("-A prerouting_wan_rule -j postern_fwd").count(),
+            1,
+            "{nat}"
+        );
+        assert!(nat.contains(
+            "-A postern_fwd -p tcp -m tcp --dport 8080 -m set --match-set postern_fwd4 src,dst -j DNAT --to-destination 10.213.1.2:80"
+        ), "{nat}");
+        let fw = sh("iptables -S forwarding_wan_rule");
+        assert!(
+            fw.contains("--match-set postern_fwd_allow4 src,dst,dst -j ACCEPT"),
+            "{fw}"
+        );
+
+        b.forward(&fwd(v4(2), 30)).unwrap();
+        assert!(timeout_left("postern_fwd4", "10.0.0.2,tcp:8080").unwrap() <= 30);
+        assert!(timeout_left("postern_fwd_allow4", "10.0.0.2,tcp:80,10.213.1.2").is_some());
+        // A re-grant replaces the timeouts.
+        b.forward(&fwd(v4(2), 300)).unwrap();
+        assert!(timeout_left("postern_fwd4", "10.0.0.2,tcp:8080").unwrap() > 100);
+        assert!(timeout_left("postern_fwd_allow4", "10.0.0.2,tcp:80,10.213.1.2").unwrap() > 100);
+        // IPv6: only the accept.
+        let a6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 2));
+        b.forward(&fwd(a6, 30)).unwrap();
+        assert!(timeout_left("postern_fwd_allow6", "fd00:213::2,tcp:80,fd00:213:1::2").is_some());
+        // Refused: zero timeout, missing target of the family.
+        let err = b.forward(&fwd(v4(3), 0)).unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        let v4_only = ForwardSpec { to6: None, ..spec };
+        let err = b
+            .forward(&ForwardGrant {
+                spec: v4_only,
+                ..fwd(a6, 30)
+            })
+            .unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+
+        b.unforward(v4(2), &spec).unwrap();
+        assert_eq!(timeout_left("postern_fwd4", "10.0.0.2,tcp:8080"), None);
+        assert_eq!(
+            timeout_left("postern_fwd_allow4", "10.0.0.2,tcp:80,10.213.1.2"),
+            None
+        );
+        b.unforward(v4(2), &spec).expect("absent is fine");
+        // Forwards gone from the config: their grants and DNAT rules go.
+        b.setup_forwards(&[]).unwrap();
+        assert!(members("postern_fwd_allow6").is_empty());
+        let nat = sh("iptables -t nat -S postern_fwd");
+        assert!(!nat.contains("DNAT"), "{nat}");
     });
 }

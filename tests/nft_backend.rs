@@ -511,3 +511,165 @@ fn standalone_setup_is_one_transaction_and_reports_the_kernels_refusal() {
         assert!(!nft("list tables").contains("postern"));
     });
 }
+
+/// The element lines of `nft list map inet TABLE MAP`, joined.
+fn map_elements(table: &str, map: &str) -> String {
+    let text = nft(&format!("list map inet {table} {map}"));
+    match text.split_once("elements = {") {
+        Some((_, rest)) => rest.split('}').next().unwrap_or("").to_string(),
+        None => String::new(),
+    }
+}
+
+fn fwd_spec() -> postern::firewall::ForwardSpec {
+    postern::firewall::ForwardSpec {
+        proto: postern::port::L4Proto::Tcp,
+        port: 8080,
+        to4: Some(Ipv4Addr::new(10, 213, 1, 2)),
+        to6: None,
+        to_port: 80,
+    }
+}
+
+fn fwd(src: IpAddr, secs: u64) -> postern::firewall::ForwardGrant {
+    postern::firewall::ForwardGrant {
+        src,
+        spec: fwd_spec(),
+        timeout: Duration::from_millis(secs),
+    }
+}
+
+#[test]
+fn standalone_forwards_setup_grant_regrant_unforward() {
+    in_netns("standalone forwards", || {
+        let mut b = NftBackend::standalone();
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        b.setup_forwards(&[fwd_spec()]).unwrap();
+        b.setup_forwards(&[fwd_spec()]).unwrap();
+        let table = nft("list table inet postern");
+        assert!(
+            table.contains("type nat hook prerouting priority dstnat - 5"),
+            "{table}"
+        );
+        assert!(
+            table.contains("dnat ip to ip saddr . meta l4proto . th dport map @fwd4"),
+            "{table}"
+        );
+        assert_eq!(table.matches("@fwd_guard4 drop").count(), 1, "{table}");
+        assert!(elements("postern", "fwd_guard4").contains("10.213.1.2 . tcp . 80"));
+
+        b.forward(&fwd(v4(2), 30_000)).unwrap();
+        let m = map_elements("postern", "fwd4");
+        assert!(
+            m.contains("10.0.0.2 . tcp . 8080 timeout 30s expires"),
+            "{m}"
+        );
+        assert!(m.contains(": 10.213.1.2 . 80"), "{m}");
+        let a = elements("postern", "fwd_allow4");
+        assert!(
+            a.contains("10.0.0.2 . 10.213.1.2 . tcp . 80 timeout 30s"),
+            "{a}"
+        );
+        // Re-granting restarts both timeouts (here with a longer one).
+        b.forward(&fwd(v4(2), 3_600_000)).unwrap();
+        assert!(map_elements("postern", "fwd4").contains("timeout 1h"));
+        assert!(elements("postern", "fwd_allow4").contains("timeout 1h"));
+        // Refused: zero timeout, no IPv6 target (nothing changes).
+        let err = b.forward(&fwd(v4(3), 0)).unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        let a6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 9));
+        let err = b.forward(&fwd(a6, 30_000)).unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.context.contains("no IPv6 target"), "{err}");
+        assert!(!map_elements("postern", "fwd4").contains("10.0.0.3"));
+
+        // Reload with the same spec keeps the grant; unforward removes it.
+        b.setup(&[PortSpec::tcp(22)]).unwrap();
+        b.setup_forwards(&[fwd_spec()]).unwrap();
+        assert!(map_elements("postern", "fwd4").contains("10.0.0.2"));
+        b.unforward(v4(2), &fwd_spec()).unwrap();
+        assert!(map_elements("postern", "fwd4").is_empty());
+        assert!(elements("postern", "fwd_allow4").is_empty());
+        b.unforward(v4(2), &fwd_spec()).expect("absent is fine");
+
+        // A changed spec ends the grants of the old one.
+        b.forward(&fwd(v4(4), 30_000)).unwrap();
+        let moved = postern::firewall::ForwardSpec {
+            to_port: 81,
+            ..fwd_spec()
+        };
+        b.setup_forwards(&[moved]).unwrap();
+        assert!(map_elements("postern", "fwd4").is_empty());
+        assert!(elements("postern", "fwd_guard4").contains("10.213.1.2 . tcp . 81"));
+        // No forwards: the forward objects go.
+        b.setup_forwards(&[]).unwrap();
+        let table = nft("list table inet postern");
+        assert!(
+            !table.contains("fwd") && !table.contains("dstnat"),
+            "{table}"
+        );
+        assert!(table.contains("@guard drop"), "{table}");
+        b.teardown().unwrap();
+        assert!(!nft("list tables").contains("postern"));
+    });
+}
+
+#[test]
+fn forwards_over_netlink_setup_need_the_nft_tool() {
+    in_netns("forwards without nft", || {
+        let mut b = NftBackend::standalone_over_netlink();
+        b.setup(&[]).unwrap();
+        b.setup_forwards(&[]).expect("no forwards: fine");
+        let err = b.setup_forwards(&[fwd_spec()]).unwrap_err();
+        assert!(
+            err.to_string().contains("forwards need the nft tool"),
+            "{err}"
+        );
+        b.teardown().unwrap();
+    });
+}
+
+#[test]
+fn fw4_forwards_with_the_shipped_includes() {
+    in_netns("fw4 forwards", || {
+        let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
+        let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
+        let mut b = NftBackend::fw4();
+        // An older include without the forward objects: a clear refusal.
+        nft_script(FW4_LIKE);
+        b.setup(&[]).unwrap();
+        b.setup_forwards(&[]).expect("no forwards need no objects");
+        let err = b.setup_forwards(&[fwd_spec()]).unwrap_err();
+        assert!(
+            err.context.contains("fw4 set postern_fwd4 missing"),
+            "{err}"
+        );
+        assert!(err.context.contains("table-pre/20-postern.nft"), "{err}");
+        nft_script("delete table inet fw4");
+        nft_script(&format!(
+            "table inet fw4 {{\n{}\nchain input_wan {{\n{}\nreject\n}}\nchain forward_wan {{\n{}\nreject\n}}\n}}\n",
+            read("fw4-table-pre.nft"),
+            read("fw4-chain-pre-input_wan.nft"),
+            read("fw4-chain-pre-forward_wan.nft")
+        ));
+        b.setup(&[]).unwrap();
+        b.setup_forwards(&[fwd_spec()]).unwrap();
+        b.forward(&fwd(v4(2), 30_000)).unwrap();
+        let m = map_elements("fw4", "postern_fwd4");
+        assert!(
+            m.contains("10.0.0.2 . tcp . 8080 timeout 30s expires")
+                && m.contains(": 10.213.1.2 . 80"),
+            "{m}"
+        );
+        assert!(elements("fw4", "postern_fwd_allow4").contains("10.0.0.2 . 10.213.1.2 . tcp . 80"));
+        let chain = nft("list chain inet fw4 postern_dstnat");
+        assert!(
+            chain.contains("dnat ip to ip saddr . meta l4proto . th dport map @postern_fwd4"),
+            "{chain}"
+        );
+        b.unforward(v4(2), &fwd_spec()).unwrap();
+        assert!(map_elements("fw4", "postern_fwd4").is_empty());
+        assert!(elements("fw4", "postern_fwd_allow4").is_empty());
+        b.teardown().unwrap();
+    });
+}

@@ -34,6 +34,10 @@ fn fw4_include_files_match_the_daemon_set_names() {
         read(&files().join("fw4-chain-pre-input_wan.nft")),
         ruleset::fw4_chain_pre_input_wan()
     );
+    assert_eq!(
+        read(&files().join("fw4-chain-pre-forward_wan.nft")),
+        ruleset::fw4_chain_pre_forward_wan()
+    );
 }
 
 #[test]
@@ -236,6 +240,10 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         (
             "-rw-r--r--",
             "./usr/share/nftables.d/chain-pre/input_wan/20-postern.nft",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft",
         ),
         ("-rwxr-xr-x", "./usr/share/postern/fw3.include"),
     ];

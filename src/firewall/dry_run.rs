@@ -5,7 +5,9 @@
 
 use std::net::IpAddr;
 
-use super::{Backend, FirewallError, Grant};
+use super::{
+    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardSpec, Grant,
+};
 use crate::port::PortSpec;
 
 /// One call made on a [`DryRunBackend`].
@@ -21,6 +23,12 @@ pub enum DryRunOp {
     Ban(IpAddr, core::time::Duration),
     /// `teardown`.
     Teardown,
+    /// `setup_forwards` with these forwards.
+    SetupForwards(Vec<ForwardSpec>),
+    /// `forward` (only recorded when a real backend would accept it).
+    Forward(ForwardGrant),
+    /// `unforward` of this source and forward.
+    Unforward(IpAddr, ForwardSpec),
 }
 
 /// A backend that changes nothing: every call is logged at info level and recorded.
@@ -77,6 +85,35 @@ impl Backend for DryRunBackend {
         Ok(())
     }
 
+    fn setup_forwards(&mut self, forwards: &[ForwardSpec]) -> Result<(), FirewallError> {
+        let list: Vec<String> = forwards.iter().map(|f| f.describe()).collect();
+        log::info!("dry-run: setup forwards [{}]", list.join(", "));
+        self.ops.push(DryRunOp::SetupForwards(forwards.to_vec()));
+        Ok(())
+    }
+
+    fn forward(&mut self, g: &ForwardGrant) -> Result<(), FirewallError> {
+        // Refuse what the real backends refuse, so dry runs show the same errors.
+        if g.timeout.is_zero() {
+            return Err(zero_forward_timeout(g));
+        }
+        let (target, _) = forward_target(g.src, &g.spec)?;
+        log::info!(
+            "dry-run: forward {} from {} to {target} for {} ms",
+            g.spec.describe(),
+            g.src,
+            g.timeout.as_millis()
+        );
+        self.ops.push(DryRunOp::Forward(*g));
+        Ok(())
+    }
+
+    fn unforward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
+        log::info!("dry-run: unforward {} from {src}", spec.describe());
+        self.ops.push(DryRunOp::Unforward(src, *spec));
+        Ok(())
+    }
+
     fn teardown(&mut self) -> Result<(), FirewallError> {
         log::info!("dry-run: teardown");
         self.ops.push(DryRunOp::Teardown);
@@ -119,5 +156,50 @@ mod tests {
         );
         b.clear();
         assert!(b.ops().is_empty());
+    }
+
+    #[test]
+    fn records_forwards_and_refuses_what_real_backends_refuse() {
+        use crate::port::L4Proto;
+        use std::net::Ipv6Addr;
+        let spec = ForwardSpec {
+            proto: L4Proto::Tcp,
+            port: 8080,
+            to4: Some(Ipv4Addr::new(192, 168, 1, 5)),
+            to6: None,
+            to_port: 80,
+        };
+        let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let g = ForwardGrant {
+            src,
+            spec,
+            timeout: Duration::from_secs(30),
+        };
+        let mut b = DryRunBackend::new();
+        b.setup_forwards(&[spec]).unwrap();
+        b.forward(&g).unwrap();
+        b.unforward(src, &spec).unwrap();
+        // No IPv6 target: refused, not recorded. Zero timeout: refused.
+        let v6 = ForwardGrant {
+            src: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ..g
+        };
+        let err = b.forward(&v6).unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.context.contains("no IPv6 target"), "{err}");
+        let zero = ForwardGrant {
+            timeout: Duration::ZERO,
+            ..g
+        };
+        assert!(b.forward(&zero).is_err());
+        assert_eq!(
+            b.ops(),
+            &[
+                DryRunOp::SetupForwards(vec![spec]),
+                DryRunOp::Forward(g),
+                DryRunOp::Unforward(src, spec),
+            ]
+        );
+        assert_eq!(spec.describe(), "tcp/8080 -> 192.168.1.5:80");
     }
 }

@@ -5,10 +5,10 @@
 //! they send are built by pure functions in their submodules and tested as bytes.
 
 use core::fmt;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
-use crate::port::PortSpec;
+use crate::port::{L4Proto, PortSpec};
 
 pub mod dry_run;
 pub mod ipset;
@@ -24,6 +24,89 @@ pub struct Grant {
     pub port: PortSpec,
     /// How long new connections are allowed; the kernel removes the element after it.
     pub timeout: Duration,
+}
+
+/// A configured forward as the firewall sees it (built from `config forward`):
+/// an external port on the router that, for a granted source, leads to a LAN
+/// host. IPv4 is DNAT to `to4`; IPv6 has no NAT, only an accept to `to6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardSpec {
+    /// The transport protocol (the same outside and inside).
+    pub proto: L4Proto,
+    /// The external port on the router's WAN address (IPv4 DNAT key).
+    pub port: u16,
+    /// The IPv4 DNAT target; `None`: no IPv4 forward.
+    pub to4: Option<Ipv4Addr>,
+    /// The IPv6 LAN address reached directly (no NAT); `None`: no IPv6 forward.
+    pub to6: Option<Ipv6Addr>,
+    /// The port on the LAN host.
+    pub to_port: u16,
+}
+
+/// One source allowed through one forward for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardGrant {
+    /// The source address allowed through (a v4-mapped IPv6 address is IPv4).
+    pub src: IpAddr,
+    /// The forward it may use.
+    pub spec: ForwardSpec,
+    /// How long new connections are allowed; the kernel removes the elements after it.
+    pub timeout: Duration,
+}
+
+impl ForwardSpec {
+    /// `tcp/8080 -> 192.168.1.5:80, [fd00::5]:80` for logs and errors.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}/{} ->", self.proto, self.port);
+        if let Some(a) = self.to4 {
+            s.push_str(&format!(" {a}:{}", self.to_port));
+        }
+        if let Some(a) = self.to6 {
+            if self.to4.is_some() {
+                s.push(',');
+            }
+            s.push_str(&format!(" [{a}]:{}", self.to_port));
+        }
+        if self.to4.is_none() && self.to6.is_none() {
+            s.push_str(" nowhere");
+        }
+        s
+    }
+}
+
+/// The forward target for `src`'s family: `Ok((target, ipv6))`, or the
+/// `InvalidInput` error when the spec has no target of that family.
+pub fn forward_target(src: IpAddr, spec: &ForwardSpec) -> Result<(IpAddr, bool), FirewallError> {
+    let src = src.to_canonical();
+    let target = match src {
+        IpAddr::V4(_) => spec.to4.map(IpAddr::V4),
+        IpAddr::V6(_) => spec.to6.map(IpAddr::V6),
+    };
+    match target {
+        Some(t) => Ok((t, src.is_ipv6())),
+        None => Err(FirewallError {
+            context: format!(
+                "forward {} for {src}: the forward has no IPv{} target",
+                spec.describe(),
+                if src.is_ipv6() { 6 } else { 4 }
+            ),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no target address of the source's family",
+            ),
+        }),
+    }
+}
+
+/// The error for a zero forward timeout (the kernel would keep the elements forever).
+pub fn zero_forward_timeout(g: &ForwardGrant) -> FirewallError {
+    FirewallError {
+        context: format!("forward {} for {}", g.spec.describe(), g.src),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "zero timeout (would never expire)",
+        ),
+    }
 }
 
 /// A firewall failure, with the operation that failed.
@@ -70,6 +153,44 @@ pub trait Backend {
     /// without ban sets do nothing.
     fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
         let _ = addr;
+        Ok(())
+    }
+    /// Prepares the forward objects for `forwards` (the full configured list).
+    /// Called right after [`Backend::setup`] at start and after each reload;
+    /// idempotent, keeps live forward grants whose spec is unchanged and
+    /// removes those of forwards no longer configured. Backends without
+    /// forwards accept only an empty list.
+    fn setup_forwards(&mut self, forwards: &[ForwardSpec]) -> Result<(), FirewallError> {
+        if forwards.is_empty() {
+            return Ok(());
+        }
+        Err(FirewallError {
+            context: format!("{}: {} forward(s) configured", self.name(), forwards.len()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this firewall backend has no port forwards",
+            ),
+        })
+    }
+    /// Lets `g.src` through `g.spec` for `g.timeout` (kernel timeouts): an
+    /// IPv4 source (also v4-mapped) gets the DNAT (src, proto, port) → (to4,
+    /// to_port) and the forward accept (src, to4, proto, to_port); an IPv6
+    /// source only the forward accept (src, to6, proto, to_port). A missing
+    /// target for the source's family or a zero timeout is an `InvalidInput`
+    /// error; re-granting restarts the timeouts.
+    fn forward(&mut self, g: &ForwardGrant) -> Result<(), FirewallError> {
+        Err(FirewallError {
+            context: format!("forward {} for {}", g.spec.describe(), g.src),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this firewall backend has no port forwards",
+            ),
+        })
+    }
+    /// Removes the forward grant of `src` through `spec` now (DNAT and
+    /// accept); an absent grant is not an error.
+    fn unforward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
+        let _ = (src, spec);
         Ok(())
     }
     /// A short name for logs (`nft`, `fw4`, `dry-run`).

@@ -11,15 +11,19 @@
 //! by the shared `nfnetlink::socket`. It never creates, flushes or destroys a
 //! set: they belong to the include.
 
+pub mod fw3_forwards;
 pub mod netlink;
 
 use std::io;
 use std::net::IpAddr;
+use std::time::Instant;
 
-use self::netlink::{AddrRequest, ElemOp, ElemRequest, REQUEST_BUF_LEN};
+use self::netlink::{AddrRequest, ElemOp, ElemRequest, IpPortIpRequest, REQUEST_BUF_LEN};
 use super::nfnetlink::socket::LazySocket;
 use super::nfnetlink::wire::EncodeError;
-use super::{Backend, FirewallError, Grant};
+use super::{
+    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardSpec, Grant,
+};
 use crate::port::PortSpec;
 
 /// The IPv4 set created by the postern fw3 include.
@@ -30,6 +34,14 @@ pub const SET6: &str = "postern6";
 pub const BAN4: &str = "postern_ban4";
 /// The IPv6 ban set created by the postern fw3 include.
 pub const BAN6: &str = "postern_ban6";
+/// The forward DNAT set (`hash:ip,port`: source, proto:external port).
+pub const FWD4: &str = "postern_fwd4";
+/// The IPv4 forward allow set (`hash:ip,port,ip`: source, proto:LAN port, LAN host).
+pub const FWD_ALLOW4: &str = "postern_fwd_allow4";
+/// The IPv6 forward allow set (`hash:ip,port,ip`).
+pub const FWD_ALLOW6: &str = "postern_fwd_allow6";
+/// postern's nat chain holding one DNAT rule per forward (see [`fw3_forwards`]).
+pub const FWD_CHAIN: &str = "postern_fwd";
 /// Where the OpenWrt package installs the fw3 include (named in errors).
 pub const INCLUDE_PATH: &str = "/usr/share/postern/fw3.include";
 
@@ -37,14 +49,17 @@ pub const INCLUDE_PATH: &str = "/usr/share/postern/fw3.include";
 #[derive(Debug, Default)]
 pub struct Fw3Backend {
     sock: LazySocket,
+    /// Forward grants made and not yet known to be over (source, spec,
+    /// expiry), so a reload can end those of forwards no longer configured.
+    live_forwards: Vec<(IpAddr, ForwardSpec, Instant)>,
+    /// Whether `postern_fwd` may hold rules (then an empty reload clears it).
+    dnat_rules: bool,
 }
 
 impl Fw3Backend {
     /// A backend using [`SET4`] and [`SET6`].
     pub fn new() -> Fw3Backend {
-        Fw3Backend {
-            sock: LazySocket::new(),
-        }
+        Fw3Backend::default()
     }
 
     /// The set for an address family.
@@ -109,6 +124,25 @@ impl Fw3Backend {
             }),
         }
     }
+}
+
+/// Runs `sh -c SCRIPT`; `what` names the step for errors.
+fn run_sh(script: &str, what: &str) -> Result<(), FirewallError> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| FirewallError {
+            context: format!("{what}: cannot run `sh`"),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(FirewallError {
+        context: format!("{what}: {}", out.status),
+        source: io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    })
 }
 
 /// What to do when a set is missing.
@@ -187,6 +221,71 @@ impl Backend for Fw3Backend {
         self.ban_op(ElemOp::Delete, addr)
     }
 
+    fn setup_forwards(&mut self, forwards: &[ForwardSpec]) -> Result<(), FirewallError> {
+        if !forwards.is_empty() {
+            for set in [FWD4, FWD_ALLOW4, FWD_ALLOW6] {
+                self.check_set(set)?;
+            }
+        }
+        // Grants of forwards no longer configured (or changed) end now.
+        let now = Instant::now();
+        self.live_forwards.retain(|(_, _, until)| *until > now);
+        let stale: Vec<(IpAddr, ForwardSpec)> = self
+            .live_forwards
+            .iter()
+            .filter(|(_, f, _)| !forwards.contains(f))
+            .map(|(s, f, _)| (*s, *f))
+            .collect();
+        for (src, spec) in &stale {
+            self.unforward(*src, spec)?;
+        }
+        if forwards.is_empty() && !self.dnat_rules {
+            return Ok(());
+        }
+        run_sh(
+            &fw3_forwards::forward_rules_script(forwards),
+            "set up the fw3 forward DNAT rules",
+        )?;
+        self.dnat_rules = !forwards.is_empty();
+        log::info!("fw3: {} forward(s) ready", forwards.len());
+        Ok(())
+    }
+
+    fn forward(&mut self, g: &ForwardGrant) -> Result<(), FirewallError> {
+        if netlink::timeout_secs(g.timeout).is_err() {
+            return Err(zero_forward_timeout(g));
+        }
+        let src = g.src.to_canonical();
+        let (target, _) = forward_target(src, &g.spec)?;
+        let what = format!("forward {} from {src} to {target}", g.spec.describe());
+        // Without NLM_F_EXCL re-adding replaces the timeouts: a re-grant restarts them.
+        self.forward_elems(
+            ElemOp::Add { timeout: g.timeout },
+            src,
+            &g.spec,
+            target,
+            &what,
+        )?;
+        let now = Instant::now();
+        self.live_forwards
+            .retain(|(s, f, until)| *until > now && !(*s == src && *f == g.spec));
+        self.live_forwards
+            .push((src, g.spec, now.checked_add(g.timeout).unwrap_or(now)));
+        Ok(())
+    }
+
+    fn unforward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
+        let src = src.to_canonical();
+        self.live_forwards
+            .retain(|(s, f, _)| !(*s == src && f == spec));
+        let Ok((target, _)) = forward_target(src, spec) else {
+            return Ok(()); // nothing was ever added for this family
+        };
+        let what = format!("unforward {} from {src}", spec.describe());
+        // Without NLM_F_EXCL deleting an absent element succeeds.
+        self.forward_elems(ElemOp::Delete, src, spec, target, &what)
+    }
+
     fn teardown(&mut self) -> Result<(), FirewallError> {
         // The sets belong to fw3's include; live elements expire on their own.
         self.sock.close();
@@ -199,6 +298,72 @@ impl Backend for Fw3Backend {
 }
 
 impl Fw3Backend {
+    /// One forward element change (`-exist` semantics); `what` names the grant.
+    fn fwd_op(
+        &mut self,
+        what: &str,
+        set: &'static str,
+        build: impl FnOnce(u32, &mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<(), FirewallError> {
+        let source = match self.exchange(build) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(errno)) => kernel_error(errno),
+            Err(e) => e,
+        };
+        Err(FirewallError {
+            context: format!("{what}: ipset {set}"),
+            source,
+        })
+    }
+
+    /// Adds (`Some(timeout)`) or deletes both elements of a forward grant.
+    fn forward_elems(
+        &mut self,
+        op: ElemOp,
+        src: IpAddr,
+        spec: &ForwardSpec,
+        target: IpAddr,
+        what: &str,
+    ) -> Result<(), FirewallError> {
+        let allow = IpPortIpRequest {
+            op,
+            set: if src.is_ipv6() {
+                FWD_ALLOW6
+            } else {
+                FWD_ALLOW4
+            },
+            addr: src,
+            port: PortSpec {
+                proto: spec.proto,
+                port: spec.to_port,
+            },
+            addr2: target,
+        };
+        self.fwd_op(what, allow.set, |seq, buf| allow.emit(seq, buf))?;
+        if src.is_ipv6() {
+            return Ok(());
+        }
+        let dnat = ElemRequest {
+            op,
+            set: FWD4,
+            addr: src,
+            port: PortSpec {
+                proto: spec.proto,
+                port: spec.port,
+            },
+        };
+        let added = self.fwd_op(what, FWD4, |seq, buf| dnat.emit(seq, buf));
+        if added.is_err() && matches!(op, ElemOp::Add { .. }) {
+            // Both or neither: take the accept back.
+            let undo = IpPortIpRequest {
+                op: ElemOp::Delete,
+                ..allow
+            };
+            let _ = self.fwd_op(what, undo.set, |seq, buf| undo.emit(seq, buf));
+        }
+        added
+    }
+
     /// Adds (with timeout) or deletes `addr` in the ban set of its family.
     fn ban_op(&mut self, op: ElemOp, addr: IpAddr) -> Result<(), FirewallError> {
         let addr = addr.to_canonical();

@@ -53,6 +53,8 @@ pub const IPSET_ATTR_PORT: u16 = 4;
 pub const IPSET_ATTR_TIMEOUT: u16 = 6;
 /// `IPSET_ATTR_PROTO` (`u8` IP protocol number).
 pub const IPSET_ATTR_PROTO: u16 = 7;
+/// `IPSET_ATTR_IP2` (nested second address of `hash:ip,port,ip`, inside `IPSET_ATTR_DATA`).
+pub const IPSET_ATTR_IP2: u16 = 20;
 /// `IPSET_ATTR_IPADDR_IPV4` (4 bytes, inside `IPSET_ATTR_IP`).
 pub const IPSET_ATTR_IPADDR_IPV4: u16 = 1;
 /// `IPSET_ATTR_IPADDR_IPV6` (16 bytes, inside `IPSET_ATTR_IP`).
@@ -65,8 +67,8 @@ pub const SETNAME_MAX: usize = 31;
 /// longer ones are clamped to it (the kernel would clamp them too).
 pub const MAX_TIMEOUT_SECS: u32 = 2_147_483;
 
-/// Bytes that always suffice for one [`ElemRequest`] or [`header`] request.
-pub const REQUEST_BUF_LEN: usize = 128;
+/// Bytes that always suffice for one [`ElemRequest`], [`IpPortIpRequest`] or [`header`] request.
+pub const REQUEST_BUF_LEN: usize = 160;
 
 /// The full nfnetlink message type of an ipset command.
 pub const fn ipset_type(cmd: u16) -> u16 {
@@ -116,34 +118,89 @@ impl ElemRequest<'_> {
     /// Writes the request into `buf` with sequence number `seq` (also the
     /// sequence of its ack); returns the number of bytes written.
     pub fn emit(&self, seq: u32, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let (cmd, timeout) = match self.op {
-            ElemOp::Add { timeout } => (IPSET_CMD_ADD, Some(timeout_secs(timeout)?)),
-            ElemOp::Delete => (IPSET_CMD_DEL, None),
-        };
-        let mut w = Writer::new(buf);
-        let msg = begin(&mut w, cmd, seq, self.set)?;
-        let data = w.begin_nest(IPSET_ATTR_DATA)?;
-        let ip = w.begin_nest(IPSET_ATTR_IP)?;
-        match self.addr {
-            IpAddr::V4(a) => w.attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, &a.octets())?,
-            IpAddr::V6(a) => w.attr(IPSET_ATTR_IPADDR_IPV6 | NLA_F_NET_BYTEORDER, &a.octets())?,
-        }
-        w.end_nest(ip)?;
-        w.attr(
-            IPSET_ATTR_PORT | NLA_F_NET_BYTEORDER,
-            &self.port.port.to_be_bytes(),
-        )?;
-        if let Some(secs) = timeout {
-            w.attr(
-                IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER,
-                &secs.to_be_bytes(),
-            )?;
-        }
-        w.attr(IPSET_ATTR_PROTO, &[self.port.proto.number()])?;
-        w.end_nest(data)?;
-        w.end_msg(msg)?;
-        Ok(w.len())
+        emit_ip_port(self.op, self.set, self.addr, self.port, None, seq, buf)
     }
+}
+
+/// One `hash:ip,port,ip` element change (the forward allow sets: source,
+/// protocol and port of the LAN host, LAN host): one message with `NLM_F_ACK`,
+/// matched by iptables as `src,dst,dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPortIpRequest<'a> {
+    /// Add (with timeout) or delete.
+    pub op: ElemOp,
+    /// Set name, e.g. `postern_fwd_allow4`; its family must match both addresses.
+    pub set: &'a str,
+    /// First address (the source).
+    pub addr: IpAddr,
+    /// Protocol and port (the LAN host's).
+    pub port: PortSpec,
+    /// Second address (the LAN host).
+    pub addr2: IpAddr,
+}
+
+impl IpPortIpRequest<'_> {
+    /// Writes the request into `buf` with sequence number `seq` (also the
+    /// sequence of its ack); returns the number of bytes written.
+    pub fn emit(&self, seq: u32, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        emit_ip_port(
+            self.op,
+            self.set,
+            self.addr,
+            self.port,
+            Some(self.addr2),
+            seq,
+            buf,
+        )
+    }
+}
+
+/// A nested address attribute (`IPSET_ATTR_IP` or `IPSET_ATTR_IP2`).
+fn put_addr(w: &mut Writer<'_>, ty: u16, addr: IpAddr) -> Result<(), EncodeError> {
+    let ip = w.begin_nest(ty)?;
+    match addr {
+        IpAddr::V4(a) => w.attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, &a.octets())?,
+        IpAddr::V6(a) => w.attr(IPSET_ATTR_IPADDR_IPV6 | NLA_F_NET_BYTEORDER, &a.octets())?,
+    }
+    w.end_nest(ip)
+}
+
+/// A `hash:ip,port` (or with `addr2`, `hash:ip,port,ip`) element message, in
+/// the `ipset` tool's attribute order: IP, PORT, TIMEOUT, PROTO, IP2.
+fn emit_ip_port(
+    op: ElemOp,
+    set: &str,
+    addr: IpAddr,
+    port: PortSpec,
+    addr2: Option<IpAddr>,
+    seq: u32,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let (cmd, timeout) = match op {
+        ElemOp::Add { timeout } => (IPSET_CMD_ADD, Some(timeout_secs(timeout)?)),
+        ElemOp::Delete => (IPSET_CMD_DEL, None),
+    };
+    let mut w = Writer::new(buf);
+    let msg = begin(&mut w, cmd, seq, set)?;
+    let data = w.begin_nest(IPSET_ATTR_DATA)?;
+    put_addr(&mut w, IPSET_ATTR_IP, addr)?;
+    w.attr(
+        IPSET_ATTR_PORT | NLA_F_NET_BYTEORDER,
+        &port.port.to_be_bytes(),
+    )?;
+    if let Some(secs) = timeout {
+        w.attr(
+            IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER,
+            &secs.to_be_bytes(),
+        )?;
+    }
+    w.attr(IPSET_ATTR_PROTO, &[port.proto.number()])?;
+    if let Some(a2) = addr2 {
+        put_addr(&mut w, IPSET_ATTR_IP2, a2)?;
+    }
+    w.end_nest(data)?;
+    w.end_msg(msg)?;
+    Ok(w.len())
 }
 
 /// One `hash:ip` element change (the ban sets): like [`ElemRequest`] without
@@ -552,6 +609,120 @@ mod tests {
             reply[i] = rng.next() as u8;
             let cut = rng.below(reply.len() + 1);
             let _ = ack_for(&reply[..cut], 0x6b04_c33f);
+        }
+    }
+
+    /// `ipset -exist add pfa4 10.0.0.2,tcp:80,10.213.1.2 timeout 30` and the
+    /// IPv6 `… 2001:db8::1,udp:8000,fd00:213:1::2 timeout 90` into
+    /// `hash:ip,port,ip` sets, as ipset 7.17 sent them (strace -xx): DATA
+    /// verbatim but for the trailing `IPSET_ATTR_LINENO` (8 bytes).
+    #[test]
+    fn add_ip_port_ip_matches_ipset_captures() {
+        #[rustfmt::skip]
+        let data4: &[u8] = &[
+            0x0c, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01, 0x40, 0x0a, 0x00, 0x00, 0x02,
+            0x06, 0x00, 0x04, 0x40, 0x00, 0x50, 0x00, 0x00, 0x08, 0x00, 0x06, 0x40,
+            0x00, 0x00, 0x00, 0x1e, 0x05, 0x00, 0x07, 0x00, 0x06, 0x00, 0x00, 0x00,
+            0x0c, 0x00, 0x14, 0x80, 0x08, 0x00, 0x01, 0x40, 0x0a, 0xd5, 0x01, 0x02,
+        ];
+        #[rustfmt::skip]
+        let data6: &[u8] = &[
+            0x18, 0x00, 0x01, 0x80, 0x14, 0x00, 0x02, 0x40, 0x20, 0x01, 0x0d, 0xb8,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+            0x06, 0x00, 0x04, 0x40, 0x1f, 0x40, 0x00, 0x00, 0x08, 0x00, 0x06, 0x40,
+            0x00, 0x00, 0x00, 0x5a, 0x05, 0x00, 0x07, 0x00, 0x11, 0x00, 0x00, 0x00,
+            0x18, 0x00, 0x14, 0x80, 0x14, 0x00, 0x02, 0x40, 0xfd, 0x00, 0x02, 0x13,
+            0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+        ];
+        let host = |captured: &[u8], attrs: &[usize]| {
+            let mut v = captured.to_vec();
+            for &at in attrs {
+                let len = u16::from_le_bytes([v[at], v[at + 1]]);
+                let ty = u16::from_le_bytes([v[at + 2], v[at + 3]]);
+                v[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+                v[at + 2..at + 4].copy_from_slice(&ty.to_ne_bytes());
+            }
+            v
+        };
+        let data4 = host(data4, &[0, 4, 12, 20, 28, 36, 40]);
+        let data6 = host(data6, &[0, 4, 24, 32, 40, 48, 52]);
+        let lan6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 1, 0, 0, 0, 0, 2));
+        for (addr, port, addr2, secs, data) in [
+            (
+                v4(),
+                PortSpec::tcp(80),
+                IpAddr::V4(Ipv4Addr::new(10, 213, 1, 2)),
+                30,
+                &data4,
+            ),
+            (v6(), PortSpec::udp(8000), lan6, 90, &data6),
+        ] {
+            let expected = cat(&[
+                &head(
+                    20 + 8 + 12 + 4 + data.len() as u32,
+                    IPSET_CMD_ADD,
+                    5,
+                    "pfa4",
+                ),
+                &h16(4 + data.len() as u16),
+                &h16(0x8007),
+                data,
+            ]);
+            let r = IpPortIpRequest {
+                op: ElemOp::Add {
+                    timeout: Duration::from_secs(secs),
+                },
+                set: "pfa4",
+                addr,
+                port,
+                addr2,
+            };
+            let mut buf = [0u8; REQUEST_BUF_LEN];
+            let n = r.emit(5, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &expected[..], "{addr}");
+        }
+    }
+
+    /// `ipset -exist del pfa4 10.0.0.2,tcp:80,10.213.1.2`: IP, PORT, PROTO,
+    /// IP2 (no timeout), DATA verbatim from the capture.
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn delete_ip_port_ip_matches_ipset_capture() {
+        #[rustfmt::skip]
+        let data: &[u8] = &[
+            // DATA: 44 (the capture's 52 less LINENO)
+            0x2c, 0x00, 0x07, 0x80,
+            0x0c, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01, 0x40, 0x0a, 0x00, 0x00, 0x02,
+            0x06, 0x00, 0x04, 0x40, 0x00, 0x50, 0x00, 0x00, 0x05, 0x00, 0x07, 0x00,
+            0x06, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x14, 0x80, 0x08, 0x00, 0x01, 0x40,
+            0x0a, 0xd5, 0x01, 0x02,
+        ];
+        let expected = cat(&[&head(20 + 8 + 12 + 44, IPSET_CMD_DEL, 9, "pfa4"), data]);
+        let r = IpPortIpRequest {
+            op: ElemOp::Delete,
+            set: "pfa4",
+            addr: v4(),
+            port: PortSpec::tcp(80),
+            addr2: IpAddr::V4(Ipv4Addr::new(10, 213, 1, 2)),
+        };
+        let mut buf = [0u8; REQUEST_BUF_LEN];
+        let n = r.emit(9, &mut buf).unwrap();
+        assert_eq!(&buf[..n], expected);
+        // The longest request fits REQUEST_BUF_LEN; shorter buffers are errors.
+        let max = "z".repeat(SETNAME_MAX);
+        let big = IpPortIpRequest {
+            op: ElemOp::Add {
+                timeout: Duration::from_secs(1),
+            },
+            set: &max,
+            addr: v6(),
+            addr2: v6(),
+            ..r
+        };
+        let n = big.emit(0, &mut buf).unwrap();
+        for small in 0..n {
+            let mut b = vec![0u8; small];
+            assert_eq!(big.emit(0, &mut b), Err(EncodeError::BufferTooSmall));
         }
     }
 }

@@ -10,6 +10,22 @@
 //!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
 //!   (over netlink) that the sets exist; teardown leaves fw4 alone.
 //!
+//! Port forwards ([`Backend::forward`]): an IPv4 grant is an element of the
+//! DNAT map `fwd4` (`src . proto . port : to4 . to_port`, used by the nat
+//! chain `dstnat` at priority dstnat - 5) plus an element of `fwd_allow4`
+//! (`src . to4 . proto . to_port`), added in one transaction with a kernel
+//! timeout; IPv6 has no NAT, only `fwd_allow6`. The standalone `forward`
+//! chain (priority filter - 5) drops banned sources, accepts established
+//! flows and granted sources, and drops every other packet to a configured
+//! forward target (`fwd_guard4`/`fwd_guard6`): this guard applies to routed
+//! traffic from **any** interface (LAN subnets included), not only the WAN.
+//! The forward objects are set up by an `nft -f` script
+//! ([`ruleset::standalone_forward_script`]); without the `nft` tool
+//! `setup_forwards` refuses forwards ("forwards need the nft tool"). On fw4
+//! the objects (`postern_fwd4`, `postern_fwd_allow4/6`, the base chain
+//! `postern_dstnat`, the `forward_wan` accepts) come from the includes and
+//! fw4's own `wan` forward policy is the guard.
+//!
 //! Bans ([`Backend::ban`]) are elements of the address sets `ban4`/`ban6`
 //! (fw4: `postern_ban4`/`postern_ban6`) with a timeout; a drop rule for their
 //! members comes first in the input chain (fw4: in `input_wan`).
@@ -32,9 +48,15 @@ pub mod standalone;
 use std::io;
 use std::net::IpAddr;
 
-use self::netlink::{AddrElemRequest, ElemOp, EncodeError, SetElemRequest, REQUEST_BUF_LEN};
+use std::time::Instant;
+
+use self::netlink::{
+    AddrElemRequest, ElemOp, EncodeError, KeyElem, SetElemRequest, FORWARD_BUF_LEN, REQUEST_BUF_LEN,
+};
 use super::nfnetlink::socket::LazySocket;
-use super::{Backend, FirewallError, Grant};
+use super::{
+    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardSpec, Grant,
+};
 use crate::port::PortSpec;
 
 /// Which firewall the backend plugs into.
@@ -54,6 +76,43 @@ pub struct NftBackend {
     sock: LazySocket,
     /// Standalone only: build the table over netlink even where `nft` exists.
     netlink_setup: bool,
+    /// Forward grants made by this backend and not yet known to be over
+    /// (source, spec, kernel expiry), so a reload can remove the grants of
+    /// forwards no longer configured. Pruned as grants expire.
+    live_forwards: Vec<(IpAddr, ForwardSpec, Instant)>,
+}
+
+/// The kernel elements of one forward grant: the DNAT map element (IPv4
+/// only) and the allow-set element.
+struct ForwardElems {
+    map_key: Option<[u8; 12]>,
+    map_value: [u8; 8],
+    allow_key: [u8; 40],
+    allow_len: usize,
+    ipv6: bool,
+}
+
+impl ForwardElems {
+    /// The elements for `src` (canonical) through `spec` to `target`.
+    fn new(src: IpAddr, spec: &ForwardSpec, target: IpAddr) -> Option<ForwardElems> {
+        let mut allow_key = [0u8; 40];
+        let allow_len =
+            netlink::fwd_allow_key(src, target, spec.proto, spec.to_port, &mut allow_key)?;
+        let (map_key, map_value) = match (src, target) {
+            (IpAddr::V4(s), IpAddr::V4(t)) => (
+                Some(netlink::fwd_map_key(s, spec.proto, spec.port)),
+                netlink::fwd_map_value(t, spec.to_port),
+            ),
+            _ => (None, [0; 8]),
+        };
+        Some(ForwardElems {
+            map_key,
+            map_value,
+            allow_key,
+            allow_len,
+            ipv6: src.is_ipv6(),
+        })
+    }
 }
 
 impl NftBackend {
@@ -63,6 +122,7 @@ impl NftBackend {
             flavour: Flavour::Standalone,
             sock: LazySocket::new(),
             netlink_setup: false,
+            live_forwards: Vec::new(),
         }
     }
 
@@ -82,6 +142,7 @@ impl NftBackend {
             flavour: Flavour::Fw4,
             sock: LazySocket::new(),
             netlink_setup: false,
+            live_forwards: Vec::new(),
         }
     }
 
@@ -117,6 +178,97 @@ impl NftBackend {
             (Flavour::Fw4, false) => ruleset::FW4_BAN4,
             (Flavour::Fw4, true) => ruleset::FW4_BAN6,
         }
+    }
+
+    /// The forward DNAT map: `fwd4` or `postern_fwd4`.
+    pub fn forward_map(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Standalone => ruleset::STANDALONE_FWD4,
+            Flavour::Fw4 => ruleset::FW4_FWD4,
+        }
+    }
+
+    /// The forward allow set for an address family: `fwd_allow4`/`fwd_allow6`
+    /// or `postern_fwd_allow4`/`postern_fwd_allow6`.
+    pub fn forward_allow_set(&self, ipv6: bool) -> &'static str {
+        match (self.flavour, ipv6) {
+            (Flavour::Standalone, false) => ruleset::STANDALONE_FWD_ALLOW4,
+            (Flavour::Standalone, true) => ruleset::STANDALONE_FWD_ALLOW6,
+            (Flavour::Fw4, false) => ruleset::FW4_FWD_ALLOW4,
+            (Flavour::Fw4, true) => ruleset::FW4_FWD_ALLOW6,
+        }
+    }
+
+    /// Sends the element batch `elems` with `op` in one transaction.
+    /// `Ok(Err(errno))` is the kernel refusing it (nothing applied).
+    fn forward_batch(&mut self, op: ElemOp, elems: &[KeyElem<'_>]) -> io::Result<Result<(), i32>> {
+        let table = self.table();
+        let n = u32::try_from(elems.len()).unwrap_or(u32::MAX);
+        let mut buf = [0u8; FORWARD_BUF_LEN];
+        self.sock.exchange_batch(n + 2, &mut buf, |seq, buf| {
+            let len = netlink::elem_batch(op, table, elems, seq, buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Ok((len, seq.wrapping_add(1), seq.wrapping_add(n)))
+        })
+    }
+
+    /// Whether `set` holds `key` now (an unbatched get, no transaction).
+    fn key_present(&mut self, set: &'static str, key: &[u8]) -> io::Result<Result<(), i32>> {
+        let table = self.table();
+        self.exchange(|seq, buf| {
+            let n = netlink::get_elem_key(table, set, key, seq, buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Ok((n, seq))
+        })
+    }
+
+    /// Deletes `key` from `set` if it is there (absent: nothing sent but the get).
+    fn delete_key_if_present(
+        &mut self,
+        set: &'static str,
+        key: &[u8],
+        what: &str,
+    ) -> Result<(), FirewallError> {
+        let table = self.table();
+        let err = |source| FirewallError {
+            context: format!("{what}: delete from inet {table} {set}"),
+            source,
+        };
+        match self.key_present(set, key) {
+            Ok(Ok(())) => {}
+            Ok(Err(libc::ENOENT)) => return Ok(()),
+            Ok(Err(errno)) => return Err(err(io::Error::from_raw_os_error(errno))),
+            Err(e) => return Err(err(e)),
+        }
+        let elem = KeyElem {
+            set,
+            key,
+            data: None,
+        };
+        match self.forward_batch(ElemOp::Delete, &[elem]) {
+            Ok(Ok(())) | Ok(Err(libc::ENOENT)) => Ok(()),
+            Ok(Err(errno)) => Err(err(io::Error::from_raw_os_error(errno))),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Removes both elements of the grant of `src` through `spec` (absent ones are fine).
+    fn remove_forward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
+        let src = src.to_canonical();
+        self.live_forwards
+            .retain(|(s, f, _)| !(*s == src && f == spec));
+        let Ok((target, _)) = forward_target(src, spec) else {
+            return Ok(()); // no target of this family: nothing was ever added
+        };
+        let Some(e) = ForwardElems::new(src, spec, target) else {
+            return Ok(());
+        };
+        let what = format!("unforward {} from {src}", spec.describe());
+        if let Some(k) = e.map_key {
+            self.delete_key_if_present(self.forward_map(), &k, &what)?;
+        }
+        let set = self.forward_allow_set(e.ipv6);
+        self.delete_key_if_present(set, &e.allow_key[..e.allow_len], &what)
     }
 
     /// One change to a ban set; `ENOENT` is success when `absent_ok`.
@@ -437,6 +589,140 @@ impl Backend for NftBackend {
             }
             Flavour::Fw4 => Ok(()),
         }
+    }
+
+    fn setup_forwards(&mut self, forwards: &[ForwardSpec]) -> Result<(), FirewallError> {
+        // Grants of forwards no longer configured (or changed) end now.
+        let now = Instant::now();
+        self.live_forwards.retain(|(_, _, until)| *until > now);
+        let stale: Vec<(IpAddr, ForwardSpec)> = self
+            .live_forwards
+            .iter()
+            .filter(|(_, f, _)| !forwards.contains(f))
+            .map(|(s, f, _)| (*s, *f))
+            .collect();
+        match self.flavour {
+            Flavour::Standalone => {
+                if self.netlink_setup || !nft_installed() {
+                    if forwards.is_empty() {
+                        return Ok(());
+                    }
+                    return Err(FirewallError {
+                        context: format!(
+                            "set up {} forward(s) in table inet {}",
+                            forwards.len(),
+                            ruleset::STANDALONE_TABLE
+                        ),
+                        source: io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "forwards need the nft tool (install the nftables package)",
+                        ),
+                    });
+                }
+                for (src, spec) in &stale {
+                    self.remove_forward(*src, spec)?;
+                }
+                // Without forwards the script removes every forward object.
+                run_nft_script(
+                    &ruleset::standalone_forward_script(forwards),
+                    "set up forwards in table inet postern",
+                )?;
+                if forwards.is_empty() {
+                    self.live_forwards.clear();
+                }
+                log::info!(
+                    "nft: {} forward(s) ready in table inet {}",
+                    forwards.len(),
+                    ruleset::STANDALONE_TABLE
+                );
+                Ok(())
+            }
+            Flavour::Fw4 => {
+                if !forwards.is_empty() {
+                    for set in [
+                        ruleset::FW4_FWD4,
+                        ruleset::FW4_FWD_ALLOW4,
+                        ruleset::FW4_FWD_ALLOW6,
+                    ] {
+                        self.check_fw4_set(set).map_err(|e| FirewallError {
+                            context: format!(
+                                "{}: forwards need the postern fw4 include \
+                                 /usr/share/nftables.d/table-pre/20-postern.nft \
+                                 (and chain-pre/forward_wan/20-postern.nft) of this version",
+                                e.context
+                            ),
+                            source: e.source,
+                        })?;
+                    }
+                }
+                for (src, spec) in &stale {
+                    self.remove_forward(*src, spec)?;
+                }
+                log::info!("fw4: {} forward(s), forward sets present", forwards.len());
+                Ok(())
+            }
+        }
+    }
+
+    fn forward(&mut self, g: &ForwardGrant) -> Result<(), FirewallError> {
+        if g.timeout.is_zero() {
+            return Err(zero_forward_timeout(g));
+        }
+        let src = g.src.to_canonical();
+        let (target, _) = forward_target(src, &g.spec)?;
+        let what = format!("forward {} from {src} to {target}", g.spec.describe());
+        let e = ForwardElems::new(src, &g.spec, target).ok_or_else(|| FirewallError {
+            context: what.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "address families differ"),
+        })?;
+        // As for grants: re-adding keeps the old expiry, so delete first (in
+        // their own transactions: a failing delete would abort the add).
+        let map = self.forward_map();
+        let allow = self.forward_allow_set(e.ipv6);
+        if let Some(k) = e.map_key {
+            self.delete_key_if_present(map, &k, &what)?;
+        }
+        self.delete_key_if_present(allow, &e.allow_key[..e.allow_len], &what)?;
+        // DNAT and accept in one transaction: both or neither.
+        let allow_elem = KeyElem {
+            set: allow,
+            key: &e.allow_key[..e.allow_len],
+            data: None,
+        };
+        let both;
+        let elems: &[KeyElem<'_>] = match &e.map_key {
+            Some(k) => {
+                let map_elem = KeyElem {
+                    set: map,
+                    key: k,
+                    data: Some(&e.map_value),
+                };
+                both = [map_elem, allow_elem];
+                &both
+            }
+            None => core::slice::from_ref(&allow_elem),
+        };
+        let op = ElemOp::Add { timeout: g.timeout };
+        let source = match self.forward_batch(op, elems) {
+            Ok(Ok(())) => {
+                let now = Instant::now();
+                self.live_forwards
+                    .retain(|(s, f, until)| *until > now && !(*s == src && *f == g.spec));
+                self.live_forwards
+                    .push((src, g.spec, now.checked_add(g.timeout).unwrap_or(now)));
+                return Ok(());
+            }
+            Ok(Err(errno)) => io::Error::from_raw_os_error(errno),
+            Err(e) => e,
+        };
+        Err(FirewallError {
+            context: format!("{what}: add to inet {} {}", self.table(), allow),
+            source,
+        })
+    }
+
+    fn unforward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
+        self.remove_forward(src, spec)
     }
 
     fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {

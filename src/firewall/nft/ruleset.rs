@@ -8,6 +8,7 @@
 
 use core::fmt::Write as _;
 
+use crate::firewall::ForwardSpec;
 use crate::port::PortSpec;
 
 /// The table the standalone backend owns (family `inet`).
@@ -35,6 +36,40 @@ pub const FW4_ALLOW4: &str = "postern_allow4";
 /// IPv6 allow set inside the fw4 table (created by the fw4 include).
 pub const FW4_ALLOW6: &str = "postern_allow6";
 
+/// The forward DNAT map of the standalone table (`src . proto . port : to4 . to_port`).
+pub const STANDALONE_FWD4: &str = "fwd4";
+/// IPv4 forward allow set of the standalone table (`src . to4 . proto . to_port`).
+pub const STANDALONE_FWD_ALLOW4: &str = "fwd_allow4";
+/// IPv6 forward allow set of the standalone table (`src . to6 . proto . to_port`).
+pub const STANDALONE_FWD_ALLOW6: &str = "fwd_allow6";
+/// IPv4 forward targets (`to4 . proto . to_port`) closed to everyone not granted.
+pub const FWD_GUARD4: &str = "fwd_guard4";
+/// IPv6 forward targets (`to6 . proto . to_port`) closed to everyone not granted.
+pub const FWD_GUARD6: &str = "fwd_guard6";
+/// The standalone nat chain doing the forward DNAT.
+pub const DSTNAT_CHAIN: &str = "dstnat";
+/// The standalone filter chain on the forward hook.
+pub const FORWARD_CHAIN: &str = "forward";
+/// The forward DNAT map inside the fw4 table (created by the fw4 include).
+pub const FW4_FWD4: &str = "postern_fwd4";
+/// IPv4 forward allow set inside the fw4 table (created by the fw4 include).
+pub const FW4_FWD_ALLOW4: &str = "postern_fwd_allow4";
+/// IPv6 forward allow set inside the fw4 table (created by the fw4 include).
+pub const FW4_FWD_ALLOW6: &str = "postern_fwd_allow6";
+/// postern's own nat base chain inside the fw4 table (created by the fw4 include).
+pub const FW4_DSTNAT_CHAIN: &str = "postern_dstnat";
+
+const FWD4_TYPE: &str =
+    "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout;";
+const FWD_ALLOW4_TYPE: &str =
+    "type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags timeout;";
+const FWD_ALLOW6_TYPE: &str =
+    "type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout;";
+const FWD_GUARD4_TYPE: &str = "type ipv4_addr . inet_proto . inet_service;";
+const FWD_GUARD6_TYPE: &str = "type ipv6_addr . inet_proto . inet_service;";
+const DSTNAT_HOOK: &str = "type nat hook prerouting priority dstnat - 5; policy accept;";
+const FORWARD_HOOK: &str = "type filter hook forward priority filter - 5; policy accept;";
+
 const ALLOW4_TYPE: &str = "type ipv4_addr . inet_proto . inet_service; flags timeout;";
 const ALLOW6_TYPE: &str = "type ipv6_addr . inet_proto . inet_service; flags timeout;";
 const BAN4_TYPE: &str = "type ipv4_addr; flags timeout;";
@@ -55,6 +90,122 @@ fn standalone_rules() -> [String; 6] {
         ),
         format!("meta l4proto . th dport @{GUARD_SET} drop"),
     ]
+}
+
+/// The DNAT rule: an IPv4 packet whose `saddr . l4proto . dport` is in the
+/// map `map` goes to the map's `addr . port` (no match: nothing happens).
+fn dnat_rule(map: &str) -> String {
+    format!(
+        "meta nfproto ipv4 meta l4proto {{ tcp, udp }} dnat ip to ip saddr . meta l4proto . th dport map @{map}"
+    )
+}
+
+/// The accept rules for granted forward sources (`allow4`, `allow6`: the
+/// allow sets' names).
+fn forward_accept_rules(allow4: &str, allow6: &str, counter: &str) -> [String; 2] {
+    [
+        format!("meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @{allow4} {counter}accept"),
+        format!("meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @{allow6} {counter}accept"),
+    ]
+}
+
+/// The rules of the standalone forward chain, in order: banned sources
+/// dropped, established flows accepted, granted sources accepted, every other
+/// packet to a configured forward target dropped.
+fn standalone_forward_rules() -> Vec<String> {
+    let [a4, a6] = forward_accept_rules(STANDALONE_FWD_ALLOW4, STANDALONE_FWD_ALLOW6, "");
+    vec![
+        format!("ip saddr @{STANDALONE_BAN4} drop"),
+        format!("ip6 saddr @{STANDALONE_BAN6} drop"),
+        "ct state established,related accept".to_string(),
+        a4,
+        a6,
+        format!("meta nfproto ipv4 ip daddr . meta l4proto . th dport @{FWD_GUARD4} drop"),
+        format!("meta nfproto ipv6 ip6 daddr . meta l4proto . th dport @{FWD_GUARD6} drop"),
+    ]
+}
+
+/// The guard elements of `forwards` for one family: `10.0.0.5 . tcp . 80, …`
+/// (sorted, duplicates dropped); `None` when no forward has a target of it.
+fn forward_guard_elements(forwards: &[ForwardSpec], ipv6: bool) -> Option<String> {
+    let mut items: Vec<String> = forwards
+        .iter()
+        .filter_map(|f| {
+            let addr = if ipv6 {
+                f.to6.map(|a| a.to_string())
+            } else {
+                f.to4.map(|a| a.to_string())
+            }?;
+            Some(format!("{addr} . {} . {}", f.proto, f.to_port))
+        })
+        .collect();
+    items.sort_unstable();
+    items.dedup();
+    if items.is_empty() {
+        None
+    } else {
+        Some(items.join(", "))
+    }
+}
+
+/// The `nft -f -` script that sets up the standalone forward objects for
+/// `forwards` in one transaction (after [`standalone_setup_script`]): the DNAT
+/// map, the allow and guard sets, the `dstnat` and `forward` chains. Idempotent:
+/// the guard sets and the chains are flushed and refilled, the map and allow
+/// sets (live forward grants) are kept. Without forwards it removes all of
+/// them (and so every forward grant).
+pub fn standalone_forward_script(forwards: &[ForwardSpec]) -> String {
+    let t = STANDALONE_TABLE;
+    let mut s = String::new();
+    let _ = writeln!(s, "add table inet {t}");
+    let _ = writeln!(s, "add set inet {t} {STANDALONE_BAN4} {{ {BAN4_TYPE} }}");
+    let _ = writeln!(s, "add set inet {t} {STANDALONE_BAN6} {{ {BAN6_TYPE} }}");
+    let _ = writeln!(s, "add map inet {t} {STANDALONE_FWD4} {{ {FWD4_TYPE} }}");
+    let _ = writeln!(
+        s,
+        "add set inet {t} {STANDALONE_FWD_ALLOW4} {{ {FWD_ALLOW4_TYPE} }}"
+    );
+    let _ = writeln!(
+        s,
+        "add set inet {t} {STANDALONE_FWD_ALLOW6} {{ {FWD_ALLOW6_TYPE} }}"
+    );
+    let _ = writeln!(s, "add set inet {t} {FWD_GUARD4} {{ {FWD_GUARD4_TYPE} }}");
+    let _ = writeln!(s, "add set inet {t} {FWD_GUARD6} {{ {FWD_GUARD6_TYPE} }}");
+    let _ = writeln!(s, "add chain inet {t} {DSTNAT_CHAIN} {{ {DSTNAT_HOOK} }}");
+    let _ = writeln!(s, "add chain inet {t} {FORWARD_CHAIN} {{ {FORWARD_HOOK} }}");
+    if forwards.is_empty() {
+        // Chains first: the sets are in use by their rules.
+        for chain in [DSTNAT_CHAIN, FORWARD_CHAIN] {
+            let _ = writeln!(s, "delete chain inet {t} {chain}");
+        }
+        let _ = writeln!(s, "delete map inet {t} {STANDALONE_FWD4}");
+        for set in [
+            STANDALONE_FWD_ALLOW4,
+            STANDALONE_FWD_ALLOW6,
+            FWD_GUARD4,
+            FWD_GUARD6,
+        ] {
+            let _ = writeln!(s, "delete set inet {t} {set}");
+        }
+        return s;
+    }
+    for (set, ipv6) in [(FWD_GUARD4, false), (FWD_GUARD6, true)] {
+        let _ = writeln!(s, "flush set inet {t} {set}");
+        if let Some(e) = forward_guard_elements(forwards, ipv6) {
+            let _ = writeln!(s, "add element inet {t} {set} {{ {e} }}");
+        }
+    }
+    let _ = writeln!(s, "flush chain inet {t} {DSTNAT_CHAIN}");
+    let _ = writeln!(
+        s,
+        "add rule inet {t} {DSTNAT_CHAIN} {}",
+        dnat_rule(STANDALONE_FWD4)
+    );
+    let _ = writeln!(s, "flush chain inet {t} {FORWARD_CHAIN}");
+    for r in standalone_forward_rules() {
+        let _ = writeln!(s, "add rule inet {t} {FORWARD_CHAIN} {r}");
+    }
+    s
 }
 
 /// `tcp . 22, udp . 8000` for the guarded ports, sorted, duplicates dropped;
@@ -149,8 +300,39 @@ pub fn standalone_teardown_script() -> String {
 }
 
 /// The fw4 include `/usr/share/nftables.d/table-pre/20-postern.nft`: the allow
-/// and ban sets, declared inside `table inet fw4`.
+/// and ban sets, the forward map and sets, and postern's own DNAT base chain
+/// (fw4 has a `dstnat_wan` chain only when the zone has redirects), declared
+/// inside `table inet fw4`.
 pub fn fw4_table_pre() -> String {
+    format!(
+        "{}\n\
+         # postern: port forwards for granted sources (elements added by the postern daemon)\n\
+         map {FW4_FWD4} {{\n\ttype ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service\n\tflags timeout\n}}\n\n\
+         set {FW4_FWD_ALLOW4} {{\n\ttype ipv4_addr . ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
+         set {FW4_FWD_ALLOW6} {{\n\ttype ipv6_addr . ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
+         chain {FW4_DSTNAT_CHAIN} {{\n\t{DSTNAT_HOOK}\n\t{}\n}}\n",
+        fw4_table_pre_grants(),
+        dnat_rule(FW4_FWD4)
+    )
+}
+
+/// The fw4 include `/usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft`:
+/// rules at the top of fw4's `forward_wan` chain dropping banned sources and
+/// accepting granted forward sources (fw4's `wan` forward policy stays the
+/// guard for everyone else).
+pub fn fw4_chain_pre_forward_wan() -> String {
+    let [a4, a6] = forward_accept_rules(FW4_FWD_ALLOW4, FW4_FWD_ALLOW6, "counter ");
+    format!(
+        "# postern: drop banned sources, accept sources granted a port forward\n\
+         ip saddr @{FW4_BAN4} counter drop\n\
+         ip6 saddr @{FW4_BAN6} counter drop\n\
+         {a4}\n\
+         {a6}\n"
+    )
+}
+
+/// The grant and ban sets of [`fw4_table_pre`].
+fn fw4_table_pre_grants() -> String {
     format!(
         "# postern: knock/SPA grants (elements added by the postern daemon)\n\
          set {FW4_ALLOW4} {{\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
@@ -232,6 +414,73 @@ add rule inet postern input meta l4proto . th dport @guard drop
         // The allow sets are never flushed: live grants survive a reload.
         assert!(!empty.contains("flush set inet postern allow"));
         assert!(!empty.contains("flush set inet postern ban"));
+    }
+
+    #[test]
+    fn forward_script() {
+        use crate::port::L4Proto;
+        use core::net::{Ipv4Addr, Ipv6Addr};
+        let web = ForwardSpec {
+            proto: L4Proto::Tcp,
+            port: 8080,
+            to4: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            to6: Some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 5)),
+            to_port: 80,
+        };
+        let dns = ForwardSpec {
+            proto: L4Proto::Udp,
+            port: 5353,
+            to4: Some(Ipv4Addr::new(10, 0, 0, 6)),
+            to6: None,
+            to_port: 53,
+        };
+        let s = standalone_forward_script(&[web, dns, web]);
+        assert!(s.starts_with("add table inet postern\n"), "{s}");
+        for line in [
+            "add map inet postern fwd4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }\n",
+            "add set inet postern fwd_allow6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; }\n",
+            "add chain inet postern dstnat { type nat hook prerouting priority dstnat - 5; policy accept; }\n",
+            "add chain inet postern forward { type filter hook forward priority filter - 5; policy accept; }\n",
+            "add element inet postern fwd_guard4 { 10.0.0.5 . tcp . 80, 10.0.0.6 . udp . 53 }\n",
+            "add element inet postern fwd_guard6 { fd00::5 . tcp . 80 }\n",
+            "add rule inet postern dstnat meta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @fwd4\n",
+        ] {
+            assert!(s.contains(line), "missing {line} in\n{s}");
+        }
+        // The forward chain, in order; the allow sets and the map are never flushed.
+        let rules: Vec<&str> = s
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet postern forward "))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "ip saddr @ban4 drop",
+                "ip6 saddr @ban6 drop",
+                "ct state established,related accept",
+                "meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @fwd_allow4 accept",
+                "meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @fwd_allow6 accept",
+                "meta nfproto ipv4 ip daddr . meta l4proto . th dport @fwd_guard4 drop",
+                "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport @fwd_guard6 drop",
+            ]
+        );
+        assert!(!s.contains("flush set inet postern fwd_allow") && !s.contains("flush map"));
+        // Without forwards the objects are removed, chains before sets.
+        let e = standalone_forward_script(&[]);
+        let chain = e.find("delete chain inet postern forward").unwrap();
+        assert!(
+            chain < e.find("delete set inet postern fwd_allow4").unwrap(),
+            "{e}"
+        );
+        assert!(e.contains("delete map inet postern fwd4\n"), "{e}");
+        assert!(!e.contains("add rule"), "{e}");
+        // fw4: our own DNAT base chain and the forward_wan accepts.
+        assert!(fw4_table_pre().contains(
+            "chain postern_dstnat {\n\ttype nat hook prerouting priority dstnat - 5; policy accept;\n\tmeta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @postern_fwd4\n}\n"
+        ));
+        assert!(fw4_chain_pre_forward_wan().contains(
+            "ip saddr . ip daddr . meta l4proto . th dport @postern_fwd_allow4 counter accept\n"
+        ));
     }
 
     #[test]
