@@ -37,6 +37,12 @@ use crate::spa::Refused;
 use crate::status::{self, Snapshot};
 use crate::time::{Millis, Now};
 
+mod actions;
+
+pub use actions::forward_specs;
+use actions::Actions;
+use crate::runner::CommandSpec;
+
 /// How often the engine's housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
 /// Largest frame read (IPv6 jumbograms aside, nothing bigger reaches us).
@@ -96,10 +102,11 @@ fn installed(paths: &[&str]) -> bool {
     paths.iter().any(|p| std::path::Path::new(p).exists())
 }
 
-/// Loads the config, printing every error; warns when it holds keys that
-/// group or others may read.
-fn load_config(opts: &Options) -> Result<Config, Vec<config::ConfigError>> {
+/// Loads the config and resolves its commands' users; warns when it holds
+/// keys that group or others may read.
+fn load_config(opts: &Options) -> Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>> {
     let cfg = config::load(&opts.config)?;
+    let commands = actions::command_specs(&opts.config.display().to_string(), &cfg)?;
     if let Ok(meta) = std::fs::metadata(&opts.config) {
         use std::os::unix::fs::PermissionsExt as _;
         let path = opts.config.display().to_string();
@@ -109,12 +116,12 @@ fn load_config(opts: &Options) -> Result<Config, Vec<config::ConfigError>> {
             warn!("{w}");
         }
     }
-    Ok(cfg)
+    Ok((cfg, commands))
 }
 
 /// Runs the daemon in the foreground until TERM or INT.
 pub fn run(opts: &Options) -> Result<(), DaemonError> {
-    let cfg = load_config(opts).map_err(|errs| {
+    let (cfg, commands) = load_config(opts).map_err(|errs| {
         for e in &errs {
             error!("{e}");
         }
@@ -145,7 +152,13 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
 
     // Signals first, so a TERM during start-up is not lost.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+    // SIGCHLD wakes the loop when a command ends (children get a clean mask).
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGCHLD,
+    ] {
         mask.add(s);
     }
     mask.thread_block()
@@ -157,6 +170,9 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     backend
         .setup(&cfg.guarded_ports())
         .map_err(|e| fail(format!("firewall setup ({}): {e}", backend.name())))?;
+    backend
+        .setup_forwards(&actions::forward_specs(&cfg))
+        .map_err(|e| fail(format!("firewall forwards ({}): {e}", backend.name())))?;
 
     let replay = open_replay_file(&cfg)?;
     let control_path = opts
@@ -168,6 +184,7 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     let result = serve(
         opts,
         cfg,
+        commands,
         &devices,
         backend.as_mut(),
         &signals,
@@ -250,6 +267,8 @@ struct Effects<'b> {
     log_limit: LogLimit,
     /// Live grants, mirrored for status and for re-applying after a firewall restart.
     grants: GrantTable,
+    /// Commands and forwards.
+    actions: Actions,
 }
 
 /// The short name of what granted: a sequence or a client.
@@ -305,6 +324,14 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> b
         debug!("firewall changed; not ready to re-apply grants yet: {e}");
         return false;
     }
+    if let Err(e) = fx.backend.setup_forwards(&actions::forward_specs(cfg)) {
+        debug!("firewall changed; not ready to re-apply forwards yet: {e}");
+        return false;
+    }
+    let forwarded = fx.actions.reapply(fx.backend, now);
+    if forwarded > 0 {
+        info!("firewall was reloaded: re-applied {forwarded} live forward(s)");
+    }
     let mut applied = 0;
     for (grant, origin) in fx.grants.to_reapply(now) {
         match fx.backend.grant(&grant) {
@@ -331,9 +358,11 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> b
     true
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     opts: &Options,
     mut cfg: Config,
+    commands: Vec<CommandSpec>,
     devices: &[String],
     backend: &mut dyn Backend,
     signals: &SignalFd,
@@ -355,6 +384,7 @@ fn serve(
         max_skew: cfg.main.max_skew.as_secs(),
         log_limit: LogLimit::default(),
         grants: GrantTable::new(),
+        actions: Actions::new(&cfg, commands),
     };
     let monitor = open_monitor(fx.backend);
     let mut resync_pending = false;
@@ -386,6 +416,8 @@ fn serve(
             engine.on_tick(now);
             note_capture_drops(&captures);
             fx.grants.expire(now);
+            fx.actions.live.expire(now);
+            fx.actions.runner.on_wake(std::time::Instant::now());
             if resync_pending {
                 resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
@@ -401,7 +433,10 @@ fn serve(
         match poll(&mut fds, PollTimeout::from(wait)) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(fail(format!("poll: {e}"))),
+            Err(e) => {
+                fx.actions.runner.shutdown();
+                return Err(fail(format!("poll: {e}")));
+            }
         }
         let mut drained = 0;
         for (i, capture) in captures.iter().enumerate() {
@@ -436,7 +471,9 @@ fn serve(
                     &fx.grants,
                     &engine.counters(),
                 )
-                .with_bans(now, engine.bans());
+                .with_bans(now, engine.bans())
+                .with_forwards(now, &fx.actions.live)
+                .with_commands(fx.actions.command_views(std::time::Instant::now()));
                 snapshot.counters.insert(0, capture_counters(&captures));
                 match request {
                     Request::Json => snapshot.to_json(),
@@ -449,8 +486,10 @@ fn serve(
         if signal_ready {
             while let Ok(Some(sig)) = signals.read_signal() {
                 match Signal::try_from(sig.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => fx.actions.runner.on_wake(std::time::Instant::now()),
                     Ok(Signal::SIGHUP) => {
-                        if let Some(new) = reload(opts, &cfg, fx.backend, &captures) {
+                        if let Some((new, commands)) = reload(opts, &cfg, fx.backend, &captures) {
+                            fx.actions.reload(fx.backend, &new, commands);
                             let guard = engine.replay_guard();
                             let saved = engine.replay_entries().to_vec();
                             let old = core::mem::replace(&mut engine, engine_for(&new, &saved));
@@ -473,6 +512,7 @@ fn serve(
                     }
                     Ok(s) => {
                         info!("{s}: stopping");
+                        fx.actions.runner.shutdown();
                         return Ok(());
                     }
                     Err(_) => {}
@@ -674,10 +714,32 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                 }
             }
         }
-        Decision::Run { .. } | Decision::Forward { .. } => {
-            error!("TODO(issue 10): commands and forwards are not wired yet");
+        Decision::Run { command, by, .. } => {
+            let (client, from) = client_of(&by);
+            fx.actions.run(command, client, from);
+        }
+        Decision::Forward {
+            addr,
+            forward,
+            by,
+            duration,
+            ..
+        } => {
+            let (client, _) = client_of(&by);
+            fx.actions
+                .forward(fx.backend, now.mono, addr, forward, client, duration);
         }
         Decision::Refuse { .. } | Decision::Ban { .. } => {}
+    }
+}
+
+/// The client name and packet source of an SPA decision.
+fn client_of<'a>(by: &Origin<'a>) -> (&'a str, core::net::IpAddr) {
+    match *by {
+        Origin::Client { name, from } | Origin::KnockClient { name, from } => (name, from),
+        Origin::Sequence(name) | Origin::Encoded(name) => {
+            (name, core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED))
+        }
     }
 }
 
@@ -768,9 +830,9 @@ fn reload(
     old: &Config,
     backend: &mut dyn Backend,
     captures: &[Capture],
-) -> Option<Config> {
+) -> Option<(Config, Vec<CommandSpec>)> {
     info!("reloading {}", opts.config.display());
-    let new = match load_config(opts) {
+    let (new, commands) = match load_config(opts) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs {
@@ -793,6 +855,14 @@ fn reload(
         error!("reload refused: firewall setup failed: {e}; the running configuration stays");
         return None;
     }
+    if let Err(e) = backend.setup_forwards(&actions::forward_specs(&new)) {
+        error!("reload refused: firewall forwards failed: {e}; the running configuration stays");
+        // The guard of the old configuration again.
+        if let Err(e) = backend.setup(&old.guarded_ports()) {
+            error!("could not restore the firewall setup of the running configuration: {e}");
+        }
+        return None;
+    }
     let program = bpf::build_ranges(&new.capture_ranges(), true);
     for c in captures {
         if let Err(e) = c.set_filter(&program) {
@@ -806,7 +876,7 @@ fn reload(
         new.active_sequences().count(),
         spa_line(&new)
     );
-    Some(new)
+    Some((new, commands))
 }
 
 fn list(ports: &[crate::port::PortSpec]) -> String {

@@ -55,6 +55,9 @@ usage:
         host, key, ports, port and duration from CLIENTCONF
         (default ~/.config/postern/client.conf); flags override it.
         PORT is the router's spa_port (default 62201); S defaults to 30.
+  postern fw3-forwards [-c FILE]
+        Print the iptables DNAT rules of FILE's enabled forwards (run by the
+        fw3 firewall include; OpenWrt 21.02 and older).
   postern keygen [NAME]
         Print a new random key with the router's 'config client' section and the
         client's stanza, ready to paste.
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),
         "schema" => cmd_schema(rest),
+        "fw3-forwards" => cmd_fw3_forwards(rest),
         "knock" => cmd_knock(rest),
         "spa" => cmd_spa(rest),
         "keygen" => cmd_keygen(rest),
@@ -224,6 +228,36 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
         Ok(cfg) => {
             println!("{}: ok", path.display());
             print!("{}", config::typed::summary(&cfg));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} error(s)", path.display(), errs.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `postern fw3-forwards [-c FILE]`: the iptables DNAT rules of the enabled
+/// forwards, as a script for the fw3 include (`... | sh`).
+fn cmd_fw3_forwards(args: &[String]) -> Result<ExitCode, String> {
+    let mut path = PathBuf::from(DEFAULT_CONFIG);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" | "--config" => path = PathBuf::from(value(&mut it, a)?),
+            other => return Err(format!("fw3-forwards: unexpected argument '{other}'")),
+        }
+    }
+    match config::load(&path) {
+        Ok(cfg) => {
+            let specs = postern::daemon::forward_specs(&cfg);
+            print!(
+                "{}",
+                postern::firewall::ipset::fw3_forwards::forward_rules_script(&specs)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errs) => {

@@ -206,13 +206,13 @@ impl Actions {
     /// The running commands for `postern status`.
     pub fn command_views(&self, now: Instant) -> Vec<CommandView> {
         self.runner
-            .running()
+            .running(now)
             .map(|r| CommandView {
                 name: r.name.to_string(),
                 client: r.client.to_string(),
                 source: r.source.to_string(),
                 pid: r.pid,
-                running_s: now.saturating_duration_since(r.started).as_secs(),
+                running_s: r.seconds,
             })
             .collect()
     }
