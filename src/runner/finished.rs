@@ -55,14 +55,17 @@ pub struct Finished {
     pub dropped: u64,
     /// It ran past its timeout and its process group was sent SIGTERM.
     pub timed_out: bool,
-    /// It outlived the grace after SIGTERM and its group was sent SIGKILL.
+    /// It outlived the grace after SIGTERM (timeout or shutdown) and its
+    /// group was sent SIGKILL.
     pub killed: bool,
+    /// [`super::Runner::shutdown`] stopped it (daemon exit).
+    pub stopped: bool,
 }
 
 impl Finished {
-    /// Exited with status 0 within its timeout.
+    /// Exited with status 0 within its timeout, without being stopped.
     pub fn success(&self) -> bool {
-        self.status == Status::Exited(0) && !self.timed_out
+        self.status == Status::Exited(0) && !self.timed_out && !self.stopped
     }
 
     /// The output's lines, without their line ends (`\n`, `\r\n`).
@@ -119,10 +122,12 @@ impl fmt::Display for Summary<'_> {
             ms / 1000,
             ms % 1000
         )?;
-        if r.killed {
-            f.write_str(" (timed out, SIGKILLed)")?;
-        } else if r.timed_out {
-            f.write_str(" (timed out, SIGTERMed)")?;
+        match (r.stopped, r.timed_out, r.killed) {
+            (true, _, true) => f.write_str(" (stopped on shutdown, SIGKILLed)")?,
+            (true, _, false) => f.write_str(" (stopped on shutdown)")?,
+            (false, true, true) => f.write_str(" (timed out, SIGKILLed)")?,
+            (false, true, false) => f.write_str(" (timed out, SIGTERMed)")?,
+            (false, false, _) => {}
         }
         write!(f, ", {} bytes of output", r.output.len() as u64 + r.dropped)
     }
@@ -167,6 +172,7 @@ mod tests {
             dropped: 0,
             timed_out: false,
             killed: false,
+            stopped: false,
         }
     }
 
@@ -202,6 +208,13 @@ mod tests {
         assert!(s.contains("killed by SIGKILL"), "{s}");
         assert!(s.contains("(timed out, SIGKILLed), 7 bytes"), "{s}");
         assert!(!finished(b"", Status::Exited(1)).success());
+        let mut stopped = finished(b"", Status::Signaled(15));
+        stopped.stopped = true;
+        let s = stopped.summary().to_string();
+        assert!(
+            s.contains("killed by SIGTERM after 1.234 s (stopped on shutdown)"),
+            "{s}"
+        );
         assert_eq!(
             Status::Signaled(40).to_string(),
             "killed by signal 40",

@@ -148,6 +148,10 @@ struct Run {
     /// When SIGTERM went to the group (timeout or shutdown).
     term_sent: Option<Instant>,
     kill_sent: bool,
+    /// SIGTERM went for the timeout (not for a shutdown).
+    timed_out: bool,
+    /// [`Runner::shutdown`] stopped it.
+    stopped: bool,
 }
 
 impl Runner {
@@ -292,6 +296,7 @@ impl Runner {
                 run.signal_group(Signal::SIGTERM);
                 run.term_sent = Some(start);
             }
+            run.stopped = true;
         }
         self.reap_until(start + SHUTDOWN_GRACE, &mut finished);
         for run in self.slots.iter_mut().flatten() {
@@ -384,6 +389,8 @@ impl Run {
             timeout: spec.timeout,
             term_sent: None,
             kill_sent: false,
+            timed_out: false,
+            stopped: false,
         })
     }
 
@@ -437,6 +444,7 @@ impl Run {
                 );
                 self.signal_group(Signal::SIGTERM);
                 self.term_sent = Some(now);
+                self.timed_out = true;
             }
             Some(at) if !self.kill_sent && now.saturating_duration_since(at) >= KILL_GRACE => {
                 warn!(
@@ -473,8 +481,9 @@ impl Run {
             status,
             output: self.kept,
             dropped: self.dropped,
-            timed_out: self.term_sent.is_some(),
+            timed_out: self.timed_out,
             killed: self.kill_sent,
+            stopped: self.stopped,
         }
     }
 }

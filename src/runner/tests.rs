@@ -262,7 +262,7 @@ fn a_command_ignoring_term_is_killed_after_the_grace() {
         Duration::from_secs(1),
     ));
     assert_eq!(f.status, Status::Signaled(libc::SIGKILL));
-    assert!(f.timed_out && f.killed);
+    assert!(f.timed_out && f.killed && !f.stopped);
     assert!(f.run_time >= Duration::from_secs(1) + KILL_GRACE);
     assert_eq!(text(&f), "ready\n");
 }
@@ -305,6 +305,7 @@ fn one_instance_per_name_and_at_most_max_running() {
     assert_eq!(done.len(), MAX_RUNNING);
     for f in &done {
         assert_eq!(f.status, Status::Signaled(libc::SIGTERM), "{f:?}");
+        assert!(f.stopped && !f.timed_out && !f.killed, "{f:?}");
         // Reaped: no longer a child of ours.
         let err = wait(f.pid, Wait::Peek).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ECHILD));
@@ -358,6 +359,8 @@ fn shutdown_kills_and_reaps_everything() {
     assert_eq!(done.len(), 2);
     assert_eq!(done[0].status, Status::Signaled(libc::SIGTERM));
     assert_eq!(done[1].status, Status::Signaled(libc::SIGKILL));
+    assert!(done[0].stopped && !done[0].killed && !done[0].timed_out);
+    assert!(done[1].stopped && done[1].killed && !done[1].timed_out);
     wait_dead(child);
     for f in &done {
         let err = wait(f.pid, Wait::Peek).unwrap_err();
