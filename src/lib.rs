@@ -10,7 +10,8 @@
 //! * edges: [`capture`] (AF_PACKET sockets with an in-kernel BPF filter),
 //!   [`firewall`] (nftables and ipset over netlink, dry-run), [`daemon`] (the
 //!   event loop), [`client`] (knock and SPA senders, client config), [`random`]
-//!   (the kernel's random bytes) and [`demo`] (network-namespace lab).
+//!   (the kernel's random bytes), [`runner`] (the admin's named commands for SPA
+//!   command mode) and [`demo`] (network-namespace lab).
 
 #![deny(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod logger;
 pub mod port;
 pub mod random;
 pub mod replay_file;
+pub mod runner;
 pub mod spa;
 pub mod status;
 pub mod time;

@@ -178,3 +178,39 @@ fn junk_on_the_spa_port_does_not_allocate() {
 fn junk_over_the_spa_budget_does_not_allocate() {
     assert_no_allocation_per_packet("spa_junk_over_budget");
 }
+
+#[test]
+fn the_command_runner_wakes_without_allocating() {
+    use postern::runner::{CommandSpec, Requester, Runner};
+    use std::time::{Duration, Instant};
+
+    let mut runner = Runner::new();
+    let n = allocations_during(|| runner.on_wake(Instant::now()));
+    assert_eq!(n, 0, "{n} heap allocations waking an idle runner");
+
+    // A command that prints a line, then runs on: its output is drained,
+    // its process polled, its timeout checked, all without allocating.
+    let spec = CommandSpec {
+        name: "quiet".into(),
+        argv: ["/bin/sh", "-c", "echo hi; exec /bin/sleep 30"]
+            .map(String::from)
+            .to_vec(),
+        timeout: Duration::from_secs(600),
+        user: None,
+    };
+    let by = Requester {
+        client: "alice",
+        source: "192.0.2.9".parse().unwrap(),
+    };
+    runner.start(&spec, by, Instant::now()).unwrap();
+    let n = allocations_during(|| {
+        for _ in 0..200 {
+            runner.on_wake(Instant::now());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    assert_eq!(runner.len(), 1, "the command still runs");
+    assert_eq!(n, 0, "{n} heap allocations waking a runner with a command");
+    runner.shutdown();
+    assert!(runner.is_empty());
+}
