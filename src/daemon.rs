@@ -39,9 +39,9 @@ use crate::time::{Millis, Now};
 
 mod actions;
 
+use crate::runner::CommandSpec;
 pub use actions::forward_specs;
 use actions::Actions;
-use crate::runner::CommandSpec;
 
 /// How often the engine's housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
@@ -737,9 +737,10 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
 fn client_of<'a>(by: &Origin<'a>) -> (&'a str, core::net::IpAddr) {
     match *by {
         Origin::Client { name, from } | Origin::KnockClient { name, from } => (name, from),
-        Origin::Sequence(name) | Origin::Encoded(name) => {
-            (name, core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED))
-        }
+        Origin::Sequence(name) | Origin::Encoded(name) => (
+            name,
+            core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+        ),
     }
 }
 

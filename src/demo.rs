@@ -446,7 +446,9 @@ impl Lab {
             }
         }
         ip_words(&format!("-n {lan} route replace default via {ROUTER_X_V4}"))?;
-        ip_words(&format!("-n {lan} -6 route replace default via {ROUTER_X_V6}"))?;
+        ip_words(&format!(
+            "-n {lan} -6 route replace default via {ROUTER_X_V6}"
+        ))?;
         let c = &self.client_ns;
         ip_words(&format!("-n {c} route replace default via {ROUTER_V4}"))?;
         ip_words(&format!("-n {c} -6 route replace default via {ROUTER_V6}"))?;

@@ -1133,79 +1133,80 @@ mod ban_tests {
         assert!(knock(&mut new, 10, ATTACKER, &[7000, 7001, 7002]).is_empty());
     }
 
-#[cfg(test)]
-mod action_tests {
-    use super::*;
-    use crate::spa::seal::{seal, MAX_PACKET_LEN};
-    use crate::spa::{Kind, RequestRepr, Target};
-    use crate::wire::TcpFlags;
-    use core::net::Ipv4Addr;
+    #[cfg(test)]
+    mod action_tests {
+        use super::*;
+        use crate::spa::seal::{seal, MAX_PACKET_LEN};
+        use crate::spa::{Kind, RequestRepr, Target};
+        use crate::wire::TcpFlags;
+        use core::net::Ipv4Addr;
 
-    const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-    const UNIX: u64 = 1_800_000_000;
+        const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+        const UNIX: u64 = 1_800_000_000;
 
-    fn engine() -> Engine {
-        let text = format!(
+        fn engine() -> Engine {
+            let text = format!(
             "config command 'off'\n\toption enabled 0\n\tlist exec '/bin/false'\n\
              config command 'wake'\n\tlist exec '/bin/true'\n\
              config forward 'nas'\n\toption proto tcp\n\toption port 2222\n\toption to 10.0.0.5\n\toption to_port 22\n\
              config client 'phone'\n\toption key '{KEY}'\n\tlist command wake\n\tlist forward nas\n"
         );
-        Engine::new(&crate::config::parse_str("t", &text).unwrap())
-    }
+            Engine::new(&crate::config::parse_str("t", &text).unwrap())
+        }
 
-    fn spa(e: &mut Engine, kind: Kind, name: &str, duration: u32, n: u8) -> Vec<String> {
-        let r = RequestRepr {
-            kind,
-            timestamp: UNIX,
-            duration,
-            target: Target::Source,
-            ports: heapless::Vec::new(),
-            name: heapless::String::try_from(name).unwrap(),
-        };
-        let mut buf = [0u8; MAX_PACKET_LEN];
-        let key = crate::spa::Key::from_base64(KEY).unwrap();
-        let len = seal(&key, &[n; 24], &r, &[], &mut buf).unwrap();
-        let obs = Observation {
-            src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
-            dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-            proto: L4Proto::Udp,
-            src_port: 40000,
-            dst_port: 62201,
-            tcp_flags: TcpFlags(0),
-            payload: &buf[..len],
-        };
-        let now = Now {
-            mono: Millis(1000),
-            unix: UNIX,
-        };
-        let mut out = Vec::new();
-        e.on_observation(now, &obs, &mut |d| out.push(format!("{d:?}")));
-        out
-    }
+        fn spa(e: &mut Engine, kind: Kind, name: &str, duration: u32, n: u8) -> Vec<String> {
+            let r = RequestRepr {
+                kind,
+                timestamp: UNIX,
+                duration,
+                target: Target::Source,
+                ports: heapless::Vec::new(),
+                name: heapless::String::try_from(name).unwrap(),
+            };
+            let mut buf = [0u8; MAX_PACKET_LEN];
+            let key = crate::spa::Key::from_base64(KEY).unwrap();
+            let len = seal(&key, &[n; 24], &r, &[], &mut buf).unwrap();
+            let obs = Observation {
+                src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
+                dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                proto: L4Proto::Udp,
+                src_port: 40000,
+                dst_port: 62201,
+                tcp_flags: TcpFlags(0),
+                payload: &buf[..len],
+            };
+            let now = Now {
+                mono: Millis(1000),
+                unix: UNIX,
+            };
+            let mut out = Vec::new();
+            e.on_observation(now, &obs, &mut |d| out.push(format!("{d:?}")));
+            out
+        }
 
-    #[test]
-    fn command_and_forward_decisions_carry_their_index() {
-        let mut e = engine();
-        let out = spa(&mut e, Kind::Command, "wake", 0, 1);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert!(
-            out[0].starts_with("Run { command: 0, by: Client { name: \"phone\""),
-            "{}",
-            out[0]
-        );
-        let out = spa(&mut e, Kind::Forward, "nas", 45, 2);
-        assert!(
-            out[0].starts_with("Forward { addr: 192.0.2.9, forward: 0, by: Client { name: \"phone\""),
-            "{}",
-            out[0]
-        );
-        assert!(out[0].contains("duration: 45s"), "{}", out[0]);
-        let out = spa(&mut e, Kind::Command, "off", 0, 3);
-        assert!(out[0].starts_with("Refuse"), "{}", out[0]);
-        let c = e.counters();
-        assert_eq!((c.commands, c.forwards, c.opened), (1, 1, 0));
+        #[test]
+        fn command_and_forward_decisions_carry_their_index() {
+            let mut e = engine();
+            let out = spa(&mut e, Kind::Command, "wake", 0, 1);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert!(
+                out[0].starts_with("Run { command: 0, by: Client { name: \"phone\""),
+                "{}",
+                out[0]
+            );
+            let out = spa(&mut e, Kind::Forward, "nas", 45, 2);
+            assert!(
+                out[0].starts_with(
+                    "Forward { addr: 192.0.2.9, forward: 0, by: Client { name: \"phone\""
+                ),
+                "{}",
+                out[0]
+            );
+            assert!(out[0].contains("duration: 45s"), "{}", out[0]);
+            let out = spa(&mut e, Kind::Command, "off", 0, 3);
+            assert!(out[0].starts_with("Refuse"), "{}", out[0]);
+            let c = e.counters();
+            assert_eq!((c.commands, c.forwards, c.opened), (1, 1, 0));
+        }
     }
-}
-
 }

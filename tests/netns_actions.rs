@@ -53,7 +53,10 @@ fn ready_or_skip(test: &str) -> bool {
     } else {
         "needs root (network namespaces, nftables). Run: sudo -E cargo test"
     };
-    assert!(!in_ci(), "{test}: {why}, and CI=true: these tests must run in CI");
+    assert!(
+        !in_ci(),
+        "{test}: {why}, and CI=true: these tests must run in CI"
+    );
     eprintln!("\n*** SKIPPED {test}: {why} ***\n");
     false
 }
@@ -123,7 +126,9 @@ fn spa_command_runs_exactly_the_configured_program() {
     }
     let mut lab = Lab::new(&tag('c')).unwrap();
     let dir = lab.dir().to_path_buf();
-    let literal = format!("{}/ran; touch {}/pwned $(id)", dir.display(), dir.display());
+    // One argument; a shell would run `touch postern-pwned` in the command's
+    // working directory, `/`.
+    let literal = format!("{}/ran; touch postern-pwned $(id)", dir.display());
     let config = format!(
         "config postern 'main'\n\toption backend 'nft'\n\toption log_level 'debug'\n\toption state_dir '{state}'\n\n\
          config command 'mark'\n\tlist exec '/usr/bin/touch'\n\tlist exec '{literal}'\n\toption fwknop_match 'mark it'\n\n\
@@ -136,12 +141,13 @@ fn spa_command_runs_exactly_the_configured_program() {
     );
     lab.start_daemon(Path::new(EXE), &config, None).unwrap();
     let ran = PathBuf::from(&literal);
-    let pwned = dir.join("pwned");
+    let pwned = Path::new("/postern-pwned");
 
     spa(&lab, &["10.213.0.1", "--command", "mark", "--key", KEY1]);
     assert!(
         wait_for_file(&ran, Duration::from_secs(5)),
-        "the configured program ran with its argument as one literal file name"
+        "the configured program ran with its argument as one literal file name: {:#?}",
+        lab.daemon(0).log()
     );
     lab.daemons_wait("running command mark (pid ");
     assert!(!pwned.exists(), "no shell interpreted the argument");
@@ -151,7 +157,7 @@ fn spa_command_runs_exactly_the_configured_program() {
     lab.daemons_wait("(command_not_allowed)");
     // fwknop text with shell metacharacters that matches no fwknop_match.
     fwknop(&lab, &["-s", "-C", "mark it; touch /tmp/postern-pwned"]);
-    let refusals = || {
+    let refusals = |lab: &mut Lab| {
         lab.daemon(0)
             .log()
             .iter()
@@ -159,18 +165,24 @@ fn spa_command_runs_exactly_the_configured_program() {
             .count()
     };
     let end = Instant::now() + Duration::from_secs(5);
-    while refusals() < 2 && Instant::now() < end {
+    while refusals(&mut lab) < 2 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(refusals(), 2, "{:#?}", lab.daemon(0).log());
+    assert_eq!(refusals(&mut lab), 2, "{:#?}", lab.daemon(0).log());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!dir.join("other").exists(), "a command not in the client's list ran");
+    assert!(
+        !dir.join("other").exists(),
+        "a command not in the client's list ran"
+    );
     assert!(!Path::new("/tmp/postern-pwned").exists());
 
     // The exact fwknop_match text runs the command (again).
     std::fs::remove_file(&ran).unwrap();
     fwknop(&lab, &["-s", "-C", "mark it"]);
-    assert!(wait_for_file(&ran, Duration::from_secs(5)), "fwknop -C ran it");
+    assert!(
+        wait_for_file(&ran, Duration::from_secs(5)),
+        "fwknop -C ran it"
+    );
     assert!(!pwned.exists());
 
     // A long command shows in the status and is stopped at its timeout.
@@ -178,7 +190,9 @@ fn spa_command_runs_exactly_the_configured_program() {
     lab.daemons_wait("running command slow (pid ");
     let status = lab.status(Path::new(EXE), 0, true).unwrap();
     assert!(
-        status.contains("\"commands\":[{\"name\":\"slow\",\"client\":\"phone\",\"source\":\"10.213.0.2\""),
+        status.contains(
+            "\"commands\":[{\"name\":\"slow\",\"client\":\"phone\",\"source\":\"10.213.0.2\""
+        ),
         "{status}"
     );
     let end = Instant::now() + Duration::from_secs(10);
@@ -187,7 +201,10 @@ fn spa_command_runs_exactly_the_configured_program() {
         if s.contains("\"commands\":[]") {
             break;
         }
-        assert!(Instant::now() < end, "slow was not stopped at its timeout: {s}");
+        assert!(
+            Instant::now() < end,
+            "slow was not stopped at its timeout: {s}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -223,14 +240,40 @@ fn spa_forward_reaches_the_lan_host_until_it_expires() {
     let wan = IpAddr::V4(ROUTER_V4);
     let lan6 = IpAddr::V6(LAN_V6);
     assert_eq!(reach(&lab, wan, EXT_PORT), None, "closed before any grant");
-    assert_eq!(reach(&lab, lan6, LAN_PORT), None, "IPv6 guarded before any grant");
+    assert_eq!(
+        reach(&lab, lan6, LAN_PORT),
+        None,
+        "IPv6 guarded before any grant"
+    );
 
     // A client without the forward in its list gets nothing.
-    spa(&lab, &["10.213.0.1", "--forward", "nas", "--duration", "3", "--key", KEY2]);
+    spa(
+        &lab,
+        &[
+            "10.213.0.1",
+            "--forward",
+            "nas",
+            "--duration",
+            "3",
+            "--key",
+            KEY2,
+        ],
+    );
     lab.daemons_wait("(forward_not_allowed)");
     assert_eq!(reach(&lab, wan, EXT_PORT), None);
 
-    spa(&lab, &["10.213.0.1", "--forward", "nas", "--duration", "3", "--key", KEY1]);
+    spa(
+        &lab,
+        &[
+            "10.213.0.1",
+            "--forward",
+            "nas",
+            "--duration",
+            "3",
+            "--key",
+            KEY1,
+        ],
+    );
     lab.daemons_wait(&format!(
         "opened forward nas (tcp:{EXT_PORT} -> {LAN_V4}:{LAN_PORT}) for 10.213.0.2 for 3 s (spa client phone"
     ));
@@ -246,15 +289,34 @@ fn spa_forward_reaches_the_lan_host_until_it_expires() {
         status.contains(&format!("tcp:{EXT_PORT} -> {LAN_V4}:{LAN_PORT}")),
         "{status}"
     );
-    assert_eq!(reach(&lab, lan6, LAN_PORT), None, "the IPv4 grant opens no IPv6 path");
+    assert_eq!(
+        reach(&lab, lan6, LAN_PORT),
+        None,
+        "the IPv4 grant opens no IPv6 path"
+    );
 
     // After the kernel timeout new connections fail again.
     let left = Duration::from_millis(3500).saturating_sub(opened.elapsed());
     std::thread::sleep(left);
-    assert_eq!(reach(&lab, wan, EXT_PORT), None, "closed once the grant expired");
+    assert_eq!(
+        reach(&lab, wan, EXT_PORT),
+        None,
+        "closed once the grant expired"
+    );
 
     // IPv6: no NAT, the LAN host's own address opens for the IPv6 source.
-    spa(&lab, &["fd00:213::1", "--forward", "nas", "--duration", "3", "--key", KEY1]);
+    spa(
+        &lab,
+        &[
+            "fd00:213::1",
+            "--forward",
+            "nas",
+            "--duration",
+            "3",
+            "--key",
+            KEY1,
+        ],
+    );
     lab.daemons_wait(&format!(
         "opened forward nas (tcp:{LAN_PORT} -> [{LAN_V6}]:{LAN_PORT}) for fd00:213::2 for 3 s"
     ));
@@ -272,14 +334,28 @@ fn fwknop_nat_request_opens_the_configured_forward() {
     // A LAN host:port no forward has: refused, nothing opened.
     fwknop(
         &lab,
-        &["-A", &format!("tcp/{EXT_PORT}"), "-N", &format!("{LAN_V4}:{}", LAN_PORT + 1), "-s"],
+        &[
+            "-A",
+            &format!("tcp/{EXT_PORT}"),
+            "-N",
+            &format!("{LAN_V4}:{}", LAN_PORT + 1),
+            "-s",
+        ],
     );
     lab.daemons_wait("(forward_not_allowed)");
     assert_eq!(reach(&lab, wan, EXT_PORT), None);
 
     fwknop(
         &lab,
-        &["-A", &format!("tcp/{EXT_PORT}"), "-N", &format!("{LAN_V4}:{LAN_PORT}"), "-s", "-f", "20"],
+        &[
+            "-A",
+            &format!("tcp/{EXT_PORT}"),
+            "-N",
+            &format!("{LAN_V4}:{LAN_PORT}"),
+            "-s",
+            "-f",
+            "20",
+        ],
     );
     lab.daemons_wait(&format!(
         "opened forward nas (tcp:{EXT_PORT} -> {LAN_V4}:{LAN_PORT}) for 10.213.0.2 for 20 s (spa client phone"

@@ -33,7 +33,9 @@ pub fn forward_spec(f: &Forward) -> ForwardSpec {
 
 /// The enabled forwards of `cfg` as the firewall sees them.
 pub fn forward_specs(cfg: &Config) -> Vec<ForwardSpec> {
-    cfg.active_forwards().map(|f| forward_spec(&f.forward)).collect()
+    cfg.active_forwards()
+        .map(|f| forward_spec(&f.forward))
+        .collect()
 }
 
 /// The enabled commands of `cfg`, ready to run: users resolved. Errors name
@@ -169,7 +171,7 @@ impl Actions {
         let gone = self.live.take_unless(|l| {
             forwards
                 .iter()
-                .any(|f| f.name == l.name && f.forward == l.forward)
+                .any(|f| f.name.as_str() == l.name.as_str() && f.forward == l.forward)
         });
         for l in gone {
             match backend.unforward(l.addr, &forward_spec(&l.forward)) {
