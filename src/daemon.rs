@@ -40,8 +40,8 @@ use crate::time::{Millis, Now};
 mod actions;
 
 use crate::runner::CommandSpec;
-pub use actions::forward_specs;
 use actions::Actions;
+pub use actions::{command_specs, forward_specs};
 
 /// How often the engine's housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);

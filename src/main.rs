@@ -224,7 +224,11 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
             other => return Err(format!("check: unexpected argument '{other}'")),
         }
     }
-    match config::load(&path) {
+    let loaded = config::load(&path).and_then(|cfg| {
+        // Users of commands are looked up as the daemon does.
+        postern::daemon::command_specs(&path.display().to_string(), &cfg).map(|_| cfg)
+    });
+    match loaded {
         Ok(cfg) => {
             println!("{}: ok", path.display());
             print!("{}", config::typed::summary(&cfg));

@@ -330,3 +330,80 @@ fn import_prints_configs_that_check_accepts_and_warns_on_stderr() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("usage: postern import"));
 }
+
+#[test]
+fn spa_command_and_forward_reach_the_verifier_by_name() {
+    let router = format!(
+        "config command 'wake_nas'\n\tlist exec '/bin/true'\n\
+         config forward 'nas'\n\toption proto tcp\n\toption port 2222\n\toption to 10.0.0.5\n\
+         config client 'me'\n\toption key '{KEY}'\n\tlist command wake_nas\n\tlist forward nas\n"
+    );
+    let (sock, port) = udp_sink();
+    let out = postern(&[
+        "spa",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--command",
+        "wake_nas",
+        "--key",
+        KEY,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("run command wake_nas"));
+    assert_eq!(router_accepts(&sock, &router), "me Command [] 127.0.0.1");
+    let out = postern(&[
+        "spa",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--forward",
+        "nas",
+        "--duration",
+        "90",
+        "--key",
+        KEY,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("open forward nas for 90 s"));
+    assert_eq!(router_accepts(&sock, &router), "me Forward [] 127.0.0.1");
+    // Names that could not be a section, and a command for another address,
+    // are refused before anything is sent.
+    for args in [
+        vec!["--command", "a;b"],
+        vec!["--command", "wake_nas", "-a", "192.0.2.1"],
+        vec!["--command", "wake_nas", "-A", "tcp/22"],
+        vec!["--command", "x", "--forward", "y"],
+    ] {
+        let mut all = vec!["spa", "127.0.0.1", "-p", &port, "--key", KEY];
+        all.extend(args.iter().copied());
+        let out = postern(&all);
+        assert!(!out.status.success(), "{args:?} was accepted");
+    }
+}
+
+#[test]
+fn check_looks_up_command_users() {
+    let body = |user: &str| {
+        format!(
+            "config command 'x'\n\tlist exec '/bin/true'\n\toption user '{user}'\n\
+             config client 'c'\n\toption key '{KEY}'\n\tlist command 'x'\n"
+        )
+    };
+    let p = temp_file("users", &body("nosuchuser42"));
+    let path = p.to_str().unwrap().to_string();
+    let out = postern(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{path}:1: command 'x': unknown user 'nosuchuser42'"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&p, body("root")).unwrap();
+    let out = postern(&["check", "-c", &path]);
+    std::fs::remove_file(&p).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("x [enabled]: runs [\"/bin/true\"] for up to 30s as root"));
+}
