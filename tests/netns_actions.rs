@@ -362,3 +362,36 @@ fn fwknop_nat_request_opens_the_configured_forward() {
     ));
     assert_eq!(reach(&lab, wan, EXT_PORT).as_deref(), Some(LAN_GREETING));
 }
+
+#[test]
+fn a_live_forward_survives_a_firewall_restart() {
+    if !ready_or_skip("a_live_forward_survives_a_firewall_restart") {
+        return;
+    }
+    let lab = forward_lab('r');
+    let wan = IpAddr::V4(ROUTER_V4);
+    spa(
+        &lab,
+        &[
+            "10.213.0.1",
+            "--forward",
+            "nas",
+            "--duration",
+            "60",
+            "--key",
+            KEY1,
+        ],
+    );
+    lab.daemons_wait("opened forward nas");
+    assert_eq!(reach(&lab, wan, EXT_PORT).as_deref(), Some(LAN_GREETING));
+    // What `fw4 restart` or `nft flush ruleset` does to the kernel's state.
+    lab.sh_in_router("nft flush ruleset").unwrap();
+    lab.daemons_wait("re-applied 1 live forward(s)");
+    assert_eq!(
+        reach(&lab, wan, EXT_PORT).as_deref(),
+        Some(LAN_GREETING),
+        "the forward was re-applied with its remaining time"
+    );
+    let ruleset = lab.router_ruleset();
+    assert!(ruleset.contains("map fwd4"), "{ruleset}");
+}
