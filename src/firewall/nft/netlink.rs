@@ -730,6 +730,7 @@ mod tests {
         assert!(zero.emit(5, &mut buf).is_err());
     }
 
+    #[cfg(target_endian = "little")]
     fn v6_octets() -> [u8; 16] {
         match v6() {
             IpAddr::V6(a) => a.octets(),
