@@ -569,7 +569,9 @@ fn drop_privileges(keep: Keep, is_root: bool, root_command: Option<&str>) -> Kee
             Keep::Only(d.permitted)
         }
         Err(e) => {
-            warn!("privileges: could not drop capabilities ({e}): running with what it started with");
+            warn!(
+                "privileges: could not drop capabilities ({e}): running with what it started with"
+            );
             Keep::Everything
         }
     }

@@ -430,25 +430,55 @@ fn key_files_open_to_group_or_others_are_warned_about_but_used() {
     };
     let knock = |key_file: &str| {
         postern(&[
-            "knock", "--totp", "--print", "--key-file", key_file, "--base", "40000",
+            "knock",
+            "--totp",
+            "--print",
+            "--key-file",
+            key_file,
+            "--base",
+            "40000",
         ])
     };
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let by_flag = spa(&["127.0.0.1", "-p", &port, "-A", "tcp/22", "--key-file", &path]);
+    let by_flag = spa(&[
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "tcp/22",
+        "--key-file",
+        &path,
+    ]);
     let by_stanza = spa(&["--stanza", "home", "-c", conf.to_str().unwrap()]);
     let knocked = knock(&path);
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let private = spa(&["127.0.0.1", "-p", &port, "-A", "tcp/22", "--key-file", &path]);
+    let private = spa(&[
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "tcp/22",
+        "--key-file",
+        &path,
+    ]);
     let knocked_private = knock(&path);
     std::fs::remove_file(&conf).unwrap();
     std::fs::remove_file(&key_file).unwrap();
     for out in [&by_flag, &by_stanza, &knocked] {
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(text(&out.stderr).contains(&warning), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&warning),
+            "{}",
+            text(&out.stderr)
+        );
     }
     for out in [&private, &knocked_private] {
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("warning"),
+            "{}",
+            text(&out.stderr)
+        );
     }
     // The packets went out all the same (the warning changes nothing).
     let mut buf = [0u8; 512];

@@ -197,9 +197,7 @@ fn build(kind: Flood, rng: &mut Rng, dst: [u8; 4]) -> Vec<u8> {
             const ALPHABET: &[u8] =
                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
             let len = 180 + rng.below(81) as usize;
-            let payload: Vec<u8> = (0..len)
-                .map(|_| ALPHABET[rng.below(64) as usize])
-                .collect();
+            let payload: Vec<u8> = (0..len).map(|_| ALPHABET[rng.below(64) as usize]).collect();
             ipv4_udp(src, dst, sport, SPA_PORT, &payload)
         }
     }

@@ -240,10 +240,7 @@ fn root_daemon_keeps_only_net_raw_and_net_admin() {
     }
     let mut lab = lab('r');
     let cfg = config(&lab, 30, "", "");
-    let pid = lab
-        .start_daemon(Path::new(EXE), &cfg, None)
-        .unwrap()
-        .pid();
+    let pid = lab.start_daemon(Path::new(EXE), &cfg, None).unwrap().pid();
     assert_eq!(proc_status(pid, "Name"), "postern");
     let (eff, prm, inh, amb, bnd) = (
         caps(pid, "CapEff"),
@@ -328,7 +325,10 @@ fn non_root_daemon_with_two_capabilities_works() {
     // Asked for SETUID/SETGID/KILL (a command has option user) but has not
     // got them: the two it was given; NET_ADMIN stays ambient for `nft`.
     let net_admin = postern::privileges::bit(postern::privileges::CAP_NET_ADMIN);
-    assert_eq!((eff, prm, inh, amb), (NETWORK, NETWORK, net_admin, net_admin));
+    assert_eq!(
+        (eff, prm, inh, amb),
+        (NETWORK, NETWORK, net_admin, net_admin)
+    );
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
 
     everything_still_works(&mut lab);
@@ -365,10 +365,7 @@ fn commands_with_users_keep_setuid_setgid_and_kill_only() {
              config command 'slow'\n\tlist exec '/bin/sleep'\n\tlist exec '30'\n\toption timeout '1'\n\toption user 'nobody'\n"
         ),
     );
-    let pid = lab
-        .start_daemon(Path::new(EXE), &cfg, None)
-        .unwrap()
-        .pid();
+    let pid = lab.start_daemon(Path::new(EXE), &cfg, None).unwrap().pid();
     let (eff, prm, bnd) = (
         caps(pid, "CapEff"),
         caps(pid, "CapPrm"),

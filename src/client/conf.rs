@@ -319,10 +319,7 @@ mod tests {
              run 'chmod 600 /home/u/home.key'"
         );
         for mode in [0o100640, 0o100604, 0o100620, 0o100602, 0o100610, 0o100601] {
-            assert!(
-                key_file_permission_warning("k", mode).is_some(),
-                "{mode:o}"
-            );
+            assert!(key_file_permission_warning("k", mode).is_some(), "{mode:o}");
         }
     }
 

@@ -136,7 +136,10 @@ impl Actions {
             return;
         };
         if let Some(why) = self.lacks_privileges(spec) {
-            error!("command {} not run for spa client {client}: {why}", spec.name);
+            error!(
+                "command {} not run for spa client {client}: {why}",
+                spec.name
+            );
             return;
         }
         let by = Requester { client, source };
