@@ -32,6 +32,7 @@ use crate::firewall::nft::monitor::Monitor;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
 use crate::grants::GrantTable;
+use crate::privileges::{self, Keep};
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
 use crate::status::{self, Snapshot};
@@ -371,6 +372,13 @@ fn serve(
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
     let mut captures = open_captures(devices, &cfg)?;
+    // SAFETY: geteuid cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let keep = privileges::needed(commands.iter().map(|c| c.user.is_some()), is_root);
+    let root_command = commands
+        .iter()
+        .find(|c| c.user.is_none())
+        .map(|c| c.name.clone());
     // Per capture: the interface is gone (logged once, until it is back).
     let mut missing = vec![false; captures.len()];
     let saved = replay
@@ -387,6 +395,9 @@ fn serve(
         actions: Actions::new(&cfg, commands),
     };
     let monitor = open_monitor(fx.backend);
+    // Every socket is open: from here on only what the loop needs.
+    let held = drop_privileges(keep, is_root, root_command.as_deref());
+    fx.actions.set_privileges(held, is_root);
     let mut resync_pending = false;
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
@@ -518,6 +529,50 @@ fn serve(
                     Err(_) => {}
                 }
             }
+        }
+    }
+}
+
+/// Keeps only the capabilities `keep` names (see [`crate::privileges`]) and
+/// logs the result; returns what is held now. A failure is logged, not
+/// fatal: a daemon that keeps too much still guards, one that stops does not.
+fn drop_privileges(keep: Keep, is_root: bool, root_command: Option<&str>) -> Keep {
+    let Keep::Only(mask) = keep else {
+        info!(
+            "privileges: all kept: command '{}' runs as root (give it option user to let postern keep only net_raw,net_admin)",
+            root_command.unwrap_or("?")
+        );
+        return Keep::Everything;
+    };
+    match privileges::drop_to(mask, privileges::ambient_for(is_root)) {
+        Ok(d) => {
+            info!(
+                "privileges: kept only {} (CapEff {:#x}); no new privileges",
+                privileges::names(d.effective),
+                d.effective
+            );
+            if d.ambient != 0 {
+                debug!(
+                    "privileges: ambient {} (for the nft tool)",
+                    privileges::names(d.ambient)
+                );
+            }
+            if !d.bounding_narrowed {
+                debug!("privileges: bounding set left as it was (no CAP_SETPCAP)");
+            }
+            if d.effective & privileges::NETWORK != privileges::NETWORK {
+                warn!(
+                    "privileges: started without {}: grants and capture may fail",
+                    privileges::names(privileges::NETWORK & !d.effective)
+                );
+            }
+            Keep::Only(d.permitted)
+        }
+        Err(e) => {
+            warn!(
+                "privileges: could not drop capabilities ({e}): running with what it started with"
+            );
+            Keep::Everything
         }
     }
 }

@@ -499,12 +499,27 @@ impl Lab {
         config: &str,
         echo: Option<&'static str>,
     ) -> io::Result<&mut DaemonProcess> {
+        self.start_daemon_wrapped(exe, config, echo, &[])
+    }
+
+    /// [`Lab::start_daemon`] through `wrapper` (a command that execs the
+    /// rest of its arguments, e.g. `setpriv --reuid nobody …`): `ip netns
+    /// exec ROUTER WRAPPER... exe daemon …`. The daemon's pid is then the
+    /// wrapper's, which must exec (not fork).
+    pub fn start_daemon_wrapped(
+        &mut self,
+        exe: &Path,
+        config: &str,
+        echo: Option<&'static str>,
+        wrapper: &[&str],
+    ) -> io::Result<&mut DaemonProcess> {
         let path = self
             .dir
             .join(format!("postern-{}.conf", self.daemons.len()));
         std::fs::write(&path, config)?;
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.router_ns])
+            .args(wrapper)
             .arg(exe)
             .args(["daemon", "-c"])
             .arg(&path)

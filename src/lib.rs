@@ -10,7 +10,8 @@
 //! * edges: [`capture`] (AF_PACKET sockets with an in-kernel BPF filter),
 //!   [`firewall`] (nftables and ipset over netlink, dry-run), [`daemon`] (the
 //!   event loop), [`client`] (knock and SPA senders, client config), [`random`]
-//!   (the kernel's random bytes), [`runner`] (the admin's named commands for SPA
+//!   (the kernel's random bytes), [`privileges`] (capabilities dropped after
+//!   start), [`runner`] (the admin's named commands for SPA
 //!   command mode) and [`demo`] (network-namespace lab).
 
 #![deny(missing_docs)]
@@ -32,6 +33,7 @@ pub mod import;
 pub mod knock;
 pub mod logger;
 pub mod port;
+pub mod privileges;
 pub mod random;
 pub mod replay_file;
 pub mod runner;

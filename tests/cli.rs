@@ -407,3 +407,82 @@ fn check_looks_up_command_users() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("x [enabled]: runs [\"/bin/true\"] for up to 30s as root"));
 }
+
+#[test]
+fn key_files_open_to_group_or_others_are_warned_about_but_used() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (sock, port) = udp_sink();
+    let key_file = temp_file("open.key", &format!("{KEY}\n"));
+    let path = key_file.to_str().unwrap().to_string();
+    let warning = format!(
+        "warning: key file {path} is readable or writable by group or others (mode 0644): run 'chmod 600 {path}'"
+    );
+    let conf = temp_file(
+        "keyfile-client.conf",
+        &format!(
+            "config stanza 'home'\n\toption host '127.0.0.1'\n\toption key_file '{path}'\n\tlist access 'tcp/22'\n\toption port '{port}'\n"
+        ),
+    );
+    let spa = |args: &[&str]| {
+        let mut all = vec!["spa"];
+        all.extend_from_slice(args);
+        postern(&all)
+    };
+    let knock = |key_file: &str| {
+        postern(&[
+            "knock",
+            "--totp",
+            "--print",
+            "--key-file",
+            key_file,
+            "--base",
+            "40000",
+        ])
+    };
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let by_flag = spa(&[
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "tcp/22",
+        "--key-file",
+        &path,
+    ]);
+    let by_stanza = spa(&["--stanza", "home", "-c", conf.to_str().unwrap()]);
+    let knocked = knock(&path);
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let private = spa(&[
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "tcp/22",
+        "--key-file",
+        &path,
+    ]);
+    let knocked_private = knock(&path);
+    std::fs::remove_file(&conf).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    for out in [&by_flag, &by_stanza, &knocked] {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&warning),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    for out in [&private, &knocked_private] {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("warning"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // The packets went out all the same (the warning changes nothing).
+    let mut buf = [0u8; 512];
+    for _ in 0..3 {
+        sock.recv(&mut buf).expect("an SPA packet");
+    }
+}

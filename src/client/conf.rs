@@ -63,11 +63,33 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("postern").join("client.conf"))
 }
 
-/// Reads a key file: base64 text, surrounding whitespace ignored.
+/// Reads a key file: base64 text, surrounding whitespace ignored. Warns on
+/// stderr when group or others may read or write it
+/// ([`key_file_permission_warning`]); the key is used all the same.
 pub fn read_key_file(path: &Path) -> Result<Key, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode();
+        if let Some(w) = key_file_permission_warning(&path.display().to_string(), mode) {
+            eprintln!("warning: {w}");
+        }
+    }
     Key::from_base64(text.trim()).map_err(|e| format!("key file {}: {e}", path.display()))
+}
+
+/// The warning for a key file of mode `mode` (as `stat` gives it) that group
+/// or others may read or write, like the router config's
+/// ([`crate::config::permission_warning`]); `None` for a private file.
+pub fn key_file_permission_warning(path: &str, mode: u32) -> Option<String> {
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    Some(format!(
+        "key file {path} is readable or writable by group or others (mode {:04o}): run 'chmod 600 {path}'",
+        mode & 0o7777
+    ))
 }
 
 /// Reads and validates the whole file.
@@ -285,6 +307,21 @@ mod tests {
     use super::*;
 
     const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+    #[test]
+    fn key_files_open_to_group_or_others_are_warned_about() {
+        assert_eq!(key_file_permission_warning("k", 0o100600), None);
+        assert_eq!(key_file_permission_warning("k", 0o100400), None);
+        assert_eq!(key_file_permission_warning("k", 0o040700), None);
+        assert_eq!(
+            key_file_permission_warning("/home/u/home.key", 0o100644).unwrap(),
+            "key file /home/u/home.key is readable or writable by group or others (mode 0644): \
+             run 'chmod 600 /home/u/home.key'"
+        );
+        for mode in [0o100640, 0o100604, 0o100620, 0o100602, 0o100610, 0o100601] {
+            assert!(key_file_permission_warning("k", mode).is_some(), "{mode:o}");
+        }
+    }
 
     fn parse(text: &str) -> Result<Vec<Stanza>, Vec<(usize, String)>> {
         let sections = uci::parse("c", text).map_err(|e| {

@@ -16,6 +16,7 @@ use log::{error, info, warn};
 use crate::config::{Config, ConfigError, Forward, NamedForward};
 use crate::firewall::{Backend, ForwardGrant, ForwardSpec};
 use crate::forward_grants::ForwardTable;
+use crate::privileges::Keep;
 use crate::runner::{self, CommandSpec, Requester, Runner, StartError};
 use crate::status::CommandView;
 use crate::time::Millis;
@@ -85,6 +86,10 @@ pub struct Actions {
     forwards: Vec<NamedForward>,
     /// Live forward grants.
     pub live: ForwardTable,
+    /// What the daemon kept when it dropped its privileges.
+    keep: Keep,
+    /// The daemon runs as uid 0.
+    daemon_is_root: bool,
 }
 
 impl Actions {
@@ -95,7 +100,33 @@ impl Actions {
             commands,
             forwards: cfg.active_forwards().cloned().collect(),
             live: ForwardTable::new(),
+            keep: Keep::Everything,
+            daemon_is_root: true,
         }
+    }
+
+    /// Records what the daemon kept when it dropped its privileges: commands
+    /// that need more are refused (with the reason) rather than half-run.
+    pub fn set_privileges(&mut self, keep: Keep, daemon_is_root: bool) {
+        self.keep = keep;
+        self.daemon_is_root = daemon_is_root;
+    }
+
+    /// Why `spec` cannot run with the privileges kept, if it cannot.
+    fn lacks_privileges(&self, spec: &CommandSpec) -> Option<String> {
+        if self.keep.can_run(spec.user.is_some(), self.daemon_is_root) {
+            return None;
+        }
+        Some(match &spec.user {
+            Some(u) => format!(
+                "it runs as user {}, but postern kept no CAP_SETUID/CAP_SETGID/CAP_KILL \
+                 (no command had option user when it started): restart postern to run it",
+                u.name
+            ),
+            None => "it runs as root, but postern dropped root's capabilities at start \
+                     (no command ran as root then): restart postern to run it, or give it option user"
+                .to_string(),
+        })
     }
 
     /// Runs enabled command `index` for `client`, whose packet came from `source`.
@@ -104,6 +135,13 @@ impl Actions {
             error!("spa client {client}: command #{index} is not configured");
             return;
         };
+        if let Some(why) = self.lacks_privileges(spec) {
+            error!(
+                "command {} not run for spa client {client}: {why}",
+                spec.name
+            );
+            return;
+        }
         let by = Requester { client, source };
         match self.runner.start(spec, by, Instant::now()) {
             Ok(pid) => info!(
@@ -166,6 +204,11 @@ impl Actions {
     /// forward is gone or changed are withdrawn from the firewall now.
     pub fn reload(&mut self, backend: &mut dyn Backend, cfg: &Config, commands: Vec<CommandSpec>) {
         self.commands = commands;
+        for spec in &self.commands {
+            if let Some(why) = self.lacks_privileges(spec) {
+                warn!("command {}: {why}", spec.name);
+            }
+        }
         self.forwards = cfg.active_forwards().cloned().collect();
         let forwards = &self.forwards;
         let gone = self.live.take_unless(|l| {

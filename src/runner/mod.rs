@@ -15,7 +15,8 @@
 //! uid and gid and no supplementary groups (std's `CommandExt::uid` calls
 //! `setgroups(0)` before `setuid`). It inherits only fds 0–2: every fd above
 //! is marked close-on-exec in the child before exec (`close_range`), which
-//! also covers fds the daemon itself inherited.
+//! also covers fds the daemon itself inherited. Its ambient capability set
+//! is cleared before exec (see [`crate::privileges`]).
 //!
 //! A run ends when its process exits. Past its timeout the process group
 //! gets SIGTERM, and SIGKILL [`KILL_GRACE`] later; a timed-out run's group is
@@ -367,7 +368,12 @@ impl Run {
         // SAFETY: the hook runs in the forked child before exec and makes
         // only async-signal-safe syscalls (no allocation, no locks).
         unsafe {
-            command.pre_exec(cloexec_above_stdio);
+            command.pre_exec(|| {
+                cloexec_above_stdio()?;
+                // A non-root daemon keeps CAP_NET_ADMIN ambient for `nft`;
+                // commands get no capability from it.
+                crate::privileges::clear_ambient()
+            });
         }
         let child = command.spawn()?;
         // Close our copies of the write ends (held by `command`). std's
