@@ -13,13 +13,13 @@ cd "$(dirname "$0")/.."
 # authenticated knocks, bans, status and config import: the binary was 844452
 # bytes when this was set (`postern import` alone is ~30 KB: a cargo feature
 # could drop it from router builds).
-# 940 KiB. Raised on 2026-11-24 (issue 10) for SPA commands and port forwards:
-# the command runner (std's process spawning, ~26 KB) and the DNAT/forward
-# objects of three firewall backends (~31 KB): 909988 bytes when set. Known
-# room to win back (issue 7): a hand-rolled fork/exec instead of
-# std::process::Command. (`postern import` behind a feature was measured:
-# it saves only 320 bytes, so it stays in.)
-BUDGET=962560
+# 1000 KiB. Raised on 2026-11-24 for SPA commands and port forwards (issue
+# 10: the command runner with std's process spawning, ~26 KB; the DNAT/forward
+# objects of three firewall backends, ~31 KB; request kinds, config, status;
+# 941044 bytes in CI) and the capability drop (issue 8, ~7 KB). Known room to
+# win back (issue 7): a hand-rolled fork/exec instead of std::process::Command.
+# (`postern import` behind a feature was measured: it saves only 320 bytes.)
+BUDGET=1024000
 
 bash scripts/cross.sh mipsel build
 bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
