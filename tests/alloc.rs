@@ -115,8 +115,8 @@ fn the_counter_sees_allocations() {
 #[test]
 fn every_case_is_tested() {
     // A case added to cases.rs must get a test below.
-    assert_eq!(cases::NAMES.len(), 10);
-    assert_eq!(cases::FIRST_PASS, ["spa_valid"]);
+    assert_eq!(cases::NAMES.len(), 12);
+    assert_eq!(cases::FIRST_PASS, ["spa_valid", "fwknop_valid"]);
 }
 
 #[test]
@@ -155,17 +155,40 @@ fn valid_spa_packet_does_not_allocate() {
     assert_no_allocation_in("spa_valid", 1_000, 1_000);
 }
 
-#[test]
-fn accepted_spa_packets_do_not_allocate() {
-    // A fresh engine: the first half of the pool warms it up (accepted), the
-    // second half is counted (accepted too: one Open decision each).
-    let mut case = Case::cold("spa_valid").expect("first-pass case");
+/// A fresh engine: the first half of the pool warms it up (accepted), the
+/// second half is counted (accepted too: one Open decision each).
+fn assert_no_allocation_accepting(name: &str) {
+    let mut case = Case::cold(name).expect("first-pass case");
     let half = (case.cycle_len() / 2) as u64;
     case.run(half);
     case.mark();
     let n = allocations_during(|| case.run(half));
     case.verify().expect("packets were accepted");
-    assert_eq!(n, 0, "{n} heap allocations in {half} accepted SPA packets");
+    assert_eq!(
+        n, 0,
+        "{name}: {n} heap allocations in {half} accepted packets"
+    );
+}
+
+#[test]
+fn accepted_spa_packets_do_not_allocate() {
+    assert_no_allocation_accepting("spa_valid");
+}
+
+#[test]
+fn valid_fwknop_packet_does_not_allocate() {
+    // Steady state: HMAC, decryption, parse, refused at the replay check.
+    assert_no_allocation_in("fwknop_valid", 1_000, 1_000);
+}
+
+#[test]
+fn accepted_fwknop_packets_do_not_allocate() {
+    assert_no_allocation_accepting("fwknop_valid");
+}
+
+#[test]
+fn fwknop_shaped_junk_does_not_allocate() {
+    assert_no_allocation_in("fwknop_junk", 1_000, 1_000);
 }
 
 #[test]

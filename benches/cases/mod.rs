@@ -34,6 +34,13 @@
 //!   times many fresh passes, callgrind counts one, and `tests/alloc.rs`
 //!   counts allocations over the second half of one.
 //!
+//! `fwknop_valid` is measured the same way: the real fwknop client's packet
+//! (`src/spa/fwknop/testdata/packets.txt`, `access_source_sha256`: `-A tcp/22
+//! -s`, HMAC-SHA256) and 63 re-seals of its plaintext with other salts
+//! (`postern::spa::fwknop::seal_for_test`, hidden from the docs, unused by
+//! the daemon), so 64 distinct packets whose replay ids differ. The engine
+//! clock is the client's timestamp, as in the fwknop vector tests.
+//!
 //! [`SPA_POOL`] (64) is far below the cache's capacity (1024): a router's
 //! cache holds the few requests of the last `2 × max_skew`, and a bigger pool
 //! would time a linear scan no real cache has.
@@ -43,6 +50,7 @@ use std::hint::black_box;
 use postern::config;
 use postern::engine::{Counters, Engine};
 use postern::port::PortSpec;
+use postern::spa::fwknop;
 use postern::spa::seal::{seal, MAX_PACKET_LEN, MIN_PACKET_LEN};
 use postern::spa::{Key, Kind, Refusal, RequestRepr, Target as SpaTarget};
 use postern::time::{Millis, Now};
@@ -66,7 +74,7 @@ config sequence 'ssh'
 ";
 
 /// Every case, in report order.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 12] = [
     "junk_syn_other_port",
     "malformed_bad_tcp_checksum",
     "knock_step",
@@ -77,11 +85,12 @@ pub const NAMES: [&str; 10] = [
     "spa_junk",
     "spa_junk_32_clients",
     "spa_junk_over_budget",
-    // TODO(fwknop): "fwknop_valid" (a valid fwknop SPA packet) once src/spa/ fwknop compat lands.
+    "fwknop_valid",
+    "fwknop_junk",
 ];
 
 /// One line of explanation per case (same order as [`NAMES`]).
-pub const DESCRIPTIONS: [&str; 10] = [
+pub const DESCRIPTIONS: [&str; 12] = [
     "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
     "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
     "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
@@ -92,13 +101,15 @@ pub const DESCRIPTIONS: [&str; 10] = [
     "random bytes of SPA size (75-296) from spoofed sources, 1 client: one AEAD, auth_failed",
     "the same junk with 32 clients: 32 AEAD verifications per packet (the bound)",
     "SPA-size junk once the per-second budget is spent: dropped unopened",
-    // TODO(fwknop): "valid fwknop SPA packet (Rijndael + HMAC)".
+    "valid fwknop packet (Rijndael + HMAC-SHA256, 1 client): HMAC, AES, parse; refused at replay",
+    "base64 junk of fwknop size (150-300) from spoofed sources, 1 client: one HMAC, auth_failed",
 ];
 
 /// Cases that also have a bounded first pass (see the module docs).
-pub const FIRST_PASS: [&str; 1] = ["spa_valid"];
+pub const FIRST_PASS: [&str; 2] = ["spa_valid", "fwknop_valid"];
 
-/// Valid SPA packets in the `spa_valid` pool (distinct nonces).
+/// Valid SPA packets in the `spa_valid` and `fwknop_valid` pools (distinct
+/// nonces, distinct salts).
 pub const SPA_POOL: usize = 64;
 /// Junk payloads in the SPA junk pools (lengths spread over 75..=296).
 const JUNK_POOL: usize = 64;
@@ -161,6 +172,81 @@ fn spa_packet(k: u8, n: u64) -> Vec<u8> {
     )
     .expect("the bench request fits");
     out[..len].to_vec()
+}
+
+/// The real fwknop client's vector `access_source_sha256`: its keys (from
+/// the command line), timestamp and packet.
+fn fwknop_vector() -> (fwknop::Keys, u64, Vec<u8>) {
+    let text = include_str!("../../src/spa/fwknop/testdata/packets.txt");
+    let block = text
+        .split("\n\n")
+        .find(|b| b.starts_with("vector: access_source_sha256\n"))
+        .expect("the vector is in packets.txt");
+    let field = |name: &str| {
+        block
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .expect("every field")
+            .trim()
+    };
+    let arg = |flag: &str| {
+        let mut words = field("command:").split(' ');
+        words.find(|w| *w == flag);
+        words.next().expect("the flag's value")
+    };
+    let keys = fwknop::Keys {
+        key: fwknop::Secret::from_base64(arg("--key-base64-rijndael")).expect("key"),
+        hmac_key: fwknop::Secret::from_base64(arg("--key-base64-hmac")).expect("hmac key"),
+        hmac_type: fwknop::HmacType::Sha256,
+    };
+    let timestamp = field("timestamp:").parse().expect("timestamp");
+    (keys, timestamp, field("packet:").as_bytes().to_vec())
+}
+
+/// The fwknop cases' configuration: the knock sequence of [`CONFIG`], SPA on
+/// [`SPA_PORT`], one client with the vector's fwknop keys only.
+fn fwknop_config(keys: &fwknop::Keys) -> String {
+    let b64 = |b: &[u8]| postern::base64::encode(b);
+    format!(
+        "{}\nconfig client 'phone'\n\toption fwknop_key '{}'\n\toption fwknop_hmac_key '{}'\n\
+         \tlist allow 'tcp:22'\n\toption max_duration '300'\n",
+        CONFIG.replace(
+            "\toption backend 'dry-run'\n",
+            &format!(
+                "\toption backend 'dry-run'\n\toption spa_port '{SPA_PORT}'\n\toption spa_verify_budget '1000000'\n"
+            ),
+        ),
+        b64(keys.key.as_bytes()),
+        b64(keys.hmac_key.as_bytes()),
+    )
+}
+
+/// [`SPA_POOL`] valid fwknop packets: the client's own, then its plaintext
+/// sealed again with salts 1, 2, … (distinct packets, distinct replay ids).
+fn fwknop_pool(keys: &fwknop::Keys, packet: &[u8]) -> Vec<Vec<u8>> {
+    let mut scratch = fwknop::Scratch::new();
+    let plain = fwknop::decrypt(keys, packet, &mut scratch)
+        .expect("the client's packet decrypts")
+        .to_vec();
+    let mut pool = vec![packet.to_vec()];
+    pool.extend((1..SPA_POOL as u64).map(|n| fwknop::seal_for_test(keys, n.to_be_bytes(), &plain)));
+    pool
+}
+
+/// fwknop-shaped junk `i`: base64 text (no `=`) of 150..=300 characters that
+/// does not start with the stripped `Salted__` prefix.
+fn fwknop_junk_payload(i: usize) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let len = 150 + (i * 97) % 151;
+    let mut x = 0x2545_f491_4f6c_dd1du64 ^ (i as u64);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % 64) as usize]
+        })
+        .collect()
 }
 
 /// Junk payload `i` of the pool: deterministic pseudo-random bytes of a
@@ -244,6 +330,7 @@ impl Case {
         // per-second verification budget is a real budget (not spent once
         // for ever), except the case that is about a spent budget.
         let mut tick_ms = 0;
+        let mut now = NOW;
         let tcp = |src: [u8; 4], dport: u16| ipv4_tcp(src, DST, 40000, dport, TCP_SYN);
         let udp = |src: [u8; 4], dport: u16| ipv4_udp(src, DST, 40001, dport, &[]);
         let (target, frames) = match name {
@@ -281,6 +368,24 @@ impl Case {
                 (engine_with(&spa_config(32, 1_000_000)), junk())
             }
             "spa_junk_over_budget" => (engine_with(&spa_config(1, 32)), junk()),
+            "fwknop_valid" => {
+                tick_ms = 1;
+                let (keys, timestamp, packet) = fwknop_vector();
+                now.unix = timestamp;
+                let frames = fwknop_pool(&keys, &packet)
+                    .iter()
+                    .map(|p| spa(CLIENT, p))
+                    .collect();
+                (engine_with(&fwknop_config(&keys)), frames)
+            }
+            "fwknop_junk" => {
+                tick_ms = 1;
+                let (keys, _, _) = fwknop_vector();
+                let frames = (0..JUNK_POOL)
+                    .map(|i| spa(spoofed(i as u32), &fwknop_junk_payload(i)))
+                    .collect();
+                (engine_with(&fwknop_config(&keys)), frames)
+            }
             _ => return None,
         };
         Some(Case {
@@ -288,7 +393,7 @@ impl Case {
             target,
             frames,
             next: 0,
-            now: NOW,
+            now,
             tick_ms,
             cold: false,
             packets: 0,
@@ -369,6 +474,7 @@ impl Case {
         let spa = &now.spa;
         let spa_packets = spa.packets - b.spa.packets;
         let aead = spa.aead_attempts - b.spa.aead_attempts;
+        let hmac = spa.hmac_attempts - b.spa.hmac_attempts;
         let accepted = spa.accepted - b.spa.accepted;
         let refused = |r: Refusal| spa.refused(r) - b.spa.refused(r);
         let opened = now.opened - b.opened;
@@ -386,6 +492,25 @@ impl Case {
                     && refused(Refusal::Replay) == n
                     && accepted == 0
                     && self.decisions == n
+            }
+            "fwknop_valid" if self.cold => {
+                n <= self.frames.len() as u64
+                    && accepted == n
+                    && opened == n
+                    && hmac == n
+                    && aead == 0
+                    && self.decisions == n
+            }
+            "fwknop_valid" => {
+                spa_packets == n
+                    && hmac == n
+                    && aead == 0
+                    && refused(Refusal::Replay) == n
+                    && accepted == 0
+                    && self.decisions == n
+            }
+            "fwknop_junk" => {
+                spa_packets == n && hmac == n && aead == 0 && refused(Refusal::AuthFailed) == n
             }
             "spa_junk" => spa_packets == n && aead == n && refused(Refusal::AuthFailed) == n,
             "spa_junk_32_clients" => {
@@ -420,7 +545,7 @@ impl Case {
                 "{}: {n} packets: frames {frames}, rejected {rejected}, not-knock {not_knock}, \
                  steps {steps}, resets {resets}, completed {completed}, decisions {}, \
                  evictions {evictions}, dropped-full {full}, observed {}, spa packets \
-                 {spa_packets}, aead {aead}, accepted {accepted}, opened {opened}",
+                 {spa_packets}, aead {aead}, hmac {hmac}, accepted {accepted}, opened {opened}",
                 self.name, self.decisions, self.observed
             ))
         }

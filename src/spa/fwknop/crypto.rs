@@ -153,8 +153,9 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// AES-256-CBC encryption with PKCS#7 padding of `data[..len]` in place
 /// (`data` must have room for the padding); returns the ciphertext length.
-/// Only tests seal fwknop packets: postern never sends them.
-#[cfg(test)]
+/// Only tests and benches seal fwknop packets: postern never sends them
+/// (hidden from the docs; unused by the daemon, so the linker drops it).
+#[doc(hidden)]
 pub fn cbc_encrypt(k: &KeyIv, data: &mut [u8], len: usize) -> usize {
     use aes::cipher::BlockEncrypt;
     let pad = BLOCK - len % BLOCK;

@@ -301,9 +301,12 @@ pub fn replay_id(payload: &[u8]) -> [u8; super::seal::NONCE_LEN] {
     id
 }
 
-/// Seals `plaintext` as the fwknop client does, with `salt` (tests only:
-/// postern never sends fwknop packets; the real client makes the vectors).
-#[cfg(test)]
+/// Seals `plaintext` as the fwknop client does, with `salt` (tests and
+/// benches only: postern never sends fwknop packets; the real client makes
+/// the vectors). Not `cfg(test)` because `benches/` (another crate) seals
+/// its pool of distinct valid packets with it; hidden from the docs, unused
+/// by the daemon, so the router binary does not contain it.
+#[doc(hidden)]
 pub fn seal_for_test(keys: &Keys, salt: [u8; SALT_LEN], plaintext: &[u8]) -> Vec<u8> {
     let mut raw = b"Salted__".to_vec();
     raw.extend_from_slice(&salt);
