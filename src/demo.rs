@@ -16,7 +16,9 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
+
+use crate::spawn::{Child, Spawn, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -94,7 +96,7 @@ pub fn sleep(d: Duration) -> io::Result<()> {
 
 /// Runs `ip ARGS...`, failing with its stderr.
 fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
+    let out = Spawn::new("ip").args(args).output().map_err(|e| {
         io::Error::new(e.kind(), format!("cannot run 'ip' (install iproute2): {e}"))
     })?;
     if !out.status.success() {
@@ -118,7 +120,7 @@ fn wait_carrier(ends: &[(&str, &str)]) -> io::Result<()> {
     for &(ns, dev) in ends {
         let path = format!("/sys/class/net/{dev}/carrier");
         loop {
-            let out = Command::new("ip")
+            let out = Spawn::new("ip")
                 .args(["netns", "exec", ns, "cat", &path])
                 .output()?;
             if String::from_utf8_lossy(&out.stdout).trim() == "1" {
@@ -517,7 +519,7 @@ impl Lab {
             .dir
             .join(format!("postern-{}.conf", self.daemons.len()));
         std::fs::write(&path, config)?;
-        let mut child = Command::new("ip")
+        let mut child = Spawn::new("ip")
             .args(["netns", "exec", &self.router_ns])
             .args(wrapper)
             .arg(exe)
@@ -527,9 +529,9 @@ impl Lab {
             .args(self.router_x_dev.iter().flat_map(|d| ["-i", d.as_str()]))
             .arg("--control")
             .arg(self.control_path(self.daemons.len()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdin(Stdio::Null)
+            .stdout(Stdio::Null)
+            .stderr(Stdio::Piped)
             .spawn()?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child
@@ -567,7 +569,7 @@ impl Lab {
 
     /// Runs `exe status [--json] -s SOCKET` against the `index`-th daemon.
     pub fn status(&self, exe: &Path, index: usize, json: bool) -> io::Result<String> {
-        let mut cmd = Command::new(exe);
+        let mut cmd = Spawn::new(exe);
         cmd.arg("status").arg("-s").arg(self.control_path(index));
         if json {
             cmd.arg("--json");
@@ -648,7 +650,7 @@ impl Lab {
 
     /// Runs a command in the client namespace (`ip netns exec CLIENT ARGS...`).
     pub fn run_in_client(&self, args: &[&str]) -> io::Result<Output> {
-        Command::new("ip")
+        Spawn::new("ip")
             .args(["netns", "exec", &self.client_ns])
             .args(args)
             .output()
@@ -656,7 +658,7 @@ impl Lab {
 
     /// Runs a command in the router namespace.
     pub fn run_in_router(&self, args: &[&str]) -> io::Result<Output> {
-        Command::new("ip")
+        Spawn::new("ip")
             .args(["netns", "exec", &self.router_ns])
             .args(args)
             .output()

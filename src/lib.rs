@@ -38,6 +38,7 @@ pub mod random;
 pub mod replay_file;
 pub mod runner;
 pub mod spa;
+pub mod spawn;
 pub mod status;
 pub mod time;
 pub mod wire;

@@ -12,11 +12,12 @@
 //! (our end non-blocking and close-on-exec), in its own process group, in
 //! `/`, with the environment cleared but for `PATH` and the `POSTERN_*`
 //! variables (see [`ENV_PATH`]), and, given a [`RunAs`], with that user's
-//! uid and gid and no supplementary groups (std's `CommandExt::uid` calls
-//! `setgroups(0)` before `setuid`). It inherits only fds 0–2: every fd above
-//! is marked close-on-exec in the child before exec (`close_range`), which
-//! also covers fds the daemon itself inherited. Its ambient capability set
-//! is cleared before exec (see [`crate::privileges`]).
+//! uid and gid and no supplementary groups (`setgroups(0)` before `setuid`).
+//! It inherits only fds 0–2: every fd above is marked close-on-exec in the
+//! child before exec (`close_range`), which also covers fds the daemon
+//! itself inherited. Its ambient capability set is cleared before exec (see
+//! [`crate::privileges`]). The process is started by [`crate::spawn`]
+//! (fork + execve by hand, smaller than `std::process::Command`).
 //!
 //! A run ends when its process exits. Past its timeout the process group
 //! gets SIGTERM, and SIGKILL [`KILL_GRACE`] later; a timed-out run's group is
@@ -35,14 +36,14 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use log::{debug, error, info, warn};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+
+use crate::spawn::{Spawn, Stdio};
 
 pub use finished::{Finished, Status};
 pub use spec::{
@@ -349,36 +350,28 @@ impl Run {
         let (ours, theirs) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         fcntl(&ours, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
         let theirs_too = theirs.try_clone()?;
-        let mut command = Command::new(program);
+        let mut command = Spawn::new(program);
         command
             .args(args)
-            .env_clear()
             .env("PATH", ENV_PATH)
             .env("POSTERN_COMMAND", &spec.name)
             .env("POSTERN_CLIENT", by.client)
             .env("POSTERN_SOURCE", by.source.to_string())
             .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(theirs))
-            .stderr(Stdio::from(theirs_too))
-            .process_group(0);
+            .stdin(Stdio::Null)
+            .stdout(Stdio::Fd(theirs))
+            .stderr(Stdio::Fd(theirs_too))
+            .process_group()
+            .close_inherited_fds()
+            // A non-root daemon keeps CAP_NET_ADMIN ambient for `nft`;
+            // commands get no capability from it.
+            .clear_ambient_capabilities();
         if let Some(user) = &spec.user {
-            command.gid(user.gid).uid(user.uid);
+            command.user(user.uid, user.gid);
         }
-        // SAFETY: the hook runs in the forked child before exec and makes
-        // only async-signal-safe syscalls (no allocation, no locks).
-        unsafe {
-            command.pre_exec(|| {
-                cloexec_above_stdio()?;
-                // A non-root daemon keeps CAP_NET_ADMIN ambient for `nft`;
-                // commands get no capability from it.
-                crate::privileges::clear_ambient()
-            });
-        }
+        // The child's write ends close in spawn(). No wait of the `Child`'s
+        // own: we reap by pid.
         let child = command.spawn()?;
-        // Close our copies of the write ends (held by `command`). std's
-        // `Child` needs no wait of its own: we reap by pid.
-        drop(command);
         let pid = child.id();
         let mut kept = Vec::new();
         kept.try_reserve_exact(MAX_OUTPUT)
@@ -492,48 +485,6 @@ impl Run {
             stopped: self.stopped,
         }
     }
-}
-
-/// In the child, between fork and exec: marks every fd above 2
-/// close-on-exec, so that fds the daemon inherited without the flag (from
-/// whoever started it) do not reach the command either. Marks rather than
-/// closes: std's own close-on-exec pipe reports a failed exec.
-fn cloexec_above_stdio() -> io::Result<()> {
-    // SAFETY: close_range(2) with plain integer arguments (Linux 5.11+).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    // Older kernels: each possible fd in turn.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid `limit`.
-    let highest: libc::c_int = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        1024
-    } else if limit.rlim_cur < 65_536 {
-        limit.rlim_cur as libc::c_int
-    } else {
-        65_536
-    };
-    for fd in 3..highest {
-        // SAFETY: fcntl on any integer is harmless (EBADF when not open).
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Whether [`wait`] reaps the exited process or leaves it a zombie.

@@ -128,9 +128,8 @@ impl Fw3Backend {
 
 /// Runs `sh -c SCRIPT`; `what` names the step for errors.
 fn run_sh(script: &str, what: &str) -> Result<(), FirewallError> {
-    let out = std::process::Command::new("sh")
+    let out = crate::spawn::Spawn::new("sh")
         .args(["-c", script])
-        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|source| FirewallError {
             context: format!("{what}: cannot run `sh`"),

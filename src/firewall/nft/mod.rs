@@ -444,13 +444,13 @@ fn nft_installed() -> bool {
 
 /// Runs `nft -f -` with `script` on stdin. `what` names the step for errors.
 pub fn run_nft_script(script: &str, what: &str) -> Result<(), FirewallError> {
+    use crate::spawn::{Spawn, Stdio};
     use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("nft")
+    let mut child = Spawn::new("nft")
         .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Null)
+        .stderr(Stdio::Piped)
         .spawn()
         .map_err(|source| FirewallError {
             context: if source.kind() == io::ErrorKind::NotFound {
