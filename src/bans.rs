@@ -32,6 +32,8 @@ use core::time::Duration;
 
 use static_assertions::const_assert;
 
+use crate::fixed_vec::FixedVec;
+
 use crate::cidr::Cidr;
 use crate::config::Main;
 use crate::time::Millis;
@@ -141,7 +143,7 @@ impl Ban {
 #[derive(Debug)]
 pub struct BanTable {
     policy: BanPolicy,
-    entries: heapless::Vec<Entry, BAN_TABLE_CAPACITY>,
+    entries: FixedVec<Entry, BAN_TABLE_CAPACITY>,
     /// Entries with a ban (possibly over, until the next tick): lets
     /// [`BanTable::is_banned`] skip the scan when there are none.
     banned: usize,
@@ -153,7 +155,7 @@ impl BanTable {
     pub fn new(policy: BanPolicy) -> BanTable {
         BanTable {
             policy,
-            entries: heapless::Vec::new(),
+            entries: FixedVec::new(),
             banned: 0,
             counters: BanCounters::default(),
         }

@@ -13,6 +13,8 @@ use core::time::Duration;
 
 use static_assertions::const_assert;
 
+use crate::fixed_vec::FixedVec;
+
 use crate::config::Forward;
 use crate::grants::ORIGIN_MAX;
 use crate::time::Millis;
@@ -47,7 +49,7 @@ impl LiveForward {
 /// The fixed-capacity mirror of live forward grants.
 #[derive(Debug, Default)]
 pub struct ForwardTable {
-    entries: heapless::Vec<LiveForward, FORWARD_TABLE_CAPACITY>,
+    entries: FixedVec<LiveForward, FORWARD_TABLE_CAPACITY>,
     forgotten: u64,
 }
 

@@ -12,6 +12,8 @@ use core::time::Duration;
 
 use static_assertions::const_assert;
 
+use crate::fixed_vec::FixedVec;
+
 use crate::firewall::Grant;
 use crate::port::PortSpec;
 use crate::time::Millis;
@@ -46,7 +48,7 @@ impl LiveGrant {
 /// The fixed-capacity mirror of live grants.
 #[derive(Debug, Default)]
 pub struct GrantTable {
-    entries: heapless::Vec<LiveGrant, GRANT_TABLE_CAPACITY>,
+    entries: FixedVec<LiveGrant, GRANT_TABLE_CAPACITY>,
     forgotten: u64,
 }
 

@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod firewall;
+pub mod fixed_vec;
 pub mod forward_grants;
 pub mod grants;
 pub mod import;

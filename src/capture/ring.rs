@@ -22,14 +22,18 @@ use std::os::fd::RawFd;
 
 use crate::wire::Checksums;
 
-/// Bytes per slot: header, address, then up to ~940 bytes of frame.
-pub const SLOT_BYTES: usize = 1024;
+/// Bytes per slot: header and address (80 bytes), then up to 432 bytes of
+/// frame: every knock, every native SPA packet (at most 344 bytes with an
+/// IPv6 header), fwknop packets of up to ~400 characters. Longer frames are
+/// read with `recvmsg` (see the module docs).
+pub const SLOT_BYTES: usize = 512;
 /// Slots in the ring: 25 ms of a 20,000 packets/s flood between two reads
 /// (a busy router may not schedule the daemon for several milliseconds;
 /// 128 slots lost a knock in the lab with both cores 100 % busy), in
-/// 512 KiB of memory. 256 slots were measured too (docs/performance.md):
-/// 60 kB less idle RSS, the same peak after a flood (the knock table
-/// dominates it), and more frames dropped while the daemon was starved.
+/// 256 KiB of memory. The kernel maps the whole ring into the daemon when
+/// it is created, so all of it is resident from the start: 512-byte slots
+/// (1 KiB until 2026-11-24) halve that and keep every slot
+/// (docs/performance.md).
 pub const SLOTS: usize = 512;
 
 static_assertions::const_assert!(SLOT_BYTES % libc::TPACKET_ALIGNMENT == 0);

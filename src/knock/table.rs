@@ -19,7 +19,7 @@ use core::hash::{BuildHasher, Hasher};
 use core::net::IpAddr;
 use std::collections::hash_map::RandomState;
 
-use heapless::Deque;
+use crate::fixed_vec::{FixedDeque, FixedVec};
 use static_assertions::const_assert;
 
 use crate::time::Millis;
@@ -76,7 +76,7 @@ pub enum Insert {
 /// Fixed-capacity progress table. Construct once (it is large: box it).
 pub struct ProgressTable<V: Copy + Default = ()> {
     map: FixedMap<V>,
-    first_steps: Deque<(Key, u32), KNOCK_TABLE_CAPACITY>,
+    first_steps: FixedDeque<(Key, u32), KNOCK_TABLE_CAPACITY>,
     next_generation: u32,
 }
 
@@ -84,7 +84,7 @@ impl<V: Copy + Default> Default for ProgressTable<V> {
     fn default() -> Self {
         ProgressTable {
             map: FixedMap::default(),
-            first_steps: Deque::new(),
+            first_steps: FixedDeque::new(),
             next_generation: 0,
         }
     }
@@ -226,8 +226,8 @@ impl<V: Copy + Default> ProgressTable<V> {
 /// and the home of the key last looked up is remembered, so the lookup, remove
 /// and re-insert that one knock makes hash its key once.
 struct FixedMap<V> {
-    slots: [u16; SLOTS],
-    entries: heapless::Vec<Entry<V>, KNOCK_TABLE_CAPACITY>,
+    slots: Box<[u16; SLOTS]>,
+    entries: FixedVec<Entry<V>, KNOCK_TABLE_CAPACITY>,
     hasher: RandomState,
     last_home: Cell<Option<(Key, u16)>>,
 }
@@ -243,11 +243,19 @@ struct Entry<V> {
 // The home slot fits in the entry's padding: 40 bytes an entry for plain knocks.
 const_assert!(core::mem::size_of::<Entry<()>>() <= 40);
 
+/// The slot array on the heap, every slot empty (built there, not on the stack).
+fn empty_slots() -> Box<[u16; SLOTS]> {
+    match vec![EMPTY; SLOTS].into_boxed_slice().try_into() {
+        Ok(slots) => slots,
+        Err(_) => unreachable!("a vec of SLOTS elements"),
+    }
+}
+
 impl<V> Default for FixedMap<V> {
     fn default() -> Self {
         FixedMap {
-            slots: [EMPTY; SLOTS],
-            entries: heapless::Vec::new(),
+            slots: empty_slots(),
+            entries: FixedVec::new(),
             hasher: RandomState::new(),
             last_home: Cell::new(None),
         }

@@ -16,6 +16,7 @@
 //! it across restarts. No I/O, no allocation.
 
 use super::seal::NONCE_LEN;
+use crate::fixed_vec::FixedVec;
 
 /// Most entries the cache holds.
 pub const CAPACITY: usize = 1024;
@@ -52,14 +53,14 @@ pub enum InsertError {
 /// Fixed-capacity set of accepted nonces.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayCache {
-    entries: heapless::Vec<ReplayEntry, CAPACITY>,
+    entries: FixedVec<ReplayEntry, CAPACITY>,
 }
 
 impl ReplayCache {
     /// An empty cache.
-    pub const fn new() -> ReplayCache {
+    pub fn new() -> ReplayCache {
         ReplayCache {
-            entries: heapless::Vec::new(),
+            entries: FixedVec::new(),
         }
     }
 
