@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # CI fuzz step: installs what the fuzz build needs (nightly Rust, a C++
 # compiler for libFuzzer), then runs every fuzz target briefly
-# (FUZZ_SECONDS each, default 20) through scripts/fuzz.sh. The committed corpus
+# (FUZZ_SECONDS each, default 15) through scripts/fuzz.sh; fails (exit 1) when
+# a target crashes or breaks an invariant (the input is in fuzz/artifacts/). The committed corpus
 # and regression inputs are also replayed by the stable `cargo test`
 # (tests/fuzz_regressions.rs), so this step adds fresh exploration only.
 # Measured: see fuzz/README.md ("CI").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal

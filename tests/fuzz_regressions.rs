@@ -88,4 +88,34 @@ fn engine_seeds_reach_grants() {
     assert_eq!(run("spa_open"), (1, 0));
     assert_eq!(run("spa_frame_and_replay"), (1, 0));
     assert_eq!(run("locked"), (0, 0));
+    let counts =
+        |name: &str| harness::engine::run_all_counts(&std::fs::read(dir.join(name)).unwrap());
+    // wake and reboot for laptop.
+    assert_eq!(counts("spa_command"), [0, 0, 2, 0]);
+    // nas for laptop (its replay refused), cam for phone.
+    assert_eq!(counts("spa_forward_and_replay"), [0, 0, 0, 2]);
+    // phone does not list nas.
+    assert_eq!(counts("spa_forward_not_listed"), [0, 0, 0, 0]);
+}
+
+/// The fwknop harness seals packets as the real fwknop client does: it
+/// reproduces the client's packets byte for byte (so what it fuzzes behind
+/// the HMAC is what real packets reach).
+#[test]
+fn fwknop_sealer_matches_real_client() {
+    assert!(harness::fwknop::check_sealer() >= 10);
+}
+
+/// The fwknop seeds reach acceptance of every kind (open, command, forward).
+#[test]
+fn fwknop_seeds_reach_grants() {
+    let dir = root().join("fuzz/corpus/fwknop");
+    let run = |name: &str| harness::fwknop::run_kind(&std::fs::read(dir.join(name)).unwrap());
+    use postern::spa::Kind;
+    assert_eq!(run("sealed_access_source_sha256"), Some(Kind::Open));
+    assert_eq!(run("fields_wake"), Some(Kind::Command));
+    assert_eq!(run("fields_forward_2200"), Some(Kind::Forward));
+    assert_eq!(run("fields_forward_timeout"), Some(Kind::Forward));
+    assert_eq!(run("fields_reboot_not_listed"), None);
+    assert_eq!(run("built_type1"), Some(Kind::Open));
 }

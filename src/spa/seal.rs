@@ -21,8 +21,9 @@ pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Largest plaintext (request plus padding).
 pub const MAX_PLAINTEXT_LEN: usize = 256;
-/// Smallest valid packet: one port, no padding.
-pub const MIN_PACKET_LEN: usize = NONCE_LEN + HEADER_LEN + PORT_LEN + TAG_LEN;
+/// Smallest valid packet: a command or forward request with a one-character
+/// name, no padding (an open or close request is at least two bytes longer).
+pub const MIN_PACKET_LEN: usize = NONCE_LEN + HEADER_LEN + 1 + TAG_LEN;
 /// Largest valid packet.
 pub const MAX_PACKET_LEN: usize = NONCE_LEN + MAX_PLAINTEXT_LEN + TAG_LEN;
 /// Associated data bound into every tag.
@@ -154,7 +155,7 @@ mod tests {
         let key = Key::from_bytes([1; 32]);
         for pad in [0usize, 1, 17, 200] {
             let p = sealed(&key, &vec![0x5a; pad]);
-            assert_eq!(p.len(), MIN_PACKET_LEN + pad);
+            assert_eq!(p.len(), NONCE_LEN + HEADER_LEN + PORT_LEN + TAG_LEN + pad);
             let mut scratch = [0u8; MAX_PLAINTEXT_LEN];
             let plain = open(&Cipher::new(&key), &p, &mut scratch).unwrap();
             let r = Request::new_checked(plain).unwrap();

@@ -31,7 +31,7 @@ use postern::wire::{observe, Checksums, Observation, TcpFlags};
 
 use super::input::Input;
 use super::net;
-use super::spa::{clients_uci, key, source, LAPTOP, OLD, PHONE, STRANGER};
+use super::spa::{action_index, clients_uci, key, source, LAPTOP, NAMES, OLD, PHONE, STRANGER};
 
 const SEQUENCES: &str = "config sequence 'ssh'\n\tlist knock tcp:7000\n\tlist knock udp:8000\n\tlist knock tcp:9000\n\toption timeout 10\n\tlist open tcp:22\n\n\
 config sequence 'ssh_close'\n\tlist knock tcp:9000\n\tlist knock udp:8000\n\tlist knock tcp:7000\n\toption action close\n\tlist close tcp:22\n\n\
@@ -102,6 +102,9 @@ struct World {
     accepted: HashSet<[u8; NONCE_LEN]>,
     opened: u64,
     closed: u64,
+    /// Run and Forward decisions seen.
+    ran: u64,
+    forwarded: u64,
 }
 
 /// Runs one input.
@@ -111,6 +114,12 @@ pub fn run(data: &[u8]) {
 
 /// Runs one input; returns the (open, close) decisions it caused.
 pub fn run_counting(data: &[u8]) -> (u64, u64) {
+    let [opened, closed, _, _] = run_all_counts(data);
+    (opened, closed)
+}
+
+/// Runs one input; returns the open, close, run and forward decisions it caused.
+pub fn run_all_counts(data: &[u8]) -> [u64; 4] {
     let mut input = Input::new(data);
     let locked = input.u8() & 1 == 1;
     let cfg = if locked {
@@ -127,6 +136,8 @@ pub fn run_counting(data: &[u8]) -> (u64, u64) {
         accepted: HashSet::new(),
         opened: 0,
         closed: 0,
+        ran: 0,
+        forwarded: 0,
     };
     let mut now = Now {
         mono: Millis(1_000_000),
@@ -232,8 +243,9 @@ pub fn run_counting(data: &[u8]) -> (u64, u64) {
     let c = engine.counters();
     assert_eq!(c.frames, frames);
     assert_eq!((c.opened, c.closed), (world.opened, world.closed));
+    assert_eq!((c.commands, c.forwards), (world.ran, world.forwarded));
     assert!(engine.knocks_in_progress() <= postern::knock::KNOCK_TABLE_CAPACITY);
-    (world.opened, world.closed)
+    [world.opened, world.closed, world.ran, world.forwarded]
 }
 
 fn pick_source(input: &mut Input<'_>) -> IpAddr {
@@ -266,27 +278,41 @@ impl World {
     fn seal(&mut self, input: &mut Input<'_>, now: Now) -> Vec<u8> {
         let k = [LAPTOP, PHONE, OLD, STRANGER][usize::from(input.u8()) % 4];
         let b = input.u8();
-        let kind = if b & 1 == 0 { Kind::Open } else { Kind::Close };
+        // Bits 0 and 6: open, close, command, forward.
+        let kind = [Kind::Open, Kind::Close, Kind::Command, Kind::Forward]
+            [usize::from(b & 1 | (b >> 5) & 2)];
         let duration = match kind {
-            Kind::Open => u32::from(input.u8()) * if b & 2 == 0 { 1 } else { 5 },
-            Kind::Close | Kind::Command | Kind::Forward => 0,
+            Kind::Open | Kind::Forward => {
+                (u32::from(input.u8()) * if b & 2 == 0 { 1 } else { 5 }).max(1)
+            }
+            Kind::Close | Kind::Command => 0,
         };
         let target = match input.u8() % 4 {
-            1 => Target::Addr(pick_source(input)),
+            // A command runs for the source only (other targets do not parse).
+            1 if kind != Kind::Command => Target::Addr(pick_source(input)),
             _ => Target::Source,
         };
-        let n = 1 + usize::from(input.u8()) % 3;
-        let ports = (0..n)
-            .map(|_| SPA_PORTS[usize::from(input.u8()) % SPA_PORTS.len()])
-            .collect();
+        let (ports, name) = if kind.has_name() {
+            let name = NAMES[usize::from(input.u8()) % NAMES.len()];
+            (
+                heapless::Vec::new(),
+                heapless::String::try_from(name).unwrap(),
+            )
+        } else {
+            let n = 1 + usize::from(input.u8()) % 3;
+            let ports = (0..n)
+                .map(|_| SPA_PORTS[usize::from(input.u8()) % SPA_PORTS.len()])
+                .collect();
+            (ports, heapless::String::new())
+        };
         let delta = i64::from(input.u8() as i8) * 2;
         let repr = RequestRepr {
             kind,
             timestamp: now.unix.saturating_add_signed(delta),
-            duration: duration.max(u32::from(kind == Kind::Open)),
+            duration,
             target,
             ports,
-            name: heapless::String::new(),
+            name,
         };
         // Unique per packet, so the harness's nonce map is exact.
         let mut nonce = [0u8; NONCE_LEN];
@@ -394,9 +420,37 @@ impl World {
                 ports,
                 record,
             } => (by, addr, ports, false, Duration::ZERO, record),
-            // The harness configures no command or forward.
-            Decision::Run { .. } | Decision::Forward { .. } => {
-                panic!("a command or forward decision without one configured: {d:?}")
+            Decision::Run {
+                command,
+                by,
+                record,
+            } => {
+                assert!(
+                    !self.locked,
+                    "the locked configuration ran a command: {d:?}"
+                );
+                self.ran += 1;
+                let repr = self.sealed_request(by, record, obs, Kind::Command, command, cfg);
+                assert_eq!(repr.target, Target::Source);
+                return;
+            }
+            Decision::Forward {
+                addr,
+                forward,
+                by,
+                duration,
+                record,
+            } => {
+                assert!(!self.locked, "the locked configuration forwarded: {d:?}");
+                self.forwarded += 1;
+                let repr = self.sealed_request(by, record, obs, Kind::Forward, forward, cfg);
+                assert_eq!(duration.as_secs(), u64::from(repr.duration));
+                let want = match repr.target {
+                    Target::Source => obs.src,
+                    Target::Addr(a) => a,
+                };
+                assert_eq!(addr, want);
+                return;
             }
         };
         assert!(!self.locked, "the locked configuration granted: {d:?}");
@@ -456,6 +510,53 @@ impl World {
                 );
             }
         }
+    }
+
+    /// Checks a Run or Forward decision: `by` a client whose key sealed the
+    /// packet `record` names, asking for `kind` and the name at `index` of the
+    /// enabled commands or forwards, which the client lists; the packet is
+    /// accepted only once. Returns the sealed request.
+    fn sealed_request(
+        &mut self,
+        by: Origin<'_>,
+        record: Option<postern::spa::ReplayEntry>,
+        obs: &Observation<'_>,
+        kind: Kind,
+        index: usize,
+        cfg: &Config,
+    ) -> RequestRepr {
+        let Origin::Client { name, from } = by else {
+            panic!("a {kind:?} decision not from an SPA client: {by:?}");
+        };
+        assert_eq!(from, obs.src);
+        let record = record.expect("an SPA decision carries its replay record");
+        let (k, repr) = self
+            .sealed
+            .get(&record.nonce)
+            .expect("a decision for a packet the harness never sealed")
+            .clone();
+        let expected_name = match k {
+            LAPTOP => "laptop",
+            PHONE => "phone",
+            _ => panic!("{name} accepted a packet sealed with key {k:#x}"),
+        };
+        assert_eq!(name, expected_name);
+        assert_eq!(repr.kind, kind);
+        assert_eq!(record.timestamp, repr.timestamp);
+        assert_eq!(
+            action_index(cfg, k, kind, &repr.name),
+            Some(index),
+            "the decision's index is the sealed name, listed by the client"
+        );
+        if kind == Kind::Forward {
+            let max = if k == LAPTOP { 300 } else { 60 };
+            assert!(u64::from(repr.duration) <= max, "longer than max_duration");
+        }
+        assert!(
+            self.accepted.insert(record.nonce),
+            "an SPA packet accepted twice"
+        );
+        repr
     }
 
     /// Did `src` send `steps` in order (not necessarily adjacent) within

@@ -7,6 +7,7 @@
 
 pub mod bpf;
 pub mod engine;
+pub mod fwknop;
 pub mod input;
 pub mod net;
 pub mod seeds;
@@ -19,10 +20,11 @@ pub type Harness = fn(&[u8]);
 
 /// Every target by name (the directory names under `fuzz/corpus/` and
 /// `fuzz/regressions/`).
-pub const TARGETS: [(&str, Harness); 5] = [
+pub const TARGETS: [(&str, Harness); 6] = [
     ("wire", wire::run),
     ("uci", uci::run),
     ("spa", spa::run),
     ("engine", engine::run),
     ("bpf", bpf::run),
+    ("fwknop", fwknop::run),
 ];

@@ -148,6 +148,22 @@ fn spa_seeds() -> Vec<(String, Vec<u8>)> {
             0,
         ),
     ];
+    let named = |kind, duration, name: &str| RequestRepr {
+        kind,
+        timestamp: 1_800_000_000,
+        duration,
+        target: Target::Source,
+        ports: heapless::Vec::new(),
+        name: heapless::String::try_from(name).unwrap(),
+    };
+    let mut reqs = reqs.to_vec();
+    reqs.extend([
+        ("command_wake", named(Kind::Command, 0, "wake"), 5),
+        ("command_unlisted", named(Kind::Command, 0, "unlisted"), 0),
+        ("forward_nas", named(Kind::Forward, 120, "nas"), 9),
+        ("forward_off", named(Kind::Forward, 120, "off"), 9),
+        ("forward_cam_long", named(Kind::Forward, 600, "cam"), 4),
+    ]);
     let mut out = Vec::new();
     for (name, r, pad) in &reqs {
         let plain = bytes(r, *pad);
@@ -200,6 +216,20 @@ fn engine_seeds() -> Vec<(&'static str, Vec<u8>)> {
         |parts: Vec<Vec<u8>>| -> Vec<u8> { std::iter::once(0u8).chain(parts.concat()).collect() };
     // Sealed SPA op: key laptop, open, duration 60, target source, one port (tcp:22), delta 0, nonce byte, (no padding), src 0, as observation.
     let spa = |key_index: u8, as_frame: u8| vec![5, key_index, 0, 60, 0, 0, 0, 0, 7, 0, as_frame];
+    // Sealed command op: key, kind byte 0x40 (command; 16 bytes of padding), target source, name index, delta 0, nonce byte, padding, src 0, as observation.
+    let command = |key_index: u8, name: u8, nonce: u8| {
+        let mut v = vec![5, key_index, 0x40, 0, name, 0, nonce];
+        v.extend_from_slice(&[0xaa; 16]);
+        v.extend_from_slice(&[0, 0]);
+        v
+    };
+    // Sealed forward op: kind byte 0x41 (forward), duration 60, target source, name index, …
+    let forward = |key_index: u8, name: u8, nonce: u8| {
+        let mut v = vec![5, key_index, 0x41, 60, 0, name, 0, nonce];
+        v.extend_from_slice(&[0xbb; 16]);
+        v.extend_from_slice(&[0, 0]);
+        v
+    };
     let mut locked = cat(vec![spa(0, 0), spa(1, 1), knock(0), knock(1), knock(2)]);
     locked[0] = 1;
     let mut locked_junk = vec![1, 7, 0, 60];
@@ -240,6 +270,12 @@ fn engine_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "spa_phone_and_old",
             cat(vec![spa(1, 0), spa(2, 0), spa(3, 1)]),
         ),
+        ("spa_command", cat(vec![command(0, 0, 7), command(0, 1, 8)])),
+        (
+            "spa_forward_and_replay",
+            cat(vec![forward(0, 4, 7), vec![6, 0, 0, 1], forward(1, 5, 9)]),
+        ),
+        ("spa_forward_not_listed", cat(vec![forward(1, 4, 7)])),
         ("locked", locked),
         ("locked_junk", locked_junk),
     ]
@@ -282,6 +318,85 @@ fn bpf_seeds() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// fwknop inputs (see `fwknop::run`): the real client's packets raw (mode 0)
+/// and their plaintexts sealed again (mode 1), hand-made field lists (mode
+/// 1), built messages of every type (mode 2), a tampered packet (mode 3).
+fn fwknop_seeds() -> Vec<(String, Vec<u8>)> {
+    use super::fwknop::{b64, open_vector, variant_of, vectors};
+    let mut out = Vec::new();
+    for (name, k, ts, packet) in vectors() {
+        let v = variant_of(&k) as u8;
+        let mut m0 = vec![0, v, 0];
+        m0.extend_from_slice(&packet);
+        out.push((format!("raw_{name}"), m0));
+        if let Some((salt, plain)) = open_vector(&k, &packet) {
+            // Sealer vec, source 203.0.113.5, the vector's salt, no digest added, no skew.
+            let mut m1 = vec![1, v, 0, 1];
+            m1.extend_from_slice(&salt);
+            m1.extend_from_slice(&[255, 0]);
+            m1.extend_from_slice(&plain);
+            out.push((format!("sealed_{name}"), m1));
+        }
+        let _ = ts;
+    }
+    let fields = |ty: u8, msg: &str, extra: &str| {
+        format!(
+            "1234567890123456:{}:1795475868:3.0.0:{ty}:{}{extra}",
+            b64(b"root"),
+            b64(msg.as_bytes())
+        )
+    };
+    let nat = |host: &str| format!(":{}", b64(host.as_bytes()));
+    let hand = [
+        ("wake", fields(0, "0.0.0.0,wake nas", "")),
+        ("reboot_not_listed", fields(0, "0.0.0.0,reboot", "")),
+        (
+            "forward_2200",
+            fields(2, "0.0.0.0,tcp/2200", &nat("10.213.0.5,22")),
+        ),
+        (
+            "forward_timeout",
+            fields(
+                4,
+                "10.213.0.2,tcp/22",
+                &format!("{}:45", nat("10.213.0.5,22")),
+            ),
+        ),
+        (
+            "forward_wrong_host",
+            fields(2, "0.0.0.0,tcp/2200", &nat("10.213.0.6,22")),
+        ),
+        ("access_timeout", fields(3, "0.0.0.0,tcp/22,udp/53", ":600")),
+        ("server_auth", fields(1, "0.0.0.0,tcp/22", ":c2VjcmV0")),
+    ];
+    for (i, (name, f)) in hand.iter().enumerate() {
+        // Sealer vec, a source, a salt, digest sha256 (index 2), no skew.
+        let mut m1 = vec![1, 0, 0, i as u8 % 4];
+        m1.extend_from_slice(&[i as u8; 8]);
+        m1.extend_from_slice(&[2, 0]);
+        m1.extend_from_slice(f.as_bytes());
+        out.push((format!("fields_{name}"), m1));
+    }
+    // Mode 2: sealer vec, source, salt, flags, type, ts delta, address, …
+    for ty in 0..8u8 {
+        let mut m2 = vec![2, 0, 0, 0];
+        m2.extend_from_slice(&[ty; 8]);
+        m2.extend_from_slice(&[0x40, ty, 0, 0, 0, 1, 3, 0, 0, 30, 0]);
+        out.push((format!("built_type{ty}"), m2));
+    }
+    let mut m2 = vec![2, 0, 4, 0];
+    m2.extend_from_slice(&[1; 8]);
+    m2.extend_from_slice(&[0x40, 2, 0, 0, 0, 4, 1, 0]);
+    out.push(("built_mine_forward".into(), m2));
+    let mut m3 = vec![3, 0, 0, 5, 0x41];
+    m3.extend_from_slice(&[2; 8]);
+    m3.extend_from_slice(&super::fwknop::with_digest_pub(
+        fields(1, "0.0.0.0,tcp/22", "").as_bytes(),
+    ));
+    out.push(("tampered".into(), m3));
+    out
+}
+
 /// Every seed of every target.
 pub fn all() -> Vec<Seed> {
     let mut out: Vec<Seed> = Vec::new();
@@ -300,6 +415,9 @@ pub fn all() -> Vec<Seed> {
     }
     for (name, b) in bpf_seeds() {
         out.push(("bpf", name, b));
+    }
+    for (name, b) in fwknop_seeds() {
+        out.push(("fwknop", name, b));
     }
     out
 }

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use postern::config::{self, Config};
-use postern::spa::request::{Request, HEADER_LEN, MAX_PORTS};
+use postern::spa::request::{Request, HEADER_LEN, MAX_NAME_LEN, MAX_PORTS};
 use postern::spa::seal::{self, Cipher, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN, TAG_LEN};
 use postern::spa::{Key, Kind, Refusal, RequestRepr, Target, Verifier};
 use postern::time::{Millis, Now};
@@ -39,18 +39,72 @@ pub const OLD: u8 = 0x33;
 /// A key no client has.
 pub const STRANGER: u8 = 0x44;
 
-/// The SPA clients of the `spa` target (and of the engine target's open configuration).
+/// Enabled commands and forwards the clients may list: `wake` (laptop and
+/// phone), `reboot` (laptop), `unlisted` (nobody), `sleeping` (disabled,
+/// listed by laptop); forwards `nas` (laptop), `cam` (phone), `spare`
+/// (nobody), `off` (disabled, listed by laptop).
+pub const ACTIONS_UCI: &str = "config command 'wake'\n\tlist exec '/bin/true'\n\n\
+config command 'reboot'\n\tlist exec '/sbin/reboot'\n\n\
+config command 'unlisted'\n\tlist exec '/bin/true'\n\n\
+config command 'sleeping'\n\toption enabled 0\n\tlist exec '/bin/true'\n\n\
+config forward 'nas'\n\toption proto tcp\n\toption port 2222\n\toption to 10.0.0.5\n\toption to_port 22\n\n\
+config forward 'cam'\n\toption proto tcp\n\toption port 8081\n\toption to 10.0.0.6\n\toption to6 fd00:213::6\n\n\
+config forward 'spare'\n\toption proto udp\n\toption port 5353\n\toption to 10.0.0.7\n\n\
+config forward 'off'\n\toption enabled 0\n\toption proto tcp\n\toption port 2223\n\toption to 10.0.0.5\n";
+
+/// Names an SPA request may carry (configured or not).
+pub const NAMES: [&str; 9] = [
+    "wake", "reboot", "unlisted", "sleeping", "nas", "cam", "spare", "off", "nope",
+];
+
+/// The commands (enabled or not) client key byte `k` lists.
+pub fn listed_commands(k: u8) -> &'static [&'static str] {
+    match k {
+        LAPTOP => &["wake", "reboot", "sleeping"],
+        PHONE => &["wake"],
+        _ => &[],
+    }
+}
+
+/// The forwards (enabled or not) client key byte `k` lists.
+pub fn listed_forwards(k: u8) -> &'static [&'static str] {
+    match k {
+        LAPTOP => &["nas", "off"],
+        PHONE => &["cam"],
+        _ => &[],
+    }
+}
+
+/// The SPA clients of the `spa` target (and of the engine target's open
+/// configuration), with the commands and forwards of [`ACTIONS_UCI`].
 pub fn clients_uci() -> String {
     let k = |b| key(b).to_base64();
     format!(
-        "config client 'laptop'\n\toption key '{}'\n\tlist allow tcp:22\n\tlist allow udp:53\n\toption max_duration 300\n\n\
+        "{ACTIONS_UCI}\n\
+         config client 'laptop'\n\toption key '{}'\n\tlist allow tcp:22\n\tlist allow udp:53\n\toption max_duration 300\n\
+         \tlist command wake\n\tlist command reboot\n\tlist command sleeping\n\tlist forward nas\n\tlist forward off\n\n\
          config client 'phone'\n\toption key '{}'\n\tlist allow tcp:22\n\tlist allow tcp:443\n\
-         \tlist source 192.0.2.0/24\n\tlist source 2001:db8::/32\n\toption max_duration 60\n\n\
-         config client 'old'\n\toption enabled 0\n\toption key '{}'\n\tlist allow tcp:22\n",
+         \tlist source 192.0.2.0/24\n\tlist source 2001:db8::/32\n\toption max_duration 60\n\
+         \tlist command wake\n\tlist forward cam\n\n\
+         config client 'old'\n\toption enabled 0\n\toption key '{}'\n\tlist allow tcp:22\n\tlist command wake\n\tlist forward nas\n",
         k(LAPTOP),
         k(PHONE),
         k(OLD)
     )
+}
+
+/// The index in `cfg`'s enabled commands (or forwards) of `name`, if client
+/// key byte `k` lists it and it is enabled.
+pub fn action_index(cfg: &Config, k: u8, kind: Kind, name: &str) -> Option<usize> {
+    match kind {
+        Kind::Command if listed_commands(k).contains(&name) => {
+            cfg.active_commands().position(|c| c.name == name)
+        }
+        Kind::Forward if listed_forwards(k).contains(&name) => {
+            cfg.active_forwards().position(|f| f.name == name)
+        }
+        _ => None,
+    }
 }
 
 fn spa_config() -> &'static Config {
@@ -131,7 +185,9 @@ fn raw_packet(input: &mut Input<'_>) {
 /// What the verifier must say about a packet sealed under key `k` holding `plain`, from `src` at `unix`.
 fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
     let len = NONCE_LEN + plain.len() + TAG_LEN;
-    if !(seal::MIN_PACKET_LEN..=MAX_PACKET_LEN).contains(&len) {
+    // docs/spa-protocol.md: packets are 73 to 296 bytes (the shortest request
+    // is a command with a one-character name).
+    if !(73..=296).contains(&len) {
         return Err(Refusal::BadLength);
     }
     let phone_ok = matches!(src, IpAddr::V4(a) if a.octets()[..3] == [192, 0, 2])
@@ -162,14 +218,29 @@ fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
     if skew > 120 {
         return Err(Refusal::TooNew);
     }
-    if repr
-        .ports
-        .iter()
-        .any(|p| !allow.contains(&(p.proto.number(), p.port)))
-    {
-        return Err(Refusal::PortNotAllowed);
+    match repr.kind {
+        Kind::Open | Kind::Close => {
+            if repr
+                .ports
+                .iter()
+                .any(|p| !allow.contains(&(p.proto.number(), p.port)))
+            {
+                return Err(Refusal::PortNotAllowed);
+            }
+        }
+        Kind::Command => {
+            if action_index(spa_config(), k, Kind::Command, &repr.name).is_none() {
+                return Err(Refusal::CommandNotAllowed);
+            }
+        }
+        Kind::Forward => {
+            if action_index(spa_config(), k, Kind::Forward, &repr.name).is_none() {
+                return Err(Refusal::ForwardNotAllowed);
+            }
+        }
     }
-    if repr.kind == Kind::Open && u64::from(repr.duration) > max {
+    let timed = matches!(repr.kind, Kind::Open | Kind::Forward);
+    if timed && u64::from(repr.duration) > max {
         return Err(Refusal::DurationTooLong);
     }
     Ok(())
@@ -222,6 +293,15 @@ fn sealed_plaintext(input: &mut Input<'_>) {
             assert_eq!(a.kind, repr.kind);
             assert_eq!(a.ports, &repr.ports[..]);
             assert_eq!(a.duration.as_secs(), u64::from(repr.duration));
+            if repr.kind.has_name() {
+                assert_eq!(
+                    Some(a.item),
+                    action_index(spa_config(), k, repr.kind, &repr.name),
+                    "the index names the requested command or forward"
+                );
+            } else {
+                assert_eq!(a.item, 0);
+            }
             assert_eq!(
                 a.addr,
                 match repr.target {
@@ -242,7 +322,11 @@ fn sealed_plaintext(input: &mut Input<'_>) {
     assert_eq!(first, expected, "verdict differs from the model");
     let recorded = matches!(
         first,
-        Ok(()) | Err(Refusal::PortNotAllowed | Refusal::DurationTooLong)
+        Ok(())
+            | Err(Refusal::PortNotAllowed
+                | Refusal::DurationTooLong
+                | Refusal::CommandNotAllowed
+                | Refusal::ForwardNotAllowed)
     );
     let second = v
         .verify(now(unix), src, &packet)
@@ -276,14 +360,27 @@ fn request_view(bytes: &[u8]) {
         r.addr_kind(),
         r.addr_bytes(),
     );
-    for i in 0..usize::from(r.port_count()) {
-        let _ = r.port(i);
+    // The count byte counts ports, or name bytes for the named kinds (whose
+    // view has no port pairs to read).
+    if Kind::from_number(r.kind()).is_some_and(Kind::has_name) {
+        assert_eq!(r.name().len(), usize::from(r.port_count()));
+    } else {
+        for i in 0..usize::from(r.port_count()) {
+            let _ = r.port(i);
+        }
     }
     let padding = r.padding().len();
     let Ok(repr) = RequestRepr::parse(&r) else {
         return;
     };
-    assert!((1..=MAX_PORTS).contains(&repr.ports.len()));
+    if repr.kind.has_name() {
+        assert!(repr.ports.is_empty());
+        assert!((1..=MAX_NAME_LEN).contains(&repr.name.len()));
+        assert_eq!(r.name(), repr.name.as_bytes());
+    } else {
+        assert!((1..=MAX_PORTS).contains(&repr.ports.len()));
+        assert!(repr.name.is_empty());
+    }
     assert_eq!(repr.buffer_len() + padding, bytes.len());
     let mut buf = vec![0u8; repr.buffer_len()];
     repr.emit(&mut Request::new_unchecked(&mut buf[..]));
