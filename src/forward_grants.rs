@@ -16,7 +16,7 @@ use static_assertions::const_assert;
 use crate::fixed_vec::FixedVec;
 
 use crate::config::Forward;
-use crate::grants::ORIGIN_MAX;
+use crate::grants::{cut, ORIGIN_MAX};
 use crate::time::Millis;
 
 /// Most forward grants mirrored at once.
@@ -51,17 +51,6 @@ impl LiveForward {
 pub struct ForwardTable {
     entries: FixedVec<LiveForward, FORWARD_TABLE_CAPACITY>,
     forgotten: u64,
-}
-
-fn cut(s: &str) -> heapless::String<ORIGIN_MAX> {
-    let mut end = s.len().min(ORIGIN_MAX);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = heapless::String::new();
-    // Cannot fail: at most ORIGIN_MAX bytes.
-    let _ = out.push_str(&s[..end]);
-    out
 }
 
 impl ForwardTable {

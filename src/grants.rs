@@ -52,7 +52,8 @@ pub struct GrantTable {
     forgotten: u64,
 }
 
-fn cut(origin: &str) -> heapless::String<ORIGIN_MAX> {
+/// `origin` cut to at most [`ORIGIN_MAX`] bytes at a character boundary.
+pub(crate) fn cut(origin: &str) -> heapless::String<ORIGIN_MAX> {
     let mut end = origin.len().min(ORIGIN_MAX);
     while !origin.is_char_boundary(end) {
         end -= 1;
