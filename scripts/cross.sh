@@ -134,9 +134,26 @@ run_tests() {
             tests+=(--test "$name")
         fi
     done
+    # The tests that fork (src/spawn.rs, the command runner) run in a second,
+    # single-threaded pass under qemu-user: a fork while other guest threads
+    # run can leave the child deadlocked inside qemu before its exec (seen on
+    # qemu-aarch64 7.2: the child waits on a futex forever, the test hangs).
+    # Natively, and on a router (the daemon is single-threaded), fork is fine.
+    local forking=(spawn:: runner:: the_command_runner_wakes_without_allocating)
+    local skip=()
+    if [ -n "$QEMU" ]; then
+        for f in "${forking[@]}"; do skip+=(--skip "$f"); done
+    fi
+    local config=(--config profile.dev.opt-level=1 --config profile.dev.debug=false)
     cargo "${cargo_test[@]}" --locked --target "$T" --lib --bins "${tests[@]}" \
-        --config profile.dev.opt-level=1 --config profile.dev.debug=false 2>&1 | tee -a "$log"
+        "${config[@]}" -- "${skip[@]}" 2>&1 | tee -a "$log"
     local rc=${PIPESTATUS[0]}
+    if [ -n "$QEMU" ] && [ "$rc" -eq 0 ]; then
+        echo "== $T: the forking tests, one at a time"
+        cargo "${cargo_test[@]}" --locked --target "$T" --lib --test alloc \
+            "${config[@]}" -- --test-threads=1 "${forking[@]}" 2>&1 | tee -a "$log"
+        rc=${PIPESTATUS[0]}
+    fi
     set -e
     local passed failed skipped
     passed=$(grep -Eo '^test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
