@@ -202,3 +202,44 @@ pub trait Backend {
         None
     }
 }
+
+/// The forward grants a backend made and that have not yet expired (source,
+/// spec, kernel expiry), so that `setup_forwards` can end the grants of
+/// forwards that were removed or changed. Pruned as grants expire; shared by
+/// the nft and fw3 backends.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardLedger {
+    live: Vec<(IpAddr, ForwardSpec, std::time::Instant)>,
+}
+
+impl ForwardLedger {
+    /// Records a grant of `src` through `spec` for `timeout`, replacing an earlier one.
+    pub(crate) fn granted(&mut self, src: IpAddr, spec: ForwardSpec, timeout: Duration) {
+        let now = std::time::Instant::now();
+        self.live
+            .retain(|(s, f, until)| *until > now && !(*s == src && *f == spec));
+        self.live
+            .push((src, spec, now.checked_add(timeout).unwrap_or(now)));
+    }
+
+    /// Forgets the grant of `src` through `spec`.
+    pub(crate) fn ended(&mut self, src: IpAddr, spec: &ForwardSpec) {
+        self.live.retain(|(s, f, _)| !(*s == src && f == spec));
+    }
+
+    /// The live grants whose spec is not in `forwards` (removed or changed).
+    pub(crate) fn stale(&mut self, forwards: &[ForwardSpec]) -> Vec<(IpAddr, ForwardSpec)> {
+        let now = std::time::Instant::now();
+        self.live.retain(|(_, _, until)| *until > now);
+        self.live
+            .iter()
+            .filter(|(_, f, _)| !forwards.contains(f))
+            .map(|(s, f, _)| (*s, *f))
+            .collect()
+    }
+
+    /// Forgets every grant.
+    pub(crate) fn clear(&mut self) {
+        self.live.clear();
+    }
+}

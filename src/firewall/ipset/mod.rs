@@ -16,13 +16,13 @@ pub mod netlink;
 
 use std::io;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use self::netlink::{AddrRequest, ElemOp, ElemRequest, IpPortIpRequest, REQUEST_BUF_LEN};
 use super::nfnetlink::socket::LazySocket;
 use super::nfnetlink::wire::EncodeError;
 use super::{
-    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardSpec, Grant,
+    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardLedger,
+    ForwardSpec, Grant,
 };
 use crate::port::PortSpec;
 
@@ -49,9 +49,9 @@ pub const INCLUDE_PATH: &str = "/usr/share/postern/fw3.include";
 #[derive(Debug, Default)]
 pub struct Fw3Backend {
     sock: LazySocket,
-    /// Forward grants made and not yet known to be over (source, spec,
-    /// expiry), so a reload can end those of forwards no longer configured.
-    live_forwards: Vec<(IpAddr, ForwardSpec, Instant)>,
+    /// Forward grants made and not yet over, so a reload can end those of
+    /// forwards no longer configured.
+    live_forwards: ForwardLedger,
     /// Whether `postern_fwd` may hold rules (then an empty reload clears it).
     dnat_rules: bool,
 }
@@ -227,14 +227,7 @@ impl Backend for Fw3Backend {
             }
         }
         // Grants of forwards no longer configured (or changed) end now.
-        let now = Instant::now();
-        self.live_forwards.retain(|(_, _, until)| *until > now);
-        let stale: Vec<(IpAddr, ForwardSpec)> = self
-            .live_forwards
-            .iter()
-            .filter(|(_, f, _)| !forwards.contains(f))
-            .map(|(s, f, _)| (*s, *f))
-            .collect();
+        let stale = self.live_forwards.stale(forwards);
         for (src, spec) in &stale {
             self.unforward(*src, spec)?;
         }
@@ -265,18 +258,13 @@ impl Backend for Fw3Backend {
             target,
             &what,
         )?;
-        let now = Instant::now();
-        self.live_forwards
-            .retain(|(s, f, until)| *until > now && !(*s == src && *f == g.spec));
-        self.live_forwards
-            .push((src, g.spec, now.checked_add(g.timeout).unwrap_or(now)));
+        self.live_forwards.granted(src, g.spec, g.timeout);
         Ok(())
     }
 
     fn unforward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
         let src = src.to_canonical();
-        self.live_forwards
-            .retain(|(s, f, _)| !(*s == src && f == spec));
+        self.live_forwards.ended(src, spec);
         let Ok((target, _)) = forward_target(src, spec) else {
             return Ok(()); // nothing was ever added for this family
         };

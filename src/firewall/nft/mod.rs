@@ -48,14 +48,13 @@ pub mod standalone;
 use std::io;
 use std::net::IpAddr;
 
-use std::time::Instant;
-
 use self::netlink::{
     AddrElemRequest, ElemOp, EncodeError, KeyElem, SetElemRequest, FORWARD_BUF_LEN, REQUEST_BUF_LEN,
 };
 use super::nfnetlink::socket::LazySocket;
 use super::{
-    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardSpec, Grant,
+    forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardLedger,
+    ForwardSpec, Grant,
 };
 use crate::port::PortSpec;
 
@@ -76,10 +75,9 @@ pub struct NftBackend {
     sock: LazySocket,
     /// Standalone only: build the table over netlink even where `nft` exists.
     netlink_setup: bool,
-    /// Forward grants made by this backend and not yet known to be over
-    /// (source, spec, kernel expiry), so a reload can remove the grants of
-    /// forwards no longer configured. Pruned as grants expire.
-    live_forwards: Vec<(IpAddr, ForwardSpec, Instant)>,
+    /// Forward grants made by this backend and not yet over, so a reload can
+    /// remove the grants of forwards no longer configured.
+    live_forwards: ForwardLedger,
 }
 
 /// The kernel elements of one forward grant: the DNAT map element (IPv4
@@ -122,7 +120,7 @@ impl NftBackend {
             flavour: Flavour::Standalone,
             sock: LazySocket::new(),
             netlink_setup: false,
-            live_forwards: Vec::new(),
+            live_forwards: ForwardLedger::default(),
         }
     }
 
@@ -142,7 +140,7 @@ impl NftBackend {
             flavour: Flavour::Fw4,
             sock: LazySocket::new(),
             netlink_setup: false,
-            live_forwards: Vec::new(),
+            live_forwards: ForwardLedger::default(),
         }
     }
 
@@ -255,8 +253,7 @@ impl NftBackend {
     /// Removes both elements of the grant of `src` through `spec` (absent ones are fine).
     fn remove_forward(&mut self, src: IpAddr, spec: &ForwardSpec) -> Result<(), FirewallError> {
         let src = src.to_canonical();
-        self.live_forwards
-            .retain(|(s, f, _)| !(*s == src && f == spec));
+        self.live_forwards.ended(src, spec);
         let Ok((target, _)) = forward_target(src, spec) else {
             return Ok(()); // no target of this family: nothing was ever added
         };
@@ -593,14 +590,7 @@ impl Backend for NftBackend {
 
     fn setup_forwards(&mut self, forwards: &[ForwardSpec]) -> Result<(), FirewallError> {
         // Grants of forwards no longer configured (or changed) end now.
-        let now = Instant::now();
-        self.live_forwards.retain(|(_, _, until)| *until > now);
-        let stale: Vec<(IpAddr, ForwardSpec)> = self
-            .live_forwards
-            .iter()
-            .filter(|(_, f, _)| !forwards.contains(f))
-            .map(|(s, f, _)| (*s, *f))
-            .collect();
+        let stale = self.live_forwards.stale(forwards);
         match self.flavour {
             Flavour::Standalone => {
                 if self.netlink_setup || !nft_installed() {
@@ -705,11 +695,7 @@ impl Backend for NftBackend {
         let op = ElemOp::Add { timeout: g.timeout };
         let source = match self.forward_batch(op, elems) {
             Ok(Ok(())) => {
-                let now = Instant::now();
-                self.live_forwards
-                    .retain(|(s, f, until)| *until > now && !(*s == src && *f == g.spec));
-                self.live_forwards
-                    .push((src, g.spec, now.checked_add(g.timeout).unwrap_or(now)));
+                self.live_forwards.granted(src, g.spec, g.timeout);
                 return Ok(());
             }
             Ok(Err(errno)) => io::Error::from_raw_os_error(errno),
