@@ -216,60 +216,64 @@ fn cmd_schema(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
-    let mut path = PathBuf::from(DEFAULT_CONFIG);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-c" | "--config" => path = PathBuf::from(value(&mut it, a)?),
-            other => return Err(format!("check: unexpected argument '{other}'")),
-        }
-    }
+    let path = config_arg("check", args)?;
     let loaded = config::load(&path).and_then(|cfg| {
         // Users of commands are looked up as the daemon does.
         postern::daemon::command_specs(&path.display().to_string(), &cfg).map(|_| cfg)
     });
-    match loaded {
-        Ok(cfg) => {
+    Ok(match loaded_or_errors(&path, loaded) {
+        Some(cfg) => {
             println!("{}: ok", path.display());
             print!("{}", config::typed::summary(&cfg));
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
-        Err(errs) => {
-            for e in &errs {
-                eprintln!("{e}");
-            }
-            eprintln!("{}: {} error(s)", path.display(), errs.len());
-            Ok(ExitCode::FAILURE)
-        }
-    }
+        None => ExitCode::FAILURE,
+    })
 }
 
 /// `postern fw3-forwards [-c FILE]`: the iptables DNAT rules of the enabled
 /// forwards, as a script for the fw3 include (`... | sh`).
 fn cmd_fw3_forwards(args: &[String]) -> Result<ExitCode, String> {
-    let mut path = PathBuf::from(DEFAULT_CONFIG);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-c" | "--config" => path = PathBuf::from(value(&mut it, a)?),
-            other => return Err(format!("fw3-forwards: unexpected argument '{other}'")),
-        }
-    }
-    match config::load(&path) {
-        Ok(cfg) => {
+    let path = config_arg("fw3-forwards", args)?;
+    Ok(match loaded_or_errors(&path, config::load(&path)) {
+        Some(cfg) => {
             let specs = postern::daemon::forward_specs(&cfg);
             print!(
                 "{}",
                 postern::firewall::ipset::fw3_forwards::forward_rules_script(&specs)
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
+        None => ExitCode::FAILURE,
+    })
+}
+
+/// The `[-c FILE]` of `check` and `fw3-forwards` (default [`DEFAULT_CONFIG`]).
+fn config_arg(command: &str, args: &[String]) -> Result<PathBuf, String> {
+    let mut path = PathBuf::from(DEFAULT_CONFIG);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" | "--config" => path = PathBuf::from(value(&mut it, a)?),
+            other => return Err(format!("{command}: unexpected argument '{other}'")),
+        }
+    }
+    Ok(path)
+}
+
+/// The config, or `None` after printing every error and their count to stderr.
+fn loaded_or_errors(
+    path: &std::path::Path,
+    loaded: Result<config::Config, Vec<config::ConfigError>>,
+) -> Option<config::Config> {
+    match loaded {
+        Ok(cfg) => Some(cfg),
         Err(errs) => {
             for e in &errs {
                 eprintln!("{e}");
             }
             eprintln!("{}: {} error(s)", path.display(), errs.len());
-            Ok(ExitCode::FAILURE)
+            None
         }
     }
 }

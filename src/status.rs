@@ -149,22 +149,12 @@ impl Snapshot {
         self.forwards = table
             .live(now)
             .iter()
-            .map(|f| {
-                let w = &f.forward;
-                let path = match (f.addr.to_canonical(), w.to4, w.to6) {
-                    (core::net::IpAddr::V6(_), _, Some(a)) => {
-                        format!("{}:{} -> [{a}]:{}", w.proto, w.to_port, w.to_port)
-                    }
-                    (_, Some(a), _) => format!("{}:{} -> {a}:{}", w.proto, w.port, w.to_port),
-                    _ => format!("{}:{}", w.proto, w.port),
-                };
-                ForwardView {
-                    addr: f.addr.to_string(),
-                    forward: f.name.to_string(),
-                    path,
-                    client: f.client.to_string(),
-                    expires_in_s: f.remaining(now).as_secs_f64().ceil() as u64,
-                }
+            .map(|f| ForwardView {
+                addr: f.addr.to_string(),
+                forward: f.name.to_string(),
+                path: f.forward.path_for(f.addr),
+                client: f.client.to_string(),
+                expires_in_s: f.remaining(now).as_secs_f64().ceil() as u64,
             })
             .collect();
         self

@@ -2,7 +2,7 @@
 //! command (`config command`) or open a port forward to a LAN host
 //! (`config forward`). Plain data, validated by [`super::typed`].
 
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use crate::port::L4Proto;
@@ -61,6 +61,21 @@ pub struct Forward {
     pub to6: Option<Ipv6Addr>,
     /// `option to_port`: the LAN host's port (default `port`).
     pub to_port: u16,
+}
+
+impl Forward {
+    /// What a grant to `src` opens, for logs and status: `tcp:2222 ->
+    /// 192.168.1.10:22` for an IPv4 source (DNAT), `tcp:22 -> [fd00::10]:22`
+    /// for an IPv6 one (no NAT), `tcp:2222` when the family has no target.
+    pub fn path_for(&self, src: IpAddr) -> String {
+        match (src.to_canonical(), self.to4, self.to6) {
+            (IpAddr::V6(_), _, Some(a)) => {
+                format!("{}:{} -> [{a}]:{}", self.proto, self.to_port, self.to_port)
+            }
+            (_, Some(a), _) => format!("{}:{} -> {a}:{}", self.proto, self.port, self.to_port),
+            _ => format!("{}:{}", self.proto, self.port),
+        }
+    }
 }
 
 /// A forward with its section name.

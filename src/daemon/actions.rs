@@ -189,7 +189,7 @@ impl Actions {
                 info!(
                     "opened forward {} ({}) for {addr} for {} s (spa client {client})",
                     f.name,
-                    describe(&f.forward, addr),
+                    f.forward.path_for(addr),
                     duration.as_secs()
                 );
             }
@@ -260,14 +260,5 @@ impl Actions {
                 running_s: r.seconds,
             })
             .collect()
-    }
-}
-
-/// `tcp:2222 -> 192.168.1.10:22` for an IPv4 source, `tcp:22 -> [fd00::10]:22` for IPv6.
-fn describe(f: &Forward, addr: IpAddr) -> String {
-    match (addr.to_canonical(), f.to4, f.to6) {
-        (IpAddr::V6(_), _, Some(a)) => format!("{}:{} -> [{a}]:{}", f.proto, f.to_port, f.to_port),
-        (_, Some(a), _) => format!("{}:{} -> {a}:{}", f.proto, f.port, f.to_port),
-        _ => format!("{}:{}", f.proto, f.port),
     }
 }
