@@ -39,6 +39,35 @@ impl Cidr {
         self.len == 0
     }
 
+    /// The single address `ip` as a network (`/32` or `/128`; IPv4-mapped
+    /// IPv6 addresses are taken as IPv4).
+    pub fn host(ip: IpAddr) -> Cidr {
+        let addr = ip.to_canonical();
+        Cidr {
+            addr,
+            len: width(addr),
+        }
+    }
+
+    /// The network of the first `len` bits of `ip` (clamped to the family's
+    /// width): `network_of(2001:db8:1:2::5, 64)` is `2001:db8:1:2::/64`.
+    /// IPv4-mapped IPv6 addresses are taken as IPv4.
+    pub fn network_of(ip: IpAddr, len: u8) -> Cidr {
+        let ip = ip.to_canonical();
+        let len = len.min(width(ip));
+        let m = bits(ip) & mask(ip, len);
+        let addr = match ip {
+            IpAddr::V4(_) => IpAddr::V4((m as u32).into()),
+            IpAddr::V6(_) => IpAddr::V6(m.into()),
+        };
+        Cidr { addr, len }
+    }
+
+    /// True for a single address (`/32` or `/128`).
+    pub fn is_host(&self) -> bool {
+        self.len == width(self.addr)
+    }
+
     /// Whether `ip` lies in this network (never across families).
     pub fn contains(&self, ip: IpAddr) -> bool {
         width(ip) == width(self.addr) && bits(ip) & mask(ip, self.len) == bits(self.addr)
@@ -162,6 +191,21 @@ mod tests {
         assert!(c("10.1.2.3").contains(ip("10.1.2.3")));
         assert!(!c("10.1.2.3").contains(ip("10.1.2.4")));
         assert_eq!(c("2001:db8::1").len(), 128);
+    }
+
+    #[test]
+    fn hosts_and_networks_of_addresses() {
+        assert_eq!(Cidr::host(ip("192.0.2.7")), c("192.0.2.7/32"));
+        assert_eq!(Cidr::host(ip("::ffff:192.0.2.7")), c("192.0.2.7/32"));
+        assert!(Cidr::host(ip("2001:db8::1")).is_host());
+        assert_eq!(
+            Cidr::network_of(ip("2001:db8:1:2:3:4:5:6"), 64),
+            c("2001:db8:1:2::/64")
+        );
+        assert_eq!(Cidr::network_of(ip("192.0.2.7"), 24), c("192.0.2.0/24"));
+        assert_eq!(Cidr::network_of(ip("192.0.2.7"), 64), c("192.0.2.7/32"));
+        assert_eq!(Cidr::network_of(ip("2001:db8::1"), 0), c("::/0"));
+        assert!(!Cidr::network_of(ip("2001:db8::1"), 64).is_host());
     }
 
     #[test]
