@@ -12,7 +12,8 @@
 #        ADB writer is tools/mkapk.py (python3). Unsigned: install with
 #        `apk add --allow-untrusted ./FILE.apk`.
 #
-# Same arguments as build-ipk.sh, e.g.
+# Same arguments as build-ipk.sh, plus for apk --compression deflate|none
+# (default deflate, what apk mkpkg writes). E.g.
 #   scripts/build-package.sh --format apk --arch mipsel_24kc --binary FILE [--out DIR]
 #   scripts/build-package.sh --format apk --luci [--out DIR]
 # Output is reproducible (SOURCE_DATE_EPOCH, default: the last commit's time).
@@ -21,11 +22,12 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "build-package: $*" >&2; exit 1; }
 
-format="" out="$top/target/pkg" args=()
+format="" out="$top/target/pkg" compression=deflate args=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--format) format=${2:?--format needs apk or ipk}; shift 2 ;;
 	--out) out=${2:?--out needs a value}; shift 2 ;;
+	--compression) compression=${2:?--compression needs deflate or none}; shift 2 ;;
 	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) args+=("$1"); shift ;;
 	esac
@@ -44,4 +46,4 @@ command -v python3 >/dev/null || die "python3 is needed to write .apk packages"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 bash "$top/scripts/build-ipk.sh" ${args[@]+"${args[@]}"} --stage-only "$work/stage" >/dev/null
-python3 "$top/tools/mkapk.py" --stage "$work/stage" --out-dir "$out"
+python3 "$top/tools/mkapk.py" --stage "$work/stage" --out-dir "$out" --compression "$compression"

@@ -242,9 +242,11 @@ def write_openwrt_lists(data_dir, name, conffiles, rusers):
 
     if rusers:
         put(".rusers", rusers + "\n")
+    own = {name + s for s in (".list", ".conffiles", ".conffiles_static")}
     listed = []
     for d, files in walk(data_dir).items():
-        listed += ["/" + os.path.join(d, n) for n, _ in files]
+        listed += ["/" + os.path.join(d, n) for n, _ in files
+                   if not (d == "lib/apk/packages" and n in own)]
     put(".list", "".join(p + "\n" for p in sorted(listed)))
     if conffiles:
         put(".conffiles", "".join(c + "\n" for c in conffiles))
