@@ -176,6 +176,12 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("read past the end"))
 }
 
+/// Multi-byte values sit at offsets aligned to their width (at most 4), as
+/// apk's own writer places them: routers' MIPS cores trap on unaligned loads.
+fn aligned(at: usize, to: usize) {
+    assert_eq!(at % to, 0, "value at offset {at} not aligned to {to}");
+}
+
 /// The ADB block's payload: an 8-byte header (compat version, version,
 /// reserved, root value) and the values it refers to by offset.
 struct Adb<'a>(&'a [u8]);
@@ -194,11 +200,17 @@ impl Adb<'_> {
                 return None;
             }
             TYPE_BLOB8 => (self.0[at] as usize, at + 1),
-            TYPE_BLOB16 => (
-                u16::from_le_bytes([self.0[at], self.0[at + 1]]) as usize,
-                at + 2,
-            ),
-            TYPE_BLOB32 => (le32(self.0, at) as usize, at + 4),
+            TYPE_BLOB16 => {
+                aligned(at, 2);
+                (
+                    u16::from_le_bytes([self.0[at], self.0[at + 1]]) as usize,
+                    at + 2,
+                )
+            }
+            TYPE_BLOB32 => {
+                aligned(at, 4);
+                (le32(self.0, at) as usize, at + 4)
+            }
             _ => panic!("value {v:#x} is not a blob"),
         };
         Some(&self.0[start..start + len])
@@ -213,8 +225,14 @@ impl Adb<'_> {
         match v >> 28 {
             TYPE_SPECIAL if v == 0 => 0,
             TYPE_INT => u64::from(v & 0x0fff_ffff),
-            TYPE_INT32 => u64::from(le32(self.0, at)),
-            TYPE_INT64 => u64::from_le_bytes(self.0[at..at + 8].try_into().unwrap()),
+            TYPE_INT32 => {
+                aligned(at, 4);
+                u64::from(le32(self.0, at))
+            }
+            TYPE_INT64 => {
+                aligned(at, 4);
+                u64::from_le_bytes(self.0[at..at + 8].try_into().unwrap())
+            }
             _ => panic!("value {v:#x} is not an integer"),
         }
     }
@@ -229,6 +247,7 @@ impl Adb<'_> {
             "{v:#x} is no object"
         );
         let at = (v & 0x0fff_ffff) as usize;
+        aligned(at, 4);
         let n = le32(self.0, at) as usize;
         assert!(n >= 1, "the first slot counts the slots, itself included");
         (1..n).map(|i| le32(self.0, at + 4 * i)).collect()
@@ -762,4 +781,57 @@ fn build_package_passes_shellcheck_and_refuses_a_missing_format() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn long_scripts_and_empty_files_round_trip() {
+    if !python_or_skip("long_scripts_and_empty_files_round_trip") {
+        return;
+    }
+    // A 300-byte script needs a 16-bit blob length, a 70 kB one a 32-bit
+    // one (61 lines: the 32-bit blob would land unaligned if the writer did
+    // not align it); an empty file has an entry but no DATA block.
+    let tmp = TempDir::new("wide");
+    let stage = tmp.0.join("stage");
+    std::fs::create_dir_all(stage.join("data/etc/x")).unwrap();
+    std::fs::create_dir_all(stage.join("control")).unwrap();
+    std::fs::write(stage.join("data/etc/x/empty"), "").unwrap();
+    std::fs::write(stage.join("data/etc/x/one"), "1").unwrap();
+    for f in ["empty", "one"] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = stage.join("data/etc/x").join(f);
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::write(
+        stage.join("control/control"),
+        "Package: x\nVersion: 2.0-3\nArchitecture: all\nDepends: libc, b (>= 1.2)\n",
+    )
+    .unwrap();
+    let post = format!("#!/bin/sh\n{}\n", "true\n".repeat(61));
+    let prerm = format!("#!/bin/sh\n{}\n", ": padding\n".repeat(7000));
+    std::fs::write(stage.join("control/postinst"), &post).unwrap();
+    std::fs::write(stage.join("control/prerm"), &prerm).unwrap();
+    let out = Command::new("python3")
+        .arg(repo().join("tools/mkapk.py"))
+        .args(["--stage", stage.to_str().unwrap()])
+        .args(["--out-dir", tmp.0.join("out").to_str().unwrap()])
+        .args(["--compression", "none"])
+        .env("SOURCE_DATE_EPOCH", EPOCH.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let apk = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let pkg = read_apk(&std::fs::read(apk).unwrap());
+    assert_eq!(pkg.version, "2.0-r3");
+    assert_eq!(pkg.depends, ["b", "libc"]);
+    assert!(pkg.scripts["post-install"].ends_with(&post["#!/bin/sh\n".len()..]));
+    assert!(pkg.scripts["pre-deinstall"].ends_with(&prerm["#!/bin/sh\n".len()..]));
+    let mut staged = BTreeMap::new();
+    staged.insert("etc/x/empty".to_string(), (0o644, Vec::new()));
+    staged.insert("etc/x/one".to_string(), (0o644, b"1".to_vec()));
+    check_against_stage(&pkg, &expected_files("x", &staged, &[]));
 }

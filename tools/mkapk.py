@@ -69,7 +69,7 @@ PI = {
 }
 DEP_NAME, DEP_VERSION, DEP_MATCH = 1, 2, 3
 ACL_MODE, ACL_USER, ACL_GROUP = 1, 2, 3
-FI_NAME, FI_ACL, FI_SIZE, FI_MTIME, FI_HASH, FI_TARGET = 1, 2, 3, 4, 5, 6
+FI_NAME, FI_ACL, FI_SIZE, FI_MTIME, FI_HASH = 1, 2, 3, 4, 5
 DI_NAME, DI_ACL, DI_FILES = 1, 2, 3
 SCRIPTS = {
     "pre-install": 2, "post-install": 3, "pre-deinstall": 4,
@@ -213,16 +213,14 @@ def walk(data_dir):
         rel = os.path.relpath(top, data_dir)
         rel = "" if rel == "." else rel
         for d in subdirs:
-            p = os.path.join(top, d)
-            if os.path.islink(p):
+            if os.path.islink(os.path.join(top, d)):
                 names.append(d)
             else:
                 dirs[os.path.join(rel, d)] = []
         for n in names:
             p = os.path.join(top, n)
-            mode = os.lstat(p).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                raise Fail(f"{p}: only regular files, directories and symlinks are packaged")
+            if not stat.S_ISREG(os.lstat(p).st_mode):
+                raise Fail(f"{p}: only regular files and directories are packaged")
             dirs[rel].append((n, p))
     return {d: sorted(dirs[d], key=lambda f: f[0].encode())
             for d in sorted(dirs, key=str.encode)}
@@ -328,24 +326,19 @@ def build(stage, out_dir, compression, epoch):
     for di, (d, files) in enumerate(tree.items(), start=1):
         file_vals = []
         for fi, (n, p) in enumerate(files, start=1):
-            st = os.lstat(p)
-            fields = {FI_NAME: adb.blob(n), FI_MTIME: adb.int(epoch)}
-            acl = {ACL_MODE: adb.int(stat.S_IMODE(st.st_mode)), ACL_USER: root, ACL_GROUP: root}
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(p).encode()
-                fields[FI_TARGET] = adb.blob(struct.pack("<H", stat.S_IFLNK) + target)
-                fields[FI_SIZE] = adb.int(len(target))
-                acl[ACL_MODE] = adb.int(0o777)
-            else:
-                with open(p, "rb") as f:
-                    content = f.read()
-                fields[FI_SIZE] = adb.int(len(content))
-                fields[FI_HASH] = adb.blob(hashlib.sha256(content).digest())
-                installed_size += len(content)
-                if content:
-                    payloads.append(struct.pack("<II", di, fi) + content)
-            fields[FI_ACL] = adb.obj(acl)
-            file_vals.append(adb.obj(fields))
+            with open(p, "rb") as f:
+                content = f.read()
+            acl = {ACL_MODE: adb.int(stat.S_IMODE(os.lstat(p).st_mode)), ACL_USER: root, ACL_GROUP: root}
+            file_vals.append(adb.obj({
+                FI_NAME: adb.blob(n),
+                FI_ACL: adb.obj(acl),
+                FI_SIZE: adb.int(len(content)),
+                FI_MTIME: adb.int(epoch),
+                FI_HASH: adb.blob(hashlib.sha256(content).digest()),
+            }))
+            installed_size += len(content)
+            if content:
+                payloads.append(struct.pack("<II", di, fi) + content)
         dir_acl = adb.obj({ACL_MODE: adb.int(0o755), ACL_USER: root, ACL_GROUP: root})
         dir_vals.append(adb.obj({DI_NAME: adb.blob(d), DI_ACL: dir_acl, DI_FILES: adb.arr(file_vals)}))
 
