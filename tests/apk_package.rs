@@ -149,6 +149,8 @@ mod field {
     pub const PI_INSTALLED_SIZE: usize = 12;
     pub const PI_DEPENDS: usize = 15;
     pub const DEP_NAME: usize = 1;
+    pub const DEP_VERSION: usize = 2;
+    pub const DEP_MATCH: usize = 3;
     pub const ACL_MODE: usize = 1;
     pub const ACL_USER: usize = 2;
     pub const ACL_GROUP: usize = 3;
@@ -278,6 +280,9 @@ struct Package {
     build_time: u64,
     installed_size: u64,
     depends: Vec<String>,
+    /// Versioned dependencies: (name, match bits, version); apk_version.h:
+    /// equal 1, less 2, greater 4; no match field means equal.
+    versioned: Vec<(String, u64, String)>,
     /// Directory path ("" = root) -> mode and owner, in package order.
     dirs: Vec<(String, u64, (String, String))>,
     /// File path -> entry; and the (path, file) index of each, in package order.
@@ -397,6 +402,22 @@ fn read_apk(file: &[u8]) -> Package {
             .slots(adb.get(info, field::PI_DEPENDS))
             .iter()
             .map(|d| adb.string(adb.get(*d, field::DEP_NAME)))
+            .collect(),
+        versioned: adb
+            .slots(adb.get(info, field::PI_DEPENDS))
+            .iter()
+            .filter(|d| adb.get(**d, field::DEP_VERSION) != 0)
+            .map(|d| {
+                let bits = match adb.get(*d, field::DEP_MATCH) {
+                    0 => 1,
+                    m => adb.int(m),
+                };
+                (
+                    adb.string(adb.get(*d, field::DEP_NAME)),
+                    bits,
+                    adb.string(adb.get(*d, field::DEP_VERSION)),
+                )
+            })
             .collect(),
         dirs,
         files,
@@ -804,7 +825,7 @@ fn long_scripts_and_empty_files_round_trip() {
     }
     std::fs::write(
         stage.join("control/control"),
-        "Package: x\nVersion: 2.0-3\nArchitecture: all\nDepends: libc, b (>= 1.2)\n",
+        "Package: x\nVersion: 2.0-3\nArchitecture: all\nDepends: libc, b (>= 1.2), c (<< 3), d (= 4.1-r2)\n",
     )
     .unwrap();
     let post = format!("#!/bin/sh\n{}\n", "true\n".repeat(61));
@@ -827,7 +848,13 @@ fn long_scripts_and_empty_files_round_trip() {
     let apk = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let pkg = read_apk(&std::fs::read(apk).unwrap());
     assert_eq!(pkg.version, "2.0-r3");
-    assert_eq!(pkg.depends, ["b", "libc"]);
+    assert_eq!(pkg.depends, ["b", "c", "d", "libc"]);
+    let v = |n: &str, bits: u64, ver: &str| (n.to_string(), bits, ver.to_string());
+    assert_eq!(
+        pkg.versioned,
+        [v("b", 1 | 4, "1.2"), v("c", 2, "3"), v("d", 1, "4.1-r2")],
+        "b>=1.2 c<3 d=4.1-r2"
+    );
     assert!(pkg.scripts["post-install"].ends_with(&post["#!/bin/sh\n".len()..]));
     assert!(pkg.scripts["pre-deinstall"].ends_with(&prerm["#!/bin/sh\n".len()..]));
     let mut staged = BTreeMap::new();

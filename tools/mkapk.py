@@ -75,8 +75,10 @@ SCRIPTS = {
     "pre-install": 2, "post-install": 3, "pre-deinstall": 4,
     "post-deinstall": 5, "pre-upgrade": 6, "post-upgrade": 7,
 }
-# apk's dependency match bits (apk_version.h): less 1, equal 2, greater 4.
-DEP_OPS = {"<": 1, "<=": 3, "=": 2, ">=": 6, ">": 4}
+# apk's dependency match bits (apk_version.h): equal 1, less 2, greater 4.
+DEP_OPS = {"<": 2, "<=": 3, "=": 1, ">=": 5, ">": 4}
+# opkg's relations: << and >> are strict; its old < and > mean <= and >=.
+OPKG_OPS = {"<<": "<", ">>": ">", "<": "<=", ">": ">="}
 
 UNIQUE_ID_LEN = 20  # SHA-1 length, filled from SHA-256 (as apk mkpkg does)
 DESCRIPTION_MAX = 256  # OpenWrt's apk truncates longer descriptions
@@ -192,13 +194,15 @@ def apk_version(ipk_version):
 
 
 def dependencies(text):
-    """"libc, foo (>= 1.2)" -> [(name, op, version)], sorted by name."""
+    """"libc, foo (>= 1.2)" (opkg syntax) -> [(name, apk op, version)],
+    sorted by name."""
     deps = {}
     for item in filter(None, (d.strip() for d in text.split(","))):
-        m = re.fullmatch(r"([^\s(<>=]+)\s*(?:\(?\s*(<=|>=|<|>|=)\s*([^\s)]+)\s*\)?)?", item)
+        m = re.fullmatch(r"([^\s(<>=]+)\s*(?:\(?\s*(<<|>>|<=|>=|<|>|=)\s*([^\s)]+)\s*\)?)?", item)
         if not m or not NAME_RE.fullmatch(m.group(1)):
             raise Fail(f"dependency '{item}' is not understood")
         name, op, ver = m.groups()
+        op = OPKG_OPS.get(op, op)
         if ver and not VERSION_RE.fullmatch(ver):
             raise Fail(f"dependency '{item}': '{ver}' is not an apk version")
         deps[name] = (name, op, ver)
