@@ -862,3 +862,27 @@ fn long_scripts_and_empty_files_round_trip() {
     staged.insert("etc/x/one".to_string(), (0o644, b"1".to_vec()));
     check_against_stage(&pkg, &expected_files("x", &staged, &[]));
 }
+
+#[test]
+fn feed_makefile_names_license_files_that_exist() {
+    let mk = std::fs::read_to_string(repo().join("openwrt/postern/Makefile")).unwrap();
+    let files = mk
+        .lines()
+        .find_map(|l| l.strip_prefix("PKG_LICENSE_FILES:="))
+        .expect("PKG_LICENSE_FILES in the feed Makefile");
+    let names: Vec<&str> = files.split_whitespace().collect();
+    assert_eq!(
+        names,
+        ["LICENSE-APACHE", "LICENSE-MIT"],
+        "one per license of 'Apache-2.0 OR MIT'"
+    );
+    for name in names {
+        let text = std::fs::read_to_string(repo().join(name)).unwrap();
+        let title = if name.ends_with("APACHE") {
+            "Apache License"
+        } else {
+            "MIT License"
+        };
+        assert!(text.contains(title), "{name}");
+    }
+}
