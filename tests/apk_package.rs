@@ -886,3 +886,67 @@ fn feed_makefile_names_license_files_that_exist() {
         assert!(text.contains(title), "{name}");
     }
 }
+
+#[test]
+fn require_user_becomes_rusers_and_add_group_and_user() {
+    if !python_or_skip("require_user_becomes_rusers_and_add_group_and_user") {
+        return;
+    }
+    // OpenWrt's USERID: the ipk control's Require-User, for apk a
+    // lib/apk/packages/NAME.rusers file that add_group_and_user reads.
+    let tmp = TempDir::new("rusers");
+    let stage = tmp.0.join("stage");
+    std::fs::create_dir_all(stage.join("data/usr/bin")).unwrap();
+    std::fs::create_dir_all(stage.join("control")).unwrap();
+    std::fs::write(stage.join("data/usr/bin/x"), "x").unwrap();
+    std::fs::write(
+        stage.join("control/control"),
+        "Package: x\nVersion: 1.0-1\nArchitecture: all\nRequire-User: x=5000:x=5000\n",
+    )
+    .unwrap();
+    std::fs::write(stage.join("control/postinst"), "#!/bin/sh\necho body\n").unwrap();
+    let out = Command::new("python3")
+        .arg(repo().join("tools/mkapk.py"))
+        .args(["--stage", stage.to_str().unwrap()])
+        .args(["--out-dir", tmp.0.join("out").to_str().unwrap()])
+        .args(["--compression", "none"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let apk = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let pkg = read_apk(&std::fs::read(apk).unwrap());
+    assert!(pkg.files.contains_key("lib/apk/packages/x.rusers"));
+    let rusers = std::fs::read_to_string(stage.join("data/lib/apk/packages/x.rusers")).unwrap();
+    assert_eq!(rusers, "x=5000:x=5000\n");
+    let post = &pkg.scripts["post-install"];
+    let call = post.find("add_group_and_user").expect("add_group_and_user");
+    assert!(
+        call < post.find("echo body").unwrap(),
+        "user before the body"
+    );
+}
+
+#[test]
+fn format_ipk_is_build_ipk() {
+    let tmp = TempDir::new("ipk");
+    let via = |script: &str, dir: &str| {
+        let mut args = vec![];
+        if script.ends_with("build-package.sh") {
+            args.extend_from_slice(&["--format", "ipk"]);
+        }
+        args.extend_from_slice(POSTERN);
+        let out = tmp.0.join(dir);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let o = run(script, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(String::from_utf8_lossy(&o.stdout).trim()).unwrap()
+    };
+    assert_eq!(
+        via("scripts/build-package.sh", "a"),
+        via("scripts/build-ipk.sh", "b")
+    );
+}
