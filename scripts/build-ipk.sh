@@ -24,7 +24,7 @@ epoch=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || ec
 
 die() { echo "build-ipk: $*" >&2; exit 1; }
 
-arch="" binary="" out="$top/target/ipk" luci=0 allow_dynamic=0
+arch="" binary="" out="$top/target/ipk" luci=0 allow_dynamic=0 stage_only=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) arch=${2:?--arch needs a value}; shift 2 ;;
@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--out) out=${2:?--out needs a value}; shift 2 ;;
 	--luci) luci=1; shift ;;
 	--allow-dynamic) allow_dynamic=1; shift ;; # tests only: a glibc host build
+	--stage-only) stage_only=${2:?--stage-only needs a value}; shift 2 ;; # scripts/build-package.sh: leave data/ and control/ in DIR
 
 	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -77,6 +78,10 @@ assemble() {
 	size=$(du -sb "$stage/data" | cut -f1)
 	sed -i "s/^Installed-Size: .*/Installed-Size: $size/" "$stage/control/control"
 	find "$stage" -exec touch -h -d "@$epoch" {} +
+	if [ -n "$stage_only" ]; then
+		mkdir -p "$stage_only" && cp -a "$stage/data" "$stage/control" "$stage_only/" && echo "$stage_only"
+		return
+	fi
 	tgz "$stage/data" "$stage/pkg/data.tar.gz"
 	tgz "$stage/control" "$stage/pkg/control.tar.gz"
 	echo "2.0" >"$stage/pkg/debian-binary"
