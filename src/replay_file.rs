@@ -48,8 +48,10 @@ pub const FILE_NAME: &str = "spa-replay";
 pub const TEMP_NAME: &str = "spa-replay.tmp";
 const MAGIC_V1: &str = "postern-spa-replay 1";
 const MAGIC: &str = "postern-spa-replay 2";
-/// Largest state file read (about 2,600 entries of 80 bytes: more than any cache holds).
-const MAX_FILE_LEN: u64 = 256 * 1024;
+/// Largest state file read: far more than any cache's entries (2,304 lines
+/// of under 100 bytes with common client names); a longer file reads as
+/// malformed (history unknown), never as a shorter history.
+const MAX_FILE_LEN: u64 = 1024 * 1024;
 
 /// What [`ReplayFile::load`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +207,13 @@ fn read_nofollow(path: &Path) -> io::Result<String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
     let mut text = String::new();
-    f.take(MAX_FILE_LEN).read_to_string(&mut text)?;
+    f.take(MAX_FILE_LEN + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {MAX_FILE_LEN} bytes"),
+        ));
+    }
     Ok(text)
 }
 

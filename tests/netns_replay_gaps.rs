@@ -220,3 +220,24 @@ fn raising_max_skew_or_allowing_a_refused_request_across_restarts_replays_nothin
     let log = lab.daemon(1).log().join("\n");
     assert!(!log.contains("opened"), "{log}");
 }
+
+#[test]
+fn replay_after_a_restart_with_a_malformed_state_file_is_refused() {
+    if !root_or_skip("replay_after_a_restart_with_a_malformed_state_file_is_refused") {
+        return;
+    }
+    let mut lab = lab('c');
+    let on = config(&lab, true, "", "");
+    lab.start_daemon(Path::new(EXE), &on, None).unwrap();
+    let captured = spa_captured(&lab, DEMO_PORT);
+    lab.daemons_wait(&format!("opened tcp:{DEMO_PORT} for {CLIENT_V4}"));
+    stop(&mut lab, 0);
+    // The state is lost: the history of this boot is unknown.
+    let file = lab.dir().join("state").join("spa-replay");
+    std::fs::write(&file, "postern-spa-replay 2\ngarbage\n").unwrap();
+    lab.start_daemon(Path::new(EXE), &on, None).unwrap();
+    lab.daemons_wait("is unreadable or malformed");
+    resend(&lab, captured);
+    lab.daemons_wait("(before_replay_guard)");
+    assert!(!is_open(&lab), "the replay opened nothing");
+}

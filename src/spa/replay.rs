@@ -351,7 +351,7 @@ impl ReplayCache {
     /// replaces) for `owner` (`None`: unknown). An entry expired at
     /// `now_unix` under `max_skew` is not kept: the floor rises above it. An
     /// entry whose client's slots are full goes to the orphans; when those
-    /// are full too, the orphan with the oldest timestamp is forgotten (the
+    /// are full too, the older of it and the oldest orphan is forgotten (the
     /// floor rises above it), so nothing is forgotten without the floor
     /// covering it.
     pub fn restore(
@@ -372,15 +372,18 @@ impl ReplayCache {
             .filter(|&o| o < self.owners)
             .and_then(|o| self.free_slot(o * QUOTA..(o + 1) * QUOTA, now_unix, max_skew));
         let orphans = self.owners * QUOTA..self.slots.len();
-        let slot = own
-            .or_else(|| self.free_slot(orphans.clone(), now_unix, max_skew))
-            .or_else(|| {
-                let oldest = orphans.min_by_key(|&s| self.slots[s].entry.timestamp)?;
-                self.forget(oldest);
-                Some(oldest)
-            });
+        let slot = own.or_else(|| self.free_slot(orphans.clone(), now_unix, max_skew));
         if let Some(s) = slot {
             self.put(s, entry);
+            return;
+        }
+        // No room: forget the older of this entry and the oldest orphan.
+        match orphans.min_by_key(|&s| self.slots[s].entry.timestamp) {
+            Some(oldest) if self.slots[oldest].entry.timestamp < entry.timestamp => {
+                self.forget(oldest);
+                self.put(oldest, entry);
+            }
+            _ => self.raise_floor(entry.timestamp.saturating_add(1)),
         }
     }
 }

@@ -114,6 +114,13 @@ fn restore_overflow_goes_to_the_orphans_and_then_raises_the_floor() {
     // The oldest orphan was e(QUOTA, 1000 + QUOTA).
     assert!(!c.contains(&e(QUOTA as u16, 0).nonce));
     assert_eq!(c.floor(), 1000 + QUOTA as u64 + 1);
+    // An entry older than every orphan is the one forgotten.
+    c.restore(None, e(9999, 1001), 1000, 120);
+    assert!(!c.contains(&e(9999, 0).nonce));
+    assert_eq!(c.len(), usize::from(n));
+    assert_eq!(c.floor(), 1000 + QUOTA as u64 + 1, "the floor only rises");
+    c.restore(None, e(9998, 900), 1000, 120);
+    assert_eq!(c.floor(), 1000 + QUOTA as u64 + 1);
 }
 
 #[test]
