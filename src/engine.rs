@@ -1219,3 +1219,6 @@ mod ban_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod replay_tests;
