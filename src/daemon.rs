@@ -198,8 +198,10 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     result
 }
 
-/// Loads the SPA replay state file (and checks that it can be written) when SPA is on.
-fn open_replay_file(cfg: &Config) -> Result<Option<ReplayFile>, DaemonError> {
+/// Loads the SPA replay state file (and checks that it can be written) when
+/// SPA is on: the file, and the replay guard its content calls for (boot, or
+/// now when the history is unknown: see [`Loaded::guard`]).
+fn open_replay_file(cfg: &Config) -> Result<Option<(ReplayFile, Millis)>, DaemonError> {
     if cfg.spa_port().is_none() {
         return Ok(None);
     }
@@ -208,28 +210,32 @@ fn open_replay_file(cfg: &Config) -> Result<Option<ReplayFile>, DaemonError> {
         ReplayFile::load(dir).map_err(|e| fail(format!("SPA state directory: {e}")))?;
     match &loaded {
         Loaded::Missing => info!(
-            "spa: no replay state at {}: nothing accepted yet in this boot",
+            "spa: no replay state at {}: nothing recorded yet in this boot",
             file.path().display()
         ),
         Loaded::Restored(n) => info!(
-            "spa: restored {n} accepted packet(s) from {}",
+            "spa: restored {n} packet(s) (floor {}) from {}",
+            file.record().floor,
             file.path().display()
         ),
         Loaded::OtherBoot => info!(
             "spa: replay state at {} is from an earlier boot: ignored",
             file.path().display()
         ),
-        Loaded::Bad(msg) => warn!(
-            "spa: replay state at {} is unreadable ({msg}): ignored",
-            file.path().display()
+        Loaded::Bad(msg) => error!(
+            "spa: replay state at {} is unreadable or malformed ({msg}): the packets accepted \
+             in this boot are unknown, so every SPA packet stamped before now + max_skew \
+             ({} s) is refused",
+            file.path().display(),
+            cfg.main.max_skew.as_secs()
         ),
     }
-    let entries = file.entries().to_vec();
+    let guard = loaded.guard(boot_instant(), Millis::now_monotonic());
     // Written at once: a state directory that cannot be written stops the start,
     // not the first grant.
-    file.save(&entries)
+    file.save()
         .map_err(|e| fail(format!("SPA replay state cannot be written: {e}")))?;
-    Ok(Some(file))
+    Ok(Some((file, guard)))
 }
 
 /// The monotonic instant of boot (`CLOCK_MONOTONIC` now minus `CLOCK_BOOTTIME` now):
@@ -243,12 +249,18 @@ fn boot_instant() -> Millis {
     Millis(Millis::now_monotonic().0.saturating_sub(since_boot))
 }
 
-/// A new engine for `cfg`, with the SPA replay record carried over.
-fn engine_for(cfg: &Config, saved: &[crate::spa::ReplayEntry]) -> Engine {
+/// A new engine for `cfg`, with the boot as its SPA replay guard.
+fn engine_for(cfg: &Config) -> Engine {
     let mut engine = Engine::new(cfg);
-    engine.restore_replay(saved, Now::read());
     engine.set_replay_guard(Some(boot_instant()));
     engine
+}
+
+/// Gives `engine` the state file's replay record and the later of the two guards.
+fn restore_replay_file(engine: &mut Engine, file: &ReplayFile, guard: Millis) {
+    engine.restore_replay(file.record(), Now::read());
+    let later = engine.replay_guard().map_or(guard, |g| g.max(guard));
+    engine.set_replay_guard(Some(later));
 }
 
 /// Opens one capture socket per device with the config's filter.
@@ -367,7 +379,7 @@ fn serve(
     devices: &[String],
     backend: &mut dyn Backend,
     signals: &SignalFd,
-    replay: Option<ReplayFile>,
+    replay: Option<(ReplayFile, Millis)>,
     control: &ControlSocket,
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
@@ -381,11 +393,11 @@ fn serve(
         .map(|c| c.name.clone());
     // Per capture: the interface is gone (logged once, until it is back).
     let mut missing = vec![false; captures.len()];
-    let saved = replay
-        .as_ref()
-        .map(|r| r.entries().to_vec())
-        .unwrap_or_default();
-    let mut engine = engine_for(&cfg, &saved);
+    let mut engine = engine_for(&cfg);
+    let replay = replay.map(|(file, guard)| {
+        restore_replay_file(&mut engine, &file, guard);
+        file
+    });
     let mut fx = Effects {
         backend,
         replay,
@@ -501,16 +513,20 @@ fn serve(
                     Ok(Signal::SIGHUP) => {
                         if let Some((new, commands)) = reload(opts, &cfg, fx.backend, &captures) {
                             fx.actions.reload(fx.backend, &new, commands);
-                            let guard = engine.replay_guard();
-                            let saved = engine.replay_entries().to_vec();
-                            let old = core::mem::replace(&mut engine, engine_for(&new, &saved));
+                            let mut next = engine_for(&new);
+                            next.adopt_replay(&engine, Now::read());
+                            let old = core::mem::replace(&mut engine, next);
                             engine.adopt_bans(&old);
                             lift_dropped_bans(fx.backend, &old, &engine);
-                            engine.set_replay_guard(guard);
                             if fx.replay.is_none() {
-                                // SPA was off and is now on.
+                                // SPA was off and is now on: the file's record
+                                // goes into the engine before any packet.
                                 match open_replay_file(&new) {
-                                    Ok(r) => fx.replay = r,
+                                    Ok(Some((file, guard))) => {
+                                        restore_replay_file(&mut engine, &file, guard);
+                                        fx.replay = Some(file);
+                                    }
+                                    Ok(None) => {}
                                     Err(e) => error!("{e}: SPA requests will be refused"),
                                 }
                             }
@@ -700,17 +716,21 @@ fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effect
 /// be replayed after a restart is worse than none). An open is all or nothing:
 /// if the backend fails on one port, the ports granted before it are revoked.
 fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
-    let record = match decision {
-        Decision::Open { record, .. }
-        | Decision::Close { record, .. }
-        | Decision::Run { record, .. }
-        | Decision::Forward { record, .. } => record,
-        Decision::Refuse { src, refused } => return log_refusal(fx, now, src, &refused),
+    let (record, by) = match decision {
+        Decision::Open { record, by, .. }
+        | Decision::Close { record, by, .. }
+        | Decision::Run { record, by, .. }
+        | Decision::Forward { record, by, .. } => (record, by),
+        Decision::Refuse { src, refused } => {
+            record_refused(fx, now, &refused);
+            return log_refusal(fx, now, src, &refused);
+        }
         Decision::Ban { addr, duration } => return ban(fx, addr, duration),
     };
     if let Some(entry) = record {
+        let client = Some(client_of(&by).0);
         let saved = match fx.replay.as_mut() {
-            Some(file) => file.record(entry, now.unix, fx.max_skew),
+            Some(file) => file.record_packet(client, entry, now.unix, fx.max_skew),
             None => Err(std::io::Error::other("no replay state file")),
         };
         if let Err(e) = saved {
@@ -824,6 +844,18 @@ fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
             duration.as_secs()
         ),
         Err(e) => error!("could not ban {addr}: {e}"),
+    }
+}
+
+/// Persists the nonce of an authenticated packet the engine refused after
+/// recording it (a port, address or command not allowed), so that a restart
+/// with a configuration that would allow it does not accept it either.
+fn record_refused(fx: &mut Effects<'_>, now: Now, r: &Refused<'_>) {
+    let (Some(entry), Some(file)) = (r.record, fx.replay.as_mut()) else {
+        return;
+    };
+    if let Err(e) = file.record_packet(r.client, entry, now.unix, fx.max_skew) {
+        error!("spa: cannot record a refused packet against replay: {e}");
     }
 }
 

@@ -21,7 +21,7 @@ use crate::knock::hmac::HmacKey;
 use crate::knock::totp::{TotpCounters, TotpMatcher, TotpSteps};
 use crate::knock::{KnockCounters, Matcher, SequenceSteps};
 use crate::port::{L4Proto, PortSpec};
-use crate::spa::{self, Refusal, Refused, ReplayEntry, SpaCounters, Verifier};
+use crate::spa::{self, Refusal, Refused, ReplayEntry, ReplayRecord, SpaCounters, Verifier};
 use crate::time::{Millis, Now};
 use crate::wire::{self, Checksums, Observation, RejectCounters};
 
@@ -74,7 +74,7 @@ pub enum Decision<'a> {
         ports: &'a [PortSpec],
         /// How long new connections are allowed.
         duration: Duration,
-        /// For SPA: the replay record to persist before granting (see [`Engine::replay_entries`]).
+        /// For SPA: the replay record to persist before granting (see [`Engine::replay_record`]).
         record: Option<ReplayEntry>,
     },
     /// Remove `addr`'s grants on `ports` now.
@@ -371,14 +371,23 @@ impl Engine {
             + self.auth.as_ref().map_or(0, |a| a.in_progress())
     }
 
-    /// The SPA replay cache's entries (plain data, for the daemon's state file).
-    pub fn replay_entries(&self) -> &[ReplayEntry] {
-        self.verifier.replay_entries()
+    /// The SPA replay record (plain data, for the daemon's state file; allocates).
+    pub fn replay_record(&self) -> ReplayRecord {
+        self.verifier.replay_record()
     }
 
-    /// Adds saved SPA replay entries (from the state file, or the engine replaced by a reload).
-    pub fn restore_replay(&mut self, saved: &[ReplayEntry], now: Now) {
+    /// Adds a saved SPA replay record (from the state file).
+    pub fn restore_replay(&mut self, saved: &ReplayRecord, now: Now) {
         self.verifier.restore_replay(saved, now);
+    }
+
+    /// Takes over the SPA replay record and guard of `old` (the engine a
+    /// reload replaces): the nonces it recorded stay refused, whatever the
+    /// new configuration allows, and its floor stays.
+    pub fn adopt_replay(&mut self, old: &Engine, now: Now) {
+        self.verifier
+            .restore_replay(&old.verifier.replay_record(), now);
+        self.verifier.set_replay_guard(old.verifier.replay_guard());
     }
 
     /// The SPA replay guard (see [`Verifier::replay_guard`]).
@@ -1210,3 +1219,6 @@ mod ban_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod replay_tests;

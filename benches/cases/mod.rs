@@ -23,8 +23,8 @@
 //! * `spa_valid` (steady state, cycled forever): a pool of [`SPA_POOL`]
 //!   packets with distinct nonces, each accepted once in the set-up pass;
 //!   from then on every packet takes the whole verification path (length,
-//!   budget, one AEAD open, request parse, target, timestamp window) and is
-//!   refused at the replay check, which scans the [`SPA_POOL`] cached nonces.
+//!   budget, one AEAD open, request parse, timestamp window) and is refused
+//!   at the replay check (one keyed hash into the cache's index).
 //!   What acceptance adds after that point (a push into the cache, the
 //!   allow-list check, copying the ports, the Open decision) is a few dozen
 //!   instructions, and is measured separately:
@@ -41,9 +41,8 @@
 //! the daemon), so 64 distinct packets whose replay ids differ. The engine
 //! clock is the client's timestamp, as in the fwknop vector tests.
 //!
-//! [`SPA_POOL`] (64) is far below the cache's capacity (1024): a router's
-//! cache holds the few requests of the last `2 × max_skew`, and a bigger pool
-//! would time a linear scan no real cache has.
+//! [`SPA_POOL`] (64) fills one client's replay quota
+//! (`postern::spa::replay::QUOTA`) exactly: the first pass accepts them all.
 
 use std::hint::black_box;
 
@@ -111,6 +110,8 @@ pub const FIRST_PASS: [&str; 2] = ["spa_valid", "fwknop_valid"];
 /// Valid SPA packets in the `spa_valid` and `fwknop_valid` pools (distinct
 /// nonces, distinct salts).
 pub const SPA_POOL: usize = 64;
+// The first pass accepts every packet of the pool: it must fit one client's quota.
+const _: () = assert!(SPA_POOL <= postern::spa::replay::QUOTA);
 /// Junk payloads in the SPA junk pools (lengths spread over 75..=296).
 const JUNK_POOL: usize = 64;
 /// The SPA port of the SPA cases' config.
