@@ -49,13 +49,14 @@ use std::io;
 use std::net::IpAddr;
 
 use self::netlink::{
-    AddrElemRequest, ElemOp, EncodeError, KeyElem, SetElemRequest, FORWARD_BUF_LEN, REQUEST_BUF_LEN,
+    ElemOp, EncodeError, KeyElem, NetElemRequest, SetElemRequest, FORWARD_BUF_LEN, REQUEST_BUF_LEN,
 };
 use super::nfnetlink::socket::LazySocket;
 use super::{
     forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardLedger,
     ForwardSpec, Grant,
 };
+use crate::cidr::Cidr;
 use crate::port::PortSpec;
 
 /// Which firewall the backend plugs into.
@@ -269,13 +270,12 @@ impl NftBackend {
     }
 
     /// One change to a ban set; `ENOENT` is success when `absent_ok`.
-    fn ban_elem(&mut self, op: ElemOp, addr: IpAddr, absent_ok: bool) -> Result<(), FirewallError> {
-        let addr = addr.to_canonical();
-        let req = AddrElemRequest {
+    fn ban_elem(&mut self, op: ElemOp, net: Cidr, absent_ok: bool) -> Result<(), FirewallError> {
+        let req = NetElemRequest {
             op,
             table: self.table(),
-            set: self.ban_set(addr.is_ipv6()),
-            addr,
+            set: self.ban_set(net.addr().is_ipv6()),
+            net,
         };
         let outcome = self.exchange(|seq, buf| {
             let n = req
@@ -294,7 +294,7 @@ impl NftBackend {
             ElemOp::Delete => "delete",
         };
         Err(FirewallError {
-            context: format!("{verb} {addr} in inet {} {}", req.table, req.set),
+            context: format!("{verb} {net} in inet {} {}", req.table, req.set),
             source,
         })
     }
@@ -394,6 +394,23 @@ impl NftBackend {
         }
     }
 
+    /// Creates or updates the standalone table: with `nft -f` where the tool
+    /// is installed, else with the equivalent netlink batch.
+    fn setup_standalone(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
+        if !self.netlink_setup && nft_installed() {
+            run_nft_script(
+                &ruleset::standalone_setup_script(guarded),
+                "set up table inet postern",
+            )
+        } else {
+            self.table_batch(
+                standalone::setup_buf_len(guarded.len()),
+                "set up table inet postern",
+                |seq, buf| standalone::setup(ruleset::STANDALONE_TABLE, guarded, seq, buf),
+            )
+        }
+    }
+
     /// Checks that `set` exists in the fw4 table.
     fn check_fw4_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
         let outcome = self
@@ -418,6 +435,12 @@ impl NftBackend {
             }),
         }
     }
+}
+
+/// Whether a setup failed because an object exists with another definition
+/// (`EEXIST` from the kernel, "File exists" from `nft`).
+fn already_exists(e: &FirewallError) -> bool {
+    e.source.raw_os_error() == Some(libc::EEXIST) || e.source.to_string().contains("File exists")
 }
 
 /// "add 10.0.0.2 . tcp . 22 to inet postern allow4" (or "delete … from …").
@@ -480,18 +503,20 @@ impl Backend for NftBackend {
     fn setup(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
         match self.flavour {
             Flavour::Standalone => {
-                if !self.netlink_setup && nft_installed() {
-                    run_nft_script(
-                        &ruleset::standalone_setup_script(guarded),
-                        "set up table inet postern",
-                    )?;
-                } else {
-                    self.table_batch(
-                        standalone::setup_buf_len(guarded.len()),
-                        "set up table inet postern",
-                        |seq, buf| standalone::setup(ruleset::STANDALONE_TABLE, guarded, seq, buf),
-                    )?;
-                    log::warn!("nft: no `nft` tool: table built over netlink, without ban sets (bans will fail)");
+                if let Err(e) = self.setup_standalone(guarded) {
+                    if !already_exists(&e) {
+                        return Err(e);
+                    }
+                    // A set of the same name but another type: the table was
+                    // left by another postern version (its ban sets held
+                    // addresses, not networks). Rebuild it; grants and bans
+                    // of this daemon are re-applied by its resync.
+                    log::warn!(
+                        "nft: table inet {} has objects of another postern version ({e}): rebuilding it",
+                        ruleset::STANDALONE_TABLE
+                    );
+                    self.teardown()?;
+                    self.setup_standalone(guarded)?;
                 }
                 log::info!(
                     "nft: table inet {} ready, {} guarded port(s)",
@@ -552,22 +577,22 @@ impl Backend for NftBackend {
         self.elem(ElemOp::Delete, addr, port, true)
     }
 
-    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
+    fn ban(&mut self, net: Cidr, duration: core::time::Duration) -> Result<(), FirewallError> {
         let op = ElemOp::Add { timeout: duration };
         if duration.is_zero() {
             return Err(FirewallError {
-                context: format!("ban {addr}"),
+                context: format!("ban {net}"),
                 source: io::Error::new(io::ErrorKind::InvalidInput, EncodeError::ZeroTimeout),
             });
         }
         // As for grants: re-adding keeps the old expiry, so delete first.
         // Bans are rare; the delete of an absent element costs little here.
-        self.ban_elem(ElemOp::Delete, addr, true)?;
-        self.ban_elem(op, addr, false)
+        self.ban_elem(ElemOp::Delete, net, true)?;
+        self.ban_elem(op, net, false)
     }
 
-    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
-        self.ban_elem(ElemOp::Delete, addr, true)
+    fn unban(&mut self, net: Cidr) -> Result<(), FirewallError> {
+        self.ban_elem(ElemOp::Delete, net, true)
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {
