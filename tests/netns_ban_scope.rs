@@ -27,10 +27,11 @@ use std::time::Duration;
 
 use postern::cidr::Cidr;
 use postern::demo::{
-    self, Lab, ATTACKER_V6, CLIENT_V4, CLIENT_V6, DEMO_PORT, ROUTER_V4, ROUTER_V6, ROUTER_X_V6,
+    self, Lab, ATTACKER_V6, CLIENT_V4, CLIENT_V6, DEMO_PORT, LAN_V4, LAN_V6, ROUTER_V4, ROUTER_V6,
+    ROUTER_X_V6,
 };
 use postern::firewall::nft::NftBackend;
-use postern::firewall::{Backend, Grant};
+use postern::firewall::{Backend, ForwardGrant, ForwardSpec, Grant};
 use postern::port::PortSpec;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
@@ -175,11 +176,16 @@ fn echo(s: &mut TcpStream, text: &str) -> std::io::Result<String> {
 
 /// Opens a connection and reads the service's greeting.
 fn established(ns: &str, src: IpAddr, dst: SocketAddr) -> TcpStream {
+    established_with(ns, src, dst, "hello from the router")
+}
+
+/// Opens a connection and checks the service's greeting.
+fn established_with(ns: &str, src: IpAddr, dst: SocketAddr, greeting: &str) -> TcpStream {
     let mut s = tcp_connect(ns, src, dst)
         .unwrap_or_else(|a| panic!("{src} -> {dst}: {a:?} before the ban"));
-    let mut greeting = String::new();
-    BufReader::new(&mut s).read_line(&mut greeting).unwrap();
-    assert_eq!(greeting.trim_end(), "hello from the router");
+    let mut line = String::new();
+    BufReader::new(&mut s).read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), greeting);
     s
 }
 
@@ -606,4 +612,142 @@ fn guarded_udp_refusals_share_the_kernels_icmp_rate_limit() {
     })
     .unwrap()
     .unwrap();
+}
+
+/// Port forwards: a LAN host behind the router serves the forward target
+/// (port 80, reached as the router's 8080 over IPv4 and directly over IPv6)
+/// and another service (port 81) that is no forward target.
+const FWD_EXT: u16 = 8080;
+const FWD_LAN: u16 = 80;
+const LAN_OTHER: u16 = 81;
+
+fn forward_spec() -> ForwardSpec {
+    ForwardSpec {
+        proto: postern::port::L4Proto::Tcp,
+        port: FWD_EXT,
+        to4: Some(LAN_V4),
+        to6: Some(LAN_V6),
+        to_port: FWD_LAN,
+    }
+}
+
+/// A ban of a source granted a forward: its established forwarded flows
+/// live on, and it still reaches LAN services that are no forward target;
+/// a new connection to the forward gets what a source without a grant gets
+/// (IPv4: no DNAT, so the router's own closed port answers; IPv6: the
+/// forward guard). Both backends: the standalone forward chain and DNAT
+/// rule, and fw4's `forward_wan` include and `postern_dstnat` chain in a
+/// fw4-shaped table (a user's rule for port 81 after the include).
+fn forward_ban_story<B: Backend + Send + 'static>(lab: &Lab, b: B) {
+    let c = lab.client_ns.clone();
+    let (me4, me6) = (IpAddr::V4(CLIENT_V4), IpAddr::V6(CLIENT_V6));
+    let wan4 = SocketAddr::new(IpAddr::V4(ROUTER_V4), FWD_EXT);
+    let lan6 = SocketAddr::new(IpAddr::V6(LAN_V6), FWD_LAN);
+    let other4 = SocketAddr::new(IpAddr::V4(LAN_V4), LAN_OTHER);
+    let other6 = SocketAddr::new(IpAddr::V6(LAN_V6), LAN_OTHER);
+    // Without a grant.
+    let ungranted = (tcp(&c, me4, wan4), tcp(&c, me6, lan6));
+    assert_eq!(
+        ungranted.0,
+        Answer::Refused,
+        "no DNAT: the router's closed port"
+    );
+    assert_eq!(ungranted.1, Answer::Silence, "the IPv6 forward guard");
+    let grant = move |src| ForwardGrant {
+        src,
+        spec: forward_spec(),
+        timeout: Duration::from_secs(60),
+    };
+    let (b, r) = in_router(lab, b, move |b| {
+        b.forward(&grant(me4))?;
+        b.forward(&grant(me6))
+    });
+    r.expect("forward");
+    let mut s4 = established_with(&c, me4, wan4, "hello from the lan");
+    let mut s6 = established_with(&c, me6, lan6, "hello from the lan");
+
+    let (_b, r) = in_router(lab, b, move |b| {
+        b.ban(Cidr::host(me4), Duration::from_secs(60))?;
+        b.ban(Cidr::network_of(me6, 64), Duration::from_secs(60))
+    });
+    r.expect("ban");
+    assert_eq!(echo(&mut s4, "v4").expect("forwarded flow cut"), "v4");
+    assert_eq!(echo(&mut s6, "v6").expect("forwarded flow cut"), "v6");
+    assert_eq!(
+        tcp(&c, me4, other4),
+        Answer::Open,
+        "v4 lan service, no forward"
+    );
+    assert_eq!(
+        tcp(&c, me6, other6),
+        Answer::Open,
+        "v6 lan service, no forward"
+    );
+    assert_eq!(
+        (tcp(&c, me4, wan4), tcp(&c, me6, lan6)),
+        ungranted,
+        "banned: as without a grant"
+    );
+}
+
+fn forward_lab(prefix: &str) -> Lab {
+    let tag = format!("{prefix}{}", std::process::id() % 100_000);
+    let mut lab = Lab::new(&tag).unwrap();
+    let lan = lab.add_lan_host().unwrap();
+    lab.serve_tcp_in(&lan, FWD_LAN, "hello from the lan")
+        .unwrap();
+    lab.serve_tcp_in(&lan, LAN_OTHER, "another lan service")
+        .unwrap();
+    lab
+}
+
+#[test]
+fn standalone_forward_ban_closes_only_the_forward() {
+    if !root_or_skip("standalone_forward_ban_closes_only_the_forward") {
+        return;
+    }
+    let lab = forward_lab("f");
+    let (b, r) = in_router(&lab, NftBackend::standalone(), |b| {
+        b.setup(&[])?;
+        b.setup_forwards(&[forward_spec()])
+    });
+    r.expect("setup");
+    forward_ban_story(&lab, b);
+}
+
+#[test]
+fn fw4_forward_ban_closes_only_the_forward() {
+    if !root_or_skip("fw4_forward_ban_closes_only_the_forward") {
+        return;
+    }
+    let lab = forward_lab("g");
+    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
+    let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
+    let table = format!(
+        "table inet fw4 {{\n{}\n\
+         chain forward {{ type filter hook forward priority filter; policy drop;\n\
+         ct state established,related accept\n iifname \"{}\" jump forward_wan\n accept\n}}\n\
+         chain forward_wan {{\n{}\n\
+         tcp dport {LAN_OTHER} accept comment \"a user's forward rule\"\n drop\n}}\n}}\n",
+        read("fw4-table-pre.nft"),
+        lab.router_dev,
+        read("fw4-chain-pre-forward_wan.nft"),
+    );
+    let path = lab.dir().join("fw4.nft");
+    std::fs::write(&path, table).unwrap();
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.router_ns,
+        "nft",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    let (b, r) = in_router(&lab, NftBackend::fw4(), |b| {
+        b.setup(&[])?;
+        b.setup_forwards(&[forward_spec()])
+    });
+    r.expect("setup");
+    forward_ban_story(&lab, b);
 }
