@@ -4,8 +4,10 @@
 //! fw3 owns the firewall; postern's fw3 include (`/usr/share/postern/fw3.include`,
 //! run by fw3 on every reload) creates the `hash:ip,port` sets `postern4` and
 //! `postern6` with timeout support and the `input_wan_rule` rules that accept
-//! their members, and the `hash:ip` ban sets `postern_ban4`/`postern_ban6`
-//! with the `DROP` rules for their members ahead of the accepts. This backend only checks that the sets exist, then adds and
+//! their members unless their source is in one of the `hash:net` ban sets
+//! `postern_ban4`/`postern_ban6` (a ban has no rule of its own: a banned
+//! source is treated as one without a grant). This backend only checks that
+//! the sets exist, then adds and
 //! deletes elements over netlink: per grant it never spawns `ipset` or
 //! `iptables`. Messages are built by [`netlink`] (pure, byte-tested) and sent
 //! by the shared `nfnetlink::socket`. It never creates, flushes or destroys a

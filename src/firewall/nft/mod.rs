@@ -1,7 +1,8 @@
 //! The nftables backend: grants as set elements with kernel timeouts.
 //!
 //! Two flavours share one per-grant path:
-//! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`, an
+//! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`,
+//!   the ban sets `ban4`/`ban6`, an
 //!   input chain at priority filter - 5). Setup and teardown are one netlink
 //!   batch each, built by [`standalone`] (the same batch `nft -f` sends for the
 //!   [`ruleset`] text; no `nft` binary needed); setup is atomic, idempotent and
@@ -15,30 +16,35 @@
 //! chain `dstnat` at priority dstnat - 5) plus an element of `fwd_allow4`
 //! (`src . to4 . proto . to_port`), added in one transaction with a kernel
 //! timeout; IPv6 has no NAT, only `fwd_allow6`. The standalone `forward`
-//! chain (priority filter - 5) drops banned sources, accepts established
-//! flows and granted sources, and drops every other packet to a configured
-//! forward target (`fwd_guard4`/`fwd_guard6`): this guard applies to routed
-//! traffic from **any** interface (LAN subnets included), not only the WAN.
-//! The forward objects are set up by an `nft -f` script
+//! chain (priority filter - 5) accepts established flows and granted
+//! sources outside the banned networks, and drops every other packet to a
+//! configured forward target (`fwd_guard4`/`fwd_guard6`): this guard applies
+//! to routed traffic from **any** interface (LAN subnets included), not only
+//! the WAN. The forward objects are set up by an `nft -f` script
 //! ([`ruleset::standalone_forward_script`]); without the `nft` tool
 //! `setup_forwards` refuses forwards ("forwards need the nft tool"). On fw4
 //! the objects (`postern_fwd4`, `postern_fwd_allow4/6`, the base chain
 //! `postern_dstnat`, the `forward_wan` accepts) come from the includes and
 //! fw4's own `wan` forward policy is the guard.
 //!
-//! Bans ([`Backend::ban`]) are elements of the address sets `ban4`/`ban6`
-//! (fw4: `postern_ban4`/`postern_ban6`) with a timeout; a drop rule for their
-//! members comes first in the input chain (fw4: in `input_wan`).
+//! Bans ([`Backend::ban`]) are networks: elements of the interval sets
+//! `ban4`/`ban6` (fw4: `postern_ban4`/`postern_ban6`; `flags interval,
+//! timeout`) with a timeout, sent as an interval start and end
+//! ([`netlink::NetElemRequest`]). No rule drops them: the grant and forward
+//! accepts and the DNAT rule skip sources in them (`ip saddr != @ban4`), so a
+//! banned source gets what a source without a grant gets, and nothing but
+//! new connections to guarded ports and forward targets is affected. The
+//! standalone input chain refuses guarded ports like closed ones (TCP RST,
+//! ICMP port unreachable), so neither guard nor ban shows from outside.
 //!
 //! Where the `nft` tool is installed, the standalone table is set up from the
-//! [`ruleset`] text with one `nft -f -` (it includes the ban sets and rules);
-//! without it (a minimal router, the emulated MIPS router) the [`standalone`]
-//! netlink batch builds the table, guard and allow sets and rules — without
-//! ban sets yet, so bans are then logged as failing. Grants, revokes and bans
+//! [`ruleset`] text with one `nft -f -`; without it (a minimal router, the
+//! emulated MIPS router) the [`standalone`] netlink batch — the same bytes —
+//! builds it. A table left by an older postern (ban sets of single
+//! addresses: `EEXIST`) is removed and built again. Grants, revokes and bans
 //! never spawn `nft`: they are `NEWSETELEM`/`DELSETELEM` batches built by
-//! [`netlink`] (pure, byte-tested)
-//! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
-//! and sent by `nfnetlink::socket` (the only netlink I/O).
+//! [`netlink`] (pure, byte-tested) and sent by `nfnetlink::socket` (the only
+//! netlink I/O).
 
 pub mod monitor;
 pub mod netlink;
@@ -126,8 +132,7 @@ impl NftBackend {
     }
 
     /// The standalone flavour with its table always built by the netlink
-    /// batch of [`standalone`] (what runs where no `nft` tool is installed;
-    /// no ban sets yet).
+    /// batch of [`standalone`] (what runs where no `nft` tool is installed).
     pub fn standalone_over_netlink() -> NftBackend {
         NftBackend {
             netlink_setup: true,
