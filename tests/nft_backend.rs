@@ -482,6 +482,18 @@ fn standalone_bans_are_networks_with_kernel_timeouts() {
             assert!(elements("postern", "ban6").contains("timeout 1h"), "{how}");
             b.ban(net, Duration::from_secs(10)).unwrap();
             assert!(expires_ms("postern", "ban6", "fd00:213:0:1::/64") <= 10_000);
+            // A wider or narrower network overlapping a live ban is refused
+            // by the interval set, with the reason; the live ban stays.
+            for len in [56, 128] {
+                let err = b
+                    .ban(Cidr::network_of(a6, len), Duration::from_secs(30))
+                    .unwrap_err();
+                assert!(
+                    err.to_string().contains("overlaps a live ban"),
+                    "{how}: {err}"
+                );
+            }
+            assert!(in_ban_set("postern", "ban6", "fd00:213:0:1::7"), "{how}");
             // A neighbouring /64 is a separate ban (adjacent intervals).
             let next = Cidr::network_of(
                 IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 2, 0, 0, 0, 1)),

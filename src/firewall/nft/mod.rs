@@ -291,6 +291,12 @@ impl NftBackend {
         let source = match outcome {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(libc::ENOENT)) if absent_ok => return Ok(()),
+            // The exact network was deleted first, so this is an interval
+            // set refusing an overlap: a live ban of another prefix length.
+            Ok(Err(libc::EEXIST)) if matches!(op, ElemOp::Add { .. }) => io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "overlaps a live ban of another prefix length (was the IPv6 ban prefix changed?)",
+            ),
             Ok(Err(errno)) => io::Error::from_raw_os_error(errno),
             Err(e) => e,
         };
