@@ -1,4 +1,5 @@
-//! ipset netlink messages as bytes: add/delete one `hash:ip,port` element, look up a set.
+//! ipset netlink messages as bytes: add/delete one `hash:ip,port`, `hash:ip,port,ip`
+//! or `hash:net` element, look up a set.
 //!
 //! Owns the wire encoding of the ipset commands the fw3 backend sends (what
 //! `ipset -exist add SET ADDR,PROTO:PORT timeout N`, `ipset -exist del …` and
@@ -70,7 +71,8 @@ pub const SETNAME_MAX: usize = 31;
 /// longer ones are clamped to it (the kernel would clamp them too).
 pub const MAX_TIMEOUT_SECS: u32 = 2_147_483;
 
-/// Bytes that always suffice for one [`ElemRequest`], [`IpPortIpRequest`] or [`header`] request.
+/// Bytes that always suffice for one [`ElemRequest`], [`IpPortIpRequest`],
+/// [`NetRequest`] or [`header`] request.
 pub const REQUEST_BUF_LEN: usize = 160;
 
 /// The full nfnetlink message type of an ipset command.

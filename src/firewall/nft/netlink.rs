@@ -73,8 +73,8 @@ pub const NFTA_DATA_VALUE: u16 = 1;
 /// Longest nf_tables object name, without the NUL (`NFT_NAME_MAXLEN` - 1).
 pub const NAME_MAX: usize = 255;
 
-/// Bytes that always suffice for one [`SetElemRequest`] batch or [`get_set`]
-/// request with names up to [`NAME_MAX`].
+/// Bytes that always suffice for one [`SetElemRequest`] or [`NetElemRequest`]
+/// batch or [`get_set`] request with names up to [`NAME_MAX`].
 pub const REQUEST_BUF_LEN: usize = 768;
 
 /// Bytes that always suffice for an [`elem_batch`] of two forward elements
@@ -879,6 +879,15 @@ mod tests {
                 );
             }
         }
+        // REQUEST_BUF_LEN suffices for the longest names and an IPv6 network.
+        let max = "z".repeat(NAME_MAX);
+        let long = NetElemRequest {
+            op,
+            table: &max,
+            set: &max,
+            net: net6,
+        };
+        assert!(long.emit(0, &mut [0u8; REQUEST_BUF_LEN]).is_ok());
         // Zero timeouts are refused like for grants.
         let zero = NetElemRequest {
             op: ElemOp::Add {
