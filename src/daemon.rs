@@ -23,6 +23,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::bans::BanTable;
 use crate::capture::{bpf, Capture, Pacer};
+use crate::cidr::Cidr;
 use crate::config::{self, BackendKind, Config};
 use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
 use crate::engine::{Decision, Engine, Origin};
@@ -360,7 +361,7 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> b
     }
     let mut banned = 0;
     for ban in bans.active(now) {
-        match fx.backend.ban(ban.addr, ban.remaining(now)) {
+        match fx.backend.ban(Cidr::host(ban.addr), ban.remaining(now)) {
             Ok(()) => banned += 1,
             Err(e) => error!("could not re-apply the ban of {}: {e}", ban.addr),
         }
@@ -825,7 +826,7 @@ fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
     let now = Millis::now_monotonic();
     for ban in old.bans().active(now) {
         if new.bans().banned_until(now, ban.addr).is_none() {
-            match backend.unban(ban.addr) {
+            match backend.unban(Cidr::host(ban.addr)) {
                 Ok(()) => info!(
                     "lifted the ban of {}: no longer banned by the configuration",
                     ban.addr
@@ -838,7 +839,7 @@ fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
 
 /// Bans a source in the kernel and logs it.
 fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
-    match fx.backend.ban(addr, duration) {
+    match fx.backend.ban(Cidr::host(addr), duration) {
         Ok(()) => warn!(
             "banned {addr} for {} s: too many failed knocks or SPA packets",
             duration.as_secs()

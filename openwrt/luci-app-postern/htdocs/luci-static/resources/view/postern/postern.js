@@ -244,7 +244,7 @@ return view.extend({
 		o.optional = true;
 
 		o = s.option(form.Value, 'ban_duration', _('Ban duration (s)'),
-			_('How long a banned source is dropped; 0 disables bans. Keep it short: failures need no key, so a spoofed source can get an innocent address banned.'));
+			_('How long a banned network gets no new connections to guarded ports and forwards (its other traffic is untouched); 0 disables bans. Keep it short: failures need no key, so a spoofed source can get an innocent address banned.'));
 		o.datatype = 'range(0,86400)';
 		o.placeholder = '300';
 		o.optional = true;
