@@ -21,8 +21,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::bans::BanTable;
+use crate::bans::{BanTable, NetText};
 use crate::capture::{bpf, Capture, Pacer};
+use crate::cidr::Cidr;
 use crate::config::{self, BackendKind, Config};
 use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
 use crate::engine::{Decision, Engine, Origin};
@@ -348,9 +349,10 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> b
     }
     let mut banned = 0;
     for ban in bans.active(now) {
-        match fx.backend.ban(ban.addr, ban.remaining(now)) {
+        // lead: Backend::ban takes Cidr after merge
+        match fx.backend.ban(ban.net.addr(), ban.remaining(now)) {
             Ok(()) => banned += 1,
-            Err(e) => error!("could not re-apply the ban of {}: {e}", ban.addr),
+            Err(e) => error!("could not re-apply the ban of {}: {e}", NetText(ban.net)),
         }
     }
     if banned > 0 {
@@ -706,7 +708,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
         | Decision::Run { record, .. }
         | Decision::Forward { record, .. } => record,
         Decision::Refuse { src, refused } => return log_refusal(fx, now, src, &refused),
-        Decision::Ban { addr, duration } => return ban(fx, addr, duration),
+        Decision::Ban { net, duration } => return ban(fx, net, duration),
     };
     if let Some(entry) = record {
         let saved = match fx.replay.as_mut() {
@@ -800,30 +802,35 @@ fn client_of<'a>(by: &Origin<'a>) -> (&'a str, core::net::IpAddr) {
 }
 
 /// After a reload: lifts the kernel bans the new configuration no longer
-/// keeps (the source is now trusted, or bans are off).
+/// keeps (the network is now trusted, bans are off, or `ban_ipv6_prefix` changed).
 fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
     let now = Millis::now_monotonic();
     for ban in old.bans().active(now) {
-        if new.bans().banned_until(now, ban.addr).is_none() {
-            match backend.unban(ban.addr) {
-                Ok(()) => info!(
-                    "lifted the ban of {}: no longer banned by the configuration",
-                    ban.addr
-                ),
-                Err(e) => error!("could not lift the ban of {}: {e}", ban.addr),
-            }
+        if new.bans().banned_until(now, ban.net).is_none() {
+            lift_ban(backend, ban.net, "no longer banned by the configuration");
         }
     }
 }
 
-/// Bans a source in the kernel and logs it.
-fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
-    match fx.backend.ban(addr, duration) {
+/// Lifts the kernel ban of `net` now, and logs `why`.
+fn lift_ban(backend: &mut dyn Backend, net: Cidr, why: &str) {
+    // lead: Backend::unban takes Cidr after merge
+    match backend.unban(net.addr()) {
+        Ok(()) => info!("lifted the ban of {}: {why}", NetText(net)),
+        Err(e) => error!("could not lift the ban of {}: {e}", NetText(net)),
+    }
+}
+
+/// Bans a network in the kernel and logs it.
+fn ban(fx: &mut Effects<'_>, net: Cidr, duration: Duration) {
+    // lead: Backend::ban takes Cidr after merge
+    match fx.backend.ban(net.addr(), duration) {
         Ok(()) => warn!(
-            "banned {addr} for {} s: too many failed knocks or SPA packets",
+            "banned {} for {} s: too many failed knocks or SPA packets",
+            NetText(net),
             duration.as_secs()
         ),
-        Err(e) => error!("could not ban {addr}: {e}"),
+        Err(e) => error!("could not ban {}: {e}", NetText(net)),
     }
 }
 

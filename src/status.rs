@@ -31,7 +31,9 @@ pub struct GrantView {
 /// One live ban as shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanView {
-    /// Banned source.
+    /// Banned network: an IPv4 address, an IPv6 network of `ban_ipv6_prefix`
+    /// bits as `ADDR/LEN` ([`crate::bans::NetText`]); named `addr` in the
+    /// JSON, as LuCI reads it.
     pub addr: String,
     /// Seconds until the kernel lifts it.
     pub expires_in_s: u64,
@@ -133,11 +135,11 @@ impl Snapshot {
     /// Adds the live bans of `table` at `now`.
     pub fn with_bans(mut self, now: Millis, table: &BanTable) -> Snapshot {
         let mut bans: Vec<_> = table.active(now).collect();
-        bans.sort_unstable_by_key(|b| (b.until, b.addr));
+        bans.sort_unstable_by_key(|b| (b.until, b.net.addr(), b.net.len()));
         self.bans = bans
             .iter()
             .map(|b| BanView {
-                addr: b.addr.to_string(),
+                addr: crate::bans::NetText(b.net).to_string(),
                 expires_in_s: b.remaining(now).as_secs_f64().ceil() as u64,
             })
             .collect();
@@ -444,6 +446,7 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             vec![
                 ("failures", c.bans.failures),
                 ("trusted_failures", c.bans.trusted_failures),
+                ("protected_failures", c.bans.protected_failures),
                 ("bans", c.bans.bans),
                 ("from_banned", c.bans.from_banned),
                 ("evicted", c.bans.evicted),
