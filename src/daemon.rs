@@ -33,6 +33,7 @@ use crate::firewall::nft::monitor::Monitor;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
 use crate::grants::GrantTable;
+use crate::local_networks::{self, Watch};
 use crate::privileges::{self, Keep};
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
@@ -397,6 +398,8 @@ fn serve(
         actions: Actions::new(&cfg, commands),
     };
     let monitor = open_monitor(fx.backend);
+    let mut own_networks = OwnNetworks::open();
+    own_networks.refresh(&mut engine, fx.backend);
     // Every socket is open: from here on only what the loop needs.
     let held = drop_privileges(keep, is_root, root_command.as_deref());
     fx.actions.set_privileges(held, is_root);
@@ -434,6 +437,9 @@ fn serve(
             if resync_pending {
                 resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
+            if own_networks.due(now, &mut buf) {
+                own_networks.refresh(&mut engine, fx.backend);
             }
             if captures_moved(&captures, &mut missing) {
                 drop(fds);
@@ -508,6 +514,7 @@ fn serve(
                             let old = core::mem::replace(&mut engine, engine_for(&new, &saved));
                             engine.adopt_bans(&old);
                             lift_dropped_bans(fx.backend, &old, &engine);
+                            own_networks.refresh(&mut engine, fx.backend);
                             engine.set_replay_guard(guard);
                             if fx.replay.is_none() {
                                 // SPA was off and is now on.
@@ -798,6 +805,68 @@ fn client_of<'a>(by: &Origin<'a>) -> (&'a str, core::net::IpAddr) {
             name,
             core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
         ),
+    }
+}
+
+/// The router's own networks, which bans spare (see [`crate::local_networks`]):
+/// learnt at start, at reload, when the kernel announces an address or route
+/// change (checked on the tick), and every [`OWN_NETWORKS_REFRESH`] anyway.
+struct OwnNetworks {
+    watch: Option<Watch>,
+    next: Millis,
+}
+
+/// Longest time between two refreshes of the router's own networks.
+const OWN_NETWORKS_REFRESH: Duration = Duration::from_secs(60);
+
+impl OwnNetworks {
+    fn open() -> OwnNetworks {
+        let watch = Watch::open()
+            .map_err(|e| {
+                warn!("cannot watch address and route changes ({e}): the router's own networks are learnt again every {} s", OWN_NETWORKS_REFRESH.as_secs());
+            })
+            .ok();
+        OwnNetworks {
+            watch,
+            next: Millis::now_monotonic(),
+        }
+    }
+
+    /// True when a change was announced or the periodic refresh is due.
+    fn due(&self, now: Millis, buf: &mut [u8]) -> bool {
+        let changed = self.watch.as_ref().is_some_and(|w| w.changed(buf));
+        changed || now >= self.next
+    }
+
+    /// Learns the networks again and hands them to the engine; lifts the
+    /// bans they now cover. On failure the previous networks stay.
+    fn refresh(&mut self, engine: &mut Engine, backend: &mut dyn Backend) {
+        let now = Millis::now_monotonic();
+        self.next = now + OWN_NETWORKS_REFRESH;
+        let found = match local_networks::learn() {
+            Ok(found) => found,
+            Err(e) => {
+                warn!("could not learn the router's own networks: {e}; keeping the previous ones");
+                return;
+            }
+        };
+        let (protected, dropped) = found.protected();
+        if dropped > 0 {
+            warn!(
+                "the router has more own networks than postern tracks: {dropped} not protected from bans"
+            );
+        }
+        if protected == *engine.bans().protected() {
+            return;
+        }
+        let list: Vec<String> = protected.as_slice().iter().map(|n| n.to_string()).collect();
+        info!(
+            "never banned (own addresses, subnets, gateways): {}",
+            list.join(" ")
+        );
+        engine.set_protected(now, protected, |net| {
+            lift_ban(backend, net, "it is the router's own network or gateway")
+        });
     }
 }
 
