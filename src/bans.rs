@@ -39,7 +39,7 @@
 //! trusted` exempts the networks the owner comes from.
 //!
 //! **Lookups** hash the network with a per-process random key (see
-//! [`map`]): one hash per packet while any ban is live, none otherwise; no
+//! `bans::map`): one hash per packet while any ban is live, none otherwise; no
 //! scan, no allocation.
 //!
 //! **When the table is full** ([`BAN_TABLE_CAPACITY`] networks): the failure
@@ -887,6 +887,12 @@ mod tests {
         assert!(!t.is_banned(Millis(2), ip("203.0.113.1")));
         assert!(t.is_banned(Millis(2), v4(1)));
         assert_eq!(t.active(Millis(2)).count(), 1);
+        // A reload's new table keeps the networks learnt from the kernel.
+        let mut new = table(1, &[]);
+        new.adopt(&t);
+        assert_eq!(new.protected(), t.protected());
+        assert_eq!(one(&mut new, 3, ip("203.0.113.1")), None);
+        assert_eq!(new.counters().protected_failures, 1);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Owns the knock [`Matcher`], the SPA [`Verifier`] (UDP to `spa_port` goes
 //! there instead of the matcher) and the counters that `postern status`
 //! reports, and the [`BanTable`]: failed SPA packets (authentication, replay,
-//! timestamp) and wrong knock steps count against their source, which is
-//! banned past the configured threshold ([`Decision::Ban`]); a banned source's
-//! packets are ignored. Sans-IO: no syscalls, no clock reads (time is an
+//! timestamp) and wrong knock steps count against their source's network
+//! (IPv4 address, IPv6 /`ban_ipv6_prefix`), which is banned past the
+//! configured threshold ([`Decision::Ban`]) unless it is one the table never
+//! bans (link-local, multicast, the router's own networks and gateways: see
+//! [`Engine::set_protected`]); a banned network's packets are ignored. Sans-IO: no syscalls, no clock reads (time is an
 //! argument), no heap allocation per packet; everything is allocated in
 //! [`Engine::new`].
 
