@@ -851,13 +851,13 @@ impl OwnNetworks {
             }
         };
         let (protected, dropped) = found.protected();
+        if protected == *engine.bans().protected() {
+            return;
+        }
         if dropped > 0 {
             warn!(
                 "the router has more own networks than postern tracks: {dropped} not protected from bans"
             );
-        }
-        if protected == *engine.bans().protected() {
-            return;
         }
         let list: Vec<String> = protected.as_slice().iter().map(|n| n.to_string()).collect();
         info!(

@@ -4,7 +4,8 @@
 //! router's default gateway (IPv4) or from a link-local address (IPv6: the
 //! upstream router's fe80::) never ban it, also after the gateway changes
 //! at run time; a spoofed ordinary source is still banned, an IPv6 one as
-//! its /64 (rotating addresses within it does not escape).
+//! its /64 (rotating addresses within it does not escape); a reload to
+//! `ban_ipv6_prefix 128` lifts that /64 ban and bans per address.
 //!
 //! Root only. Without root each test prints SKIPPED loudly and passes —
 //! except under `CI=true`, where a missing root fails the test.
@@ -61,11 +62,12 @@ fn ip(args: &str) {
     );
 }
 
-/// Bans after 3 failures, an SPA client so the SPA port is watched.
-fn config(lab: &Lab) -> String {
+/// Bans after 3 failures, an SPA client so the SPA port is watched, and
+/// `extra` main options.
+fn config(lab: &Lab, extra: &str) -> String {
     format!(
         "config postern 'main'\n\toption backend 'nft'\n\toption state_dir '{}'\n\
-         \toption ban_threshold '3'\n\toption ban_window '60'\n\toption ban_duration '300'\n\n\
+         \toption ban_threshold '3'\n\toption ban_window '60'\n\toption ban_duration '300'\n{extra}\n\
          config client 'laptop'\n\toption key '{KEY}'\n\tlist allow 'tcp:2222'\n",
         lab.dir().join("state").display()
     )
@@ -118,7 +120,7 @@ fn spoofed_gateway_and_link_local_sources_are_never_banned() {
     for a in [REMOTE_V6_A, REMOTE_V6_B] {
         ip(&format!("-n {x} addr add {a}/128 dev {ax} nodad"));
     }
-    lab.start_daemon(Path::new(EXE), &config(&lab), None)
+    lab.start_daemon(Path::new(EXE), &config(&lab, ""), None)
         .unwrap();
     lab.daemons_wait(&format!(
         "never banned (own addresses, subnets, gateways): {GATEWAY}/32"
@@ -173,6 +175,26 @@ fn spoofed_gateway_and_link_local_sources_are_never_banned() {
     let log = lab.daemon(0).log().join("\n");
     assert!(!log.contains(&format!("banned {NEW_GATEWAY}")), "{log}");
     assert!(!nft_set(&lab, "ban4").contains(&NEW_GATEWAY.to_string()));
+
+    // A reload to per-address IPv6 bans lifts the /64 ban, keeps the IPv4
+    // one, and still spares the gateway.
+    let per_address = config(&lab, "\toption ban_ipv6_prefix '128'\n");
+    std::fs::write(lab.config_path(0), per_address).unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    lab.daemons_wait("lifted the ban of 2001:db8:55::/64: no longer banned by the configuration");
+    junk(&x, v4(NEW_GATEWAY, 0), spa4, 10);
+    junk(&x, SocketAddr::new(IpAddr::V6(REMOTE_V6_A), 0), spa6, 2);
+    junk(&x, SocketAddr::new(IpAddr::V6(REMOTE_V6_B), 0), spa6, 2);
+    junk(&x, SocketAddr::new(IpAddr::V6(REMOTE_V6_A), 0), spa6, 1);
+    lab.daemons_wait(&format!("banned {REMOTE_V6_A} for 300 s"));
+    let status = lab.status(Path::new(EXE), 0, false).unwrap();
+    assert!(status.contains("banned sources: 2\n"), "{status}");
+    assert!(status.contains(&format!("  {REMOTE_V4} ")), "{status}");
+    assert!(status.contains(&format!("  {REMOTE_V6_A} ")), "{status}");
+    assert!(status.contains("protected_failures=40"), "{status}");
+    let log = lab.daemon(0).log().join("\n");
+    assert!(!log.contains(&format!("banned {REMOTE_V6_B}")), "{log}");
+    assert!(!log.contains(&format!("banned {NEW_GATEWAY}")), "{log}");
 }
 
 /// The name of the attacker's only non-loopback link.
