@@ -547,6 +547,33 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_bans_show_their_network() {
+        let mut t = bans();
+        t.on_failure(Millis(900), "2001:db8:1:2::77".parse().unwrap());
+        let s = Snapshot::collect(
+            Millis(1_000),
+            Millis(0),
+            "nft",
+            &[],
+            0,
+            &GrantTable::new(),
+            &Counters::default(),
+        )
+        .with_bans(Millis(1_000), &t);
+        let text = s.to_text();
+        assert!(
+            text.contains("banned sources: 2\n  198.51.100.4 ")
+                && text.contains("\n  2001:db8:1:2::/64 "),
+            "{text}"
+        );
+        let j = s.to_json();
+        assert!(
+            j.contains("\"bans\":[{\"addr\":\"198.51.100.4\",\"expires_in_s\":300},{\"addr\":\"2001:db8:1:2::/64\",\"expires_in_s\":300}]"),
+            "{j}"
+        );
+    }
+
+    #[test]
     fn capture_group_shows_drops() {
         let mut s = snapshot();
         let stats = Statistics {
