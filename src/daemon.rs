@@ -21,7 +21,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::bans::BanTable;
+use crate::bans::{BanTable, NetText};
 use crate::capture::{bpf, Capture, Pacer};
 use crate::cidr::Cidr;
 use crate::config::{self, BackendKind, Config};
@@ -33,6 +33,7 @@ use crate::firewall::nft::monitor::Monitor;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
 use crate::grants::GrantTable;
+use crate::local_networks::{self, Watch};
 use crate::privileges::{self, Keep};
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
@@ -361,9 +362,9 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> b
     }
     let mut banned = 0;
     for ban in bans.active(now) {
-        match fx.backend.ban(Cidr::host(ban.addr), ban.remaining(now)) {
+        match fx.backend.ban(ban.net, ban.remaining(now)) {
             Ok(()) => banned += 1,
-            Err(e) => error!("could not re-apply the ban of {}: {e}", ban.addr),
+            Err(e) => error!("could not re-apply the ban of {}: {e}", NetText(ban.net)),
         }
     }
     if banned > 0 {
@@ -408,6 +409,8 @@ fn serve(
         actions: Actions::new(&cfg, commands),
     };
     let monitor = open_monitor(fx.backend);
+    let mut own_networks = OwnNetworks::open();
+    own_networks.refresh(&mut engine, fx.backend);
     // Every socket is open: from here on only what the loop needs.
     let held = drop_privileges(keep, is_root, root_command.as_deref());
     fx.actions.set_privileges(held, is_root);
@@ -445,6 +448,9 @@ fn serve(
             if resync_pending {
                 resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
+            if own_networks.due(now, &mut buf) {
+                own_networks.refresh(&mut engine, fx.backend);
             }
             if captures_moved(&captures, &mut missing) {
                 drop(fds);
@@ -519,6 +525,7 @@ fn serve(
                             let old = core::mem::replace(&mut engine, next);
                             engine.adopt_bans(&old);
                             lift_dropped_bans(fx.backend, &old, &engine);
+                            own_networks.refresh(&mut engine, fx.backend);
                             if fx.replay.is_none() {
                                 // SPA was off and is now on: the file's record
                                 // goes into the engine before any packet.
@@ -726,7 +733,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             record_refused(fx, now, &refused);
             return log_refusal(fx, now, src, &refused);
         }
-        Decision::Ban { addr, duration } => return ban(fx, addr, duration),
+        Decision::Ban { net, duration } => return ban(fx, net, duration),
     };
     if let Some(entry) = record {
         let client = Some(client_of(&by).0);
@@ -820,31 +827,96 @@ fn client_of<'a>(by: &Origin<'a>) -> (&'a str, core::net::IpAddr) {
     }
 }
 
+/// The router's own networks, which bans spare (see [`crate::local_networks`]):
+/// learnt at start, at reload, when the kernel announces an address or route
+/// change (checked on the tick), and every [`OWN_NETWORKS_REFRESH`] anyway.
+struct OwnNetworks {
+    watch: Option<Watch>,
+    next: Millis,
+}
+
+/// Longest time between two refreshes of the router's own networks.
+const OWN_NETWORKS_REFRESH: Duration = Duration::from_secs(60);
+
+impl OwnNetworks {
+    fn open() -> OwnNetworks {
+        let watch = Watch::open()
+            .map_err(|e| {
+                warn!("cannot watch address and route changes ({e}): the router's own networks are learnt again every {} s", OWN_NETWORKS_REFRESH.as_secs());
+            })
+            .ok();
+        OwnNetworks {
+            watch,
+            next: Millis::now_monotonic(),
+        }
+    }
+
+    /// True when a change was announced or the periodic refresh is due.
+    fn due(&self, now: Millis, buf: &mut [u8]) -> bool {
+        let changed = self.watch.as_ref().is_some_and(|w| w.changed(buf));
+        changed || now >= self.next
+    }
+
+    /// Learns the networks again and hands them to the engine; lifts the
+    /// bans they now cover. On failure the previous networks stay.
+    fn refresh(&mut self, engine: &mut Engine, backend: &mut dyn Backend) {
+        let now = Millis::now_monotonic();
+        self.next = now + OWN_NETWORKS_REFRESH;
+        let found = match local_networks::learn() {
+            Ok(found) => found,
+            Err(e) => {
+                warn!("could not learn the router's own networks: {e}; keeping the previous ones");
+                return;
+            }
+        };
+        let (protected, dropped) = found.protected();
+        if protected == *engine.bans().protected() {
+            return;
+        }
+        if dropped > 0 {
+            warn!(
+                "the router has more own networks than postern tracks: {dropped} not protected from bans"
+            );
+        }
+        let list: Vec<String> = protected.as_slice().iter().map(|n| n.to_string()).collect();
+        info!(
+            "never banned (own addresses, subnets, gateways): {}",
+            list.join(" ")
+        );
+        engine.set_protected(now, protected, |net| {
+            lift_ban(backend, net, "it is the router's own network or gateway")
+        });
+    }
+}
+
 /// After a reload: lifts the kernel bans the new configuration no longer
-/// keeps (the source is now trusted, or bans are off).
+/// keeps (the network is now trusted, bans are off, or `ban_ipv6_prefix` changed).
 fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
     let now = Millis::now_monotonic();
     for ban in old.bans().active(now) {
-        if new.bans().banned_until(now, ban.addr).is_none() {
-            match backend.unban(Cidr::host(ban.addr)) {
-                Ok(()) => info!(
-                    "lifted the ban of {}: no longer banned by the configuration",
-                    ban.addr
-                ),
-                Err(e) => error!("could not lift the ban of {}: {e}", ban.addr),
-            }
+        if new.bans().banned_until(now, ban.net).is_none() {
+            lift_ban(backend, ban.net, "no longer banned by the configuration");
         }
     }
 }
 
-/// Bans a source in the kernel and logs it.
-fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
-    match fx.backend.ban(Cidr::host(addr), duration) {
+/// Lifts the kernel ban of `net` now, and logs `why`.
+fn lift_ban(backend: &mut dyn Backend, net: Cidr, why: &str) {
+    match backend.unban(net) {
+        Ok(()) => info!("lifted the ban of {}: {why}", NetText(net)),
+        Err(e) => error!("could not lift the ban of {}: {e}", NetText(net)),
+    }
+}
+
+/// Bans a network in the kernel and logs it.
+fn ban(fx: &mut Effects<'_>, net: Cidr, duration: Duration) {
+    match fx.backend.ban(net, duration) {
         Ok(()) => warn!(
-            "banned {addr} for {} s: too many failed knocks or SPA packets",
+            "banned {} for {} s: too many failed knocks or SPA packets",
+            NetText(net),
             duration.as_secs()
         ),
-        Err(e) => error!("could not ban {addr}: {e}"),
+        Err(e) => error!("could not ban {}: {e}", NetText(net)),
     }
 }
 

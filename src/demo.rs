@@ -420,6 +420,22 @@ impl Lab {
             ),
             (&x, &attacker, ATTACKER_V4, ATTACKER_V6, ATTACKER_MAC),
         )?;
+        // The attacker stands for the internet: from the router's side it is
+        // not on-link (postern never bans its on-link subnets, see
+        // `crate::bans`). The router's end keeps a single address (/32,
+        // /128) and reaches the attacker by a host route, as over a
+        // point-to-point uplink without a peer address.
+        let r = &self.router_ns;
+        for cmd in [
+            format!("-n {r} addr del {ROUTER_X_V4}/24 dev {router_x}"),
+            format!("-n {r} addr add {ROUTER_X_V4}/32 dev {router_x}"),
+            format!("-n {r} route add {ATTACKER_V4}/32 dev {router_x}"),
+            format!("-n {r} addr del {ROUTER_X_V6}/64 dev {router_x}"),
+            format!("-n {r} addr add {ROUTER_X_V6}/128 dev {router_x} nodad"),
+            format!("-n {r} route add {ATTACKER_V6}/128 dev {router_x}"),
+        ] {
+            ip_words(&cmd)?;
+        }
         self.router_x_dev = Some(router_x);
         Ok(())
     }

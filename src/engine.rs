@@ -3,9 +3,11 @@
 //! Owns the knock [`Matcher`], the SPA [`Verifier`] (UDP to `spa_port` goes
 //! there instead of the matcher) and the counters that `postern status`
 //! reports, and the [`BanTable`]: failed SPA packets (authentication, replay,
-//! timestamp) and wrong knock steps count against their source, which is
-//! banned past the configured threshold ([`Decision::Ban`]); a banned source's
-//! packets are ignored. Sans-IO: no syscalls, no clock reads (time is an
+//! timestamp) and wrong knock steps count against their source's network
+//! (IPv4 address, IPv6 /`ban_ipv6_prefix`), which is banned past the
+//! configured threshold ([`Decision::Ban`]) unless it is one the table never
+//! bans (link-local, multicast, the router's own networks and gateways: see
+//! [`Engine::set_protected`]); a banned network's packets are ignored. Sans-IO: no syscalls, no clock reads (time is an
 //! argument), no heap allocation per packet; everything is allocated in
 //! [`Engine::new`].
 
@@ -13,7 +15,8 @@ use core::fmt;
 use core::net::IpAddr;
 use core::time::Duration;
 
-use crate::bans::{BanCounters, BanPolicy, BanTable};
+use crate::bans::{BanCounters, BanPolicy, BanTable, ProtectedNets};
+use crate::cidr::Cidr;
 use crate::config::{Action, Config, MAX_SEQUENCES};
 use crate::knock::authenticated::{AuthClient, AuthCounters, AuthKeys, AuthMatcher, AuthVerdict};
 use crate::knock::encoded::{EncodedCounters, EncodedMatcher, EncodedProfile};
@@ -118,10 +121,11 @@ pub enum Decision<'a> {
         /// The replay record to persist before forwarding.
         record: Option<ReplayEntry>,
     },
-    /// Drop everything from `addr` for `duration` (too many failures; see [`crate::bans`]).
+    /// Ban the network `net` for `duration` (too many failures from it; see
+    /// [`crate::bans`]): an IPv4 address as /32, IPv6 per `ban_ipv6_prefix`.
     Ban {
-        /// The source banned.
-        addr: IpAddr,
+        /// The network banned.
+        net: Cidr,
         /// How long.
         duration: Duration,
     },
@@ -207,11 +211,8 @@ fn note_failure<'s>(
     src: IpAddr,
     out: &mut impl FnMut(Decision<'s>),
 ) {
-    if let Some(duration) = bans.on_failure(now, src) {
-        out(Decision::Ban {
-            addr: src.to_canonical(),
-            duration,
-        });
+    if let Some((net, duration)) = bans.on_failure(now, src) {
+        out(Decision::Ban { net, duration });
     }
 }
 
@@ -335,6 +336,17 @@ impl Engine {
     /// The failure and ban table.
     pub fn bans(&self) -> &BanTable {
         &self.bans
+    }
+
+    /// Replaces the router's own networks (addresses, on-link subnets, default
+    /// gateways), never banned; `lifted` gets each live ban they now cover.
+    pub fn set_protected(
+        &mut self,
+        now: Millis,
+        protected: ProtectedNets,
+        lifted: impl FnMut(Cidr),
+    ) {
+        self.bans.set_protected(now, protected, lifted);
     }
 
     /// Takes over the failures and bans of `old` (the engine a reload replaces).
@@ -1032,7 +1044,10 @@ mod ban_tests {
         junk(&mut e, 1, ATTACKER);
         let out = junk(&mut e, 2, ATTACKER);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(out[1], "Ban { addr: 198.51.100.7, duration: 300s }");
+        assert_eq!(
+            out[1],
+            "Ban { net: Cidr { addr: 198.51.100.7, len: 32 }, duration: 300s }"
+        );
         // Banned: a correct knock sequence no longer opens, SPA is not even verified.
         let spa_before = e.counters().spa.packets;
         assert!(junk(&mut e, 3, ATTACKER).is_empty());
@@ -1129,6 +1144,82 @@ mod ban_tests {
         let c = e.counters().bans;
         assert_eq!(c.bans as usize, bans.len());
         assert!(c.bans > 0 && c.from_banned > 0 && c.evicted > 0, "{c:?}");
+    }
+
+    fn bans_in(out: &[String]) -> Vec<&String> {
+        out.iter().filter(|d| d.starts_with("Ban")).collect()
+    }
+
+    #[test]
+    fn attack_junk_from_the_upstream_routers_link_local_address_bans_nothing() {
+        // The attack of issue 14: an on-link attacker spoofs the upstream
+        // router's fe80:: address to take IPv6 away from the whole LAN.
+        let mut e = engine("");
+        let upstream: IpAddr = "fe80::1".parse().unwrap();
+        for t in 0..10 {
+            assert!(bans_in(&junk(&mut e, t, upstream)).is_empty());
+        }
+        assert!(e.bans().active(Millis(10)).next().is_none());
+    }
+
+    #[test]
+    fn attack_rotating_addresses_within_one_64_does_not_escape() {
+        let mut e = engine("");
+        let mut out = Vec::new();
+        for n in 0..3u16 {
+            let src = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, n, 1, 2, 3));
+            out.extend(junk(&mut e, u64::from(n), src));
+        }
+        let bans = bans_in(&out);
+        assert_eq!(bans.len(), 1, "{out:?}");
+        assert_eq!(
+            bans[0],
+            "Ban { net: Cidr { addr: 2001:db8:7:7::, len: 64 }, duration: 300s }"
+        );
+        // Any other address of that /64 is ignored now.
+        let other = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 9, 9, 9, 9));
+        assert!(knock(&mut e, 5, other, &[7000, 7001, 7002]).is_empty());
+    }
+
+    #[test]
+    fn the_routers_gateway_own_address_and_subnet_are_never_banned() {
+        let mut e = engine("");
+        let mut p = ProtectedNets::new();
+        for n in [
+            "198.51.100.1",
+            "192.0.2.1",
+            "192.168.1.0/24",
+            "2001:db8:aa::1",
+        ] {
+            assert!(p.add(n.parse().unwrap()));
+        }
+        e.set_protected(Millis(0), p, |n| panic!("{n} was not banned"));
+        for a in [
+            "198.51.100.1",
+            "192.0.2.1",
+            "192.168.1.77",
+            "2001:db8:aa::1",
+            "2001:db8:aa::99",
+            "ff02::1",
+            "224.0.0.251",
+            "169.254.7.7",
+            "fe80::1",
+        ] {
+            let src: IpAddr = a.parse().unwrap();
+            for t in 0..10 {
+                assert!(bans_in(&junk(&mut e, t, src)).is_empty(), "{a}");
+                assert!(
+                    bans_in(&knock(&mut e, t, src, &[7000, 7002])).is_empty(),
+                    "{a}"
+                );
+            }
+        }
+        assert_eq!(e.counters().bans.bans, 0);
+        assert_eq!(e.counters().bans.protected_failures, 9 * 20);
+        // A stranger next door still is.
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        let out: Vec<String> = (0..3).flat_map(|t| junk(&mut e, t, stranger)).collect();
+        assert_eq!(bans_in(&out).len(), 1);
     }
 
     #[test]

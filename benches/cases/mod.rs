@@ -73,7 +73,7 @@ config sequence 'ssh'
 ";
 
 /// Every case, in report order.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "junk_syn_other_port",
     "malformed_bad_tcp_checksum",
     "knock_step",
@@ -86,10 +86,11 @@ pub const NAMES: [&str; 12] = [
     "spa_junk_over_budget",
     "fwknop_valid",
     "fwknop_junk",
+    "spa_junk_bans",
 ];
 
 /// One line of explanation per case (same order as [`NAMES`]).
-pub const DESCRIPTIONS: [&str; 12] = [
+pub const DESCRIPTIONS: [&str; 13] = [
     "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
     "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
     "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
@@ -102,6 +103,7 @@ pub const DESCRIPTIONS: [&str; 12] = [
     "SPA-size junk once the per-second budget is spent: dropped unopened",
     "valid fwknop packet (Rijndael + HMAC-SHA256, 1 client): HMAC, AES, parse; refused at replay",
     "base64 junk of fwknop size (150-300) from spoofed sources, 1 client: one HMAC, auth_failed",
+    "SPA junk with bans on: fresh spoofed sources fail into a full ban table (evicting), 1 in 9 from a banned source (ignored)",
 ];
 
 /// Cases that also have a bounded first pass (see the module docs).
@@ -124,6 +126,11 @@ const CLIENT: [u8; 4] = [10, 77, 0, 2];
 /// Spoofed sources in the eviction case: four times the table capacity, so
 /// a source has always been evicted before it comes round again.
 const SPOOFED_SOURCES: u32 = 4 * postern::knock::KNOCK_TABLE_CAPACITY as u32;
+/// Fresh spoofed sources of the ban case: four times the ban table, so a
+/// source has always been evicted before it comes round again.
+const BAN_SOURCES: u32 = 4 * postern::bans::BAN_TABLE_CAPACITY as u32;
+/// The ban case's source that is banned in the set-up pass.
+const BANNED: [u8; 4] = [10, 77, 0, 66];
 /// Engine time: constant, so no attempt ever times out (the eviction case
 /// must evict, not purge).
 const NOW: Now = Now {
@@ -379,6 +386,22 @@ impl Case {
                     .collect();
                 (engine_with(&fwknop_config(&keys)), frames)
             }
+            "spa_junk_bans" => {
+                tick_ms = 1;
+                let mut frames = Vec::new();
+                for i in 0..BAN_SOURCES {
+                    let payload = junk_payload(i as usize % JUNK_POOL);
+                    if i % 8 == 0 {
+                        frames.push(spa(BANNED, &payload));
+                    }
+                    frames.push(spa(spoofed(BAN_SOURCES + i), &payload));
+                }
+                let text = spa_config(1, 1_000_000).replace(
+                    "\toption ban_duration '0'\n",
+                    "\toption ban_threshold '2'\n",
+                );
+                (engine_with(&text), frames)
+            }
             "fwknop_junk" => {
                 tick_ms = 1;
                 let (keys, _, _) = fwknop_vector();
@@ -514,6 +537,17 @@ impl Case {
                 spa_packets == n && hmac == n && aead == 0 && refused(Refusal::AuthFailed) == n
             }
             "spa_junk" => spa_packets == n && aead == n && refused(Refusal::AuthFailed) == n,
+            "spa_junk_bans" => {
+                let bans = &now.bans;
+                let ignored = bans.from_banned - b.bans.from_banned;
+                let failures = bans.failures - b.bans.failures;
+                ignored > 0
+                    && spa_packets + ignored == n
+                    && refused(Refusal::AuthFailed) == spa_packets
+                    && failures == spa_packets
+                    && bans.evicted - b.bans.evicted == spa_packets
+                    && bans.bans == b.bans.bans
+            }
             "spa_junk_32_clients" => {
                 spa_packets == n && aead == 32 * n && refused(Refusal::AuthFailed) == n
             }

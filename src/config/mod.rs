@@ -204,6 +204,10 @@ pub struct Main {
     pub ban_window: Duration,
     /// `option ban_duration` seconds a ban lasts (0..=86400, default 300; 0 disables bans).
     pub ban_duration: Duration,
+    /// `option ban_ipv6_prefix`: IPv6 failures are counted and banned per
+    /// network of this prefix length (32..=128, default
+    /// [`crate::bans::DEFAULT_BAN_IPV6_PREFIX`]); IPv4 always per address.
+    pub ban_ipv6_prefix: u8,
     /// `list trusted`: networks never banned (default none).
     pub trusted: Vec<Cidr>,
 }
@@ -223,6 +227,7 @@ impl Default for Main {
             ban_threshold: crate::bans::DEFAULT_BAN_THRESHOLD,
             ban_window: crate::bans::DEFAULT_BAN_WINDOW,
             ban_duration: crate::bans::DEFAULT_BAN_DURATION,
+            ban_ipv6_prefix: crate::bans::DEFAULT_BAN_IPV6_PREFIX,
             trusted: Vec::new(),
         }
     }

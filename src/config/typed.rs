@@ -24,8 +24,10 @@
 //!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
 //! * ban options of `config postern` (see [`crate::bans`]): `ban_threshold`
 //!   (1..=100000 failures, default 10), `ban_window` (1..=86400 s, default 60),
-//!   `ban_duration` (0..=86400 s, default 300; 0 disables bans) and `list trusted`
-//!   (networks `ADDR/LEN` never banned; default none).
+//!   `ban_duration` (0..=86400 s, default 300; 0 disables bans),
+//!   `ban_ipv6_prefix` (32..=128, default 64: IPv6 failures are counted and
+//!   banned per network of this length) and `list trusted` (networks
+//!   `ADDR/LEN` never banned; default none).
 //!
 //! Unknown section types and options are errors: a typo must never silently weaken
 //! the configuration. A list-valued name may also be given once with `option`; a
@@ -70,6 +72,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "ban_threshold",
     "ban_window",
     "ban_duration",
+    "ban_ipv6_prefix",
     "trusted",
 ];
 const CLIENT_OPTIONS: &[&str] = &[
@@ -260,10 +263,11 @@ pub fn summary(cfg: &Config) -> String {
         let trusted: Vec<String> = m.trusted.iter().map(|n| n.to_string()).collect();
         let _ = writeln!(
             out,
-            "bans: {} failure(s) within {}s ban a source for {}s; trusted: {}",
+            "bans: {} failure(s) within {}s ban a source for {}s (IPv4 per address, IPv6 per /{}); trusted: {}",
             m.ban_threshold,
             m.ban_window.as_secs(),
             m.ban_duration.as_secs(),
+            m.ban_ipv6_prefix,
             if trusted.is_empty() {
                 "none".to_string()
             } else {
@@ -796,6 +800,16 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
         ),
         "ban_window" => set(&mut m.ban_window, get_secs(cx, e, 1, 86_400)),
         "ban_duration" => set(&mut m.ban_duration, get_secs(cx, e, 0, 86_400)),
+        "ban_ipv6_prefix" => set(
+            &mut m.ban_ipv6_prefix,
+            get_number(
+                cx,
+                e,
+                u64::from(crate::bans::MIN_BAN_IPV6_PREFIX),
+                u64::from(crate::bans::MAX_BAN_IPV6_PREFIX),
+            )
+            .map(|n| n as u8),
+        ),
         "trusted" => set(&mut m.trusted, get_networks(cx, e)),
         _ => {}
     }
@@ -1455,7 +1469,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, ban_threshold, ban_window, ban_duration, trusted)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, ban_threshold, ban_window, ban_duration, ban_ipv6_prefix, trusted)"
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
@@ -1570,7 +1584,7 @@ devices: (none)
 log level: info
 spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
 state dir: /var/run/postern
-bans: 10 failure(s) within 60s ban a source for 300s; trusted: none
+bans: 10 failure(s) within 60s ban a source for 300s (IPv4 per address, IPv6 per /64); trusted: none
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
   lock [disabled]: knock udp:9 within 10s, then close tcp:22
@@ -1740,11 +1754,26 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         assert_eq!(m.ban_duration, Duration::ZERO);
         assert_eq!(m.trusted.len(), 2);
         assert!(summary(&c).contains("bans: off (ban_duration 0)"));
+        assert_eq!(m.ban_ipv6_prefix, 64);
+        let p = ok("config postern\n\toption ban_ipv6_prefix 56\n");
+        assert_eq!(p.main.ban_ipv6_prefix, 56);
+        assert!(summary(&p).contains("IPv6 per /56"));
+        for bad in ["31", "129", "64x", "-1"] {
+            assert_eq!(
+                err1(&format!(
+                    "config postern\n\toption ban_ipv6_prefix '{bad}'\n"
+                )),
+                (
+                    2,
+                    format!("ban_ipv6_prefix '{bad}' is not a number from 32 to 128")
+                )
+            );
+        }
         let d = ok("");
         assert_eq!(d.main.ban_threshold, 10);
         assert_eq!(d.main.ban_duration, Duration::from_secs(300));
         assert!(summary(&d)
-            .contains("bans: 10 failure(s) within 60s ban a source for 300s; trusted: none"));
+            .contains("bans: 10 failure(s) within 60s ban a source for 300s (IPv4 per address, IPv6 per /64); trusted: none"));
         assert_eq!(
             errs("config postern\n\toption ban_threshold 0\n\toption ban_window 0\n\toption ban_duration 86401\n\tlist trusted 10.0.0.1/8\n"),
             [

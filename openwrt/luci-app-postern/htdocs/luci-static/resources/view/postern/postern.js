@@ -87,7 +87,7 @@ function renderBans(st) {
 		return E('p', {}, _('No banned sources'));
 	return E('table', { 'class': 'table' }, [
 		E('tr', { 'class': 'tr table-titles' }, [
-			E('th', { 'class': 'th' }, _('Banned source')),
+			E('th', { 'class': 'th' }, _('Banned source (IPv6: network)')),
 			E('th', { 'class': 'th' }, _('Lifted in'))
 		])
 	].concat(bans.map(function(b) {
@@ -249,8 +249,14 @@ return view.extend({
 		o.placeholder = '300';
 		o.optional = true;
 
+		o = s.option(form.Value, 'ban_ipv6_prefix', _('IPv6 ban prefix length'),
+			_('IPv6 failures are counted and banned per network of this many bits, so that rotating addresses within one /64 does not escape. IPv4 is always per address.'));
+		o.datatype = 'range(32,128)';
+		o.placeholder = '64';
+		o.optional = true;
+
 		o = s.option(form.DynamicList, 'trusted', _('Never ban'),
-			_('Networks (CIDR) that are never banned, e.g. where you administer the router from.'));
+			_('Networks (CIDR) that are never banned, e.g. where you administer the router from. Link-local and multicast sources, the router\'s own addresses and subnets, and its default gateways are never banned anyway.'));
 		o.datatype = 'cidr';
 		o.optional = true;
 
