@@ -302,6 +302,8 @@ fn junk_spa_ban_refuses_only_new_connections_to_guarded_ports() {
          config client 'laptop'\n\toption key '{KEY}'\n\tlist allow 'tcp:{DEMO_PORT}'\n",
         lab.dir().join("state").display()
     );
+    // The client stands for a remote host: postern never bans on-link subnets.
+    lab.make_client_remote().unwrap();
     lab.start_daemon(Path::new(EXE), &config, None).unwrap();
     // The kernel answers datagrams to unbound ports with ICMP port
     // unreachable, rate-limited per destination (a burst of 6, then one a
