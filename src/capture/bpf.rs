@@ -8,6 +8,8 @@
 //! Program shape (`ret #0` drops, `ret #SNAP` accepts the whole packet):
 //!
 //! ```text
+//!       ldh  [skb->pkt_type]            ; ancillary load
+//!       jeq  #PACKET_OTHERHOST → ret #0 ; for another host (promiscuous, bridged)
 //!       ldh  [skb->protocol]            ; ancillary load
 //!       jeq  #0x0800 → ja v4            ; far targets are reached by `ja`, whose
 //!       jeq  #0x86dd → ja v6            ; offset is 32 bits: every conditional
@@ -82,6 +84,16 @@ pub mod op {
 /// (the EtherType, host order after the load, like any `ldh`).
 pub const AD_PROTOCOL: u32 = (-0x1000i32) as u32;
 
+/// `SKF_AD_OFF + SKF_AD_PKTTYPE`: ancillary load of `skb->pkt_type`
+/// (`PACKET_HOST`, `PACKET_OTHERHOST`, …). The kernel serves ancillary loads
+/// whatever the load size; `ldh` keeps the opcode set small.
+pub const AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+
+/// `PACKET_OTHERHOST`: a frame addressed to another link-layer address, seen
+/// only because the device is promiscuous (a bridge port, a sniffer, a
+/// promiscuous WAN). Never for this host: the filter drops it.
+pub const PACKET_OTHERHOST: u32 = 3;
+
 /// EtherType of IPv4.
 const ETH_P_IP: u32 = 0x0800;
 /// EtherType of IPv6.
@@ -141,6 +153,12 @@ impl Asm {
         self.ja(l);
     }
 
+    /// `if A == k { drop }`.
+    fn reject_eq(&mut self, k: u32) {
+        self.jump(op::JEQ_K, k, 0, 1);
+        self.stmt(op::RET_K, 0);
+    }
+
     /// `if A != k { drop }`.
     fn require_eq(&mut self, k: u32) {
         self.jump(op::JEQ_K, k, 1, 0);
@@ -158,7 +176,8 @@ impl Asm {
     }
 }
 
-/// Builds the filter for `SOCK_DGRAM` frames: accepts unfragmented IPv4 and
+/// Builds the filter for `SOCK_DGRAM` frames: drops frames for another host
+/// (`PACKET_OTHERHOST`), then accepts unfragmented IPv4 and
 /// IPv6 (transport header directly after the fixed header) packets whose
 /// protocol and destination port are in `ports`; with `tcp_syn_only`, TCP
 /// packets only when they are connection openings (SYN set, ACK clear).
@@ -187,6 +206,11 @@ pub fn build_ranges(ranges: &[PortRange], tcp_syn_only: bool) -> Vec<SockFilter>
         return a.finish();
     }
     let (v4, v6) = (a.label(), a.label());
+    // Frames for another link-layer address (a promiscuous or bridged WAN)
+    // are not for this host: they cost nothing in user space and are never
+    // judged, counted or granted on.
+    a.stmt(op::LDH_ABS, AD_PKTTYPE);
+    a.reject_eq(PACKET_OTHERHOST);
     a.stmt(op::LDH_ABS, AD_PROTOCOL);
     a.jeq_far(ETH_P_IP, v4);
     a.jeq_far(ETH_P_IPV6, v6);

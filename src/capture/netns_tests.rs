@@ -553,3 +553,112 @@ fn kernel_drops_are_counted_and_accumulated() {
     assert_eq!(first.frames - first.drops, read, "{first:?}");
     assert_eq!(again, first);
 }
+
+/// Every received (not outgoing) frame queued on `capture` now, as raw
+/// bytes (no waiting).
+fn queued(capture: &Capture) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    let mut frames = Vec::new();
+    while let Ok(Some(frame)) = capture.recv(&mut buf) {
+        if !frame.outgoing {
+            frames.push(frame.data.to_vec());
+        }
+    }
+    frames
+}
+
+#[test]
+fn frames_for_another_host_are_not_captured() {
+    if std::env::var_os("POSTERN_QEMU_USER").is_some() {
+        // qemu-user refuses PACKET_AUXDATA (see kernel_filters_in_network_namespaces).
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED under qemu-user: capture::netns_tests::frames_for_another_host_are_not_captured ***"
+        );
+        return;
+    }
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("capture::netns_tests needs root in CI (CI=true)");
+        }
+        eprintln!(
+            "\n*** SKIPPED (needs root): capture::netns_tests::frames_for_another_host_are_not_captured \
+             (AF_PACKET + network namespaces) ***\n"
+        );
+        return;
+    }
+    let lab = Lab::create().expect("creating the namespace lab");
+    // A promiscuous capture device (a bridged or sniffing WAN): the kernel
+    // hands packet sockets frames addressed to other MACs too.
+    ip(&format!(
+        "-n {} link set {} promisc on",
+        lab.ns_a, lab.veth_a
+    ))
+    .expect("promisc");
+    let (a4, b4, net) = (lab.v4(1), lab.v4(2), lab.net);
+    let ifname = lab.veth_a.clone();
+    let ns_b = lab.ns_b.clone();
+    let veth_b = format!("pw{}", &lab.veth_a[2..lab.veth_a.len() - 1]) + "b";
+    let (to_a, from_b) = mpsc::channel::<Msg>();
+    let (to_b, from_a) = mpsc::channel::<Msg>();
+    let side_a = in_netns(&lab.ns_a, move || {
+        let filtered =
+            Capture::open(&ifname, &bpf::build(&[PortSpec::udp(5000)], true)).expect("open");
+        // A filter that passes everything: the user-space check alone.
+        let everything = [SockFilter {
+            code: bpf::op::RET_K,
+            jt: 0,
+            jf: 0,
+            k: bpf::SNAP_LEN,
+        }];
+        let open = Capture::open(&ifname, &everything).expect("open");
+        to_b.send(Msg::Listening).expect("to b");
+        match from_b.recv_timeout(3 * WAIT) {
+            Ok(Msg::Done) => {}
+            _ => panic!("b never finished"),
+        }
+        let filtered_frames = queued(&filtered);
+        let open_frames = queued(&open);
+        let kernel = filtered.read_statistics().expect("stats");
+        (filtered_frames, kernel, open_frames, open.statistics())
+    });
+    let side_b = in_netns(&lab.ns_b, move || {
+        match from_a.recv_timeout(WAIT) {
+            Ok(Msg::Listening) => {}
+            _ => panic!("a never opened"),
+        }
+        let u = UdpSocket::bind(SocketAddr::new(b4, 0)).expect("udp b");
+        let to = SocketAddr::new(a4, 5000);
+        // The router's address, but another MAC: for another host on the link.
+        ip(&format!(
+            "-n {ns_b} neigh replace 10.213.{net}.1 lladdr 02:00:00:00:00:99 dev {veth_b} nud permanent"
+        ))
+        .expect("neigh");
+        for _ in 0..3 {
+            u.send_to(b"for-another-host", to).expect("send other");
+        }
+        ip(&format!(
+            "-n {ns_b} neigh replace 10.213.{net}.1 lladdr 02:00:00:00:00:01 dev {veth_b} nud permanent"
+        ))
+        .expect("neigh");
+        u.send_to(b"for-this-host", to).expect("send mine");
+        thread::sleep(Duration::from_millis(100));
+        to_a.send(Msg::Done).expect("to a");
+    });
+    let b = side_b.join();
+    let a = side_a.join();
+    drop(lab);
+    b.expect("b panicked").expect("b setns");
+    let (filtered, kernel, open, stats) = a.expect("a panicked").expect("a setns");
+    let has = |frames: &[Vec<u8>], tag: &[u8]| frames.iter().filter(|f| f.ends_with(tag)).count();
+    // The kernel filter: only the frame for this host reaches user space.
+    assert_eq!(has(&filtered, b"for-this-host"), 1, "{filtered:02x?}");
+    assert_eq!(has(&filtered, b"for-another-host"), 0, "{filtered:02x?}");
+    // Dropped by the kernel, not skipped later: they cost nothing.
+    assert_eq!((kernel.frames, kernel.other_host), (1, 0), "{kernel:?}");
+    // Without the filter's test, `recv` skips and counts them.
+    assert_eq!(has(&open, b"for-this-host"), 1);
+    assert_eq!(has(&open, b"for-another-host"), 0);
+    assert_eq!(stats.other_host, 3, "{stats:?}");
+}

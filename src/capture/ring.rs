@@ -61,6 +61,8 @@ pub struct Slot {
     pub checksums: Checksums,
     /// Sent by this host (`PACKET_OUTGOING`).
     pub outgoing: bool,
+    /// Addressed to another host's link-layer address (`PACKET_OTHERHOST`).
+    pub other_host: bool,
 }
 
 /// A receive ring mapped from a packet socket.
@@ -165,6 +167,7 @@ impl RxRing {
                     Checksums::Verify
                 },
                 outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
+                other_host: addr.sll_pkttype == libc::PACKET_OTHERHOST,
             })
         }
     }

@@ -35,6 +35,18 @@ pub struct Frame<'b> {
     pub outgoing: bool,
 }
 
+/// Most frames for another host [`Capture::recv`] skips in one call: a flood
+/// of them cannot keep one call looping.
+pub const OTHER_HOST_SKIPS: usize = 64;
+
+/// What one read found, before [`Capture::recv`] judges it.
+struct Meta {
+    len: usize,
+    checksums: Checksums,
+    outgoing: bool,
+    other_host: bool,
+}
+
 /// An AF_PACKET `SOCK_DGRAM` socket bound to one interface, with a classic
 /// BPF filter attached. Non-blocking and close-on-exec; poll [`Capture::fd`]
 /// for readability, then call [`Capture::recv`] until it returns `None`.
@@ -211,17 +223,45 @@ impl Capture {
     /// frame is queued. A buffer of 65535 bytes holds any IP packet the
     /// filter lets through. No allocation.
     ///
+    /// Frames addressed to another host (`PACKET_OTHERHOST`: a promiscuous
+    /// or bridged device) are never returned: the daemon's filter drops them
+    /// in the kernel, and any that a filter lets through are skipped here and
+    /// counted ([`Statistics::other_host`]). At most [`OTHER_HOST_SKIPS`] are
+    /// skipped per call (then `Ok(None)`; the rest wait for the next call).
+    ///
     /// Errors (other than "would block" and EINTR, handled here) are the
     /// socket's, e.g. `ENETDOWN` after the interface went down.
     pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<Frame<'b>>> {
+        for _ in 0..OTHER_HOST_SKIPS {
+            let Some(meta) = self.recv_meta(buf)? else {
+                return Ok(None);
+            };
+            if meta.other_host {
+                let mut s = self.stats.get();
+                s.other_host = s.other_host.saturating_add(1);
+                self.stats.set(s);
+                continue;
+            }
+            return Ok(Some(Frame {
+                data: buf.get(..meta.len).unwrap_or_default(),
+                checksums: meta.checksums,
+                outgoing: meta.outgoing,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// One frame into `buf`, described but not yet judged.
+    fn recv_meta(&self, buf: &mut [u8]) -> io::Result<Option<Meta>> {
         if let Some(ring) = &self.ring {
             match ring.recv_into(buf) {
                 Next::Empty => return Ok(None),
                 Next::Frame(slot) => {
-                    return Ok(Some(Frame {
-                        data: buf.get(..slot.len).unwrap_or_default(),
+                    return Ok(Some(Meta {
+                        len: slot.len,
                         checksums: slot.checksums,
                         outgoing: slot.outgoing,
+                        other_host: slot.other_host,
                     }))
                 }
                 // Too long for a slot: the whole frame is on the socket.
@@ -286,11 +326,11 @@ impl Capture {
             }
         }
 
-        let data = buf.get(..n).unwrap_or(buf);
-        Ok(Some(Frame {
-            data,
+        Ok(Some(Meta {
+            len: n.min(buf.len()),
             checksums,
             outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
+            other_host: addr.sll_pkttype == libc::PACKET_OTHERHOST,
         }))
     }
 

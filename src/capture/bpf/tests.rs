@@ -34,9 +34,17 @@ fn validate(prog: &[SockFilter]) {
     }
 }
 
+/// `PACKET_HOST`: a frame addressed to this host.
+const PACKET_HOST: u32 = 0;
+
 /// Runs `prog` over `pkt` (offset 0 = IP header) as the kernel would, with
-/// `proto` as `skb->protocol`. Returns the accepted length (0 = drop).
+/// `proto` as `skb->protocol`, for this host. Returns the accepted length (0 = drop).
 fn run(prog: &[SockFilter], pkt: &[u8], proto: u16) -> u32 {
+    run_as(prog, pkt, proto, PACKET_HOST)
+}
+
+/// [`run`] with `pkt_type` as `skb->pkt_type`.
+fn run_as(prog: &[SockFilter], pkt: &[u8], proto: u16, pkt_type: u32) -> u32 {
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
     let byte = |off: u32| pkt.get(off as usize).map(|b| u32::from(*b));
     let half = |off: u32| {
@@ -51,6 +59,7 @@ fn run(prog: &[SockFilter], pkt: &[u8], proto: u16) -> u32 {
         pc += 1;
         let load = match i.code {
             op::LDH_ABS if i.k == AD_PROTOCOL => Some(Some(u32::from(proto))),
+            op::LDH_ABS if i.k == AD_PKTTYPE => Some(Some(pkt_type)),
             op::LDH_ABS => Some(half(i.k)),
             op::LDB_ABS => Some(byte(i.k)),
             op::LDH_IND => Some(half(x.wrapping_add(i.k))),
@@ -200,6 +209,22 @@ fn ipv4_options_move_the_transport_header() {
     // The UDP header where IHL=5 would put it says port 0x0101: not 8000.
     f[0] = 0x45;
     assert!(!accepts(&prog, &f));
+}
+
+#[test]
+fn frames_for_another_host_are_dropped_in_the_kernel() {
+    // A promiscuous or bridged WAN hands the socket frames addressed to other
+    // MACs (PACKET_OTHERHOST): an on-link attacker's knock to someone else's
+    // MAC, or another host's traffic, must never count.
+    let prog = build(&knock_ports(), true);
+    for f in [&V4_TCP_SYN[..], &V4_UDP, &V6_TCP_SYN, &V6_UDP] {
+        let proto = if f[0] >> 4 == 6 { IP6 } else { IP };
+        assert_eq!(run_as(&prog, f, proto, PACKET_OTHERHOST), 0, "{f:02x?}");
+        // Broadcast (1) and multicast (2) are still for this host.
+        for for_us in [PACKET_HOST, 1, 2] {
+            assert_eq!(run_as(&prog, f, proto, for_us), SNAP_LEN, "{f:02x?}");
+        }
+    }
 }
 
 #[test]
