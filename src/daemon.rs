@@ -108,6 +108,9 @@ fn installed(paths: &[&str]) -> bool {
 fn load_config(opts: &Options) -> Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>> {
     let cfg = config::load(&opts.config)?;
     let commands = actions::command_specs(&opts.config.display().to_string(), &cfg)?;
+    for w in config::typed::warnings(&cfg) {
+        warn!("{}: {w}", opts.config.display());
+    }
     if let Ok(meta) = std::fs::metadata(&opts.config) {
         use std::os::unix::fs::PermissionsExt as _;
         let path = opts.config.display().to_string();

@@ -225,6 +225,9 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
         Some(cfg) => {
             println!("{}: ok", path.display());
             print!("{}", config::typed::summary(&cfg));
+            for w in config::typed::warnings(&cfg) {
+                eprintln!("warning: {}: {w}", path.display());
+            }
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,

@@ -486,3 +486,25 @@ fn key_files_open_to_group_or_others_are_warned_about_but_used() {
         sock.recv(&mut buf).expect("an SPA packet");
     }
 }
+
+#[test]
+fn check_warns_about_short_fwknop_keys() {
+    // An 8-byte passphrase as the fwknop key: accepted, but loudly.
+    let p = temp_file(
+        "weakfwknop",
+        "config client 'phone'\n\tlist allow 'tcp:22'\n\toption fwknop_key 'cGFzc3cwcmQ='\n\
+         \toption fwknop_hmac_key 'dUuyo02GNrV4WraUMCVPwiERqhS0ROLV2upc4DQbTNePa498Yy7qQxrsK+cJVrv1elzJnBQS7lyy5zhL8BUHDA=='\n",
+    );
+    let path = p.to_str().unwrap().to_string();
+    let out = postern(&["check", "-c", &path]);
+    std::fs::remove_file(&p).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {path}: client 'phone': fwknop_key is only 8 byte(s) (fewer than 16)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fwknop_hmac_key is only"), "{stderr}");
+}
