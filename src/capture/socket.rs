@@ -369,6 +369,65 @@ impl Capture {
         Ok(total)
     }
 
+    /// Takes the socket's pending error (`SO_ERROR`, which clears it): after
+    /// the device went down the kernel leaves `ENETDOWN` on the socket, and
+    /// until it is taken `poll` reports `POLLERR` at once, every time (a ring
+    /// socket is never read with `recvmsg`, which would take it). `None` when
+    /// there was none.
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut v: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are live and describe a c_int buffer.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.raw(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut v as *mut libc::c_int).cast::<c_void>(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Some(io::Error::last_os_error());
+        }
+        (v != 0).then(|| io::Error::from_raw_os_error(v))
+    }
+
+    /// Whether the device is up with a carrier (`IFF_UP` and `IFF_RUNNING`,
+    /// `SIOCGIFFLAGS` by name: one syscall). `NotFound` when no device has the
+    /// name any more.
+    pub fn link_up(&self) -> io::Result<bool> {
+        // SAFETY: all-zero is a valid `ifreq`.
+        let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
+        let name = self.ifname.as_bytes();
+        if name.len() >= ifr.ifr_name.len() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name of `ifr` and
+        // writes its flags member; `ifr` is live and exclusively borrowed.
+        let rc = unsafe { libc::ioctl(self.raw(), libc::SIOCGIFFLAGS as _, &mut ifr) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENODEV) => io::Error::from(io::ErrorKind::NotFound),
+                _ => e,
+            });
+        }
+        // SAFETY: the kernel filled the flags member of the union.
+        let flags = i32::from(unsafe { ifr.ifr_ifru.ifru_flags });
+        let want = libc::IFF_UP | libc::IFF_RUNNING;
+        Ok(flags & want == want)
+    }
+
+    /// Adds `earlier` to the totals (the counts of the socket this one
+    /// replaces, so that they survive a reopen).
+    pub fn carry_statistics(&self, earlier: Statistics) {
+        self.stats.set(self.stats.get().plus(earlier));
+    }
+
     /// The totals as of the last [`Capture::read_statistics`].
     pub fn statistics(&self) -> Statistics {
         self.stats.get()
