@@ -508,3 +508,56 @@ fn check_warns_about_short_fwknop_keys() {
     );
     assert!(!stderr.contains("fwknop_hmac_key is only"), "{stderr}");
 }
+
+/// Runs postern with stdout a pipe whose reader is already gone: the first
+/// write fails with EPIPE (as for `postern keygen NAME | head -1` once head exits).
+fn postern_into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = match std::env::var_os("POSTERN_QEMU_USER") {
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            c.arg(EXE);
+            c
+        }
+        None => Command::new(EXE),
+    };
+    cmd.args(args)
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run postern")
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let good = temp_file(
+        "epipe",
+        "config sequence 'ssh'\n\tlist knock 'tcp:7000'\n\tlist open 'tcp:22'\n",
+    );
+    let good = good.to_str().unwrap().to_string();
+    for args in [
+        &["keygen", "laptop"][..],
+        &["keygen"],
+        &["help"],
+        &["version"],
+        &["schema"],
+        &["schema", "--json"],
+        &["check", "-c", &good],
+        &["fw3-forwards", "-c", &good],
+    ] {
+        let out = postern_into_closed_pipe(args);
+        let stderr = text(&out.stderr);
+        // Quiet: no panic, no message; ended by SIGPIPE as `yes | head` is,
+        // or with success. Never the broken-pipe panic (101, or 134 with
+        // panic=abort).
+        assert!(stderr.is_empty(), "postern {args:?}: {stderr}");
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+            "postern {args:?}: {:?}",
+            out.status
+        );
+    }
+    std::fs::remove_file(&good).unwrap();
+}
