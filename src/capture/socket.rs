@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::bpf::{SockFilter, MAX_INSNS};
 use super::ring::{Next, RxRing};
 use super::stats::Statistics;
-use crate::wire::Checksums;
+use crate::wire::{pppoe, Checksums};
 
 /// Receive buffer asked for each socket (the kernel doubles it for its
 /// bookkeeping). A small frame costs about 768 bytes of it, so 512 KiB
@@ -21,9 +21,10 @@ pub const RECV_BUFFER: libc::c_int = 512 * 1024;
 /// One captured frame, borrowed from the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'b> {
-    /// The network-layer packet (no link header), as long as it was received;
-    /// cut to the buffer if the buffer was too small (`wire::observe` then
-    /// reports it as truncated).
+    /// The network-layer packet (no link header; of a PPPoE session frame,
+    /// the IP packet inside), as long as it was received; cut to the buffer
+    /// if the buffer was too small (`wire::observe` then reports it as
+    /// truncated).
     pub data: &'b [u8],
     /// Whether the transport checksum can be verified: the kernel marks
     /// packets whose checksum is not computed yet (`TP_STATUS_CSUMNOTREADY`,
@@ -42,6 +43,8 @@ pub const OTHER_HOST_SKIPS: usize = 64;
 /// What one read found, before [`Capture::recv`] judges it.
 struct Meta {
     len: usize,
+    /// EtherType, host order.
+    protocol: u16,
     checksums: Checksums,
     outgoing: bool,
     other_host: bool,
@@ -242,8 +245,14 @@ impl Capture {
                 self.stats.set(s);
                 continue;
             }
+            let mut data: &[u8] = buf.get(..meta.len).unwrap_or_default();
+            if meta.protocol == pppoe::ETH_P_PPP_SES {
+                // Capturing on the Ethernet under a PPPoE link. A frame that
+                // is not IP in a session goes on as it is: `wire` rejects it.
+                data = pppoe::session_ip(data).unwrap_or(data);
+            }
             return Ok(Some(Frame {
-                data: buf.get(..meta.len).unwrap_or_default(),
+                data,
                 checksums: meta.checksums,
                 outgoing: meta.outgoing,
             }));
@@ -262,6 +271,7 @@ impl Capture {
                         checksums: slot.checksums,
                         outgoing: slot.outgoing,
                         other_host: slot.other_host,
+                        protocol: slot.protocol,
                     }))
                 }
                 // Too long for a slot: the whole frame is on the socket.
@@ -331,6 +341,7 @@ impl Capture {
             checksums,
             outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
             other_host: addr.sll_pkttype == libc::PACKET_OTHERHOST,
+            protocol: u16::from_be(addr.sll_protocol),
         }))
     }
 
