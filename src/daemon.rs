@@ -6,9 +6,10 @@
 //! ([`ReplayFile`], written before each SPA grant), the control socket that
 //! answers `postern status`, and the nftables event monitor that notices a
 //! firewall restart (which drops the kernel's sets) so that live grants are
-//! re-applied with their remaining time. A capture device that is deleted and
-//! created again (a new ifindex: PPPoE reconnects, `wifi` reloads, veths) is
-//! noticed on the tick and its socket reopened by name, without a restart.
+//! re-applied with their remaining time. Capture devices that are missing at
+//! start, go down, disappear or are created again (a new ifindex: PPPoE
+//! reconnects, `wifi` reloads, veths) are [`Captures`]' business: noticed on
+//! the tick, reopened by name, never spinning the loop.
 //! All decisions are the [`Engine`]'s.
 
 use core::fmt;
@@ -37,14 +38,16 @@ use crate::local_networks::{self, Watch};
 use crate::privileges::{self, Keep};
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
-use crate::status::{self, Snapshot};
+use crate::status::Snapshot;
 use crate::time::{Millis, Now};
 
 mod actions;
+mod captures;
 
 use crate::runner::CommandSpec;
 use actions::Actions;
 pub use actions::{command_specs, forward_specs};
+use captures::Captures;
 
 /// How often the engine's housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
@@ -110,6 +113,9 @@ fn installed(paths: &[&str]) -> bool {
 fn load_config(opts: &Options) -> Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>> {
     let cfg = config::load(&opts.config)?;
     let commands = actions::command_specs(&opts.config.display().to_string(), &cfg)?;
+    for w in config::typed::warnings(&cfg) {
+        warn!("{}: {w}", opts.config.display());
+    }
     if let Ok(meta) = std::fs::metadata(&opts.config) {
         use std::os::unix::fs::PermissionsExt as _;
         let path = opts.config.display().to_string();
@@ -265,15 +271,6 @@ fn restore_replay_file(engine: &mut Engine, file: &ReplayFile, guard: Millis) {
     engine.set_replay_guard(Some(later));
 }
 
-/// Opens one capture socket per device with the config's filter.
-fn open_captures(devices: &[String], cfg: &Config) -> Result<Vec<Capture>, DaemonError> {
-    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
-    devices
-        .iter()
-        .map(|d| Capture::open(d, &program).map_err(|e| fail(format!("capture on {d}: {e}"))))
-        .collect()
-}
-
 /// What carrying out a decision needs besides the decision.
 struct Effects<'b> {
     backend: &'b mut dyn Backend,
@@ -385,7 +382,7 @@ fn serve(
     control: &ControlSocket,
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
-    let mut captures = open_captures(devices, &cfg)?;
+    let mut captures = Captures::open(devices, &bpf::build_ranges(&cfg.capture_ranges(), true))?;
     // SAFETY: geteuid cannot fail.
     let is_root = unsafe { libc::geteuid() } == 0;
     let keep = privileges::needed(commands.iter().map(|c| c.user.is_some()), is_root);
@@ -393,8 +390,6 @@ fn serve(
         .iter()
         .find(|c| c.user.is_none())
         .map(|c| c.name.clone());
-    // Per capture: the interface is gone (logged once, until it is back).
-    let mut missing = vec![false; captures.len()];
     let mut engine = engine_for(&cfg);
     let replay = replay.map(|(file, guard)| {
         restore_replay_file(&mut engine, &file, guard);
@@ -432,6 +427,9 @@ fn serve(
     // then one per capture socket.
     let first_capture = if monitor.is_some() { 3 } else { 2 };
     let mut fds = poll_set(signals, control, monitor.as_ref(), &captures);
+    // Capture devices appeared, disappeared or were re-created, or a socket
+    // was parked: the poll set is rebuilt before the next poll.
+    let mut rebuild = false;
     let readable = |f: &PollFd<'_>| {
         f.revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
@@ -441,7 +439,7 @@ fn serve(
         let now = Millis::now_monotonic();
         if now >= next_tick {
             engine.on_tick(now);
-            note_capture_drops(&captures);
+            rebuild |= captures.tick();
             fx.grants.expire(now);
             fx.actions.live.expire(now);
             fx.actions.runner.on_wake(std::time::Instant::now());
@@ -452,12 +450,13 @@ fn serve(
             if own_networks.due(now, &mut buf) {
                 own_networks.refresh(&mut engine, fx.backend);
             }
-            if captures_moved(&captures, &mut missing) {
-                drop(fds);
-                reopen_captures(&mut captures, &cfg);
-                fds = poll_set(signals, control, monitor.as_ref(), &captures);
-            }
             next_tick = now + TICK;
+        }
+        if rebuild {
+            drop(fds);
+            captures.update(|| bpf::build_ranges(&cfg.capture_ranges(), true));
+            fds = poll_set(signals, control, monitor.as_ref(), &captures);
+            rebuild = false;
         }
         let wait = next_tick.since(now).min(u64::from(u16::MAX)) as u16;
         match poll(&mut fds, PollTimeout::from(wait)) {
@@ -469,10 +468,18 @@ fn serve(
             }
         }
         let mut drained = 0;
-        for (i, capture) in captures.iter().enumerate() {
-            if readable(&fds[first_capture + i]) {
-                drained += drain(capture, &mut buf, &mut engine, &mut fx);
+        for (i, capture) in captures.polled().enumerate() {
+            let Some(events) = fds[first_capture + i].revents() else {
+                continue;
+            };
+            if events.is_empty() {
+                continue;
             }
+            let read = drain(capture, &mut buf, &mut engine, &mut fx);
+            drained += read;
+            // A device that went down leaves an error that wakes every poll
+            // until taken; a socket that wakes with nothing to read is parked.
+            rebuild |= captures.after_wake(capture, read, events.contains(PollFlags::POLLERR));
         }
         if drained > 0 {
             // Under a flood, let the next poll find a batch (see capture::pacing).
@@ -504,7 +511,7 @@ fn serve(
                 .with_bans(now, engine.bans())
                 .with_forwards(now, &fx.actions.live)
                 .with_commands(fx.actions.command_views(std::time::Instant::now()));
-                snapshot.counters.insert(0, capture_counters(&captures));
+                snapshot.counters.insert(0, captures.counters());
                 match request {
                     Request::Json => snapshot.to_json(),
                     Request::Text => snapshot.to_text(),
@@ -601,98 +608,24 @@ fn drop_privileges(keep: Keep, is_root: bool, root_command: Option<&str>) -> Kee
     }
 }
 
-/// Reads the kernel's capture counters (they reset on read; the sockets keep
-/// totals) and warns when frames were dropped since the last reading: under a
-/// flood on a busy router that is where a knock gets lost.
-fn note_capture_drops(captures: &[Capture]) {
-    for c in captures {
-        let before = c.statistics().drops;
-        match c.read_statistics() {
-            Ok(s) if s.drops > before => warn!(
-                "capture {}: the kernel dropped {} frame(s) that arrived faster than they were read ({} dropped since start)",
-                c.ifname(),
-                s.drops - before,
-                s.drops
-            ),
-            Ok(_) => {}
-            Err(e) => debug!("{e}"),
-        }
-    }
-}
-
-/// The descriptors polled: signals, control socket, monitor (if any), captures.
+/// The descriptors polled: signals, control socket, monitor (if any), the
+/// captures' [`Captures::polled`] sockets.
 fn poll_set<'a>(
     signals: &'a SignalFd,
     control: &'a ControlSocket,
     monitor: Option<&'a Monitor>,
-    captures: &'a [Capture],
+    captures: &'a Captures,
 ) -> Vec<PollFd<'a>> {
-    let mut fds: Vec<PollFd<'a>> = Vec::with_capacity(captures.len() + 3);
+    let mut fds: Vec<PollFd<'a>> = Vec::with_capacity(captures.polled().count() + 3);
     fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
     fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
     if let Some(m) = monitor {
         fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
     }
-    for c in captures {
+    for c in captures.polled() {
         fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
     }
     fds
-}
-
-/// True when some capture device was re-created (its name now has another
-/// ifindex): its socket, bound to the old index, will never see a packet
-/// again. Logs once when a device disappears (its socket is kept until it is back).
-fn captures_moved(captures: &[Capture], missing: &mut [bool]) -> bool {
-    let mut moved = false;
-    for (c, gone) in captures.iter().zip(missing.iter_mut()) {
-        match nix::net::if_::if_nametoindex(c.ifname()) {
-            Ok(i) if i == c.ifindex() => *gone = false,
-            Ok(_) => moved = true,
-            Err(_) => {
-                if !*gone {
-                    warn!(
-                        "capture {}: interface gone; waiting for it to come back",
-                        c.ifname()
-                    );
-                }
-                *gone = true;
-            }
-        }
-    }
-    moved
-}
-
-/// Reopens, by name and with the current filter, each capture whose device
-/// now has another ifindex; on failure the old socket stays (retried next tick).
-fn reopen_captures(captures: &mut [Capture], cfg: &Config) {
-    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
-    for c in captures.iter_mut() {
-        match nix::net::if_::if_nametoindex(c.ifname()) {
-            Ok(i) if i != c.ifindex() => match Capture::open(c.ifname(), &program) {
-                Ok(new) => {
-                    info!(
-                        "capture {}: interface re-created; capture resumed",
-                        c.ifname()
-                    );
-                    *c = new;
-                }
-                Err(e) => warn!("capture {}: cannot reopen yet: {e}", c.ifname()),
-            },
-            _ => {}
-        }
-    }
-}
-
-/// The `capture` counter group of `postern status`, as of the last tick (at
-/// most a second old; reading here would hide new drops from the tick's warning).
-fn capture_counters(captures: &[Capture]) -> status::CounterGroup {
-    let total = captures
-        .iter()
-        .fold(crate::capture::Statistics::default(), |t, c| {
-            t.plus(c.statistics())
-        });
-    let ring = captures.iter().filter(|c| c.uses_ring()).count();
-    status::capture_group(total, ring, captures.len() - ring)
 }
 
 /// Reads every queued frame of one socket (bounded, so one busy socket cannot
@@ -710,6 +643,11 @@ fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effect
                 engine.on_frame(now, frame.data, frame.checksums, &mut |d| apply(fx, now, d));
             }
             Ok(None) => return n,
+            // The device went down (recvmsg takes the error; the tick logs it).
+            Err(e) if e.kind() == std::io::ErrorKind::NetworkDown => {
+                debug!("capture {}: {e}", capture.ifname());
+                return n;
+            }
             Err(e) => {
                 warn!("capture {}: {e}", capture.ifname());
                 return n;
@@ -990,7 +928,7 @@ fn reload(
     opts: &Options,
     old: &Config,
     backend: &mut dyn Backend,
-    captures: &[Capture],
+    captures: &Captures,
 ) -> Option<(Config, Vec<CommandSpec>)> {
     info!("reloading {}", opts.config.display());
     let (new, commands) = match load_config(opts) {
@@ -1024,12 +962,7 @@ fn reload(
         }
         return None;
     }
-    let program = bpf::build_ranges(&new.capture_ranges(), true);
-    for c in captures {
-        if let Err(e) = c.set_filter(&program) {
-            error!("capture {}: new filter not attached: {e}", c.ifname());
-        }
-    }
+    captures.set_filter(&bpf::build_ranges(&new.capture_ranges(), true));
     log::set_max_level(opts.log_level.unwrap_or(new.main.log_level));
     info!(
         "reloaded: guarding {}, {} sequence(s), {}",

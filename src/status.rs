@@ -338,6 +338,7 @@ pub fn capture_group(stats: Statistics, ring: usize, recvmsg: usize) -> CounterG
         vec![
             ("frames", stats.frames),
             ("drops", stats.drops),
+            ("other_host", stats.other_host),
             ("ring", ring as u64),
             ("recvmsg", recvmsg as u64),
         ],
@@ -579,13 +580,14 @@ mod tests {
         let stats = Statistics {
             frames: 700,
             drops: 88,
+            other_host: 0,
         };
         s.counters.insert(0, capture_group(stats, 1, 0));
         let t = s.to_text();
         assert!(t.contains("capture: frames=700 drops=88 ring=1\n"), "{t}");
         let j = s.to_json();
         assert!(
-            j.contains("\"counters\":{\"capture\":{\"frames\":700,\"drops\":88,\"ring\":1,\"recvmsg\":0},\"packets\":"),
+            j.contains("\"counters\":{\"capture\":{\"frames\":700,\"drops\":88,\"other_host\":0,\"ring\":1,\"recvmsg\":0},\"packets\":"),
             "{j}"
         );
     }

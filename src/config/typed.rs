@@ -55,6 +55,15 @@ mod fwknop;
 mod knock_modes;
 
 pub use actions::is_action_name;
+pub use fwknop::MIN_KEY_BYTES as MIN_FWKNOP_KEY_BYTES;
+
+/// What is allowed but unwise in `cfg`, one line each (no file:line: each
+/// names its section): today fwknop keys shorter than
+/// [`MIN_FWKNOP_KEY_BYTES`]. `postern check` prints them, the daemon logs
+/// them at start and on reload.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    fwknop::weak_keys(cfg)
+}
 
 const SECTION_TYPES: &[&str] = &[
     "postern", "sequence", "client", "encoded", "command", "forward",
