@@ -89,21 +89,92 @@ impl Keep {
 }
 
 /// What the daemon keeps for commands that run as `users` (one entry per
-/// enabled command: whether it has `option user`), when it runs as root
-/// (`daemon_is_root`) or not. Pure.
+/// enabled command: whether it has `option user`), when it was started as
+/// root (`started_as_root`) or not. Pure.
 ///
-/// A non-root daemon runs a command without `option user` as itself, so
-/// such a command needs nothing more; a root daemon's needs everything.
-pub fn needed(users: impl IntoIterator<Item = bool>, daemon_is_root: bool) -> Keep {
+/// A daemon started as root runs every command through its privileged
+/// launcher ([`crate::launcher`]) and keeps [`NETWORK`] only. One started
+/// as another user runs a command without `option user` as itself (nothing
+/// more needed) and one with `option user` only if it was given
+/// [`COMMAND_USERS`].
+pub fn needed(users: impl IntoIterator<Item = bool>, started_as_root: bool) -> Keep {
+    if started_as_root {
+        return Keep::Only(NETWORK);
+    }
     let mut mask = NETWORK;
-    for has_user in users {
-        if has_user {
-            mask |= COMMAND_USERS;
-        } else if daemon_is_root {
-            return Keep::Everything;
-        }
+    if users.into_iter().any(|has_user| has_user) {
+        mask |= COMMAND_USERS;
     }
     Keep::Only(mask)
+}
+
+/// The user a daemon started as root switches to when `config postern` has
+/// no `option user`.
+pub const DEFAULT_USER: &str = "postern";
+
+/// Whom the daemon runs as after start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Become {
+    /// Stays the user it was started as (not root; or root by choice or
+    /// for want of the default user: see [`become_user`]).
+    Stay,
+    /// Switches to this user (its primary group, no supplementary groups).
+    User {
+        /// The user name, for the log.
+        name: String,
+        /// Its uid.
+        uid: u32,
+        /// Its primary gid.
+        gid: u32,
+    },
+}
+
+/// Decides whom a daemon started as `uid` runs as, given `option user`
+/// (`configured`) and a password-database `lookup` (name → uid, gid). Pure
+/// but for `lookup`. Returns the choice and a warning to log, or an error
+/// that stops the start:
+///
+/// - not started as root: stays (the option is ignored, with a note);
+/// - `option user 'root'`: stays root (capabilities still narrowed);
+/// - `option user NAME`: NAME, which must exist and not be uid 0;
+/// - no option: [`DEFAULT_USER`] if it exists, else stays root with a
+///   warning (a system without the packaged user keeps working).
+pub fn become_user(
+    uid: u32,
+    configured: Option<&str>,
+    lookup: impl Fn(&str) -> Result<(u32, u32), String>,
+) -> Result<(Become, Option<String>), String> {
+    if uid != 0 {
+        let note = configured
+            .map(|u| format!("option user '{u}' ignored: started as uid {uid}, not root"));
+        return Ok((Become::Stay, note));
+    }
+    let (name, explicit) = match configured {
+        Some("root") => return Ok((Become::Stay, None)),
+        Some(name) => (name, true),
+        None => (DEFAULT_USER, false),
+    };
+    match lookup(name) {
+        Ok((0, _)) => Err(format!(
+            "option user '{name}' has uid 0: give an unprivileged user, or 'root' to stay root"
+        )),
+        Ok((uid, gid)) => Ok((
+            Become::User {
+                name: name.to_string(),
+                uid,
+                gid,
+            },
+            None,
+        )),
+        Err(e) if explicit => Err(format!("option user: {e}")),
+        Err(e) => Ok((
+            Become::Stay,
+            Some(format!(
+                "{e}: postern keeps uid 0 (with net_raw,net_admin only); create the system \
+                 user '{DEFAULT_USER}' (the OpenWrt package does) or set option user"
+            )),
+        )),
+    }
 }
 
 /// What a daemon keeps in its ambient (and inheritable) set so that the
@@ -218,6 +289,55 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
 /// the process with at most what it had.
 pub fn drop_to(keep: u64, ambient: u64) -> io::Result<Dropped> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    let bounding_narrowed = narrow_bounding(keep)?;
+    set_capabilities(keep, ambient, bounding_narrowed)
+}
+
+/// `PR_SET_KEEPCAPS`: keep the permitted set across a switch away from uid 0.
+const PR_SET_KEEPCAPS: libc::c_int = 8;
+
+/// Switches this root process to `uid`/`gid` with no supplementary groups,
+/// keeping only the capabilities in `keep` (as [`drop_to`]):
+/// no-new-privileges, the bounding set narrowed (while still root),
+/// `PR_SET_KEEPCAPS` around `setgroups([])`, `setresgid` and `setresuid`
+/// (real, effective and saved ids all switched), then the permitted and
+/// effective sets cut to `keep` and `ambient` raised. Checks the ids after
+/// the switch. Irreversible; on error the caller must not go on (the
+/// process may be half switched).
+pub fn switch_user(uid: u32, gid: u32, keep: u64, ambient: u64) -> io::Result<Dropped> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    let bounding_narrowed = narrow_bounding(keep)?;
+    clear_ambient()?;
+    prctl(PR_SET_KEEPCAPS, 1)?;
+    // SAFETY: setgroups(2) with no groups, setresgid(2)/setresuid(2) with
+    // integer ids.
+    unsafe {
+        if libc::setgroups(0, core::ptr::null()) != 0
+            || libc::setresgid(gid, gid, gid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    prctl(PR_SET_KEEPCAPS, 0)?;
+    let (mut ruid, mut euid, mut suid) = (0, 0, 0);
+    let (mut rgid, mut egid, mut sgid) = (0, 0, 0);
+    // SAFETY: getres[ug]id(2) write into the valid locals.
+    unsafe {
+        libc::getresuid(&mut ruid, &mut euid, &mut suid);
+        libc::getresgid(&mut rgid, &mut egid, &mut sgid);
+    }
+    if [ruid, euid, suid] != [uid; 3] || [rgid, egid, sgid] != [gid; 3] {
+        return Err(io::Error::other(format!(
+            "ids after the switch: uid {ruid}/{euid}/{suid}, gid {rgid}/{egid}/{sgid}"
+        )));
+    }
+    set_capabilities(keep, ambient, bounding_narrowed)
+}
+
+/// Drops every capability but `keep` from the bounding set; false when it
+/// may not (no `CAP_SETPCAP`).
+fn narrow_bounding(keep: u64) -> io::Result<bool> {
     let mut bounding_narrowed = true;
     // Capabilities past the kernel's last one give EINVAL: the end.
     for cap in 0..64u32 {
@@ -241,6 +361,12 @@ pub fn drop_to(keep: u64, ambient: u64) -> io::Result<Dropped> {
             Err(e) => return Err(e),
         }
     }
+    Ok(bounding_narrowed)
+}
+
+/// Cuts the permitted and effective sets to `keep` and leaves `ambient`
+/// (within what is kept) inheritable and ambient.
+fn set_capabilities(keep: u64, ambient: u64, bounding_narrowed: bool) -> io::Result<Dropped> {
     clear_ambient()?;
     let (_, permitted) = current()?;
     let kept = keep & permitted;
@@ -362,10 +488,64 @@ mod tests {
     }
 
     #[test]
-    fn a_root_command_keeps_everything_only_for_a_root_daemon() {
-        assert_eq!(needed([true, false], true), Keep::Everything);
+    fn a_daemon_started_as_root_keeps_the_network_only() {
+        // Its commands, root or not, go through the launcher.
+        assert_eq!(needed([true, false], true), Keep::Only(0x3000));
+        assert_eq!(needed([false], true), Keep::Only(0x3000));
         assert_eq!(needed([false], false), Keep::Only(0x3000));
         assert_eq!(needed([false, true], false), Keep::Only(0x30e0));
+    }
+
+    fn passwd(name: &str) -> Result<(u32, u32), String> {
+        match name {
+            "postern" => Ok((101, 101)),
+            "nobody" => Ok((65534, 65534)),
+            "toor" => Ok((0, 0)),
+            _ => Err(format!("unknown user '{name}' (not in /etc/passwd)")),
+        }
+    }
+
+    #[test]
+    fn root_becomes_the_postern_user_by_default() {
+        let postern = Become::User {
+            name: "postern".into(),
+            uid: 101,
+            gid: 101,
+        };
+        assert_eq!(become_user(0, None, passwd), Ok((postern, None)));
+        let (b, w) = become_user(0, Some("nobody"), passwd).unwrap();
+        assert_eq!(
+            b,
+            Become::User {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534
+            }
+        );
+        assert_eq!(w, None);
+    }
+
+    #[test]
+    fn a_missing_user_stops_the_start_unless_it_is_the_default() {
+        let e = become_user(0, Some("ghost"), passwd).unwrap_err();
+        assert!(e.contains("unknown user 'ghost'"), "{e}");
+        let e = become_user(0, Some("toor"), passwd).unwrap_err();
+        assert!(e.contains("uid 0"), "{e}");
+        // No packaged user: stays root, loudly.
+        let none = |_: &str| Err::<(u32, u32), _>("unknown user 'postern'".to_string());
+        let (b, w) = become_user(0, None, none).unwrap();
+        assert_eq!(b, Become::Stay);
+        assert!(w.unwrap().contains("keeps uid 0"));
+        // Root by choice: no warning.
+        assert_eq!(become_user(0, Some("root"), none), Ok((Become::Stay, None)));
+    }
+
+    #[test]
+    fn a_daemon_started_as_another_user_stays_it() {
+        assert_eq!(become_user(65534, None, passwd), Ok((Become::Stay, None)));
+        let (b, w) = become_user(65534, Some("postern"), passwd).unwrap();
+        assert_eq!(b, Become::Stay);
+        assert!(w.unwrap().contains("ignored"));
     }
 
     #[test]
