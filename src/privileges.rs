@@ -483,7 +483,8 @@ mod tests {
     #[test]
     fn commands_with_users_keep_setuid_setgid_and_kill() {
         assert_eq!(COMMAND_USERS, 0xe0);
-        assert_eq!(needed([true, true], true), Keep::Only(0x30e0));
+        // Only for a daemon started as another user (no launcher).
+        assert_eq!(needed([true, true], false), Keep::Only(0x30e0));
         assert_eq!(needed([true], false), Keep::Only(0x30e0));
     }
 

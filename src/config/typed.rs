@@ -1593,6 +1593,7 @@ devices: (none)
 log level: info
 spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
 state dir: /var/run/postern
+daemon user: postern (when started as root)
 bans: 10 failure(s) within 60s ban a source for 300s; trusted: none
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
