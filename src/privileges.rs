@@ -7,35 +7,32 @@
 //!
 //! What the running daemon needs: `CAP_NET_RAW` (reopening a capture socket
 //! when its interface is re-created) and `CAP_NET_ADMIN` (every grant, ban
-//! and forward is a netlink message to nf_tables or ipset). SPA commands add
-//! to that:
+//! and forward is a netlink message to nf_tables or ipset).
 //!
-//! - commands that all have `option user`: `CAP_SETUID` and `CAP_SETGID`
-//!   (to become that user in the child) and `CAP_KILL` (to stop the
-//!   command's process group at its timeout: it no longer runs as our uid);
-//! - a command without `option user` runs as root with root's powers (a
-//!   reboot, a service restart): the daemon then keeps everything, since a
-//!   root process without capabilities could not start one. Such a
-//!   configuration makes the daemon as powerful as root; prefer `option user`.
+//! A daemon started as root becomes its own user ([`become_user`]: `option
+//! user`, default [`DEFAULT_USER`]) with [`switch_user`], keeping only
+//! [`NETWORK`]; its commands run through the privileged launcher
+//! ([`crate::launcher`]), forked before the switch, so the daemon needs no
+//! `CAP_SETUID`/`CAP_KILL` and no root. With `option user 'root'` (or no
+//! such user on the system) it keeps uid 0 and [`drop_to`] narrows it to
+//! [`NETWORK`] alike. A daemon started as another user (`setpriv`) has no
+//! launcher: it runs commands without `option user` as itself and keeps
+//! [`COMMAND_USERS`] for the others when it was given them ([`needed`]).
 //!
 //! Dropping means: no new privileges on `execve` (`PR_SET_NO_NEW_PRIVS`:
 //! setuid and file-capability programs gain nothing), every other
-//! capability removed from the bounding set (so that a child running as
-//! uid 0 does not get root's capabilities back on `execve`; needs
-//! `CAP_SETPCAP`, which a root daemon has and a non-root one started with
-//! just the two capabilities has not — `PR_SET_NO_NEW_PRIVS` covers that
-//! case), the ambient and inheritable sets cleared, and the permitted and
-//! effective sets cut down to what is kept. The uid is not changed: a root
-//! daemon stays uid 0 (its own files — the config, the state directory,
-//! the control socket — stay readable and writable by owner), and a daemon
-//! started as another user (`setpriv`, procd `user`) stays that user.
+//! capability removed from the bounding set (needs `CAP_SETPCAP`, which a
+//! root daemon has and a non-root one started with just the two
+//! capabilities has not — `PR_SET_NO_NEW_PRIVS` covers that case), the
+//! ambient and inheritable sets cleared, and the permitted and effective
+//! sets cut down to what is kept.
 //!
 //! One program the daemon runs itself needs a capability: the `nft` tool
-//! (standalone table setup at reload and after a firewall restart). A root
-//! daemon's `nft` gets the bounding set on `execve` (uid 0); a non-root
-//! daemon keeps `CAP_NET_ADMIN` inheritable and ambient for it
-//! ([`ambient_for`]). Commands never inherit it: the runner clears the
-//! ambient set in the child before `execve`.
+//! (standalone table setup at reload and after a firewall restart). A uid 0
+//! daemon's `nft` gets the bounding set on `execve`; a non-root daemon keeps
+//! `CAP_NET_ADMIN` inheritable and ambient for it ([`ambient_for`]).
+//! Commands never inherit it: the runner clears the ambient set in the
+//! child before `execve`.
 
 use std::io;
 

@@ -257,7 +257,7 @@ mod tests {
             source: "192.0.2.9".parse().unwrap(),
         }
         .encode(&mut buf);
-        assert_eq!(buf, b"run\0wake\0phone_2\0192.0.2.9");
+        assert_eq!(buf, b"run\0wake\0phone_2\x00192.0.2.9");
     }
 
     #[test]
@@ -293,13 +293,13 @@ mod tests {
             assert!(!r.encode(&mut Vec::new()), "{bad:?} encoded");
         }
         for bytes in [
-            &b"run\0/bin/sh\0laptop\0192.0.2.9"[..],
-            b"run\0wake\0laptop\0192.0.2.9\0extra",
+            &b"run\0/bin/sh\0laptop\x00192.0.2.9"[..],
+            b"run\0wake\0laptop\x00192.0.2.9\0extra",
             b"run\0wake\0laptop",
             b"run\0wake\0laptop\0not-an-ip",
             b"exec\0/bin/sh",
             b"",
-            b"run\0w\xffke\0laptop\0192.0.2.9",
+            b"run\0w\xffke\0laptop\x00192.0.2.9",
         ] {
             assert!(Request::decode(bytes).is_err(), "{bytes:?} decoded");
         }
@@ -324,6 +324,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(Event::decode(b"started\0wake\0laptop\0192.0.2.9\0-1").is_err());
+        assert!(Event::decode(b"started\0wake\0laptop\x00192.0.2.9\0-1").is_err());
     }
 }
