@@ -254,6 +254,14 @@ impl Spawn {
             // SAFETY: in the forked child, see `exec_child`.
             unsafe { exec_child(&plan) }
         }
+        if self.process_group {
+            // Also from this side (the child does it too): the group exists
+            // when start() returns, so a signal to it right away is not lost
+            // while the child is still between fork and its own setpgid.
+            // Fails harmlessly once the child has exec'd.
+            // SAFETY: setpgid(2) with integer arguments.
+            unsafe { libc::setpgid(pid, pid) };
+        }
         // The child's ends, and the report pipe's write end, close here.
         drop((stdin, stdout, stderr, report_write));
         let report = File::from(report_read);
