@@ -164,9 +164,14 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         ));
     }
 
+    let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
     // SAFETY: geteuid cannot fail.
     let started_as = unsafe { libc::geteuid() };
-    let become_user = decide_user(started_as, cfg.main.user.as_deref())?;
+    // fw3 forwards run iptables (DNAT rules at reload and after a firewall
+    // restart), which needs root's lock file.
+    let needs_root = (backend.name() == "fw3" && cfg.active_forwards().next().is_some())
+        .then_some("the fw3 backend's forwards run iptables, which needs root");
+    let become_user = decide_user(started_as, cfg.main.user.as_deref(), needs_root)?;
 
     // Signals first, so a TERM during start-up is not lost.
     let mut mask = SigSet::empty();
@@ -197,7 +202,6 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| fail(format!("signalfd: {e}")))?;
 
-    let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
     backend
         .setup(&cfg.guarded_ports())
         .map_err(|e| fail(format!("firewall setup ({}): {e}", backend.name())))?;
@@ -613,10 +617,14 @@ fn serve(
 }
 
 /// The user to run as (see [`privileges::become_user`]); logs its warning.
-fn decide_user(started_as: u32, configured: Option<&str>) -> Result<Become, DaemonError> {
+fn decide_user(
+    started_as: u32,
+    configured: Option<&str>,
+    needs_root: Option<&str>,
+) -> Result<Become, DaemonError> {
     let lookup = |name: &str| crate::runner::resolve_user(name).map(|u| (u.uid, u.gid));
     let (become_user, warning) =
-        privileges::become_user(started_as, configured, lookup).map_err(fail)?;
+        privileges::become_user(started_as, configured, needs_root, lookup).map_err(fail)?;
     if let Some(w) = warning {
         warn!("privileges: {w}");
     }

@@ -127,18 +127,22 @@ pub enum Become {
 }
 
 /// Decides whom a daemon started as `uid` runs as, given `option user`
-/// (`configured`) and a password-database `lookup` (name → uid, gid). Pure
-/// but for `lookup`. Returns the choice and a warning to log, or an error
-/// that stops the start:
+/// (`configured`), why the setup may need uid 0 (`needs_root`, e.g. fw3
+/// forwards, whose `iptables` takes root's lock file) and a password-database
+/// `lookup` (name → uid, gid). Pure but for `lookup`. Returns the choice and
+/// a warning to log, or an error that stops the start:
 ///
 /// - not started as root: stays (the option is ignored, with a note);
 /// - `option user 'root'`: stays root (capabilities still narrowed);
-/// - `option user NAME`: NAME, which must exist and not be uid 0;
-/// - no option: [`DEFAULT_USER`] if it exists, else stays root with a
-///   warning (a system without the packaged user keeps working).
+/// - `option user NAME`: NAME, which must exist and not be uid 0 (with a
+///   warning when `needs_root`);
+/// - no option: stays root with a warning when `needs_root`; else
+///   [`DEFAULT_USER`] if it exists, else stays root with a warning (a
+///   system without the packaged user keeps working).
 pub fn become_user(
     uid: u32,
     configured: Option<&str>,
+    needs_root: Option<&str>,
     lookup: impl Fn(&str) -> Result<(u32, u32), String>,
 ) -> Result<(Become, Option<String>), String> {
     if uid != 0 {
@@ -151,6 +155,15 @@ pub fn become_user(
         Some(name) => (name, true),
         None => (DEFAULT_USER, false),
     };
+    if let (Some(why), false) = (needs_root, explicit) {
+        return Ok((
+            Become::Stay,
+            Some(format!(
+                "{why}: postern keeps uid 0 (with net_raw,net_admin only); set option user to switch anyway"
+            )),
+        ));
+    }
+    let warning = needs_root.map(|why| format!("{why}: it may fail as user {name}"));
     match lookup(name) {
         Ok((0, _)) => Err(format!(
             "option user '{name}' has uid 0: give an unprivileged user, or 'root' to stay root"
@@ -161,7 +174,7 @@ pub fn become_user(
                 uid,
                 gid,
             },
-            None,
+            warning,
         )),
         Err(e) if explicit => Err(format!("option user: {e}")),
         Err(e) => Ok((
@@ -510,8 +523,8 @@ mod tests {
             uid: 101,
             gid: 101,
         };
-        assert_eq!(become_user(0, None, passwd), Ok((postern, None)));
-        let (b, w) = become_user(0, Some("nobody"), passwd).unwrap();
+        assert_eq!(become_user(0, None, None, passwd), Ok((postern, None)));
+        let (b, w) = become_user(0, Some("nobody"), None, passwd).unwrap();
         assert_eq!(
             b,
             Become::User {
@@ -525,23 +538,42 @@ mod tests {
 
     #[test]
     fn a_missing_user_stops_the_start_unless_it_is_the_default() {
-        let e = become_user(0, Some("ghost"), passwd).unwrap_err();
+        let e = become_user(0, Some("ghost"), None, passwd).unwrap_err();
         assert!(e.contains("unknown user 'ghost'"), "{e}");
-        let e = become_user(0, Some("toor"), passwd).unwrap_err();
+        let e = become_user(0, Some("toor"), None, passwd).unwrap_err();
         assert!(e.contains("uid 0"), "{e}");
         // No packaged user: stays root, loudly.
         let none = |_: &str| Err::<(u32, u32), _>("unknown user 'postern'".to_string());
-        let (b, w) = become_user(0, None, none).unwrap();
+        let (b, w) = become_user(0, None, None, none).unwrap();
         assert_eq!(b, Become::Stay);
         assert!(w.unwrap().contains("keeps uid 0"));
         // Root by choice: no warning.
-        assert_eq!(become_user(0, Some("root"), none), Ok((Become::Stay, None)));
+        assert_eq!(
+            become_user(0, Some("root"), None, none),
+            Ok((Become::Stay, None))
+        );
+    }
+
+    #[test]
+    fn a_setup_that_needs_root_keeps_it_unless_a_user_is_given() {
+        let why = Some("fw3 forwards run iptables");
+        let (b, w) = become_user(0, None, why, passwd).unwrap();
+        assert_eq!(b, Become::Stay);
+        assert!(w
+            .unwrap()
+            .starts_with("fw3 forwards run iptables: postern keeps uid 0"));
+        let (b, w) = become_user(0, Some("postern"), why, passwd).unwrap();
+        assert!(matches!(b, Become::User { uid: 101, .. }));
+        assert!(w.unwrap().contains("may fail as user postern"));
     }
 
     #[test]
     fn a_daemon_started_as_another_user_stays_it() {
-        assert_eq!(become_user(65534, None, passwd), Ok((Become::Stay, None)));
-        let (b, w) = become_user(65534, Some("postern"), passwd).unwrap();
+        assert_eq!(
+            become_user(65534, None, None, passwd),
+            Ok((Become::Stay, None))
+        );
+        let (b, w) = become_user(65534, Some("postern"), None, passwd).unwrap();
         assert_eq!(b, Become::Stay);
         assert!(w.unwrap().contains("ignored"));
     }
