@@ -368,9 +368,57 @@ fn an_unknown_user_stops_the_start() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
+    // Refused as a configuration error, with its file and line.
     assert!(
-        stderr.contains("option user: unknown user 'postern-no-such-user'"),
+        stderr.contains("unknown.conf:4: option user: unknown user 'postern-no-such-user'"),
         "{stderr}"
     );
     assert!(!stderr.contains("ready:"), "{stderr}");
+}
+
+#[test]
+fn a_daemon_without_launcher_drains_command_output_through_poll() {
+    if !root_or_skip("a_daemon_without_launcher_drains_command_output_through_poll") {
+        return;
+    }
+    // Started as nobody with the two capabilities (no launcher: the daemon
+    // runs the command itself). On the old code the same 4 MiB command
+    // took 63 s (16 reads of 4 KiB per 1 s tick).
+    let tag = format!("w{}", std::process::id() % 100_000);
+    let mut lab = Lab::new(&tag).unwrap();
+    std::os::unix::fs::chown(lab.dir(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let cfg = format!(
+        "config postern 'main'\n\toption backend 'nft'\n\toption state_dir '{}'\n\n\
+         config client 'laptop'\n\toption key '{KEY}'\n\tlist allow 'tcp:{DEMO_PORT}'\n\tlist command 'big'\n\n\
+         config command 'big'\n\tlist exec '/usr/bin/head'\n\tlist exec '-c'\n\tlist exec '4194304'\n\
+         \tlist exec '/dev/zero'\n\toption timeout '120'\n",
+        lab.dir().join("state").display()
+    );
+    let as_nobody = [
+        "setpriv",
+        "--reuid",
+        "nobody",
+        "--regid",
+        "nogroup",
+        "--clear-groups",
+        "--inh-caps",
+        "+net_raw,+net_admin",
+        "--ambient-caps",
+        "+net_raw,+net_admin",
+        "--",
+    ];
+    let pid = lab
+        .start_daemon_wrapped(Path::new(EXE), &cfg, None, &as_nobody)
+        .unwrap()
+        .pid();
+    assert_eq!(ids(pid, "Uid"), [NOBODY; 4]);
+    spa(&lab, &["--command", "big"]);
+    wait_count(
+        &mut lab,
+        "command big for client laptop",
+        1,
+        Duration::from_secs(10),
+    );
+    lab.daemons_wait("exited with status 0 after");
+    lab.daemons_wait("command big: 4190208 more bytes of output dropped");
 }

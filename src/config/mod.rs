@@ -200,6 +200,8 @@ pub struct Main {
     /// `option user`: the user a daemon started as root runs as (default
     /// [`crate::privileges::DEFAULT_USER`] when it exists; `root` keeps uid 0).
     pub user: Option<String>,
+    /// The line of `option user` (0 when not set), for errors.
+    pub user_line: usize,
     /// `option ban_threshold`: failures within `ban_window` that ban a source
     /// (1..=100000, default [`crate::bans::DEFAULT_BAN_THRESHOLD`]).
     pub ban_threshold: u32,
@@ -224,6 +226,7 @@ impl Default for Main {
             spa_verify_budget: DEFAULT_VERIFY_BUDGET,
             state_dir: DEFAULT_STATE_DIR.to_string(),
             user: None,
+            user_line: 0,
             ban_threshold: crate::bans::DEFAULT_BAN_THRESHOLD,
             ban_window: crate::bans::DEFAULT_BAN_WINDOW,
             ban_duration: crate::bans::DEFAULT_BAN_DURATION,

@@ -811,7 +811,10 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
             get_number(cx, e, MAX_CLIENTS as u64, 1_000_000).map(|n| n as u32),
         ),
         "state_dir" => set(&mut m.state_dir, get_abs_path(cx, e)),
-        "user" => m.user = get_user_name(cx, e),
+        "user" => {
+            m.user = get_user_name(cx, e);
+            m.user_line = e.line;
+        }
         "ban_threshold" => set(
             &mut m.ban_threshold,
             get_number(cx, e, 1, 100_000).map(|n| n as u32),
@@ -1208,6 +1211,7 @@ config client 'laptop'
                 spa_verify_budget: 1000,
                 state_dir: "/var/run/postern".to_string(),
                 user: None,
+                user_line: 0,
                 ..Main::default()
             }
         );

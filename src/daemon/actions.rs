@@ -41,10 +41,20 @@ pub fn forward_specs(cfg: &Config) -> Vec<ForwardSpec> {
 }
 
 /// The enabled commands of `cfg`, ready to run: users resolved. Errors name
-/// the file and line of the command.
+/// the file and line of the command (or of `config postern`'s `option
+/// user`, which must name an existing user too).
 pub fn command_specs(file: &str, cfg: &Config) -> Result<Vec<CommandSpec>, Vec<ConfigError>> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
+    if let Some(name) = cfg.main.user.as_deref().filter(|&u| u != "root") {
+        if let Err(e) = runner::resolve_user(name) {
+            errors.push(ConfigError {
+                file: file.to_string(),
+                line: cfg.main.user_line,
+                message: format!("option user: {e}"),
+            });
+        }
+    }
     for c in cfg.active_commands() {
         let user = match &c.user {
             None => None,
@@ -319,5 +329,26 @@ impl Actions {
                 running_s: r.seconds,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_user_must_exist_and_is_refused_with_its_line() {
+        let text = "config postern\n\toption enabled 0\n\toption user 'postern-no-such-user'\n";
+        let cfg = crate::config::parse_str("f", text).unwrap();
+        let errors = command_specs("f", &cfg).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "f:3: option user: unknown user 'postern-no-such-user' (not in /etc/passwd)"
+        );
+        for ok in ["root", "nobody"] {
+            let text = format!("config postern\n\toption user '{ok}'\n");
+            let cfg = crate::config::parse_str("f", &text).unwrap();
+            assert!(command_specs("f", &cfg).is_ok(), "{ok}");
+        }
     }
 }
