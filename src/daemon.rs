@@ -465,8 +465,9 @@ fn serve(
         f.revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
     };
-    // A configuration to reload: read here (no launcher) or by the launcher.
-    let mut loaded: Option<LoadedConfig> = None;
+    // A configuration to reload: read here (no launcher) or by the
+    // launcher (with the number of its read).
+    let mut loaded: Option<(LoadedConfig, Option<u32>)> = None;
 
     loop {
         let now = Millis::now_monotonic();
@@ -513,7 +514,9 @@ fn serve(
         }
         if commands_ready {
             match fx.actions.on_ready(std::time::Instant::now()) {
-                Some(Reloaded::Text(bytes)) => loaded = Some(config_from(opts, &bytes)),
+                Some(Reloaded::Text(bytes, seq)) => {
+                    loaded = Some((config_from(opts, &bytes), Some(seq)))
+                }
                 Some(Reloaded::Refused) => error!(
                     "reload refused: the configuration file could not be read or is invalid; the running configuration stays"
                 ),
@@ -578,7 +581,7 @@ fn serve(
                                     error!("reload refused: privileged launcher: {e}");
                                 }
                             }
-                            None => loaded = Some(load_config(opts)),
+                            None => loaded = Some((load_config(opts), None)),
                         }
                     }
                     Ok(s) => {
@@ -590,9 +593,9 @@ fn serve(
                 }
             }
         }
-        if let Some(result) = loaded.take() {
+        if let Some((result, seq)) = loaded.take() {
             if let Some((new, commands)) = reload(result, opts, &cfg, fx.backend, &captures) {
-                fx.actions.adopt();
+                fx.actions.adopt(seq);
                 fx.actions.reload(fx.backend, &new, commands);
                 let guard = engine.replay_guard();
                 let saved = engine.replay_entries().to_vec();

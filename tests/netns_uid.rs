@@ -54,6 +54,9 @@ fn root_or_skip(test: &str) -> bool {
     false
 }
 
+/// Serializes useradd/userdel within this test binary.
+static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A system user of this test's own, deleted when dropped.
 struct TestUser {
     name: String,
@@ -63,19 +66,33 @@ struct TestUser {
 
 impl TestUser {
     fn create() -> TestUser {
-        let name = format!("pstu{}", std::process::id() % 100_000);
+        TestUser::create_named(&format!("pstu{}", std::process::id() % 100_000))
+    }
+
+    fn create_named(name: &str) -> TestUser {
+        let name = name.to_string();
+        // One at a time within this binary; other processes (other test
+        // runs) may hold the passwd lock: retry for a while.
+        let _guard = USERADD.lock().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("userdel").arg(&name).output();
-        let out = Command::new("useradd")
-            .args(["--system", "--user-group", "--no-create-home"])
-            .args(["--shell", "/usr/sbin/nologin", "--home-dir", "/nonexistent"])
-            .arg(&name)
-            .output()
-            .expect("useradd");
-        assert!(
-            out.status.success(),
-            "useradd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("useradd")
+                .args(["--system", "--user-group", "--no-create-home"])
+                .args(["--shell", "/usr/sbin/nologin", "--home-dir", "/nonexistent"])
+                .arg(&name)
+                .output()
+                .expect("useradd");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "useradd: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let user = postern::runner::resolve_user(&name).unwrap();
         TestUser {
             name,
@@ -87,7 +104,17 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
+        let _guard = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..50 {
+            let ok = Command::new("userdel")
+                .arg(&self.name)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok || postern::runner::resolve_user(&self.name).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
@@ -421,4 +448,33 @@ fn a_daemon_without_launcher_drains_command_output_through_poll() {
     );
     lab.daemons_wait("exited with status 0 after");
     lab.daemons_wait("command big: 4190208 more bytes of output dropped");
+}
+
+#[test]
+fn a_dead_launcher_stops_commands_not_the_daemon() {
+    if !root_or_skip("a_dead_launcher_stops_commands_not_the_daemon") {
+        return;
+    }
+    let user = TestUser::create_named(&format!("pstd{}", std::process::id() % 100_000));
+    let tag = format!("d{}", std::process::id() % 100_000);
+    let mut lab = Lab::new(&tag).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    let pid = lab
+        .start_daemon(Path::new(EXE), &config(&lab, &user.name, 30), None)
+        .unwrap()
+        .pid();
+    let launcher = launcher_of(pid);
+    // SAFETY: kill(2) on the launcher's pid (a child of the daemon).
+    assert_eq!(unsafe { libc::kill(launcher as i32, libc::SIGKILL) }, 0);
+    lab.daemons_wait(&format!(
+        "privileged launcher (pid {launcher}) ended (signal 9): commands cannot run until postern restarts"
+    ));
+    // Reaped, not a zombie.
+    assert!(!Path::new(&format!("/proc/{launcher}")).exists());
+    spa(&lab, &["--command", "rootly"]);
+    lab.daemons_wait("command rootly not run for spa client laptop: privileged launcher:");
+    // Grants go on.
+    knock(&lab);
+    lab.daemons_wait(&format!("opened tcp:{DEMO_PORT} for {CLIENT_V4}"));
+    assert!(open(&lab));
 }

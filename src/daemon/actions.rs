@@ -150,10 +150,11 @@ impl Actions {
         self.launcher.as_mut().and_then(Launcher::on_readable)
     }
 
-    /// The daemon took a reloaded configuration the launcher handed over.
-    pub fn adopt(&mut self) {
-        if let Some(l) = &mut self.launcher {
-            if let Err(e) = l.adopt() {
+    /// The daemon took the configuration of the launcher's read `seq`
+    /// (`None`: it read the file itself).
+    pub fn adopt(&mut self, seq: Option<u32>) {
+        if let (Some(l), Some(seq)) = (&mut self.launcher, seq) {
+            if let Err(e) = l.adopt(seq) {
                 error!(
                     "privileged launcher: {e}: it keeps the commands of the previous configuration"
                 );

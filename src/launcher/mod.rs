@@ -63,8 +63,9 @@ pub struct Setup {
 /// The answer to [`Launcher::reload`].
 #[derive(Debug)]
 pub enum Reloaded {
-    /// The configuration file's bytes, as the launcher read them.
-    Text(Vec<u8>),
+    /// The configuration file's bytes, as the launcher read them, and the
+    /// number of that read (for [`Launcher::adopt`]).
+    Text(Vec<u8>, u32),
     /// The launcher could not read or validate the file (it logged why).
     Refused,
 }
@@ -156,10 +157,11 @@ impl Launcher {
         self.send(&Request::Reload)
     }
 
-    /// Tells the launcher that the configuration it handed over last is in
-    /// use: its commands run from now on.
-    pub fn adopt(&mut self) -> io::Result<()> {
-        self.send(&Request::Adopt)
+    /// Tells the launcher that the configuration of its read `seq` is in
+    /// use: its commands run from now on (ignored if it has read the file
+    /// again since: that read's bytes are on their way).
+    pub fn adopt(&mut self, seq: u32) -> io::Result<()> {
+        self.send(&Request::Adopt { seq })
     }
 
     /// Handles every queued event: logs starts and refusals, keeps the
@@ -216,9 +218,9 @@ impl Launcher {
                     reason,
                 } => warn!("command {name} not run for spa client {client}: {reason}"),
                 Event::Finished { name } => self.running.retain(|r| r.name != name),
-                Event::Config => {
+                Event::Config { seq } => {
                     reloaded = Some(match got.fd {
-                        Some(fd) => read_config(File::from(fd)),
+                        Some(fd) => read_config(File::from(fd), seq),
                         None => {
                             error!("privileged launcher: configuration without its file");
                             Reloaded::Refused
@@ -244,7 +246,13 @@ impl Launcher {
     fn gone(&mut self) {
         self.channel = None;
         self.running.clear();
-        let status = reap(self.pid, false);
+        // Its socket closes as it exits: reap it (briefly waiting).
+        let end = Instant::now() + Duration::from_secs(1);
+        let mut status = reap(self.pid);
+        while status.is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+            status = reap(self.pid);
+        }
         error!(
             "privileged launcher (pid {}) ended{}: commands cannot run until postern restarts",
             self.pid,
@@ -262,7 +270,7 @@ impl Drop for Launcher {
         }
         let end = Instant::now() + EXIT_WAIT;
         while Instant::now() < end {
-            if reap(self.pid, false).is_some() {
+            if reap(self.pid).is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -272,11 +280,10 @@ impl Drop for Launcher {
 }
 
 /// `waitpid(pid, WNOHANG)`: how it ended, once it has.
-fn reap(pid: u32, block: bool) -> Option<String> {
+fn reap(pid: u32) -> Option<String> {
     let mut raw = 0;
-    let flags = if block { 0 } else { libc::WNOHANG };
     // SAFETY: waitpid on our own child with a valid status pointer.
-    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, flags) };
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, libc::WNOHANG) };
     if rc <= 0 {
         return None;
     }
@@ -288,7 +295,7 @@ fn reap(pid: u32, block: bool) -> Option<String> {
 }
 
 /// The memory file's bytes, bounded by [`MAX_CONFIG`].
-fn read_config(mut file: File) -> Reloaded {
+fn read_config(mut file: File, seq: u32) -> Reloaded {
     use std::io::{Seek, SeekFrom};
     let mut bytes = Vec::new();
     let read = file.seek(SeekFrom::Start(0)).and_then(|_| {
@@ -297,7 +304,7 @@ fn read_config(mut file: File) -> Reloaded {
             .read_to_end(&mut bytes)
     });
     match read {
-        Ok(n) if n <= MAX_CONFIG => Reloaded::Text(bytes),
+        Ok(n) if n <= MAX_CONFIG => Reloaded::Text(bytes, seq),
         Ok(_) => {
             error!("reload: configuration larger than {MAX_CONFIG} bytes");
             Reloaded::Refused

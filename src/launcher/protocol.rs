@@ -31,9 +31,13 @@ pub enum Request {
     },
     /// Read the configuration file again (SIGHUP) and hand it over.
     Reload,
-    /// The daemon took the configuration handed over last: run its commands
-    /// from now on.
-    Adopt,
+    /// The daemon took the configuration handed over with [`Event::Config`]
+    /// number `seq`: run its commands from now on (if it is still the one
+    /// read last).
+    Adopt {
+        /// The number of the [`Event::Config`] taken.
+        seq: u32,
+    },
 }
 
 /// What the launcher tells the daemon.
@@ -65,8 +69,12 @@ pub enum Event {
         name: String,
     },
     /// The configuration file as read now travels with this message (a
-    /// memory file passed with it); nothing is used until [`Request::Adopt`].
-    Config,
+    /// memory file passed with it); nothing is used until [`Request::Adopt`]
+    /// names `seq`.
+    Config {
+        /// Counts the reads: an adoption of an older read is ignored.
+        seq: u32,
+    },
     /// The configuration file could not be read or is invalid (the launcher
     /// logged the errors); both sides keep the running configuration.
     ConfigRefused,
@@ -139,7 +147,7 @@ impl Request {
                     && join(out, &["run", name, client, &source.to_string()])
             }
             Request::Reload => join(out, &["reload"]),
-            Request::Adopt => join(out, &["adopt"]),
+            Request::Adopt { seq } => join(out, &["adopt", &seq.to_string()]),
         }
     }
 
@@ -152,7 +160,9 @@ impl Request {
                 source: source(s)?,
             }),
             ["reload"] => Ok(Request::Reload),
-            ["adopt"] => Ok(Request::Adopt),
+            ["adopt", s] => Ok(Request::Adopt {
+                seq: s.parse().map_err(|_| BadMessage("not a number"))?,
+            }),
             _ => Err(BadMessage("unknown request")),
         }
     }
@@ -198,7 +208,7 @@ impl Event {
                 is_name(name) && is_name(client) && join(out, &["not-started", name, client, &cut])
             }
             Event::Finished { name } => is_name(name) && join(out, &["finished", name]),
-            Event::Config => join(out, &["config"]),
+            Event::Config { seq } => join(out, &["config", &seq.to_string()]),
             Event::ConfigRefused => join(out, &["config-refused"]),
         }
     }
@@ -218,7 +228,9 @@ impl Event {
                 reason: r.to_string(),
             }),
             ["finished", n] => Ok(Event::Finished { name: name(n)? }),
-            ["config"] => Ok(Event::Config),
+            ["config", s] => Ok(Event::Config {
+                seq: s.parse().map_err(|_| BadMessage("not a number"))?,
+            }),
             ["config-refused"] => Ok(Event::ConfigRefused),
             _ => Err(BadMessage("unknown event")),
         }
@@ -249,7 +261,7 @@ mod tests {
             source: "2001:db8::7".parse().unwrap(),
         });
         round_request(Request::Reload);
-        round_request(Request::Adopt);
+        round_request(Request::Adopt { seq: 7 });
         let mut buf = Vec::new();
         Request::Run {
             name: "wake".into(),
@@ -276,7 +288,7 @@ mod tests {
         round_event(Event::Finished {
             name: "wake".into(),
         });
-        round_event(Event::Config);
+        round_event(Event::Config { seq: u32::MAX });
         round_event(Event::ConfigRefused);
     }
 

@@ -26,8 +26,11 @@ struct Launcher {
     setup: Setup,
     /// The commands it runs, by name.
     commands: Vec<CommandSpec>,
-    /// Read on the last reload, waiting for the daemon's [`Request::Adopt`].
-    pending: Option<(Vec<CommandSpec>, log::LevelFilter)>,
+    /// Read on the last reload (its number, commands, log level), waiting
+    /// for the daemon's [`Request::Adopt`].
+    pending: Option<(u32, Vec<CommandSpec>, log::LevelFilter)>,
+    /// Reads of the file so far.
+    reads: u32,
     runner: Runner,
     out: Vec<u8>,
 }
@@ -69,6 +72,7 @@ pub(super) fn serve(channel: Channel, setup: Setup, commands: Vec<CommandSpec>) 
         setup,
         commands,
         pending: None,
+        reads: 0,
         runner: Runner::new(),
         out: Vec::with_capacity(MAX_MESSAGE),
     };
@@ -200,8 +204,8 @@ impl Launcher {
                 self.tell(&event, None);
             }
             Request::Reload => self.reload(),
-            Request::Adopt => match self.pending.take() {
-                Some((commands, level)) => {
+            Request::Adopt { seq } => match self.pending.take() {
+                Some((read, commands, level)) if read == seq => {
                     self.commands = commands;
                     log::set_max_level(self.setup.log_level.unwrap_or(level));
                     debug!(
@@ -209,7 +213,11 @@ impl Launcher {
                         self.commands.len()
                     );
                 }
-                None => warn!("privileged launcher: nothing to adopt"),
+                other => {
+                    // A newer read is on its way to the daemon: keep it.
+                    self.pending = other;
+                    debug!("privileged launcher: read {seq} is not the last one: not adopted");
+                }
             },
         }
     }
@@ -245,8 +253,9 @@ impl Launcher {
         }
         match memory_file(&bytes) {
             Ok(fd) => {
-                self.pending = Some((commands, cfg.main.log_level));
-                self.tell(&Event::Config, Some(&fd));
+                self.reads = self.reads.wrapping_add(1);
+                self.pending = Some((self.reads, commands, cfg.main.log_level));
+                self.tell(&Event::Config { seq: self.reads }, Some(&fd));
             }
             Err(e) => {
                 error!("reload: cannot hand the configuration over: {e}");
