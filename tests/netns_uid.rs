@@ -3,7 +3,7 @@
 //! (`Uid`/`Gid` all four, no groups) with only CAP_NET_RAW and
 //! CAP_NET_ADMIN (`CapEff`, `CapPrm`, `CapBnd` = `0x3000`; `CapAmb` =
 //! net_admin for the `nft` tool) and `NoNewPrivs` 1, read from
-//! `/proc/PID/status`. It still grants (knock and SPA), writes its replay
+//! `/proc/PID/status`. It still grants (knock and SPA), bans (netlink), writes its replay
 //! state into its own 0700 directory, answers `postern status` on a socket
 //! it owns, re-applies grants after a firewall restart (netlink), reopens
 //! its capture after the device is re-created (AF_PACKET), and reloads
@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postern::demo::{Lab, CLIENT_V4, DEMO_PORT, ROUTER_V4};
+use postern::demo::{Lab, ATTACKER_V4, CLIENT_V4, DEMO_PORT, ROUTER_V4, ROUTER_X_V4};
 use postern::privileges::{bit, CAP_NET_ADMIN, NETWORK};
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
@@ -228,7 +228,8 @@ fn output_of(lab: &mut Lab, name: &str) -> String {
 fn config(lab: &Lab, user: &str, duration: u64) -> String {
     format!(
         "config postern 'main'\n\toption backend 'nft'\n\toption log_level 'debug'\n\
-         \toption user '{user}'\n\toption state_dir '{}'\n\n\
+         \toption user '{user}'\n\toption state_dir '{}'\n\
+         \toption ban_threshold '3'\n\toption ban_duration '60'\n\n\
          config sequence 'service'\n\tlist knock 'tcp:7000'\n\tlist knock 'udp:8000'\n\tlist knock 'tcp:9000'\n\
          \tlist open 'tcp:{DEMO_PORT}'\n\toption duration '{duration}'\n\n\
          config client 'laptop'\n\toption key '{KEY}'\n\tlist allow 'tcp:{DEMO_PORT}'\n\
@@ -249,6 +250,7 @@ fn a_daemon_started_as_root_runs_as_its_user_and_still_works() {
     let user = TestUser::create();
     let tag = format!("u{}", std::process::id() % 100_000);
     let mut lab = Lab::new(&tag).unwrap();
+    lab.add_attacker().unwrap();
     lab.serve_tcp(DEMO_PORT).unwrap();
     // The lab directory is root's and searchable; the daemon's state
     // directory inside does not exist yet: it is created for the user.
@@ -305,6 +307,26 @@ fn a_daemon_started_as_root_runs_as_its_user_and_still_works() {
     assert_eq!(state.uid(), uid, "written by the daemon's user");
     let status = lab.status(Path::new(EXE), 0, false).unwrap();
     assert!(status.contains("grants"), "{status}");
+
+    // Three wrong knocks from the attacker: banned in the kernel (netlink).
+    let x = lab.attacker_ns.clone().unwrap();
+    for _ in 0..3 {
+        run_in(
+            &x,
+            &[
+                EXE,
+                "knock",
+                &ROUTER_X_V4.to_string(),
+                "tcp:7000",
+                "tcp:9000",
+            ],
+        );
+    }
+    lab.daemons_wait(&format!("banned {ATTACKER_V4} for 60 s"));
+    let bans = lab
+        .sh_in_router("nft list set inet postern ban4")
+        .unwrap_or_default();
+    assert!(bans.contains(&ATTACKER_V4.to_string()), "{bans}");
 
     // A firewall restart: grants re-applied over netlink (CAP_NET_ADMIN),
     // the table set up again by `nft -f -` (ambient CAP_NET_ADMIN).
