@@ -149,7 +149,6 @@ install_file 0755 "$binary" usr/sbin/postern
 install_file 0755 "$f/postern.init" etc/init.d/postern
 install_file 0600 "$f/postern.config" etc/config/postern
 install_file 0755 "$f/postern.uci-defaults" etc/uci-defaults/90-postern
-install_file 0644 "$f/postern.capabilities.json" etc/capabilities/postern.json
 install_file 0644 "$f/fw4-table-pre.nft" usr/share/nftables.d/table-pre/20-postern.nft
 install_file 0644 "$f/fw4-chain-pre-input_wan.nft" usr/share/nftables.d/chain-pre/input_wan/20-postern.nft
 install_file 0644 "$f/fw4-chain-pre-forward_wan.nft" usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
@@ -159,6 +158,7 @@ cat >"$stage/control/control" <<CONTROL
 Package: postern
 Version: $version-$release
 Depends: libc, kmod-nft-core
+Require-User: postern=370:postern=370
 Source: openwrt/postern
 SourceName: postern
 License: Apache-2.0 OR MIT
@@ -170,12 +170,24 @@ Description: Port knocking and single packet authorization daemon. Keeps
  for a short time, after a secret knock or one encrypted packet.
 CONTROL
 echo "/etc/config/postern" >"$stage/control/conffiles"
+# default_postinst creates the Require-User user and group (OpenWrt's
+# add_group_and_user, as for a package built with USERID in the SDK); the
+# explicit fallback covers a functions.sh without it.
 cat >"$stage/control/postinst" <<'POSTINST'
 #!/bin/sh
 [ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
 [ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_postinst "$0" "$@"
+ret=$?
+if ! grep -q '^postern:' "${IPKG_INSTROOT}/etc/passwd" 2>/dev/null; then
+	grep -q '^postern:' "${IPKG_INSTROOT}/etc/group" 2>/dev/null ||
+		echo 'postern:x:370:' >>"${IPKG_INSTROOT}/etc/group"
+	echo 'postern:x:370:370:postern:/var/run/postern:/bin/false' >>"${IPKG_INSTROOT}/etc/passwd"
+	grep -q '^postern:' "${IPKG_INSTROOT}/etc/shadow" 2>/dev/null ||
+		echo 'postern:*:0:0:99999:7:::' >>"${IPKG_INSTROOT}/etc/shadow"
+fi
+exit $ret
 POSTINST
 cat >"$stage/control/prerm" <<'PRERM'
 #!/bin/sh

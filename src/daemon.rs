@@ -34,8 +34,9 @@ use crate::firewall::nft::monitor::Monitor;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
 use crate::grants::GrantTable;
+use crate::launcher::{Launcher, Reloaded};
 use crate::local_networks::{self, Watch};
-use crate::privileges::{self, Keep};
+use crate::privileges::{self, Become, Keep};
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
 use crate::status::Snapshot;
@@ -108,9 +109,21 @@ fn installed(paths: &[&str]) -> bool {
     paths.iter().any(|p| std::path::Path::new(p).exists())
 }
 
+/// A configuration with its commands' users resolved, or what is wrong with it.
+type LoadedConfig = Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>>;
+
+/// The configuration file's bytes as the privileged launcher read them (on
+/// reload), with the commands' users resolved.
+fn config_from(opts: &Options, bytes: &[u8]) -> LoadedConfig {
+    let file = opts.config.display().to_string();
+    let cfg = config::parse_bytes(&file, bytes)?;
+    let commands = actions::command_specs(&file, &cfg)?;
+    Ok((cfg, commands))
+}
+
 /// Loads the config and resolves its commands' users; warns when it holds
 /// keys that group or others may read.
-fn load_config(opts: &Options) -> Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>> {
+fn load_config(opts: &Options) -> LoadedConfig {
     let cfg = config::load(&opts.config)?;
     let commands = actions::command_specs(&opts.config.display().to_string(), &cfg)?;
     for w in config::typed::warnings(&cfg) {
@@ -159,6 +172,15 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         ));
     }
 
+    let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
+    // SAFETY: geteuid cannot fail.
+    let started_as = unsafe { libc::geteuid() };
+    // fw3 forwards run iptables (DNAT rules at reload and after a firewall
+    // restart), which needs root's lock file.
+    let needs_root = (backend.name() == "fw3" && cfg.active_forwards().next().is_some())
+        .then_some("the fw3 backend's forwards run iptables, which needs root");
+    let become_user = decide_user(started_as, cfg.main.user.as_deref(), needs_root)?;
+
     // Signals first, so a TERM during start-up is not lost.
     let mut mask = SigSet::empty();
     // SIGCHLD wakes the loop when a command ends (children get a clean mask).
@@ -172,10 +194,22 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     }
     mask.thread_block()
         .map_err(|e| fail(format!("blocking signals: {e}")))?;
+    // Forked while root, before anything else is open: runs the commands.
+    let launcher = if started_as == 0 {
+        let setup = crate::launcher::Setup {
+            config: opts.config.clone(),
+            log_level: opts.log_level,
+        };
+        let l = Launcher::fork(setup, commands.clone())
+            .map_err(|e| fail(format!("privileged launcher: {e}")))?;
+        debug!("privileged launcher started (pid {})", l.pid());
+        Some(l)
+    } else {
+        None
+    };
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| fail(format!("signalfd: {e}")))?;
 
-    let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
     backend
         .setup(&cfg.guarded_ports())
         .map_err(|e| fail(format!("firewall setup ({}): {e}", backend.name())))?;
@@ -183,13 +217,15 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         .setup_forwards(&actions::forward_specs(&cfg))
         .map_err(|e| fail(format!("firewall forwards ({}): {e}", backend.name())))?;
 
-    let replay = open_replay_file(&cfg)?;
     let control_path = opts
         .control
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let control = ControlSocket::bind(&control_path)
         .map_err(|e| fail(format!("control socket {}: {e}", control_path.display())))?;
+    if let Become::User { uid, gid, .. } = become_user {
+        hand_over_files(&cfg, &control_path, uid, gid)?;
+    }
     let result = serve(
         opts,
         cfg,
@@ -197,7 +233,7 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         &devices,
         backend.as_mut(),
         &signals,
-        replay,
+        (become_user, launcher),
         &control,
     );
     if let Err(e) = backend.teardown() {
@@ -378,20 +414,28 @@ fn serve(
     devices: &[String],
     backend: &mut dyn Backend,
     signals: &SignalFd,
-    replay: Option<(ReplayFile, Millis)>,
+    (become_user, launcher): (Become, Option<Launcher>),
     control: &ControlSocket,
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
     let mut captures = Captures::open(devices, &bpf::build_ranges(&cfg.capture_ranges(), true))?;
-    // SAFETY: geteuid cannot fail.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    let keep = privileges::needed(commands.iter().map(|c| c.user.is_some()), is_root);
+    let started_as_root = launcher.is_some();
+    let keep = privileges::needed(commands.iter().map(|c| c.user.is_some()), started_as_root);
     let root_command = commands
         .iter()
         .find(|c| c.user.is_none())
         .map(|c| c.name.clone());
+    let monitor = open_monitor(backend);
+    // Every socket is open: from here on only what the loop needs.
+    let held = match &become_user {
+        Become::User { name, uid, gid } => switch_user(name, *uid, *gid)?,
+        Become::Stay => drop_privileges(keep, started_as_root, root_command.as_deref()),
+    };
+    // SAFETY: geteuid cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    // Opened as the user the daemon now is (the state directory is its own).
     let mut engine = engine_for(&cfg);
-    let replay = replay.map(|(file, guard)| {
+    let replay = open_replay_file(&cfg)?.map(|(file, guard)| {
         restore_replay_file(&mut engine, &file, guard);
         file
     });
@@ -403,12 +447,12 @@ fn serve(
         grants: GrantTable::new(),
         actions: Actions::new(&cfg, commands),
     };
-    let monitor = open_monitor(fx.backend);
     let mut own_networks = OwnNetworks::open();
     own_networks.refresh(&mut engine, fx.backend);
-    // Every socket is open: from here on only what the loop needs.
-    let held = drop_privileges(keep, is_root, root_command.as_deref());
     fx.actions.set_privileges(held, is_root);
+    if let Some(l) = launcher {
+        fx.actions.set_launcher(l);
+    }
     let mut resync_pending = false;
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
@@ -434,6 +478,9 @@ fn serve(
         f.revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
     };
+    // A configuration to reload: read here (no launcher) or by the
+    // launcher (with the number of its read).
+    let mut loaded: Option<(LoadedConfig, Option<u32>)> = None;
 
     loop {
         let now = Millis::now_monotonic();
@@ -459,12 +506,38 @@ fn serve(
             rebuild = false;
         }
         let wait = next_tick.since(now).min(u64::from(u16::MAX)) as u16;
-        match poll(&mut fds, PollTimeout::from(wait)) {
+        // The commands' descriptors (launcher socket, output pipes) go
+        // after the fixed set for this poll only: they change as commands
+        // start and end. Within the capacity reserved: no allocation.
+        let fixed = fds.len();
+        fx.actions.each_poll_fd(|fd| {
+            // SAFETY: the fd stays open until the set is cut back below,
+            // before anything that could close it runs.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        });
+        let polled = poll(&mut fds, PollTimeout::from(wait));
+        let commands_ready = fds[fixed..]
+            .iter()
+            .any(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        fds.truncate(fixed);
+        match polled {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 fx.actions.runner.shutdown();
                 return Err(fail(format!("poll: {e}")));
+            }
+        }
+        if commands_ready {
+            match fx.actions.on_ready(std::time::Instant::now()) {
+                Some(Reloaded::Text(bytes, seq)) => {
+                    loaded = Some((config_from(opts, &bytes), Some(seq)))
+                }
+                Some(Reloaded::Refused) => error!(
+                    "reload refused: the configuration file could not be read or is invalid; the running configuration stays"
+                ),
+                None => {}
             }
         }
         let mut drained = 0;
@@ -525,31 +598,15 @@ fn serve(
                 match Signal::try_from(sig.ssi_signo as i32) {
                     Ok(Signal::SIGCHLD) => fx.actions.runner.on_wake(std::time::Instant::now()),
                     Ok(Signal::SIGHUP) => {
-                        if let Some((new, commands)) = reload(opts, &cfg, fx.backend, &captures) {
-                            fx.actions.reload(fx.backend, &new, commands);
-                            let mut next = engine_for(&new);
-                            next.adopt_replay(&engine, Now::read());
-                            let old = core::mem::replace(&mut engine, next);
-                            engine.adopt_bans(&old);
-                            lift_dropped_bans(fx.backend, &old, &engine);
-                            own_networks.refresh(&mut engine, fx.backend);
-                            if fx.replay.is_none() {
-                                // SPA was off and is now on: the file's record
-                                // goes into the engine before any packet.
-                                match open_replay_file(&new) {
-                                    Ok(Some((file, guard))) => {
-                                        restore_replay_file(&mut engine, &file, guard);
-                                        fx.replay = Some(file);
-                                    }
-                                    Ok(None) => {}
-                                    Err(e) => error!("{e}: SPA requests will be refused"),
+                        info!("reloading {}", opts.config.display());
+                        match fx.actions.launcher() {
+                            // It reads the root-owned file; its bytes come back as an event.
+                            Some(l) => {
+                                if let Err(e) = l.reload() {
+                                    error!("reload refused: privileged launcher: {e}");
                                 }
                             }
-                            fx.max_skew = new.main.max_skew.as_secs();
-                            cfg = new;
-                            // The reload's own setup announced our objects again.
-                            resync_pending |=
-                                firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+                            None => loaded = Some((load_config(opts), None)),
                         }
                     }
                     Ok(s) => {
@@ -561,12 +618,115 @@ fn serve(
                 }
             }
         }
+        if let Some((result, seq)) = loaded.take() {
+            if let Some((new, commands)) = reload(result, opts, &cfg, fx.backend, &captures) {
+                fx.actions.adopt(seq);
+                fx.actions.reload(fx.backend, &new, commands);
+                let mut next = engine_for(&new);
+                next.adopt_replay(&engine, Now::read());
+                let old = core::mem::replace(&mut engine, next);
+                engine.adopt_bans(&old);
+                lift_dropped_bans(fx.backend, &old, &engine);
+                own_networks.refresh(&mut engine, fx.backend);
+                if fx.replay.is_none() {
+                    // SPA was off and is now on: the file's record
+                    // goes into the engine before any packet.
+                    match open_replay_file(&new) {
+                        Ok(Some((file, guard))) => {
+                            restore_replay_file(&mut engine, &file, guard);
+                            fx.replay = Some(file);
+                        }
+                        Ok(None) => {}
+                        Err(e) => error!("{e}: SPA requests will be refused"),
+                    }
+                }
+                fx.max_skew = new.main.max_skew.as_secs();
+                cfg = new;
+                // The reload's own setup announced our objects again.
+                resync_pending |= firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
+        }
     }
+}
+
+/// The user to run as (see [`privileges::become_user`]); logs its warning.
+fn decide_user(
+    started_as: u32,
+    configured: Option<&str>,
+    needs_root: Option<&str>,
+) -> Result<Become, DaemonError> {
+    let lookup = |name: &str| crate::runner::resolve_user(name).map(|u| (u.uid, u.gid));
+    let (become_user, warning) =
+        privileges::become_user(started_as, configured, needs_root, lookup).map_err(fail)?;
+    if let Some(w) = warning {
+        warn!("privileges: {w}");
+    }
+    Ok(become_user)
+}
+
+/// Gives the user the daemon becomes what it writes after the switch: the
+/// state directory (created if missing; owned by the user, mode 0700, never
+/// through a symlink) and the control socket (mode 0600 stays).
+fn hand_over_files(
+    cfg: &Config,
+    control: &std::path::Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::path::Path::new(&cfg.main.state_dir);
+    let state = |e: std::io::Error| fail(format!("state directory {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(state)?;
+    let meta = std::fs::symlink_metadata(dir).map_err(state)?;
+    if !meta.is_dir() {
+        return Err(fail(format!(
+            "state directory {}: not a directory (a symlink?)",
+            dir.display()
+        )));
+    }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(state)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(state)?;
+    // A replay state file a root daemon left: the user replaces it by
+    // rename, so only the directory matters; hand it over all the same.
+    let file = dir.join(crate::replay_file::FILE_NAME);
+    if std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
+        std::os::unix::fs::lchown(&file, Some(uid), Some(gid)).map_err(state)?;
+    }
+    std::os::unix::fs::lchown(control, Some(uid), Some(gid))
+        .map_err(|e| fail(format!("control socket {}: {e}", control.display())))?;
+    Ok(())
+}
+
+/// Switches a daemon started as root to `name` (`uid`/`gid`), keeping only
+/// `CAP_NET_RAW` and `CAP_NET_ADMIN` (the latter also ambient, for the `nft`
+/// tool). A failure stops the start: a daemon half switched is not run.
+fn switch_user(name: &str, uid: u32, gid: u32) -> Result<Keep, DaemonError> {
+    let d = privileges::switch_user(
+        uid,
+        gid,
+        privileges::NETWORK,
+        privileges::ambient_for(false),
+    )
+    .map_err(|e| fail(format!("privileges: cannot switch to user {name}: {e}")))?;
+    info!(
+        "privileges: running as user {name} (uid {uid}, gid {gid}), kept only {} (CapEff {:#x}); no new privileges",
+        privileges::names(d.effective),
+        d.effective
+    );
+    if d.effective & privileges::NETWORK != privileges::NETWORK {
+        warn!(
+            "privileges: without {}: grants and capture may fail",
+            privileges::names(privileges::NETWORK & !d.effective)
+        );
+    }
+    Ok(Keep::Only(d.permitted))
 }
 
 /// Keeps only the capabilities `keep` names (see [`crate::privileges`]) and
 /// logs the result; returns what is held now. A failure is logged, not
 /// fatal: a daemon that keeps too much still guards, one that stops does not.
+/// `is_root`: the daemon runs as uid 0 (it keeps no ambient set: uid 0's
+/// `nft` gets the bounding set).
 fn drop_privileges(keep: Keep, is_root: bool, root_command: Option<&str>) -> Keep {
     let Keep::Only(mask) = keep else {
         info!(
@@ -616,7 +776,9 @@ fn poll_set<'a>(
     monitor: Option<&'a Monitor>,
     captures: &'a Captures,
 ) -> Vec<PollFd<'a>> {
-    let mut fds: Vec<PollFd<'a>> = Vec::with_capacity(captures.polled().count() + 3);
+    // Room for the commands' descriptors too (see the loop).
+    let mut fds: Vec<PollFd<'a>> =
+        Vec::with_capacity(captures.polled().count() + 4 + crate::runner::MAX_RUNNING);
     fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
     fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
     if let Some(m) = monitor {
@@ -923,15 +1085,16 @@ fn spa_line(cfg: &Config) -> String {
     }
 }
 
-/// SIGHUP: a new config that parses and sets up replaces the old; otherwise the old stays.
+/// SIGHUP: a new config (`loaded`) that parses and sets up replaces the
+/// old; otherwise the old stays.
 fn reload(
+    loaded: LoadedConfig,
     opts: &Options,
     old: &Config,
     backend: &mut dyn Backend,
     captures: &Captures,
 ) -> Option<(Config, Vec<CommandSpec>)> {
-    info!("reloading {}", opts.config.display());
-    let (new, commands) = match load_config(opts) {
+    let (new, commands) = match loaded {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs {

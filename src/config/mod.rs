@@ -197,6 +197,11 @@ pub struct Main {
     /// `option state_dir`: where the daemon keeps the SPA replay state
     /// (default `/var/run/postern`, tmpfs).
     pub state_dir: String,
+    /// `option user`: the user a daemon started as root runs as (default
+    /// [`crate::privileges::DEFAULT_USER`] when it exists; `root` keeps uid 0).
+    pub user: Option<String>,
+    /// The line of `option user` (0 when not set), for errors.
+    pub user_line: usize,
     /// `option ban_threshold`: failures within `ban_window` that ban a source
     /// (1..=100000, default [`crate::bans::DEFAULT_BAN_THRESHOLD`]).
     pub ban_threshold: u32,
@@ -224,6 +229,8 @@ impl Default for Main {
             log_level: log::LevelFilter::Info,
             spa_verify_budget: DEFAULT_VERIFY_BUDGET,
             state_dir: DEFAULT_STATE_DIR.to_string(),
+            user: None,
+            user_line: 0,
             ban_threshold: crate::bans::DEFAULT_BAN_THRESHOLD,
             ban_window: crate::bans::DEFAULT_BAN_WINDOW,
             ban_duration: crate::bans::DEFAULT_BAN_DURATION,
@@ -453,8 +460,14 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let sections = uci::parse_bytes(&file, &bytes)?;
-    typed::from_sections(&file, &sections)
+    parse_bytes(&file, &bytes)
+}
+
+/// Parses and validates UCI bytes as read from `file` (invalid UTF-8 is
+/// refused with its line); `file` is used in error messages only.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    let sections = uci::parse_bytes(file, bytes)?;
+    typed::from_sections(file, &sections)
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "log_level",
     "spa_verify_budget",
     "state_dir",
+    "user",
     "ban_threshold",
     "ban_window",
     "ban_duration",
@@ -266,6 +267,11 @@ pub fn summary(cfg: &Config) -> String {
         m.spa_verify_budget
     );
     let _ = writeln!(out, "state dir: {}", m.state_dir);
+    let _ = writeln!(
+        out,
+        "daemon user: {} (when started as root)",
+        m.user.as_deref().unwrap_or(crate::privileges::DEFAULT_USER)
+    );
     if m.ban_duration.is_zero() {
         let _ = writeln!(out, "bans: off (ban_duration 0)");
     } else {
@@ -694,6 +700,21 @@ fn get_abs_path(cx: &mut Errors, e: &Entry) -> Option<String> {
     None
 }
 
+/// A user name (`option user`): letters, digits, `_.-`, at most 32, not
+/// starting with `-`.
+fn get_user_name(cx: &mut Errors, e: &Entry) -> Option<String> {
+    let v = single(cx, e)?;
+    let ok = v.len() <= 32
+        && !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !v.starts_with('-');
+    if !ok {
+        cx.push(e.line, format!("user '{v}' is not a user name"));
+    }
+    ok.then(|| v.to_string())
+}
+
 /// One of `choices` by its word.
 fn get_choice<T: Copy>(cx: &mut Errors, e: &Entry, choices: &[(&str, T)]) -> Option<T> {
     let v = single(cx, e)?;
@@ -803,6 +824,10 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
             get_number(cx, e, MAX_CLIENTS as u64, 1_000_000).map(|n| n as u32),
         ),
         "state_dir" => set(&mut m.state_dir, get_abs_path(cx, e)),
+        "user" => {
+            m.user = get_user_name(cx, e);
+            m.user_line = e.line;
+        }
         "ban_threshold" => set(
             &mut m.ban_threshold,
             get_number(cx, e, 1, 100_000).map(|n| n as u32),
@@ -1208,6 +1233,8 @@ config client 'laptop'
                 log_level: log::LevelFilter::Info,
                 spa_verify_budget: 1000,
                 state_dir: "/var/run/postern".to_string(),
+                user: None,
+                user_line: 0,
                 ..Main::default()
             }
         );
@@ -1478,7 +1505,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, ban_threshold, ban_window, ban_duration, ban_ipv6_prefix, trusted)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, user, ban_threshold, ban_window, ban_duration, ban_ipv6_prefix, trusted)"
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
@@ -1593,6 +1620,7 @@ devices: (none)
 log level: info
 spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
 state dir: /var/run/postern
+daemon user: postern (when started as root)
 bans: 10 failure(s) within 60s ban a source for 300s (IPv4 per address, IPv6 per /64); trusted: none
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
@@ -1741,6 +1769,13 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         let c = ok("config postern\n\toption spa_verify_budget 32\n\toption state_dir '/tmp/p'\n");
         assert_eq!(c.main.spa_verify_budget, 32);
         assert_eq!(c.main.state_dir, "/tmp/p");
+        assert_eq!(c.main.user, None);
+        let c = ok("config postern\n\toption user 'postern'\n");
+        assert_eq!(c.main.user.as_deref(), Some("postern"));
+        assert_eq!(
+            err1("config postern\n\toption user '../root'\n"),
+            (2, "user '../root' is not a user name".to_string())
+        );
         assert_eq!(
             err1("config postern\n\toption spa_verify_budget 31\n"),
             (

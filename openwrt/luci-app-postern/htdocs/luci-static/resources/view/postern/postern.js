@@ -231,6 +231,11 @@ return view.extend({
 		o.placeholder = '/var/run/postern';
 		o.optional = true;
 
+		o = s.option(form.Value, 'user', _('Run as user'),
+			_('The system user the daemon becomes after start, keeping only CAP_NET_RAW and CAP_NET_ADMIN; root keeps uid 0. Commands still run as configured, through a privileged launcher.'));
+		o.placeholder = 'postern';
+		o.optional = true;
+
 		o = s.option(form.Value, 'ban_threshold', _('Ban after failures'),
 			_('Failed SPA packets (bad key, replay, stale time) and wrong knock steps from one source, within the window, that ban it.'));
 		o.datatype = 'range(1,100000)';
