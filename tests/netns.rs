@@ -240,7 +240,7 @@ fn fw4_backend_uses_fw4_sets_survives_fw4_restart_and_leaves_fw4_alone() {
         },
         "br-lan",
         DEMO_PORT,
-        &fw4_standin::files(),
+        Some(&fw4_standin::shipped()),
     );
     let path = std::env::temp_dir().join(format!("fw4-{}.nft", tag('f')));
     std::fs::write(&path, fw4).unwrap();

@@ -475,7 +475,7 @@ fn fw4_ban_withholds_only_posterns_accepts() {
         },
         "br-lan",
         UNGUARDED,
-        &fw4_standin::files(),
+        Some(&fw4_standin::shipped()),
     );
     let path = lab.dir().join("fw4.nft");
     std::fs::write(&path, table).unwrap();

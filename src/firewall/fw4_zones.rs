@@ -281,6 +281,16 @@ pub fn chain_includes(dir: &Path) -> Vec<(String, String, String)> {
 /// `etc/config/firewall`, `etc/config/network` and `usr/share/nftables.d`.
 pub fn report_at(root: &Path, networks: &[String], devices: &[String]) -> Report {
     let mut warnings = Vec::new();
+    if !root.join("etc/config/firewall").exists() {
+        warnings.push(format!(
+            "fw4: no {}: the zones of the capture devices are not checked",
+            root.join("etc/config/firewall").display()
+        ));
+        return Report {
+            verdict: GuardVerdict::Reject,
+            warnings,
+        };
+    }
     let firewall = read_uci(root, "etc/config/firewall", &mut warnings);
     let network = read_uci(root, "etc/config/network", &mut warnings);
     let includes = chain_includes(&root.join("usr/share/nftables.d"));
@@ -425,6 +435,10 @@ config interface 'lan'
             "{:?}",
             r.warnings
         );
+        std::fs::remove_file(root.join("etc/config/firewall")).unwrap();
+        let r = report_at(&root, &s(&["wan"]), &[]);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("zones of the capture devices are not checked"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -15,6 +15,25 @@ pub fn files() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files")
 }
 
+/// The shipped includes: `table-pre`, `chain-pre/input`, `chain-pre/forward`.
+pub fn shipped() -> [PathBuf; 3] {
+    [
+        "fw4-table-pre.nft",
+        "fw4-chain-pre-input.nft",
+        "fw4-chain-pre-forward.nft",
+    ]
+    .map(|f| files().join(f))
+}
+
+/// The includes as installed under `root`: `usr/share/nftables.d/…/20-postern.nft`.
+pub fn installed(root: &Path) -> [PathBuf; 3] {
+    ["table-pre", "chain-pre/input", "chain-pre/forward"].map(|d| {
+        root.join("usr/share/nftables.d")
+            .join(d)
+            .join("20-postern.nft")
+    })
+}
+
 /// One zone of the stand-in besides `lan`.
 pub struct Wan<'a> {
     /// The zone's name (never assumed to be `wan`).
@@ -28,11 +47,20 @@ pub struct Wan<'a> {
 
 /// The ruleset text: `lan` on `lan_dev` (input/forward ACCEPT), the WAN zone
 /// `wan` with OpenWrt's default rules and Allow-SSH-WAN for tcp/`ssh_port`,
-/// postern's includes from `include_dir` (`fw4-table-pre.nft`,
-/// `fw4-chain-pre-input.nft`, `fw4-chain-pre-forward.nft`).
-pub fn ruleset(wan: &Wan<'_>, lan_dev: &str, ssh_port: u16, include_dir: &Path) -> String {
+/// postern's includes `includes` (table-pre, chain-pre/input,
+/// chain-pre/forward: [`shipped`] or [`installed`]); `None`: no include
+/// lines, as fw4 renders when the files are absent.
+pub fn ruleset(
+    wan: &Wan<'_>,
+    lan_dev: &str,
+    ssh_port: u16,
+    includes: Option<&[PathBuf; 3]>,
+) -> String {
     let (z, dev) = (wan.zone, wan.dev);
-    let inc = |f: &str| include_dir.join(f).display().to_string();
+    let inc = |i: usize, indent: &str| match includes {
+        Some(p) => format!("{indent}include \"{}\"\n", p[i].display()),
+        None => String::new(),
+    };
     let verdict = if wan.input == "drop" {
         format!("\t\tjump drop_from_{z}")
     } else {
@@ -46,15 +74,13 @@ table inet fw4 {{
 	define lan_devices = {{ "{lan_dev}" }}
 	define {z}_devices = {{ "{dev}" }}
 
-	include "{table_pre}"
-
+{table_pre}
 	chain input {{
 		type filter hook input priority filter; policy drop;
 
 		iif "lo" accept comment "!fw4: Accept traffic from loopback"
 
-		include "{chain_pre_input}"
-		ct state vmap {{ established : accept, related : accept }} comment "!fw4: Handle inbound flows"
+{chain_pre_input}		ct state vmap {{ established : accept, related : accept }} comment "!fw4: Handle inbound flows"
 		tcp flags & (fin | syn | rst | ack) == syn jump syn_flood comment "!fw4: Rate limit TCP syn packets"
 		iifname "{lan_dev}" jump input_lan comment "!fw4: Handle lan IPv4/IPv6 input traffic"
 		iifname "{dev}" jump input_{z} comment "!fw4: Handle {z} IPv4/IPv6 input traffic"
@@ -64,8 +90,7 @@ table inet fw4 {{
 	chain forward {{
 		type filter hook forward priority filter; policy drop;
 
-		include "{chain_pre_forward}"
-		ct state vmap {{ established : accept, related : accept }} comment "!fw4: Handle forwarded flows"
+{chain_pre_forward}		ct state vmap {{ established : accept, related : accept }} comment "!fw4: Handle forwarded flows"
 		iifname "{lan_dev}" jump forward_lan comment "!fw4: Handle lan IPv4/IPv6 forward traffic"
 		iifname "{dev}" jump forward_{z} comment "!fw4: Handle {z} IPv4/IPv6 forward traffic"
 		jump handle_reject
@@ -205,8 +230,8 @@ table inet fw4 {{
 	}}
 }}
 "#,
-        table_pre = inc("fw4-table-pre.nft"),
-        chain_pre_input = inc("fw4-chain-pre-input.nft"),
-        chain_pre_forward = inc("fw4-chain-pre-forward.nft"),
+        table_pre = inc(0, "\t"),
+        chain_pre_input = inc(1, "\t\t"),
+        chain_pre_forward = inc(2, "\t\t"),
     )
 }
