@@ -4,7 +4,7 @@
 //! port postern guards. Its shape — policies, chain order, the default
 //! rules, where fw4 puts `chain-pre` includes — was taken from real
 //! firewall4 (`fw4 print` of that configuration, built from source; see
-//! docs/openwrt-packages.md). postern's shipped include files are loaded
+//! docs/fw4.md). postern's shipped include files are loaded
 //! where fw4 includes them, by path, exactly as fw4 writes them.
 #![allow(dead_code)]
 

@@ -443,12 +443,15 @@ impl NftBackend {
             ruleset::FW4_DROP_DEVICES,
         ] {
             self.check_fw4_set(set).map_err(|e| FirewallError {
-                context: format!(
-                    "{}: the fw4 include of this postern version is not loaded, \
-                     so guarded ports would stay open (reload the firewall; see \
-                     /var/run/postern/firewall-include.err)",
+                context: if e.source.raw_os_error() == Some(libc::ENOENT) {
+                    format!(
+                        "fw4 set {set} missing: the fw4 include of this postern version \
+                         is not loaded, so guarded ports would stay open (reload the \
+                         firewall; see /var/run/postern/firewall-include.err)"
+                    )
+                } else {
                     e.context
-                ),
+                },
                 source: e.source,
             })?;
         }
