@@ -544,3 +544,48 @@ fn ipk_postinst_creates_the_postern_user() {
         1
     );
 }
+
+/// The ipk's postrm takes the fw3 `config include` out and reloads the
+/// firewall (a stub `uci` records its calls; the firewall init script of
+/// this host does not exist, so only `uci` is seen).
+#[test]
+fn ipk_postrm_removes_the_fw3_include() {
+    let (tmp, ipk) = build_ipk(
+        &["--arch", "x86_64", "--binary", EXE, "--allow-dynamic"],
+        "postrm",
+    );
+    let d = tmp.dir.as_path();
+    let name = ipk.file_name().unwrap().to_str().unwrap().to_string();
+    tar(&["-xzf", &name], d);
+    let postrm = tar(&["-xzOf", "control.tar.gz", "./postrm"], d);
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = d.join("uci.log");
+    let uci = bin.join("uci");
+    std::fs::write(
+        &uci,
+        format!("#!/bin/sh\necho \"$*\" >>{}\n", log.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(&uci)
+        .status()
+        .unwrap();
+    let script = d.join("postrm.sh");
+    std::fs::write(&script, postrm).unwrap();
+    let out = Command::new("sh")
+        .arg(&script)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env_remove("IPKG_INSTROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        read(&log),
+        "-q get firewall.postern\n-q delete firewall.postern\n-q commit firewall\n"
+    );
+}
