@@ -218,8 +218,18 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            if include_error.is_some() && json {
+                // One JSON object for LuCI: the include failure and why
+                // there is no daemon status (success: the object is valid).
+                let down = format!(
+                    "{{\"error\":{}}}\n",
+                    postern::status::quote(&format!("postern is not running: {e}"))
+                );
+                print!("{}", show(&down));
+                return Ok(ExitCode::SUCCESS);
+            }
             if include_error.is_some() {
-                print!("{}", show(if json { "{}" } else { "" }));
+                print!("{}", show(""));
             }
             eprintln!("postern: {e}");
             Ok(ExitCode::FAILURE)

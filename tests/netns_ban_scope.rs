@@ -451,9 +451,10 @@ fn ipv6_prefix_ban_covers_the_prefix_for_guarded_ports_only() {
         .unwrap();
 }
 
-/// fw4: the shipped includes in a fw4-shaped table (input policy drop,
-/// established accepted before the zone chain, ICMPv6 and a user rule for
-/// an unguarded service after the includes, the zone's reject at the end).
+/// fw4: the shipped includes in the fw4 stand-in (real fw4's shape: input
+/// policy drop, postern's jump ahead of fw4's established accept, OpenWrt's
+/// default rules and a user rule for an unguarded service in the zone
+/// `uplink`, the zone's reject at the end).
 /// The old include dropped all new traffic from a banned source at the top
 /// of `input_wan` — neighbour discovery, other services, and a silent drop
 /// where others get fw4's reject. Now a ban only withholds postern's accept.
