@@ -150,9 +150,10 @@ install_file 0755 "$f/postern.init" etc/init.d/postern
 install_file 0600 "$f/postern.config" etc/config/postern
 install_file 0755 "$f/postern.uci-defaults" etc/uci-defaults/90-postern
 install_file 0644 "$f/fw4-table-pre.nft" usr/share/nftables.d/table-pre/20-postern.nft
-install_file 0644 "$f/fw4-chain-pre-input_wan.nft" usr/share/nftables.d/chain-pre/input_wan/20-postern.nft
-install_file 0644 "$f/fw4-chain-pre-forward_wan.nft" usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
+install_file 0644 "$f/fw4-chain-pre-input.nft" usr/share/nftables.d/chain-pre/input/20-postern.nft
+install_file 0644 "$f/fw4-chain-pre-forward.nft" usr/share/nftables.d/chain-pre/forward/20-postern.nft
 install_file 0755 "$f/fw3.include" usr/share/postern/fw3.include
+install_file 0755 "$f/firewall-includes.sh" usr/share/postern/firewall-includes.sh
 
 cat >"$stage/control/control" <<CONTROL
 Package: postern
@@ -195,5 +196,19 @@ cat >"$stage/control/prerm" <<'PRERM'
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_prerm "$0" "$@"
 PRERM
-chmod 0755 "$stage/control/postinst" "$stage/control/prerm"
+# After removal (the package's files are gone): the fw3 include section,
+# includes moved aside by a failed check and the error file go too, and the
+# firewall is reloaded without postern (the fw4 includes left with the files).
+cat >"$stage/control/postrm" <<'POSTRM'
+#!/bin/sh
+[ -n "${IPKG_INSTROOT}" ] && exit 0
+rm -rf /usr/share/postern/includes.disabled /var/run/postern/firewall-include.err
+rm -f /usr/share/nftables.d/chain-pre/input_wan/20-postern.nft /usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
+if uci -q get firewall.postern >/dev/null; then
+	uci -q delete firewall.postern && uci -q commit firewall
+fi
+[ -x /etc/init.d/firewall ] && /etc/init.d/firewall reload >/dev/null 2>&1
+exit 0
+POSTRM
+chmod 0755 "$stage/control/postinst" "$stage/control/prerm" "$stage/control/postrm"
 assemble postern "$arch" "$stage"

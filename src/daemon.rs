@@ -15,7 +15,7 @@
 use core::fmt;
 use core::time::Duration;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -173,6 +173,16 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     }
 
     let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
+    if backend.name() == "fw4" {
+        // The fw4 guard closes the guarded ports on the capture devices, as
+        // their zones refuse; say where that cannot work.
+        let report =
+            crate::firewall::fw4_zones::report_at(Path::new("/"), &cfg.main.interfaces, &devices);
+        for w in &report.warnings {
+            warn!("{w}");
+        }
+        backend.set_capture(&devices, report.verdict);
+    }
     // SAFETY: geteuid cannot fail.
     let started_as = unsafe { libc::geteuid() };
     // fw3 forwards run iptables (DNAT rules at reload and after a firewall

@@ -204,12 +204,33 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
             other => return Err(format!("status: unexpected argument '{other}'")),
         }
     }
+    let json = matches!(request, control::Request::Json);
+    let include_error = postern::status::include_error_at(std::path::Path::new(
+        postern::status::INCLUDE_ERROR_FILE,
+    ));
+    let show = |answer: &str| match &include_error {
+        Some(e) => postern::status::with_include_error(answer, e, json),
+        None => answer.to_string(),
+    };
     match control::query(&socket, request) {
         Ok(answer) => {
-            print!("{answer}");
+            print!("{}", show(&answer));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            if include_error.is_some() && json {
+                // One JSON object for LuCI: the include failure and why
+                // there is no daemon status (success: the object is valid).
+                let down = format!(
+                    "{{\"error\":{}}}\n",
+                    postern::status::quote(&format!("postern is not running: {e}"))
+                );
+                print!("{}", show(&down));
+                return Ok(ExitCode::SUCCESS);
+            }
+            if include_error.is_some() {
+                print!("{}", show(""));
+            }
             eprintln!("postern: {e}");
             Ok(ExitCode::FAILURE)
         }
@@ -244,6 +265,28 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
             print!("{}", config::typed::summary(&cfg));
             for w in config::typed::warnings(&cfg) {
                 eprintln!("warning: {}: {w}", path.display());
+            }
+            let fw4 = match cfg.main.backend {
+                BackendKind::Fw4 => true,
+                BackendKind::Auto => ["/sbin/fw4", "/usr/sbin/fw4"]
+                    .iter()
+                    .any(|p| std::path::Path::new(p).exists()),
+                _ => false,
+            };
+            if fw4 {
+                let report = postern::firewall::fw4_zones::report_at(
+                    std::path::Path::new("/"),
+                    &cfg.main.interfaces,
+                    &cfg.main.devices,
+                );
+                for w in report.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            if let Some(e) = postern::status::include_error_at(std::path::Path::new(
+                postern::status::INCLUDE_ERROR_FILE,
+            )) {
+                eprintln!("warning: firewall include FAILED (moved aside): {e}");
             }
             ExitCode::SUCCESS
         }

@@ -457,6 +457,36 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
     ]
 }
 
+/// Where the package scripts record that postern's firewall includes were
+/// refused by `fw4 check` (or failed under fw3) and moved aside; `postern
+/// status` shows it while it exists (see README, "Firewall includes").
+pub const INCLUDE_ERROR_FILE: &str = "/var/run/postern/firewall-include.err";
+
+/// The recorded include failure at `path` (first 1 KiB, trimmed), if any.
+pub fn include_error_at(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// `answer` (`postern status` output, text or JSON) with the include failure
+/// `error` shown first: a leading line, or a leading `firewall_include_error`
+/// member of the JSON object.
+pub fn with_include_error(answer: &str, error: &str, json: bool) -> String {
+    if !json {
+        return format!(
+            "firewall include FAILED (postern's includes are moved aside): {error}\n{answer}"
+        );
+    }
+    let member = format!("\"firewall_include_error\":{}", quote(error));
+    match answer.strip_prefix('{') {
+        Some(rest) if rest.trim_start().starts_with('}') => format!("{{{member}}}\n"),
+        Some(rest) => format!("{{{member},{rest}"),
+        None => format!("{{{member}}}\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,5 +680,25 @@ mod tests {
     #[test]
     fn quote_escapes_controls() {
         assert_eq!(quote("a\u{1}b\n"), "\"a\\u0001b\\n\"");
+    }
+
+    #[test]
+    fn include_error_shows_first() {
+        assert_eq!(
+            with_include_error("{\"version\":\"1\"}\n", "fw4 check: \"x\"", true),
+            "{\"firewall_include_error\":\"fw4 check: \\\"x\\\"\",\"version\":\"1\"}\n"
+        );
+        assert_eq!(
+            with_include_error("", "e", true),
+            "{\"firewall_include_error\":\"e\"}\n"
+        );
+        assert!(
+            with_include_error("postern 0.1\n", "e", false).starts_with("firewall include FAILED")
+        );
+        let p = std::env::temp_dir().join(format!("postern-inc-err-{}", std::process::id()));
+        assert_eq!(include_error_at(&p), None);
+        std::fs::write(&p, "  broken\n").unwrap();
+        assert_eq!(include_error_at(&p).as_deref(), Some("broken"));
+        std::fs::remove_file(&p).unwrap();
     }
 }

@@ -580,7 +580,15 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
     // Scripts: OpenWrt's default_postinst/default_prerm with the package
     // name given (apk passes the version, not the name), the ipk's bodies.
     let names: Vec<&str> = pkg.scripts.keys().map(String::as_str).collect();
-    assert_eq!(names, ["post-install", "post-upgrade", "pre-deinstall"]);
+    assert_eq!(
+        names,
+        [
+            "post-deinstall",
+            "post-install",
+            "post-upgrade",
+            "pre-deinstall"
+        ]
+    );
     for (name, script) in &pkg.scripts {
         assert!(script.starts_with("#!/bin/sh\n"), "{name}");
         assert!(script.contains("export pkgname='postern'\n"), "{name}");
@@ -603,6 +611,8 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
     assert!(pkg.scripts["post-upgrade"].ends_with(&body("postinst")));
     assert!(pkg.scripts["pre-deinstall"].ends_with(&body("prerm")));
     assert!(pkg.scripts["pre-deinstall"].contains("default_prerm"));
+    assert!(pkg.scripts["post-deinstall"].ends_with(&body("postrm")));
+    assert!(pkg.scripts["post-deinstall"].contains("delete firewall.postern"));
 }
 
 #[test]

@@ -25,13 +25,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+#[path = "support/fw4_standin.rs"]
+mod fw4_standin;
+
 use postern::cidr::Cidr;
 use postern::demo::{
     self, Lab, ATTACKER_V6, CLIENT_V4, CLIENT_V6, DEMO_PORT, LAN_V4, LAN_V6, ROUTER_V4, ROUTER_V6,
     ROUTER_X_V6,
 };
 use postern::firewall::nft::NftBackend;
-use postern::firewall::{Backend, ForwardGrant, ForwardSpec, Grant};
+use postern::firewall::{Backend, ForwardGrant, ForwardSpec, Grant, GuardVerdict};
 use postern::port::PortSpec;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
@@ -448,9 +451,10 @@ fn ipv6_prefix_ban_covers_the_prefix_for_guarded_ports_only() {
         .unwrap();
 }
 
-/// fw4: the shipped includes in a fw4-shaped table (input policy drop,
-/// established accepted before the zone chain, ICMPv6 and a user rule for
-/// an unguarded service after the includes, the zone's reject at the end).
+/// fw4: the shipped includes in the fw4 stand-in (real fw4's shape: input
+/// policy drop, postern's jump ahead of fw4's established accept, OpenWrt's
+/// default rules and a user rule for an unguarded service in the zone
+/// `uplink`, the zone's reject at the end).
 /// The old include dropped all new traffic from a banned source at the top
 /// of `input_wan` — neighbour discovery, other services, and a silent drop
 /// where others get fw4's reject. Now a ban only withholds postern's accept.
@@ -461,21 +465,18 @@ fn fw4_ban_withholds_only_posterns_accepts() {
     }
     let lab = lab("4");
     second_v6_address(&lab);
-    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-    let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
-    let table = format!(
-        "table inet fw4 {{\n{}\n\
-         chain input {{ type filter hook input priority filter; policy drop;\n\
-         iif \"lo\" accept\n ct state established,related accept\n\
-         iifname \"{dev}\" jump input_wan\n}}\n\
-         chain input_wan {{\n{}\n\
-         meta l4proto ipv6-icmp accept comment \"Allow-ICMPv6-Input\"\n\
-         tcp dport {UNGUARDED} accept comment \"a user's open service\"\n\
-         jump reject_from_wan\n}}\n\
-         chain reject_from_wan {{\n meta l4proto tcp reject with tcp reset\n reject\n}}\n}}\n",
-        read("fw4-table-pre.nft"),
-        read("fw4-chain-pre-input_wan.nft"),
-        dev = lab.router_dev
+    // The fw4 stand-in: OpenWrt's default zone rules (ICMPv6 accepted for
+    // neighbour discovery), a user rule accepting the unguarded service,
+    // the zone's reject at the end, postern's includes in the base chains.
+    let table = fw4_standin::ruleset(
+        &fw4_standin::Wan {
+            zone: "uplink",
+            dev: &lab.router_dev,
+            input: "reject",
+        },
+        "br-lan",
+        UNGUARDED,
+        Some(&fw4_standin::shipped()),
     );
     let path = lab.dir().join("fw4.nft");
     std::fs::write(&path, table).unwrap();
@@ -497,9 +498,11 @@ fn fw4_ban_withholds_only_posterns_accepts() {
     );
     let v4 = |port| SocketAddr::new(IpAddr::V4(ROUTER_V4), port);
     let v6 = |port| SocketAddr::new(IpAddr::V6(ROUTER_V6), port);
-    // Without a grant: fw4's reject.
+    // Without postern's guard the zone's reject answers (no user rule for it).
     assert_eq!(tcp(&c, me4, v4(DEMO_PORT)), Answer::Refused, "no grant");
+    let dev = lab.router_dev.clone();
     let (b, r) = in_router(&lab, NftBackend::fw4(), move |b| {
+        b.set_capture(&[dev], GuardVerdict::Reject);
         b.setup(&[PortSpec::tcp(DEMO_PORT)])?;
         for a in [me4, me6, other6] {
             b.grant(&grant(a, PortSpec::tcp(DEMO_PORT)))?;
@@ -727,13 +730,13 @@ fn fw4_forward_ban_closes_only_the_forward() {
     let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
     let table = format!(
         "table inet fw4 {{\n{}\n\
-         chain forward {{ type filter hook forward priority filter; policy drop;\n\
+         chain forward {{ type filter hook forward priority filter; policy drop;\n{}\n\
          ct state established,related accept\n iifname \"{}\" jump forward_wan\n accept\n}}\n\
-         chain forward_wan {{\n{}\n\
+         chain forward_wan {{\n\
          tcp dport {LAN_OTHER} accept comment \"a user's forward rule\"\n drop\n}}\n}}\n",
         read("fw4-table-pre.nft"),
+        read("fw4-chain-pre-forward.nft"),
         lab.router_dev,
-        read("fw4-chain-pre-forward_wan.nft"),
     );
     let path = lab.dir().join("fw4.nft");
     std::fs::write(&path, table).unwrap();
@@ -746,7 +749,9 @@ fn fw4_forward_ban_closes_only_the_forward() {
         "-f",
         path.to_str().unwrap(),
     ]);
-    let (b, r) = in_router(&lab, NftBackend::fw4(), |b| {
+    let dev = lab.router_dev.clone();
+    let (b, r) = in_router(&lab, NftBackend::fw4(), move |b| {
+        b.set_capture(&[dev], GuardVerdict::Reject);
         b.setup(&[])?;
         b.setup_forwards(&[forward_spec()])
     });

@@ -325,8 +325,9 @@ fn standalone_errors_carry_context() {
     });
 }
 
-/// A table shaped like OpenWrt fw4's, with the postern includes in place.
-const FW4_LIKE: &str = "table inet fw4 {
+/// The fw4 table of an older postern include: the allow sets only, no
+/// guard (what postern 0.1 shipped; setup must refuse it).
+const FW4_OLD: &str = "table inet fw4 {
   set postern_allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
   set postern_allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
   chain input { type filter hook input priority filter; policy drop;
@@ -341,10 +342,28 @@ const FW4_LIKE: &str = "table inet fw4 {
 }
 ";
 
+/// A table shaped like OpenWrt fw4's, with the shipped postern includes
+/// where fw4 puts them (table-pre, the top of the base input/forward chains).
+fn fw4_like() -> String {
+    let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
+    let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
+    format!(
+        "table inet fw4 {{\n{}\n\
+         chain input {{ type filter hook input priority filter; policy drop;\n{}\n\
+         ct state established,related accept\n iifname \"wan\" jump input_wan\n}}\n\
+         chain forward {{ type filter hook forward priority filter; policy drop;\n{}\n\
+         ct state established,related accept\n}}\n\
+         chain input_wan {{\n reject\n}}\n}}\n",
+        read("fw4-table-pre.nft"),
+        read("fw4-chain-pre-input.nft"),
+        read("fw4-chain-pre-forward.nft"),
+    )
+}
+
 #[test]
 fn fw4_grant_and_revoke() {
     in_netns("fw4 flavour", || {
-        nft_script(FW4_LIKE);
+        nft_script(&fw4_like());
         let mut b = NftBackend::fw4();
         b.setup(&[PortSpec::tcp(22)]).unwrap();
         b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
@@ -387,6 +406,16 @@ fn fw4_setup_fails_clearly_without_the_include() {
         nft_script(
             "add set inet fw4 postern_allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }",
         );
+        // The include of postern 0.1 (allow sets, no guard): refused, since
+        // the guarded ports would stay open while postern says "guarding".
+        let err = b.setup(&[PortSpec::tcp(22)]).unwrap_err();
+        assert!(
+            err.context.starts_with("fw4 set postern_guard missing")
+                && err.context.contains("guarded ports would stay open"),
+            "{err}"
+        );
+        nft_script("delete table inet fw4");
+        nft_script(&fw4_like());
         b.setup(&[]).unwrap();
     });
 }
@@ -562,12 +591,7 @@ fn standalone_setup_rebuilds_a_table_of_an_older_version() {
 #[test]
 fn fw4_bans_with_the_shipped_includes() {
     in_netns("fw4 bans", || {
-        let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-        let pre = std::fs::read_to_string(files.join("fw4-table-pre.nft")).unwrap();
-        let chain = std::fs::read_to_string(files.join("fw4-chain-pre-input_wan.nft")).unwrap();
-        nft_script(&format!(
-            "table inet fw4 {{\n{pre}\nchain input_wan {{\n{chain}\nreject\n}}\n}}\n"
-        ));
+        nft_script(&fw4_like());
         let mut b = NftBackend::fw4();
         b.setup(&[]).unwrap();
         b.ban(Cidr::host(v4(7)), Duration::from_secs(60)).unwrap();
@@ -577,17 +601,18 @@ fn fw4_bans_with_the_shipped_includes() {
             .unwrap();
         assert!(in_ban_set("fw4", "postern_ban6", "2001:db8:0:ff::1"));
         assert!(!in_ban_set("fw4", "postern_ban6", "2001:db8:0:100::1"));
-        // The ban only keeps the grant accepts from taking the source.
-        let listed = nft("list chain inet fw4 input_wan");
-        assert!(!listed.contains("drop"), "{listed}");
+        // The ban only keeps the grant accepts from taking the source: the
+        // only drop is the guard's, for devices of a dropping zone.
+        let listed = nft("list chain inet fw4 postern_input");
+        assert_eq!(listed.matches(" drop").count(), 1, "{listed}");
+        assert!(listed.contains("@postern_guard iifname @postern_drop_devices counter"));
         assert!(
             listed.contains("ip saddr . meta l4proto . th dport @postern_allow4 ip saddr != @postern_ban4 counter"),
             "{listed}"
         );
-        // An older include without the ban sets: setup still succeeds, bans fail clearly.
+        // An older include without the ban sets: bans fail clearly.
         nft_script("delete table inet fw4");
-        nft_script(FW4_LIKE);
-        b.setup(&[]).unwrap();
+        nft_script(FW4_OLD);
         let err = b
             .ban(Cidr::host(v4(7)), Duration::from_secs(60))
             .unwrap_err();
@@ -742,12 +767,9 @@ fn forwards_over_netlink_setup_need_the_nft_tool() {
 #[test]
 fn fw4_forwards_with_the_shipped_includes() {
     in_netns("fw4 forwards", || {
-        let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-        let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
         let mut b = NftBackend::fw4();
         // An older include without the forward objects: a clear refusal.
-        nft_script(FW4_LIKE);
-        b.setup(&[]).unwrap();
+        nft_script(FW4_OLD);
         b.setup_forwards(&[]).expect("no forwards need no objects");
         let err = b.setup_forwards(&[fwd_spec()]).unwrap_err();
         assert!(
@@ -756,14 +778,11 @@ fn fw4_forwards_with_the_shipped_includes() {
         );
         assert!(err.context.contains("table-pre/20-postern.nft"), "{err}");
         nft_script("delete table inet fw4");
-        nft_script(&format!(
-            "table inet fw4 {{\n{}\nchain input_wan {{\n{}\nreject\n}}\nchain forward_wan {{\n{}\nreject\n}}\n}}\n",
-            read("fw4-table-pre.nft"),
-            read("fw4-chain-pre-input_wan.nft"),
-            read("fw4-chain-pre-forward_wan.nft")
-        ));
+        nft_script(&fw4_like());
         b.setup(&[]).unwrap();
         b.setup_forwards(&[fwd_spec()]).unwrap();
+        // The forward target is closed to sources without a grant.
+        assert!(elements("fw4", "postern_fwd_guard4").contains("10.213.1.2 . tcp . 80"));
         b.forward(&fwd(v4(2), 30_000)).unwrap();
         let m = map_elements("fw4", "postern_fwd4");
         assert!(

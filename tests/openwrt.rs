@@ -31,12 +31,12 @@ fn fw4_include_files_match_the_daemon_set_names() {
         ruleset::fw4_table_pre()
     );
     assert_eq!(
-        read(&files().join("fw4-chain-pre-input_wan.nft")),
-        ruleset::fw4_chain_pre_input_wan()
+        read(&files().join("fw4-chain-pre-input.nft")),
+        ruleset::fw4_chain_pre_input()
     );
     assert_eq!(
-        read(&files().join("fw4-chain-pre-forward_wan.nft")),
-        ruleset::fw4_chain_pre_forward_wan()
+        read(&files().join("fw4-chain-pre-forward.nft")),
+        ruleset::fw4_chain_pre_forward()
     );
 }
 
@@ -102,6 +102,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         files().join("postern.init"),
         files().join("postern.uci-defaults"),
         files().join("fw3.include"),
+        files().join("firewall-includes.sh"),
         repo().join("scripts/build-ipk.sh"),
     ];
     for s in &scripts {
@@ -221,7 +222,7 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
     );
 
     let listing = tar(&["-tzvf", "control.tar.gz"], d);
-    for script in ["./postinst", "./prerm"] {
+    for script in ["./postinst", "./prerm", "./postrm"] {
         let line = listing
             .lines()
             .find(|l| l.ends_with(script))
@@ -241,13 +242,14 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         ),
         (
             "-rw-r--r--",
-            "./usr/share/nftables.d/chain-pre/input_wan/20-postern.nft",
+            "./usr/share/nftables.d/chain-pre/input/20-postern.nft",
         ),
         (
             "-rw-r--r--",
-            "./usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft",
+            "./usr/share/nftables.d/chain-pre/forward/20-postern.nft",
         ),
         ("-rwxr-xr-x", "./usr/share/postern/fw3.include"),
+        ("-rwxr-xr-x", "./usr/share/postern/firewall-includes.sh"),
     ];
     for (mode, path) in expect {
         let line = data
@@ -540,5 +542,50 @@ fn ipk_postinst_creates_the_postern_user() {
     assert_eq!(
         group.lines().filter(|l| l.starts_with("postern:")).count(),
         1
+    );
+}
+
+/// The ipk's postrm takes the fw3 `config include` out and reloads the
+/// firewall (a stub `uci` records its calls; the firewall init script of
+/// this host does not exist, so only `uci` is seen).
+#[test]
+fn ipk_postrm_removes_the_fw3_include() {
+    let (tmp, ipk) = build_ipk(
+        &["--arch", "x86_64", "--binary", EXE, "--allow-dynamic"],
+        "postrm",
+    );
+    let d = tmp.dir.as_path();
+    let name = ipk.file_name().unwrap().to_str().unwrap().to_string();
+    tar(&["-xzf", &name], d);
+    let postrm = tar(&["-xzOf", "control.tar.gz", "./postrm"], d);
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = d.join("uci.log");
+    let uci = bin.join("uci");
+    std::fs::write(
+        &uci,
+        format!("#!/bin/sh\necho \"$*\" >>{}\n", log.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(&uci)
+        .status()
+        .unwrap();
+    let script = d.join("postrm.sh");
+    std::fs::write(&script, postrm).unwrap();
+    let out = Command::new("sh")
+        .arg(&script)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env_remove("IPKG_INSTROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        read(&log),
+        "-q get firewall.postern\n-q delete firewall.postern\n-q commit firewall\n"
     );
 }

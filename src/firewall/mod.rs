@@ -12,6 +12,7 @@ use crate::cidr::Cidr;
 use crate::port::{L4Proto, PortSpec};
 
 pub mod dry_run;
+pub mod fw4_zones;
 pub mod ipset;
 pub mod nfnetlink;
 pub mod nft;
@@ -207,6 +208,24 @@ pub trait Backend {
     fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {
         None
     }
+    /// Tells the backend the capture devices and how their firewall zones
+    /// refuse, before [`Backend::setup`]. The fw4 backend closes the guarded
+    /// ports on exactly these devices (its include is tied to no zone); the
+    /// other backends guard every interface and ignore this.
+    fn set_capture(&mut self, devices: &[String], verdict: GuardVerdict) {
+        let _ = (devices, verdict);
+    }
+}
+
+/// How the fw4 guard refuses a packet to a guarded port from a source
+/// without a grant: like the zone it arrives in ([`fw4_zones::guard_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardVerdict {
+    /// TCP RST / ICMP port unreachable, as fw4's `handle_reject` (zones with
+    /// input `REJECT` or `ACCEPT`; fw4's default WAN zone).
+    Reject,
+    /// Silently dropped (a capture device's zone has input `DROP`).
+    Drop,
 }
 
 /// The forward grants a backend made and that have not yet expired (source,

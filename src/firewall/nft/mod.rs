@@ -8,8 +8,14 @@
 //!   [`ruleset`] text; no `nft` binary needed); setup is atomic, idempotent and
 //!   keeps live grants.
 //! * **fw4** adds elements to `postern_allow4`/`postern_allow6` in OpenWrt's
-//!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
-//!   (over netlink) that the sets exist; teardown leaves fw4 alone.
+//!   `table inet fw4`, which the postern fw4 includes create (sets, and the
+//!   chains `postern_input`/`postern_forward` that fw4's base `input` and
+//!   `forward` chains jump to for the capture devices, ahead of every zone's
+//!   rules). Setup checks (over netlink) that the sets exist and fills the
+//!   guard set `postern_guard` and the device sets `postern_devices` /
+//!   `postern_drop_devices` with one `nft -f -` (the capture devices and the
+//!   zones' verdict come from [`Backend::set_capture`]); after `fw4 restart`
+//!   the daemon's resync runs setup again. Teardown leaves fw4 alone.
 //!
 //! Port forwards ([`Backend::forward`]): an IPv4 grant is an element of the
 //! DNAT map `fwd4` (`src . proto . port : to4 . to_port`, used by the nat
@@ -23,9 +29,10 @@
 //! the WAN. The forward objects are set up by an `nft -f` script
 //! ([`ruleset::standalone_forward_script`]); without the `nft` tool
 //! `setup_forwards` refuses forwards ("forwards need the nft tool"). On fw4
-//! the objects (`postern_fwd4`, `postern_fwd_allow4/6`, the base chain
-//! `postern_dstnat`, the `forward_wan` accepts) come from the includes and
-//! fw4's own `wan` forward policy is the guard.
+//! the objects (`postern_fwd4`, `postern_fwd_allow4/6`, the guard sets
+//! `postern_fwd_guard4/6`, the base chain `postern_dstnat`, the chain
+//! `postern_forward`) come from the includes; `setup_forwards` fills the
+//! guard sets, which close the targets to traffic from the capture devices.
 //!
 //! Bans ([`Backend::ban`]) are networks: elements of the interval sets
 //! `ban4`/`ban6` (fw4: `postern_ban4`/`postern_ban6`; `flags interval,
@@ -63,6 +70,7 @@ use super::{
     ForwardSpec, Grant,
 };
 use crate::cidr::Cidr;
+use crate::firewall::GuardVerdict;
 use crate::port::PortSpec;
 
 /// Which firewall the backend plugs into.
@@ -85,6 +93,10 @@ pub struct NftBackend {
     /// Forward grants made by this backend and not yet over, so a reload can
     /// remove the grants of forwards no longer configured.
     live_forwards: ForwardLedger,
+    /// fw4 only: the capture devices and how their zones refuse (see
+    /// [`Backend::set_capture`]).
+    capture: Vec<String>,
+    verdict: GuardVerdict,
 }
 
 /// The kernel elements of one forward grant: the DNAT map element (IPv4
@@ -128,6 +140,8 @@ impl NftBackend {
             sock: LazySocket::new(),
             netlink_setup: false,
             live_forwards: ForwardLedger::default(),
+            capture: Vec::new(),
+            verdict: GuardVerdict::Reject,
         }
     }
 
@@ -144,9 +158,7 @@ impl NftBackend {
     pub fn fw4() -> NftBackend {
         NftBackend {
             flavour: Flavour::Fw4,
-            sock: LazySocket::new(),
-            netlink_setup: false,
-            live_forwards: ForwardLedger::default(),
+            ..NftBackend::standalone()
         }
     }
 
@@ -422,6 +434,47 @@ impl NftBackend {
         }
     }
 
+    /// Fills the fw4 guard and device sets (one `nft -f -` transaction): the
+    /// include's `postern_input` then closes `guarded` on the capture devices.
+    fn setup_fw4_guard(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
+        for set in [
+            ruleset::FW4_GUARD,
+            ruleset::FW4_DEVICES,
+            ruleset::FW4_DROP_DEVICES,
+        ] {
+            self.check_fw4_set(set).map_err(|e| FirewallError {
+                context: if e.source.raw_os_error() == Some(libc::ENOENT) {
+                    format!(
+                        "fw4 set {set} missing: the fw4 include of this postern version \
+                         is not loaded, so guarded ports would stay open (reload the \
+                         firewall; see /var/run/postern/firewall-include.err)"
+                    )
+                } else {
+                    e.context
+                },
+                source: e.source,
+            })?;
+        }
+        let drop = self.verdict == GuardVerdict::Drop;
+        let script = ruleset::fw4_setup_script(guarded, &self.capture, drop).ok_or_else(|| {
+            FirewallError {
+                context: format!("fw4: capture devices {:?}", self.capture),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not an interface name"),
+            }
+        })?;
+        run_nft_script(&script, "fill the fw4 guard sets")?;
+        if self.capture.is_empty() {
+            log::warn!("fw4: no capture device given: guarded ports are closed on no interface");
+        }
+        log::info!(
+            "fw4: guarding {} port(s) on {} ({}), ahead of the zones' rules",
+            guarded.len(),
+            self.capture.join(" "),
+            if drop { "drop" } else { "reject" }
+        );
+        Ok(())
+    }
+
     /// Checks that `set` exists in the fw4 table.
     fn check_fw4_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
         let outcome = self
@@ -537,14 +590,9 @@ impl Backend for NftBackend {
                 Ok(())
             }
             Flavour::Fw4 => {
-                // fw4 closes the WAN input by default; `guarded` needs no rules here.
                 self.check_fw4_set(ruleset::FW4_ALLOW4)?;
                 self.check_fw4_set(ruleset::FW4_ALLOW6)?;
-                log::info!(
-                    "fw4: sets {} and {} present",
-                    ruleset::FW4_ALLOW4,
-                    ruleset::FW4_ALLOW6
-                );
+                self.setup_fw4_guard(guarded)?;
                 // An older include has no ban sets: grants still work, bans fail (logged).
                 for set in [ruleset::FW4_BAN4, ruleset::FW4_BAN6] {
                     if let Err(e) = self.check_fw4_set(set) {
@@ -664,17 +712,20 @@ impl Backend for NftBackend {
                 Ok(())
             }
             Flavour::Fw4 => {
+                let guards = [ruleset::FW4_FWD_GUARD4, ruleset::FW4_FWD_GUARD6];
                 if !forwards.is_empty() {
                     for set in [
                         ruleset::FW4_FWD4,
                         ruleset::FW4_FWD_ALLOW4,
                         ruleset::FW4_FWD_ALLOW6,
+                        guards[0],
+                        guards[1],
                     ] {
                         self.check_fw4_set(set).map_err(|e| FirewallError {
                             context: format!(
                                 "{}: forwards need the postern fw4 include \
                                  /usr/share/nftables.d/table-pre/20-postern.nft \
-                                 (and chain-pre/forward_wan/20-postern.nft) of this version",
+                                 (and chain-pre/forward/20-postern.nft) of this version",
                                 e.context
                             ),
                             source: e.source,
@@ -684,6 +735,14 @@ impl Backend for NftBackend {
                 for (src, spec) in &stale {
                     self.remove_forward(*src, spec)?;
                 }
+                // An older include without the guard sets has no forwards to guard.
+                if forwards.is_empty() && guards.iter().any(|s| self.check_fw4_set(s).is_err()) {
+                    return Ok(());
+                }
+                run_nft_script(
+                    &ruleset::fw4_forward_script(forwards),
+                    "fill the fw4 forward guard sets",
+                )?;
                 log::info!("fw4: {} forward(s), forward sets present", forwards.len());
                 Ok(())
             }
@@ -749,6 +808,11 @@ impl Backend for NftBackend {
 
     fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {
         Some((self.table(), [self.allow_set(false), self.allow_set(true)]))
+    }
+
+    fn set_capture(&mut self, devices: &[String], verdict: GuardVerdict) {
+        self.capture = devices.to_vec();
+        self.verdict = verdict;
     }
 
     fn name(&self) -> &'static str {
