@@ -157,7 +157,7 @@ install_file 0755 "$f/fw3.include" usr/share/postern/fw3.include
 cat >"$stage/control/control" <<CONTROL
 Package: postern
 Version: $version-$release
-Depends: libc, kmod-nft-core
+Depends: libc, kmod-nft-core, kmod-nft-nat
 Require-User: postern=370:postern=370
 Source: openwrt/postern
 SourceName: postern
