@@ -119,7 +119,8 @@ config_list_foreach() {
 
 /// The stub `network.sh`: netifd's state as files the test writes:
 /// `net/NET.l3` (the up interface's device), `net/NET.dev` (its configured
-/// device), `net/NET.proto` (read through the `uci` stub).
+/// device), `net/NET.uci-OPTION` (`network.NET.OPTION`, read through the
+/// `uci` stub).
 const NETWORK_SH: &str = r#"
 network_get_device() {
 	[ -s "$IPKG_INSTROOT/net/$2.l3" ] || return 1
@@ -137,7 +138,8 @@ echo "uci $*" >>"$IPKG_INSTROOT/calls"
 [ "$1" = get ] || exit 1
 key=${2#network.}
 net=${key%%.*}
-[ "$key" = "$net.proto" ] && [ -s "$IPKG_INSTROOT/net/$net.proto" ] && cat "$IPKG_INSTROOT/net/$net.proto" && exit 0
+opt=${key#"$net".}
+[ -s "$IPKG_INSTROOT/net/$net.uci-$opt" ] && cat "$IPKG_INSTROOT/net/$net.uci-$opt" && exit 0
 exit 1
 "#;
 
@@ -210,7 +212,7 @@ impl Router {
                 }
             }
         };
-        put("proto", Some(proto));
+        put("uci-proto", Some(proto));
         put("dev", dev);
         put("l3", l3);
     }
@@ -454,5 +456,34 @@ fn a_network_without_any_device_at_first_start_is_logged_and_skipped() {
         assert_eq!(calls.len(), 1, "{sh}: {calls:?}");
         assert!(calls[0].contains("no capture device"), "{sh}");
         assert_eq!(r.running(), "", "{sh}");
+    }
+}
+
+#[test]
+fn an_alias_network_captures_the_device_of_the_network_it_rides_on() {
+    for sh in shells("an_alias_network_captures_the_device_of_the_network_it_rides_on") {
+        let r = Router::new("alias", sh);
+        r.config(&format!("{PPPOE_WAN}\tlist interface 'wan6'\n"));
+        // wan6 (DHCPv6 on '@wan') and wan (PPPoE), both down at boot.
+        r.network("wan", "pppoe", Some("eth0.2"), None);
+        r.network("wan6", "dhcpv6", None, None);
+        std::fs::write(r.root.join("net/wan6.uci-device"), "@wan").unwrap();
+        assert_eq!(r.run("start"), [start_line(&["pppoe-wan"])], "{sh}");
+        // Both up: netifd gives wan6 the PPPoE device too. Nothing changes.
+        r.network("wan", "pppoe", Some("eth0.2"), Some("pppoe-wan"));
+        r.network("wan6", "dhcpv6", None, Some("pppoe-wan"));
+        assert_eq!(r.run("reload"), Vec::<String>::new(), "{sh}");
+        // Only wan6 listed, and netifd knows no device at all: the last one.
+        r.config("\toption enabled '1'\n\tlist interface 'wan6'\n");
+        assert_eq!(r.run("reload"), ["procd: signal HUP"], "{sh}");
+        r.network("wan6", "dhcpv6", None, None);
+        r.network("wan", "dhcp", None, None);
+        assert_eq!(r.run("reload"), Vec::<String>::new(), "{sh}");
+        assert!(r.running().contains("command+ -i pppoe-wan"), "{sh}");
+        assert_eq!(
+            r.triggers(),
+            "config.change postern reload\ninterface.* wan6 reload\n",
+            "{sh}"
+        );
     }
 }
