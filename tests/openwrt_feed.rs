@@ -257,3 +257,40 @@ fn profile_openwrt_keeps_panic_abort_under_the_sdk_environment() {
         assert!(!rustc.contains(unwanted), "{unwanted}: {rustc}");
     }
 }
+
+#[test]
+fn feed_makefile_license_files_exist_and_its_kernel_dependencies_match_the_ipk() {
+    let mk = std::fs::read_to_string(repo().join("openwrt/postern/Makefile")).unwrap();
+    let files = mk
+        .lines()
+        .find_map(|l| l.strip_prefix("PKG_LICENSE_FILES:="))
+        .expect("PKG_LICENSE_FILES");
+    for f in files.split_whitespace() {
+        assert!(repo().join(f).is_file(), "PKG_LICENSE_FILES names {f}");
+    }
+    // The unconditional +kmod-* of DEPENDS are the .ipk's (and so the
+    // .apk's) kernel dependencies, as the SDK would write them.
+    if !make_or_skip("feed_makefile_license_files_exist_and_its_kernel_dependencies_match_the_ipk")
+    {
+        return;
+    }
+    let root = buildroot("deps", PACKAGE_NEW, VALUES);
+    let (_, depends) = evaluate(&root, &["ARCH=mipsel"]);
+    let feed: Vec<&str> = depends
+        .split_whitespace()
+        .filter_map(|d| d.strip_prefix("+kmod-"))
+        .collect();
+    let script = std::fs::read_to_string(repo().join("scripts/build-ipk.sh")).unwrap();
+    let control = script
+        .split("Package: postern\n")
+        .nth(1)
+        .expect("the postern control in build-ipk.sh");
+    let ipk: Vec<&str> = control
+        .lines()
+        .find_map(|l| l.strip_prefix("Depends: "))
+        .unwrap()
+        .split(", ")
+        .filter_map(|d| d.strip_prefix("kmod-"))
+        .collect();
+    assert_eq!(feed, ipk);
+}
