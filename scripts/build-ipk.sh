@@ -158,7 +158,7 @@ install_file 0755 "$f/firewall-includes.sh" usr/share/postern/firewall-includes.
 cat >"$stage/control/control" <<CONTROL
 Package: postern
 Version: $version-$release
-Depends: libc, kmod-nft-core
+Depends: libc, kmod-nft-core, kmod-nft-nat
 Require-User: postern=370:postern=370
 Source: openwrt/postern
 SourceName: postern

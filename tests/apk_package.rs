@@ -548,7 +548,7 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
     assert_eq!(pkg.version, format!("{version}-r{release}"));
     assert!(apk_version_is_valid(&pkg.version), "{}", pkg.version);
     assert_eq!(pkg.arch, "x86_64");
-    assert_eq!(pkg.depends, ["kmod-nft-core", "libc"]);
+    assert_eq!(pkg.depends, ["kmod-nft-core", "kmod-nft-nat", "libc"]);
     assert_eq!(pkg.license, "Apache-2.0 OR MIT");
     assert_eq!(pkg.origin, "openwrt/postern");
     assert!(pkg.description.starts_with("Port knocking"));

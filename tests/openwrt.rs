@@ -214,7 +214,7 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         format!("{}-1", env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(field(&f, "Architecture"), "x86_64");
-    assert!(field(&f, "Depends").contains("kmod-nft-core"));
+    assert_eq!(field(&f, "Depends"), "libc, kmod-nft-core, kmod-nft-nat");
     assert!(!field(&f, "Description").is_empty());
     assert_eq!(
         tar(&["-xzOf", "control.tar.gz", "./conffiles"], d),
