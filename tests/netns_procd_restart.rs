@@ -10,6 +10,8 @@
 //! Root only. Without root each test prints SKIPPED loudly and passes —
 //! except under `CI=true`, where a missing root fails the test.
 
+#[path = "support/fw4_standin.rs"]
+mod fw4_standin;
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
@@ -55,26 +57,19 @@ fn is_open(lab: &Lab) -> bool {
         .is_some()
 }
 
-/// A ruleset shaped like fw4's with postern's shipped include files, as
-/// tests/netns.rs builds it: guarded port dropped after the include.
+/// The fw4 stand-in (real fw4's shape, a WAN zone named `uplink`, an
+/// Allow-SSH-WAN-style rule accepting the guarded port) with postern's
+/// shipped includes, as tests/netns.rs builds it.
 fn load_fw4(lab: &Lab, tag: &str) {
-    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-    let fw4 = format!(
-        "table inet fw4 {{
-  include \"{table_pre}\"
-  chain input {{ type filter hook input priority filter; policy accept;
-    ct state established,related accept
-    iifname \"{dev}\" jump input_wan
-  }}
-  chain input_wan {{
-    include \"{chain_pre}\"
-    tcp dport {DEMO_PORT} drop
-  }}
-}}
-",
-        table_pre = files.join("fw4-table-pre.nft").display(),
-        chain_pre = files.join("fw4-chain-pre-input_wan.nft").display(),
-        dev = lab.router_dev
+    let fw4 = fw4_standin::ruleset(
+        &fw4_standin::Wan {
+            zone: "uplink",
+            dev: &lab.router_dev,
+            input: "reject",
+        },
+        "br-lan",
+        DEMO_PORT,
+        Some(&fw4_standin::shipped()),
     );
     let path = std::env::temp_dir().join(format!("fw4-{tag}.nft"));
     std::fs::write(&path, fw4).unwrap();
