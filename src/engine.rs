@@ -813,7 +813,7 @@ mod knock_mode_tests {
     fn engine() -> Engine {
         let text = format!(
             "config postern\n\toption ban_duration 0\n\
-             config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
+             config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '20000'\n\tlist open 'tcp:22'\n\
              config encoded 'enc'\n\toption knock_base '45000'\n\toption port_digits 4\n\tlist header 1\n\tlist allow 'tcp:143'\n\
              config client 'laptop'\n\toption key '{KEY8}'\n\tlist allow 'tcp:2222'\n\toption knock_base '50000'\n\
              config sequence 'static'\n\tlist knock 'tcp:7000'\n\tlist knock 'tcp:7001'\n\tlist open 'tcp:80'\n"
@@ -848,9 +848,9 @@ mod knock_mode_tests {
         let key = HmacKey::new(crate::spa::Key::from_base64(KEY7).unwrap().as_bytes());
         let shape = totp::TotpShape {
             proto: L4Proto::Tcp,
-            base: 40000,
-            range: 1024,
-            length: 4,
+            base: 20000,
+            range: totp::DEFAULT_RANGE,
+            length: totp::DEFAULT_LENGTH,
             period: 30,
         };
         let q = totp::sequence(&key, &shape, UNIX / 30);
@@ -923,7 +923,7 @@ mod knock_mode_tests {
         let mut rng = crate::test_rng::Rng(0x0bad_cafe);
         // Ports drawn from all the ranges (and the static steps), sources from a
         // small pool so windows fill, IPv4 and IPv6, TCP and UDP.
-        let ranges: [(u16, u16); 4] = [(40000, 1024), (45000, 20), (50000, 512), (7000, 2)];
+        let ranges: [(u16, u16); 4] = [(20000, 12288), (45000, 20), (50000, 512), (7000, 2)];
         let mut decisions = 0;
         for i in 0..300_000u64 {
             let (base, span) = ranges[rng.below(ranges.len())];
