@@ -87,7 +87,8 @@ fn check_refuses_a_weak_totp_sequence_with_its_strength() {
     assert!(!out.status.success());
     let e = text(&out.stderr);
     assert!(
-        e.contains(":4: sequence 'otp': a guessed sequence succeeds once in 2^30.4 tries") && e.contains("= 30.4 bits); at least 48 bits are needed"),
+        e.contains(":4: sequence 'otp': a guessed sequence succeeds once in 2^30.4 tries")
+            && e.contains("= 30.4 bits); at least 48 bits are needed"),
         "{e}"
     );
 }

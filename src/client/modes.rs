@@ -424,7 +424,10 @@ mod tests {
         ));
         // Too weak to guess: refused as the router refuses it, with the bits.
         let e = parse(&args("h --totp --base 40000 --range 1024 --length 4")).unwrap_err();
-        assert!(e.contains("give 30.4 bits; the router refuses below 48"), "{e}");
+        assert!(
+            e.contains("give 30.4 bits; the router refuses below 48"),
+            "{e}"
+        );
         let r = parse(&args("h --encode tcp/143 --profile enc --minutes 5"))
             .unwrap()
             .unwrap();

@@ -548,9 +548,11 @@ mod tests {
         assert!(e[0].1.contains("= 23.6 bits"), "{e:?}");
         // 48 bits and up pass: 8 knocks in 512 ports (6 bits each) is 46.4, refused;
         // 8 in 1024 (7 bits each) is 54.4, accepted.
-        assert!(errs(&totp("\toption knock_range 512\n\toption length 8\n"))[0]
-            .1
-            .contains("= 46.4 bits"));
+        assert!(
+            errs(&totp("\toption knock_range 512\n\toption length 8\n"))[0]
+                .1
+                .contains("= 46.4 bits")
+        );
         let c = ok(&totp("\toption knock_range 1024\n\toption length 8\n"));
         assert!(c.knock_modes.totp[0].shape.strength_bits() >= 48.0);
         // The defaults reach 64 bits.

@@ -199,7 +199,10 @@ fn strength_counts_bands_knocks_and_accepted_steps() {
     // 6 x log2(2048) - log2(3)
     assert!((default.strength_bits() - (66.0 - 3f64.log2())).abs() < 1e-9);
     assert!(default.strength_bits() >= TARGET_STRENGTH_BITS);
-    assert!(u32::from(default.range) <= 65535 - 1024, "leaves room in the port space");
+    assert!(
+        u32::from(default.range) <= 65535 - 1024,
+        "leaves room in the port space"
+    );
     // The old default: 4 x log2(256) - log2(3) = 30.4 bits.
     let old = TotpShape {
         range: 1024,
