@@ -232,7 +232,7 @@ return view.extend({
 		o.optional = true;
 
 		o = s.option(form.Value, 'ban_threshold', _('Ban after failures'),
-			_('Failed SPA packets (bad key, replay, stale time) and wrong knock steps from one source, within the window, that ban it.'));
+			_('Failed SPA packets (bad key, replay, stale time) from one source, within the window, that ban it. Knocks never count (only their volume is limited).'));
 		o.datatype = 'range(1,100000)';
 		o.placeholder = '10';
 		o.optional = true;
