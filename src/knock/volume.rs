@@ -165,6 +165,23 @@ impl VolumeTable {
         }
     }
 
+    /// The address of [`Self::network_of`], by bytes (no 128-bit arithmetic,
+    /// which 32-bit routers do slowly): the per-packet form.
+    fn network_addr(&self, src: IpAddr) -> IpAddr {
+        match src.to_canonical() {
+            IpAddr::V4(a) => IpAddr::V4(a),
+            IpAddr::V6(a) => {
+                let mut o = a.octets();
+                let bits = usize::from(self.policy.ipv6_prefix.min(128));
+                for (i, b) in o.iter_mut().enumerate() {
+                    let keep = bits.saturating_sub(8 * i).min(8);
+                    *b &= !(0xffu8.checked_shr(keep as u32).unwrap_or(0));
+                }
+                IpAddr::V6(o.into())
+            }
+        }
+    }
+
     /// Networks whose window is still running at `now`.
     pub fn live(&self, now: Millis) -> usize {
         self.buckets
@@ -176,7 +193,7 @@ impl VolumeTable {
 
     /// True when `src`'s network is over its limit at `now`.
     pub fn is_limited(&self, now: Millis, src: IpAddr) -> bool {
-        let net = self.network_of(src).addr();
+        let net = self.network_addr(src);
         self.buckets[self.bucket(net)]
             .iter()
             .any(|s| self.is_live(s, now) && s.net == net && s.count > self.policy.limit)
@@ -206,7 +223,7 @@ impl VolumeTable {
     /// Counts one knock of `src` at `now`; whether it may go on.
     pub fn on_knock(&mut self, now: Millis, src: IpAddr) -> Volume {
         self.counters.knocks += 1;
-        let net = self.network_of(src).addr();
+        let net = self.network_addr(src);
         let b = self.bucket(net);
         let (limit, window) = (self.policy.limit, self.window_ms);
         let ways = &mut self.buckets[b];
@@ -339,6 +356,25 @@ mod tests {
         assert_eq!(admitted(&mut t, Millis(0), v4(9), 10), 10);
         assert_eq!(t.on_knock(Millis(0), mapped), Volume::Limited);
         assert_eq!(t.on_knock(Millis(0), v4(8)), Volume::Admitted);
+    }
+
+    #[test]
+    fn the_per_packet_network_is_the_cidr_network() {
+        let mut rng = crate::test_rng::Rng(0x0123_4567);
+        for prefix in [0u8, 1, 7, 8, 9, 48, 56, 63, 64, 65, 127, 128, 200] {
+            let t = VolumeTable::new(VolumePolicy {
+                ipv6_prefix: prefix,
+                ..policy(1)
+            });
+            for _ in 0..50 {
+                let a = IpAddr::V6(Ipv6Addr::from(
+                    (u128::from(rng.next()) << 64) | u128::from(rng.next()),
+                ));
+                assert_eq!(t.network_addr(a), t.network_of(a).addr(), "/{prefix} {a}");
+            }
+            let v4 = IpAddr::V4(Ipv4Addr::from(rng.next() as u32));
+            assert_eq!(t.network_addr(v4), t.network_of(v4).addr());
+        }
     }
 
     #[test]
