@@ -1589,6 +1589,7 @@ clients: 1 (1 enabled)
   laptop [enabled]: may open tcp:22 for up to 3600s, from anywhere
 guarded ports: tcp:22
 knock ports: tcp:7000, tcp:9000, udp:8000
+knock volume: at most 240 knocks per 60s from one source network (IPv4 address, IPv6 /64), right or wrong; more are ignored
 ";
         assert_eq!(s, want);
     }
