@@ -24,7 +24,7 @@ epoch=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || ec
 
 die() { echo "build-ipk: $*" >&2; exit 1; }
 
-arch="" binary="" out="$top/target/ipk" luci=0 allow_dynamic=0
+arch="" binary="" out="$top/target/ipk" luci=0 allow_dynamic=0 stage_only=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) arch=${2:?--arch needs a value}; shift 2 ;;
@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--out) out=${2:?--out needs a value}; shift 2 ;;
 	--luci) luci=1; shift ;;
 	--allow-dynamic) allow_dynamic=1; shift ;; # tests only: a glibc host build
+	--stage-only) stage_only=${2:?--stage-only needs a value}; shift 2 ;; # scripts/build-package.sh: leave data/ and control/ in DIR
 
 	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -77,6 +78,10 @@ assemble() {
 	size=$(du -sb "$stage/data" | cut -f1)
 	sed -i "s/^Installed-Size: .*/Installed-Size: $size/" "$stage/control/control"
 	find "$stage" -exec touch -h -d "@$epoch" {} +
+	if [ -n "$stage_only" ]; then
+		mkdir -p "$stage_only" && cp -a "$stage/data" "$stage/control" "$stage_only/" && echo "$stage_only"
+		return
+	fi
 	tgz "$stage/data" "$stage/pkg/data.tar.gz"
 	tgz "$stage/control" "$stage/pkg/control.tar.gz"
 	echo "2.0" >"$stage/pkg/debian-binary"
@@ -144,7 +149,6 @@ install_file 0755 "$binary" usr/sbin/postern
 install_file 0755 "$f/postern.init" etc/init.d/postern
 install_file 0600 "$f/postern.config" etc/config/postern
 install_file 0755 "$f/postern.uci-defaults" etc/uci-defaults/90-postern
-install_file 0644 "$f/postern.capabilities.json" etc/capabilities/postern.json
 install_file 0644 "$f/fw4-table-pre.nft" usr/share/nftables.d/table-pre/20-postern.nft
 install_file 0644 "$f/fw4-chain-pre-input_wan.nft" usr/share/nftables.d/chain-pre/input_wan/20-postern.nft
 install_file 0644 "$f/fw4-chain-pre-forward_wan.nft" usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
@@ -154,6 +158,7 @@ cat >"$stage/control/control" <<CONTROL
 Package: postern
 Version: $version-$release
 Depends: libc, kmod-nft-core
+Require-User: postern=370:postern=370
 Source: openwrt/postern
 SourceName: postern
 License: Apache-2.0 OR MIT
@@ -165,12 +170,24 @@ Description: Port knocking and single packet authorization daemon. Keeps
  for a short time, after a secret knock or one encrypted packet.
 CONTROL
 echo "/etc/config/postern" >"$stage/control/conffiles"
+# default_postinst creates the Require-User user and group (OpenWrt's
+# add_group_and_user, as for a package built with USERID in the SDK); the
+# explicit fallback covers a functions.sh without it.
 cat >"$stage/control/postinst" <<'POSTINST'
 #!/bin/sh
 [ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
 [ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_postinst "$0" "$@"
+ret=$?
+if ! grep -q '^postern:' "${IPKG_INSTROOT}/etc/passwd" 2>/dev/null; then
+	grep -q '^postern:' "${IPKG_INSTROOT}/etc/group" 2>/dev/null ||
+		echo 'postern:x:370:' >>"${IPKG_INSTROOT}/etc/group"
+	echo 'postern:x:370:370:postern:/var/run/postern:/bin/false' >>"${IPKG_INSTROOT}/etc/passwd"
+	grep -q '^postern:' "${IPKG_INSTROOT}/etc/shadow" 2>/dev/null ||
+		echo 'postern:*:0:0:99999:7:::' >>"${IPKG_INSTROOT}/etc/shadow"
+fi
+exit $ret
 POSTINST
 cat >"$stage/control/prerm" <<'PRERM'
 #!/bin/sh

@@ -1,14 +1,15 @@
 //! The daemon's control socket: `postern status` asks the running daemon.
 //!
-//! A unix stream socket (mode 0600: root only). The client connects and sends
+//! A unix stream socket (mode 0600: the daemon's user only), created with
+//! that mode: the umask is 0177 while `bind` creates it, so there is no
+//! moment at which others could connect (a `chmod` after `bind` leaves one). The client connects and sends
 //! one line, `json` or `text`; the daemon answers with the status in that form
 //! and closes. The daemon side never blocks its event loop for long: accepted
 //! connections get a 200 ms read/write timeout. Both ends live here; the
 //! status content is [`crate::status`]'s.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,7 +38,8 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
-    /// Binds `path` (replacing a stale socket file), mode 0600, non-blocking.
+    /// Binds `path` (replacing a stale socket file), mode 0600 from its
+    /// creation (umask 0177 around `bind`, then restored), non-blocking.
     pub fn bind(path: &Path) -> io::Result<ControlSocket> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -47,8 +49,7 @@ impl ControlSocket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = bind_private(path)?;
         listener.set_nonblocking(true)?;
         Ok(ControlSocket {
             listener,
@@ -69,6 +70,16 @@ impl ControlSocket {
             }
         }
     }
+}
+
+/// `bind` with umask 0177 (the socket is created mode 0600), the previous
+/// umask restored after. The umask is per process: the daemon binds before
+/// it starts any thread or child.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    bound
 }
 
 fn serve_one(stream: UnixStream, answer: &mut impl FnMut(Request) -> String) -> io::Result<()> {
@@ -116,7 +127,20 @@ pub fn query(path: &Path, request: Request) -> io::Result<String> {
         Request::Json => "json\n",
         Request::Text => "text\n",
     };
-    stream.write_all(line.as_bytes())?;
+    // MSG_NOSIGNAL: a daemon that closed the connection is an error to
+    // report, not a SIGPIPE (the CLI lets SIGPIPE end it on a closed stdout).
+    let sent = nix::sys::socket::send(
+        stream.as_raw_fd(),
+        line.as_bytes(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    )
+    .map_err(io::Error::from)?;
+    if sent != line.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the daemon took part of the request",
+        ));
+    }
     let mut out = String::new();
     stream.read_to_string(&mut out)?;
     Ok(out)
@@ -125,11 +149,19 @@ pub fn query(path: &Path, request: Request) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn request_answer_and_cleanup() {
         let path = std::env::temp_dir().join(format!("postern-ctl-{}.sock", std::process::id()));
+        let umask = || {
+            let m = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            nix::sys::stat::umask(m);
+            m
+        };
+        let before = umask();
         let sock = ControlSocket::bind(&path).unwrap();
+        assert_eq!(umask(), before, "the process umask is restored after bind");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let p = path.clone();

@@ -3,8 +3,11 @@
 //! Owns the knock [`Matcher`], the SPA [`Verifier`] (UDP to `spa_port` goes
 //! there instead of the matcher) and the counters that `postern status`
 //! reports, and the [`BanTable`]: failed SPA packets (authentication, replay,
-//! timestamp) count against their source, which is banned past the configured
-//! threshold ([`Decision::Ban`]); a banned source's packets are ignored.
+//! timestamp) count against their source's network (IPv4 address, IPv6
+//! /`ban_ipv6_prefix`), which is banned past the configured threshold
+//! ([`Decision::Ban`]) unless it is one the table never bans (link-local,
+//! multicast, the router's own networks and gateways: see
+//! [`Engine::set_protected`]); a banned network's packets are ignored.
 //!
 //! Knocks never count as failures, right or wrong: a ban is visible from
 //! outside, so a ban that came sooner after wrong knocks than after right ones
@@ -20,7 +23,8 @@ use core::fmt;
 use core::net::IpAddr;
 use core::time::Duration;
 
-use crate::bans::{BanCounters, BanPolicy, BanTable};
+use crate::bans::{BanCounters, BanPolicy, BanTable, ProtectedNets};
+use crate::cidr::Cidr;
 use crate::config::{Action, Config, MAX_SEQUENCES};
 use crate::knock::authenticated::{AuthClient, AuthCounters, AuthKeys, AuthMatcher, AuthVerdict};
 use crate::knock::encoded::{EncodedCounters, EncodedMatcher, EncodedProfile};
@@ -29,7 +33,7 @@ use crate::knock::totp::{TotpCounters, TotpMatcher, TotpSteps};
 use crate::knock::volume::{Volume, VolumeCounters, VolumePolicy, VolumeTable};
 use crate::knock::{KnockCounters, Matcher, SequenceSteps};
 use crate::port::{L4Proto, PortSpec};
-use crate::spa::{self, Refusal, Refused, ReplayEntry, SpaCounters, Verifier};
+use crate::spa::{self, Refusal, Refused, ReplayEntry, ReplayRecord, SpaCounters, Verifier};
 use crate::time::{Millis, Now};
 use crate::wire::{self, Checksums, Observation, RejectCounters};
 
@@ -82,7 +86,7 @@ pub enum Decision<'a> {
         ports: &'a [PortSpec],
         /// How long new connections are allowed.
         duration: Duration,
-        /// For SPA: the replay record to persist before granting (see [`Engine::replay_entries`]).
+        /// For SPA: the replay record to persist before granting (see [`Engine::replay_record`]).
         record: Option<ReplayEntry>,
     },
     /// Remove `addr`'s grants on `ports` now.
@@ -126,10 +130,11 @@ pub enum Decision<'a> {
         /// The replay record to persist before forwarding.
         record: Option<ReplayEntry>,
     },
-    /// Drop everything from `addr` for `duration` (too many failures; see [`crate::bans`]).
+    /// Ban the network `net` for `duration` (too many failures from it; see
+    /// [`crate::bans`]): an IPv4 address as /32, IPv6 per `ban_ipv6_prefix`.
     Ban {
-        /// The source banned.
-        addr: IpAddr,
+        /// The network banned.
+        net: Cidr,
         /// How long.
         duration: Duration,
     },
@@ -219,11 +224,8 @@ fn note_failure<'s>(
     src: IpAddr,
     out: &mut impl FnMut(Decision<'s>),
 ) {
-    if let Some(duration) = bans.on_failure(now, src) {
-        out(Decision::Ban {
-            addr: src.to_canonical(),
-            duration,
-        });
+    if let Some((net, duration)) = bans.on_failure(now, src) {
+        out(Decision::Ban { net, duration });
     }
 }
 
@@ -340,9 +342,8 @@ impl Engine {
             encoded,
             auth,
             bans: BanTable::new(BanPolicy::from_main(&config.main)),
-            volume: VolumeTable::new(VolumePolicy::with_ipv6_prefix(
-                crate::knock::volume::DEFAULT_IPV6_PREFIX,
-            )),
+            // Knock volume per the same networks as bans (`ban_ipv6_prefix`).
+            volume: VolumeTable::new(VolumePolicy::with_ipv6_prefix(config.main.ban_ipv6_prefix)),
             counters: Counters::default(),
         }
     }
@@ -360,6 +361,17 @@ impl Engine {
     /// The failure and ban table.
     pub fn bans(&self) -> &BanTable {
         &self.bans
+    }
+
+    /// Replaces the router's own networks (addresses, on-link subnets, default
+    /// gateways), never banned; `lifted` gets each live ban they now cover.
+    pub fn set_protected(
+        &mut self,
+        now: Millis,
+        protected: ProtectedNets,
+        lifted: impl FnMut(Cidr),
+    ) {
+        self.bans.set_protected(now, protected, lifted);
     }
 
     /// Takes over the failures and bans of `old` (the engine a reload replaces).
@@ -397,14 +409,23 @@ impl Engine {
             + self.auth.as_ref().map_or(0, |a| a.in_progress())
     }
 
-    /// The SPA replay cache's entries (plain data, for the daemon's state file).
-    pub fn replay_entries(&self) -> &[ReplayEntry] {
-        self.verifier.replay_entries()
+    /// The SPA replay record (plain data, for the daemon's state file; allocates).
+    pub fn replay_record(&self) -> ReplayRecord {
+        self.verifier.replay_record()
     }
 
-    /// Adds saved SPA replay entries (from the state file, or the engine replaced by a reload).
-    pub fn restore_replay(&mut self, saved: &[ReplayEntry], now: Now) {
+    /// Adds a saved SPA replay record (from the state file).
+    pub fn restore_replay(&mut self, saved: &ReplayRecord, now: Now) {
         self.verifier.restore_replay(saved, now);
+    }
+
+    /// Takes over the SPA replay record and guard of `old` (the engine a
+    /// reload replaces): the nonces it recorded stay refused, whatever the
+    /// new configuration allows, and its floor stays.
+    pub fn adopt_replay(&mut self, old: &Engine, now: Now) {
+        self.verifier
+            .restore_replay(&old.verifier.replay_record(), now);
+        self.verifier.set_replay_guard(old.verifier.replay_guard());
     }
 
     /// The SPA replay guard (see [`Verifier::replay_guard`]).
@@ -1043,7 +1064,10 @@ mod ban_tests {
         junk(&mut e, 1, ATTACKER);
         let out = junk(&mut e, 2, ATTACKER);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(out[1], "Ban { addr: 198.51.100.7, duration: 300s }");
+        assert_eq!(
+            out[1],
+            "Ban { net: Cidr { addr: 198.51.100.7, len: 32 }, duration: 300s }"
+        );
         // Banned: a correct knock sequence no longer opens, SPA is not even verified.
         let spa_before = e.counters().spa.packets;
         assert!(junk(&mut e, 3, ATTACKER).is_empty());
@@ -1143,6 +1167,83 @@ mod ban_tests {
         assert!(c.bans > 0 && c.from_banned > 0 && c.evicted > 0, "{c:?}");
     }
 
+    fn bans_in(out: &[String]) -> Vec<&String> {
+        out.iter().filter(|d| d.starts_with("Ban")).collect()
+    }
+
+    #[test]
+    fn attack_junk_from_the_upstream_routers_link_local_address_bans_nothing() {
+        // The attack of issue 14: an on-link attacker spoofs the upstream
+        // router's fe80:: address to take IPv6 away from the whole LAN.
+        let mut e = engine("");
+        let upstream: IpAddr = "fe80::1".parse().unwrap();
+        for t in 0..10 {
+            assert!(bans_in(&junk(&mut e, t, upstream)).is_empty());
+        }
+        assert!(e.bans().active(Millis(10)).next().is_none());
+    }
+
+    #[test]
+    fn attack_rotating_addresses_within_one_64_does_not_escape() {
+        let mut e = engine("");
+        let mut out = Vec::new();
+        for n in 0..3u16 {
+            let src = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, n, 1, 2, 3));
+            out.extend(junk(&mut e, u64::from(n), src));
+        }
+        let bans = bans_in(&out);
+        assert_eq!(bans.len(), 1, "{out:?}");
+        assert_eq!(
+            bans[0],
+            "Ban { net: Cidr { addr: 2001:db8:7:7::, len: 64 }, duration: 300s }"
+        );
+        // Any other address of that /64 is ignored now.
+        let other = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 9, 9, 9, 9));
+        assert!(knock(&mut e, 5, other, &[7000, 7001, 7002]).is_empty());
+    }
+
+    #[test]
+    fn the_routers_gateway_own_address_and_subnet_are_never_banned() {
+        let mut e = engine("");
+        let mut p = ProtectedNets::new();
+        for n in [
+            "198.51.100.1",
+            "192.0.2.1",
+            "192.168.1.0/24",
+            "2001:db8:aa::1",
+        ] {
+            assert!(p.add(n.parse().unwrap()));
+        }
+        e.set_protected(Millis(0), p, |n| panic!("{n} was not banned"));
+        for a in [
+            "198.51.100.1",
+            "192.0.2.1",
+            "192.168.1.77",
+            "2001:db8:aa::1",
+            "2001:db8:aa::99",
+            "ff02::1",
+            "224.0.0.251",
+            "169.254.7.7",
+            "fe80::1",
+        ] {
+            let src: IpAddr = a.parse().unwrap();
+            for t in 0..10 {
+                assert!(bans_in(&junk(&mut e, t, src)).is_empty(), "{a}");
+                assert!(
+                    bans_in(&knock(&mut e, t, src, &[7000, 7002])).is_empty(),
+                    "{a}"
+                );
+            }
+        }
+        assert_eq!(e.counters().bans.bans, 0);
+        // The junk counts (as protected failures); the wrong knocks never do.
+        assert_eq!(e.counters().bans.protected_failures, 9 * 10);
+        // A stranger next door still is.
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        let out: Vec<String> = (0..3).flat_map(|t| junk(&mut e, t, stranger)).collect();
+        assert_eq!(bans_in(&out).len(), 1);
+    }
+
     #[test]
     fn bans_survive_a_reload() {
         let mut old = engine("");
@@ -1234,3 +1335,6 @@ mod ban_tests {
 
 #[cfg(test)]
 mod oracle_tests;
+
+#[cfg(test)]
+mod replay_tests;

@@ -80,6 +80,9 @@ fn main() -> ExitCode {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     };
+    if cmd != "daemon" {
+        quiet_on_broken_pipe();
+    }
     let result = match cmd.as_str() {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
@@ -108,6 +111,20 @@ fn main() -> ExitCode {
             eprintln!("run 'postern help' for usage");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets a closed pipe end a command quietly, as it ends `yes | head -1`:
+/// SIGPIPE back to its default action (the Rust runtime ignores it, so that
+/// a write fails with EPIPE, and `print!` then panics: `postern keygen |
+/// head -1` aborted). Not for the daemon, which must outlive any client of
+/// its control socket; `postern status` writes its request with
+/// `MSG_NOSIGNAL`, so a daemon that goes away is still reported.
+fn quiet_on_broken_pipe() {
+    // SAFETY: sets the disposition of one signal to its default, before any
+    // thread is started; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -226,6 +243,9 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
         Some(cfg) => {
             println!("{}: ok", path.display());
             print!("{}", config::typed::summary(&cfg));
+            for w in config::typed::warnings(&cfg) {
+                eprintln!("warning: {}: {w}", path.display());
+            }
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,

@@ -1,80 +1,132 @@
-//! The SPA replay state file: accepted packets survive a daemon restart.
+//! The SPA replay state file: recorded packets survive a daemon restart.
 //!
-//! An edge owned by the daemon: the engine's replay cache is plain data
-//! ([`crate::engine::Engine::replay_entries`]); this module keeps a copy on
+//! An edge owned by the daemon: the engine's replay record is plain data
+//! ([`crate::engine::Engine::replay_record`]); this module keeps a copy on
 //! disk, `STATE_DIR/spa-replay` (default `/var/run/postern`, tmpfs on OpenWrt,
 //! so no flash wear). The daemon records each accepted packet here *before*
-//! it grants anything, written atomically (temporary file, then `rename`), and
-//! loads the file at start.
+//! it grants anything, and each authenticated packet refused after the replay
+//! cache recorded it (a port, address or command the client may not ask for)
+//! right after, and loads the file at start.
+//!
+//! Written atomically: a temporary `spa-replay.tmp` created with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` and mode 0600 (a stale one, or a
+//! symlink planted in its place, is unlinked first, never followed), synced,
+//! then renamed over the file. The state directory must be owned by root or
+//! the daemon's effective uid and not be writable by group or others
+//! ([`check_dir`]); otherwise the daemon refuses to use it.
 //!
 //! The file names the kernel's boot id (`/proc/sys/kernel/random/boot_id`):
 //! entries of another boot are ignored (packets from before this boot are
-//! refused by the engine's replay guard instead). Format, one item a line:
+//! refused by the engine's replay guard instead). It keeps the record's floor
+//! (packets stamped below it may have been forgotten: see
+//! [`crate::spa::replay`]) so that raising `max_skew` and restarting does not
+//! reopen the gap. Format, one item a line:
 //!
 //! ```text
-//! postern-spa-replay 1
+//! postern-spa-replay 2
 //! boot 5f1c…-…
-//! 1800000000 0a1b…(48 hex digits: the packet's nonce)
+//! floor 1799999881
+//! 1800000000 0a1b…(48 hex digits: the packet's replay id) laptop
 //! ```
 //!
-//! [`render`] and [`parse`] are pure and tested as text.
+//! (the client name is `-` when unknown). Version 1 files (no floor, no
+//! client) are still read, with floor 0. [`render`] and [`parse`] are pure
+//! and tested as text.
 
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::spa::seal::NONCE_LEN;
-use crate::spa::ReplayEntry;
+use crate::spa::{ReplayEntry, ReplayRecord, SavedEntry};
+use crate::time::Millis;
 
 /// The file's name inside the state directory.
 pub const FILE_NAME: &str = "spa-replay";
-const MAGIC: &str = "postern-spa-replay 1";
+/// The temporary's name inside the state directory.
+pub const TEMP_NAME: &str = "spa-replay.tmp";
+const MAGIC_V1: &str = "postern-spa-replay 1";
+const MAGIC: &str = "postern-spa-replay 2";
+/// Largest state file read: far more than any cache's entries (2,304 lines
+/// of under 100 bytes with common client names); a longer file reads as
+/// malformed (history unknown), never as a shorter history.
+const MAX_FILE_LEN: u64 = 1024 * 1024;
 
 /// What [`ReplayFile::load`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loaded {
-    /// No file: nothing was accepted yet in this boot (or it was deleted).
+    /// No file: nothing was recorded yet in this boot (the directory is tmpfs).
     Missing,
     /// Entries of this boot.
     Restored(usize),
     /// A file of an earlier boot: ignored.
     OtherBoot,
-    /// Unreadable or malformed: ignored, with the reason.
+    /// Unreadable or malformed (or the boot id is unknown): the history of
+    /// this boot is unknown, with the reason.
     Bad(String),
 }
 
-/// The on-disk copy of the replay cache.
+impl Loaded {
+    /// The replay guard this outcome calls for: the instant of `boot` when the
+    /// file tells this boot's history (or that there is none), `now` when it
+    /// cannot: then every packet stamped before now + `max_skew` is refused,
+    /// since any of them may have been accepted and the record is lost.
+    pub fn guard(&self, boot: Millis, now: Millis) -> Millis {
+        match self {
+            Loaded::Bad(_) => now,
+            Loaded::Missing | Loaded::Restored(_) | Loaded::OtherBoot => boot,
+        }
+    }
+}
+
+/// The on-disk copy of the replay record.
 #[derive(Debug)]
 pub struct ReplayFile {
+    dir: PathBuf,
     path: PathBuf,
     boot_id: String,
-    entries: Vec<ReplayEntry>,
+    record: ReplayRecord,
 }
 
 impl ReplayFile {
-    /// Reads `dir/spa-replay` (creating `dir` if needed) for the current boot.
+    /// Reads `dir/spa-replay` (creating `dir`, mode 0700, if needed) for the
+    /// current boot; fails if `dir` is not safe to keep it in ([`check_dir`]).
     pub fn load(dir: &Path) -> io::Result<(ReplayFile, Loaded)> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        let with_dir = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(with_dir)?;
+        // SAFETY: geteuid cannot fail.
+        check_dir(dir, unsafe { libc::geteuid() })?;
         let boot_id = read_boot_id();
         let path = dir.join(FILE_NAME);
-        let (entries, loaded) = match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), Loaded::Missing),
-            Err(e) => (Vec::new(), Loaded::Bad(e.to_string())),
+        let (record, loaded) = match read_nofollow(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                (ReplayRecord::default(), Loaded::Missing)
+            }
+            Err(e) => (ReplayRecord::default(), Loaded::Bad(e.to_string())),
+            Ok(_) if boot_id.is_empty() => (
+                ReplayRecord::default(),
+                Loaded::Bad("the kernel's boot id is unreadable".into()),
+            ),
             Ok(text) => match parse(&text, &boot_id) {
-                Ok(Some(v)) => {
-                    let n = v.len();
-                    (v, Loaded::Restored(n))
+                Ok(Some(r)) => {
+                    let n = r.entries.len();
+                    (r, Loaded::Restored(n))
                 }
-                Ok(None) => (Vec::new(), Loaded::OtherBoot),
-                Err(msg) => (Vec::new(), Loaded::Bad(msg)),
+                Ok(None) => (ReplayRecord::default(), Loaded::OtherBoot),
+                Err(msg) => (ReplayRecord::default(), Loaded::Bad(msg)),
             },
         };
         Ok((
             ReplayFile {
+                dir: dir.to_path_buf(),
                 path,
                 boot_id,
-                entries,
+                record,
             },
             loaded,
         ))
@@ -85,43 +137,120 @@ impl ReplayFile {
         &self.path
     }
 
-    /// The entries held.
-    pub fn entries(&self) -> &[ReplayEntry] {
-        &self.entries
+    /// The record held.
+    pub fn record(&self) -> &ReplayRecord {
+        &self.record
     }
 
-    /// Replaces the held entries with `entries` and writes the file.
-    pub fn save(&mut self, entries: &[ReplayEntry]) -> io::Result<()> {
-        self.entries.clear();
-        self.entries.extend_from_slice(entries);
+    /// Writes the record held (at start: a directory that cannot be written
+    /// stops the start, not the first grant).
+    pub fn save(&mut self) -> io::Result<()> {
         self.write()
     }
 
-    /// Adds one accepted packet, drops entries expired at `now_unix`, writes the file.
-    pub fn record(&mut self, entry: ReplayEntry, now_unix: u64, max_skew: u64) -> io::Result<()> {
-        self.entries
-            .retain(|e| e.timestamp.saturating_add(max_skew) >= now_unix);
-        if !self.entries.iter().any(|e| e.nonce == entry.nonce) {
-            self.entries.push(entry);
-        }
+    /// Adds one recorded packet of `client`, drops entries expired at
+    /// `now_unix` (raising the floor above them), writes the file.
+    pub fn record_packet(
+        &mut self,
+        client: Option<&str>,
+        entry: ReplayEntry,
+        now_unix: u64,
+        max_skew: u64,
+    ) -> io::Result<()> {
+        self.record.record(client, entry, now_unix, max_skew);
         self.write()
     }
 
     fn write(&self) -> io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let text = render(&self.boot_id, &self.entries);
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+        let text = render(&self.boot_id, &self.record);
+        write_atomically(&self.dir, &self.path, text.as_bytes())
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 }
 
-/// The running kernel's boot id (empty if unreadable: then no file ever matches
-/// an earlier one by accident, because an empty id is never written by a kernel).
+/// Refuses a state directory that others could tamper with: it must be a
+/// directory owned by root or `euid` (the daemon's effective uid at check
+/// time), not writable by group or others.
+pub fn check_dir(dir: &Path, euid: u32) -> io::Result<()> {
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{}: {why}", dir.display()),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("not a directory".into());
+    }
+    if meta.uid() != 0 && meta.uid() != euid {
+        return refuse(format!(
+            "owned by uid {}, not root or the daemon (uid {euid}): run 'chown {euid} {}'",
+            meta.uid(),
+            dir.display()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "writable by group or others (mode {mode:04o}): run 'chmod 700 {}'",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `path` without following a symlink in its last component.
+fn read_nofollow(path: &Path) -> io::Result<String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut text = String::new();
+    f.take(MAX_FILE_LEN + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {MAX_FILE_LEN} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Writes `bytes` to `path` through `dir/spa-replay.tmp` (exclusive, no
+/// symlinks, mode 0600, synced) and a rename.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(TEMP_NAME);
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // A stale temporary (a crash mid-write) or something planted:
+            // unlink removes the name itself, never what a symlink points to.
+            std::fs::remove_file(&tmp)?;
+            open()?
+        }
+        other => other?,
+    };
+    let written = f.write_all(bytes).and_then(|()| f.sync_data());
+    drop(f);
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// The running kernel's boot id (empty if unreadable: then the history is
+/// unknown, see [`Loaded::Bad`]).
 pub fn read_boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
@@ -129,24 +258,26 @@ pub fn read_boot_id() -> String {
 }
 
 /// The file's text.
-pub fn render(boot_id: &str, entries: &[ReplayEntry]) -> String {
-    let mut out = format!("{MAGIC}\nboot {boot_id}\n");
-    for e in entries {
-        let _ = write!(out, "{} ", e.timestamp);
-        for b in e.nonce {
+pub fn render(boot_id: &str, record: &ReplayRecord) -> String {
+    let mut out = format!("{MAGIC}\nboot {boot_id}\nfloor {}\n", record.floor);
+    for s in &record.entries {
+        let _ = write!(out, "{} ", s.entry.timestamp);
+        for b in s.entry.nonce {
             let _ = write!(out, "{b:02x}");
         }
-        out.push('\n');
+        let _ = writeln!(out, " {}", s.client.as_deref().unwrap_or("-"));
     }
     out
 }
 
 /// Parses the file's text: `Ok(None)` if it belongs to another boot.
-pub fn parse(text: &str, boot_id: &str) -> Result<Option<Vec<ReplayEntry>>, String> {
+pub fn parse(text: &str, boot_id: &str) -> Result<Option<ReplayRecord>, String> {
     let mut lines = text.lines();
-    if lines.next() != Some(MAGIC) {
-        return Err(format!("first line is not '{MAGIC}'"));
-    }
+    let v2 = match lines.next() {
+        Some(MAGIC) => true,
+        Some(MAGIC_V1) => false,
+        _ => return Err(format!("first line is not '{MAGIC}'")),
+    };
     let boot = lines
         .next()
         .and_then(|l| l.strip_prefix("boot "))
@@ -154,10 +285,37 @@ pub fn parse(text: &str, boot_id: &str) -> Result<Option<Vec<ReplayEntry>>, Stri
     if boot != boot_id || boot_id.is_empty() {
         return Ok(None);
     }
-    let mut out = Vec::new();
+    let mut record = ReplayRecord::default();
+    let mut first = 3;
+    if v2 {
+        record.floor = lines
+            .next()
+            .and_then(|l| l.strip_prefix("floor "))
+            .and_then(|f| f.parse().ok())
+            .ok_or("third line is not 'floor UNIX_SECONDS'")?;
+        first = 4;
+    }
     for (i, line) in lines.enumerate() {
-        let bad = || format!("line {}: expected 'TIMESTAMP NONCE'", i + 3);
-        let (ts, hex) = line.split_once(' ').ok_or_else(bad)?;
+        let bad = || {
+            let want = if v2 {
+                "TIMESTAMP ID CLIENT"
+            } else {
+                "TIMESTAMP ID"
+            };
+            format!("line {}: expected '{want}'", i + first)
+        };
+        let mut words = line.split(' ');
+        let (Some(ts), Some(hex)) = (words.next(), words.next()) else {
+            return Err(bad());
+        };
+        let client = if v2 {
+            words.next().ok_or_else(bad)?
+        } else {
+            "-"
+        };
+        if words.next().is_some() || client.is_empty() {
+            return Err(bad());
+        }
         let timestamp = ts.parse::<u64>().map_err(|_| bad())?;
         if hex.len() != 2 * NONCE_LEN || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
@@ -166,70 +324,13 @@ pub fn parse(text: &str, boot_id: &str) -> Result<Option<Vec<ReplayEntry>>, Stri
         for (j, n) in nonce.iter_mut().enumerate() {
             *n = u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).map_err(|_| bad())?;
         }
-        out.push(ReplayEntry { nonce, timestamp });
+        record.entries.push(SavedEntry {
+            client: (client != "-").then(|| client.to_string()),
+            entry: ReplayEntry { nonce, timestamp },
+        });
     }
-    Ok(Some(out))
+    Ok(Some(record))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn e(n: u8, timestamp: u64) -> ReplayEntry {
-        ReplayEntry {
-            nonce: [n; NONCE_LEN],
-            timestamp,
-        }
-    }
-
-    #[test]
-    fn text_round_trip() {
-        let text = render("b-1", &[e(0xab, 1_800_000_000), e(1, 7)]);
-        assert_eq!(
-            text,
-            "postern-spa-replay 1\nboot b-1\n\
-             1800000000 abababababababababababababababababababababababab\n\
-             7 010101010101010101010101010101010101010101010101\n"
-        );
-        assert_eq!(
-            parse(&text, "b-1"),
-            Ok(Some(vec![e(0xab, 1_800_000_000), e(1, 7)]))
-        );
-        assert_eq!(parse(&text, "b-2"), Ok(None), "another boot");
-        assert_eq!(parse(&text, ""), Ok(None));
-    }
-
-    #[test]
-    fn malformed_text_is_an_error() {
-        assert!(parse("", "b").is_err());
-        assert!(parse("postern-spa-replay 1\n", "b").is_err());
-        assert!(parse("postern-spa-replay 1\nboot b\n12 abc\n", "b").is_err());
-        assert!(parse("postern-spa-replay 1\nboot b\nx 00\n", "b").is_err());
-        let zz = format!("postern-spa-replay 1\nboot b\n1 {}\n", "zz".repeat(24));
-        assert!(parse(&zz, "b").is_err());
-    }
-
-    #[test]
-    fn file_survives_a_reload_and_drops_expired_entries() {
-        let dir = std::env::temp_dir().join(format!("postern-replay-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (mut f, loaded) = ReplayFile::load(&dir).unwrap();
-        assert_eq!(loaded, Loaded::Missing);
-        f.record(e(1, 1000), 1000, 120).unwrap();
-        f.record(e(2, 1100), 1100, 120).unwrap();
-        f.record(e(2, 1100), 1100, 120).unwrap();
-        f.record(e(3, 1200), 1200, 120).unwrap(); // e(1) expired: 1000 + 120 < 1200
-        let (g, loaded) = ReplayFile::load(&dir).unwrap();
-        if read_boot_id().is_empty() {
-            assert_eq!(loaded, Loaded::OtherBoot);
-        } else {
-            assert_eq!(loaded, Loaded::Restored(2));
-            assert_eq!(g.entries(), &[e(2, 1100), e(3, 1200)]);
-        }
-        assert!(!dir.join("spa-replay.tmp").exists());
-        std::fs::write(dir.join(FILE_NAME), "junk").unwrap();
-        let (_, loaded) = ReplayFile::load(&dir).unwrap();
-        assert!(matches!(loaded, Loaded::Bad(_)));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

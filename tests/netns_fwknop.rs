@@ -213,7 +213,7 @@ fn fwknop_client_opens_the_port_and_a_replay_is_refused() {
     stop_daemon(&mut lab, 0);
     lab.start_daemon(Path::new(EXE), &config(&lab, ""), None)
         .unwrap();
-    lab.daemons_wait("spa: restored 1 accepted packet(s)");
+    lab.daemons_wait("spa: restored 1 packet(s)");
     send(&lab.client_ns, payload, SocketAddr::new(v4, SPA_PORT));
     lab.daemons_wait(&format!(
         "refused packet from {CLIENT_V4} (client phone): replay"

@@ -217,7 +217,7 @@ fn broken_reload_keeps_grants_and_a_restart_after_kill_9_recovers() {
     // ...and a supervisor's restart (procd respawn) comes up on the same
     // table with the grant in place and the SPA replay record restored.
     lab.start_daemon(Path::new(EXE), &config, None).unwrap();
-    lab.daemons_wait("spa: restored 1 accepted packet(s)");
+    lab.daemons_wait("spa: restored 1 packet(s)");
     assert!(is_open(&lab), "restart keeps the live grant");
     // The restarted daemon grants again.
     let count_new = |lab: &mut Lab| {

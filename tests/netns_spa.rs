@@ -262,7 +262,7 @@ fn replay_after_a_daemon_restart_is_refused() {
     assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
 
     lab.start_daemon(Path::new(EXE), &config, None).unwrap();
-    lab.daemons_wait("spa: restored 1 accepted packet(s)");
+    lab.daemons_wait("spa: restored 1 packet(s)");
     assert!(
         !open_from(&lab, &lab.client_ns, v4),
         "guarded again, no grant"

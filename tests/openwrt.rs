@@ -65,9 +65,12 @@ fn makefile_has_the_feed_package_fields() {
         "$(eval $(call BuildPackage,postern))",
         "define Package/postern/conffiles\n/etc/config/postern\nendef",
         "+PACKAGE_firewall:ipset",
+        // The daemon's system user, as OpenWrt packages declare it.
+        "USERID:=postern=370:postern=370",
     ] {
         assert!(mk.contains(needle), "Makefile lacks {needle:?}");
     }
+    assert!(!mk.contains("capabilities"), "no procd capabilities file");
     // Every file the Makefile installs exists.
     for line in mk.lines().filter(|l| l.contains("./files/")) {
         let name = line
@@ -232,7 +235,6 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         ("-rwxr-xr-x", "./etc/init.d/postern"),
         ("-rw-------", "./etc/config/postern"),
         ("-rwxr-xr-x", "./etc/uci-defaults/90-postern"),
-        ("-rw-r--r--", "./etc/capabilities/postern.json"),
         (
             "-rw-r--r--",
             "./usr/share/nftables.d/table-pre/20-postern.nft",
@@ -468,5 +470,75 @@ fn luci_ipk_has_view_menu_acl_and_rpcd_plugin() {
     assert!(
         plugin.starts_with("-rwxr-xr-x"),
         "rpcd plugins must be executable: {plugin}"
+    );
+}
+
+#[test]
+fn init_script_sets_no_procd_privilege_lines_that_need_ujail() {
+    // procd applies capabilities/no_new_privs/user only inside a ujail
+    // (procd_add_jail): without one such lines do nothing. The daemon
+    // drops privileges itself.
+    let init = read(&files().join("postern.init"));
+    for line in init.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for word in ["capabilities", "no_new_privs", "procd_set_param user"] {
+            assert!(!line.contains(word), "postern.init: {line}");
+        }
+    }
+    assert!(!files().join("postern.capabilities.json").exists());
+}
+
+#[test]
+fn ipk_postinst_creates_the_postern_user() {
+    let (tmp, ipk) = build_ipk(
+        &["--arch", "x86_64", "--binary", EXE, "--allow-dynamic"],
+        "user",
+    );
+    let d = tmp.dir.as_path();
+    let name = ipk.file_name().unwrap().to_str().unwrap().to_string();
+    tar(&["-xzf", &name], d);
+    let control = tar(&["-xzOf", "control.tar.gz", "./control"], d);
+    let f = control_fields(&control);
+    assert_eq!(field(&f, "Require-User"), "postern=370:postern=370");
+    let postinst = tar(&["-xzOf", "control.tar.gz", "./postinst"], d);
+    // An offline root whose functions.sh has no add_group_and_user: the
+    // script's own fallback adds the user and group, once.
+    let root = d.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/ash\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(root.join("etc/shadow"), "root:*:0:0:99999:7:::\n").unwrap();
+    std::fs::write(
+        root.join("lib/functions.sh"),
+        "default_postinst() { return 0; }\n",
+    )
+    .unwrap();
+    let script = d.join("postinst.sh");
+    std::fs::write(&script, postinst).unwrap();
+    for _ in 0..2 {
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg("configure")
+            .env("IPKG_INSTROOT", &root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let passwd = read(&root.join("etc/passwd"));
+    assert_eq!(
+        passwd
+            .lines()
+            .filter(|l| l.starts_with("postern:"))
+            .collect::<Vec<_>>(),
+        ["postern:x:370:370:postern:/var/run/postern:/bin/false"]
+    );
+    let group = read(&root.join("etc/group"));
+    assert_eq!(
+        group.lines().filter(|l| l.starts_with("postern:")).count(),
+        1
     );
 }

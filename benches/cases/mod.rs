@@ -23,8 +23,8 @@
 //! * `spa_valid` (steady state, cycled forever): a pool of [`SPA_POOL`]
 //!   packets with distinct nonces, each accepted once in the set-up pass;
 //!   from then on every packet takes the whole verification path (length,
-//!   budget, one AEAD open, request parse, target, timestamp window) and is
-//!   refused at the replay check, which scans the [`SPA_POOL`] cached nonces.
+//!   budget, one AEAD open, request parse, timestamp window) and is refused
+//!   at the replay check (one keyed hash into the cache's index).
 //!   What acceptance adds after that point (a push into the cache, the
 //!   allow-list check, copying the ports, the Open decision) is a few dozen
 //!   instructions, and is measured separately:
@@ -41,9 +41,8 @@
 //! the daemon), so 64 distinct packets whose replay ids differ. The engine
 //! clock is the client's timestamp, as in the fwknop vector tests.
 //!
-//! [`SPA_POOL`] (64) is far below the cache's capacity (1024): a router's
-//! cache holds the few requests of the last `2 × max_skew`, and a bigger pool
-//! would time a linear scan no real cache has.
+//! [`SPA_POOL`] (64) fills one client's replay quota
+//! (`postern::spa::replay::QUOTA`) exactly: the first pass accepts them all.
 
 use std::hint::black_box;
 
@@ -75,7 +74,7 @@ config sequence 'ssh'
 ";
 
 /// Every case, in report order.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "junk_syn_other_port",
     "malformed_bad_tcp_checksum",
     "knock_step",
@@ -89,10 +88,11 @@ pub const NAMES: [&str; 13] = [
     "spa_junk_over_budget",
     "fwknop_valid",
     "fwknop_junk",
+    "spa_junk_bans",
 ];
 
 /// One line of explanation per case (same order as [`NAMES`]).
-pub const DESCRIPTIONS: [&str; 13] = [
+pub const DESCRIPTIONS: [&str; 14] = [
     "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
     "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
     "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
@@ -106,6 +106,7 @@ pub const DESCRIPTIONS: [&str; 13] = [
     "SPA-size junk once the per-second budget is spent: dropped unopened",
     "valid fwknop packet (Rijndael + HMAC-SHA256, 1 client): HMAC, AES, parse; refused at replay",
     "base64 junk of fwknop size (150-300) from spoofed sources, 1 client: one HMAC, auth_failed",
+    "SPA junk with bans on: fresh spoofed sources fail into a full ban table (evicting), 1 in 9 from a banned source (ignored)",
 ];
 
 /// Cases that also have a bounded first pass (see the module docs).
@@ -114,6 +115,8 @@ pub const FIRST_PASS: [&str; 2] = ["spa_valid", "fwknop_valid"];
 /// Valid SPA packets in the `spa_valid` and `fwknop_valid` pools (distinct
 /// nonces, distinct salts).
 pub const SPA_POOL: usize = 64;
+// The first pass accepts every packet of the pool: it must fit one client's quota.
+const _: () = assert!(SPA_POOL <= postern::spa::replay::QUOTA);
 /// Junk payloads in the SPA junk pools (lengths spread over 75..=296).
 const JUNK_POOL: usize = 64;
 /// The SPA port of the SPA cases' config.
@@ -126,6 +129,11 @@ const CLIENT: [u8; 4] = [10, 77, 0, 2];
 /// Spoofed sources in the eviction case: four times the table capacity, so
 /// a source has always been evicted before it comes round again.
 const SPOOFED_SOURCES: u32 = 4 * postern::knock::KNOCK_TABLE_CAPACITY as u32;
+/// Fresh spoofed sources of the ban case: four times the ban table, so a
+/// source has always been evicted before it comes round again.
+const BAN_SOURCES: u32 = 4 * postern::bans::BAN_TABLE_CAPACITY as u32;
+/// The ban case's source that is banned in the set-up pass.
+const BANNED: [u8; 4] = [10, 77, 0, 66];
 /// Engine time: constant, so no attempt ever times out (the eviction case
 /// must evict, not purge).
 const NOW: Now = Now {
@@ -385,6 +393,22 @@ impl Case {
                     .collect();
                 (engine_with(&fwknop_config(&keys)), frames)
             }
+            "spa_junk_bans" => {
+                tick_ms = 1;
+                let mut frames = Vec::new();
+                for i in 0..BAN_SOURCES {
+                    let payload = junk_payload(i as usize % JUNK_POOL);
+                    if i % 8 == 0 {
+                        frames.push(spa(BANNED, &payload));
+                    }
+                    frames.push(spa(spoofed(BAN_SOURCES + i), &payload));
+                }
+                let text = spa_config(1, 1_000_000).replace(
+                    "\toption ban_duration '0'\n",
+                    "\toption ban_threshold '2'\n",
+                );
+                (engine_with(&text), frames)
+            }
             "fwknop_junk" => {
                 tick_ms = 1;
                 let (keys, _, _) = fwknop_vector();
@@ -520,6 +544,17 @@ impl Case {
                 spa_packets == n && hmac == n && aead == 0 && refused(Refusal::AuthFailed) == n
             }
             "spa_junk" => spa_packets == n && aead == n && refused(Refusal::AuthFailed) == n,
+            "spa_junk_bans" => {
+                let bans = &now.bans;
+                let ignored = bans.from_banned - b.bans.from_banned;
+                let failures = bans.failures - b.bans.failures;
+                ignored > 0
+                    && spa_packets + ignored == n
+                    && refused(Refusal::AuthFailed) == spa_packets
+                    && failures == spa_packets
+                    && bans.evicted - b.bans.evicted == spa_packets
+                    && bans.bans == b.bans.bans
+            }
             "spa_junk_32_clients" => {
                 spa_packets == n && aead == 32 * n && refused(Refusal::AuthFailed) == n
             }

@@ -8,6 +8,7 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::port::{L4Proto, PortSpec};
 
 pub mod dry_run;
@@ -138,21 +139,26 @@ pub trait Backend {
     fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError>;
     /// Removes what `setup` created (if the backend owns it). Called on clean exit.
     fn teardown(&mut self) -> Result<(), FirewallError>;
-    /// Drops everything from `addr` for `duration` (a kernel timeout, so the
-    /// ban ends on time even if the daemon dies; banning again restarts it).
-    /// Backends without ban sets log that and change nothing.
-    fn ban(&mut self, addr: IpAddr, duration: Duration) -> Result<(), FirewallError> {
+    /// Bans the network `net` (an IPv4 /32, an IPv6 prefix) for `duration`:
+    /// its grants and forward grants stop accepting new connections, so a
+    /// new connection from it to a guarded port or forward target is
+    /// refused exactly as for a source without a grant. Nothing else is
+    /// touched: established flows, unguarded ports, ICMP/ICMPv6 and other
+    /// interfaces' traffic. A kernel timeout ends the ban on time even if the
+    /// daemon dies; banning again restarts it. Backends without ban sets log
+    /// that and change nothing.
+    fn ban(&mut self, net: Cidr, duration: Duration) -> Result<(), FirewallError> {
         log::warn!(
-            "{}: bans not supported by this backend: {addr} not banned for {} s",
+            "{}: bans not supported by this backend: {net} not banned for {} s",
             self.name(),
             duration.as_secs()
         );
         Ok(())
     }
-    /// Lifts the ban of `addr` now; an absent ban is not an error. Backends
-    /// without ban sets do nothing.
-    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
-        let _ = addr;
+    /// Lifts the ban of `net` now (the same network that was banned); an
+    /// absent ban is not an error. Backends without ban sets do nothing.
+    fn unban(&mut self, net: Cidr) -> Result<(), FirewallError> {
+        let _ = net;
         Ok(())
     }
     /// Prepares the forward objects for `forwards` (the full configured list).

@@ -17,9 +17,11 @@
 //! it (a family byte, then 16 address bytes). The daemon keeps the last
 //! twelve symbols per (source, client), tries the window whenever it is full
 //! against the steps within ±2 of its own (about ±75 s of clock skew),
-//! compares tags in constant time and slides on failure. An accepted tag goes
-//! into a used-code cache until its step is out of reach, so the same
-//! sequence is never accepted twice; a sequence sniffed and replayed from
+//! compares tags in constant time and slides on failure. An authentic tag
+//! (accepted, or refused for a port the client may not ask for) goes into
+//! its client's used-code cache ([`USED_PER_CLIENT`] entries: one client
+//! cannot crowd out another) until its step is out of reach, so the same
+//! sequence is never accepted twice, not even after a reload that allows it; a sequence sniffed and replayed from
 //! another address fails the tag, which binds the source. Work per packet is
 //! bounded: one window check, at most [`ATTEMPTS_PER_SECOND`] checks per second.
 //!
@@ -50,8 +52,14 @@ pub const STEP_SECS: u64 = 30;
 pub const SKEW_STEPS: u64 = 2;
 /// Ports in a client's knock range (`knock_base .. knock_base + RANGE`).
 pub const RANGE: u16 = 512;
-/// Accepted tags remembered (only authenticated sequences enter).
-pub const USED_CAPACITY: usize = 256;
+/// Authentic tags remembered per client (only authenticated sequences
+/// enter): sequences within the 150 s a tag stays in reach. When a client's
+/// cache is full of tags in reach, its next sequence is refused
+/// (`cache_full`); other clients are not affected.
+pub const USED_PER_CLIENT: usize = 32;
+static_assertions::const_assert!(USED_PER_CLIENT >= 8);
+// 16 bytes a tag: at most 16 KiB with every client configured.
+static_assertions::const_assert!(crate::config::MAX_CLIENTS * USED_PER_CLIENT * 16 <= 16 * 1024);
 /// Most window checks per second over all sources (each is six HMACs).
 pub const ATTEMPTS_PER_SECOND: u32 = 1000;
 /// Code for "close".
@@ -279,7 +287,8 @@ pub struct AuthCounters {
 pub struct AuthMatcher {
     clients: Vec<AuthClient>,
     windows: WindowTable,
-    used: Deque<([u8; TAG_LEN], u64), USED_CAPACITY>,
+    /// Per client (same index): authentic tags and their steps, oldest first.
+    used: Vec<Deque<([u8; TAG_LEN], u64), USED_PER_CLIENT>>,
     second: u64,
     attempts: u32,
     counters: AuthCounters,
@@ -290,10 +299,11 @@ impl AuthMatcher {
     pub fn new(clients: Vec<AuthClient>) -> AuthMatcher {
         let mut clients = clients;
         clients.truncate(crate::config::MAX_CLIENTS);
+        let used = clients.iter().map(|_| Deque::new()).collect();
         AuthMatcher {
             clients,
             windows: WindowTable::default(),
-            used: Deque::new(),
+            used,
             second: 0,
             attempts: 0,
             counters: AuthCounters::default(),
@@ -383,6 +393,12 @@ impl AuthMatcher {
             }
         };
         self.windows.remove(&key);
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(&w.symbols()[REQUEST_LEN..]);
+        if !self.remember(index, now.unix, t, step) {
+            return None;
+        }
+        let c = &self.clients[index];
         let Some(allowed) = c.allow.iter().position(|a| *a == req.port) else {
             self.counters.refused += 1;
             return None;
@@ -398,11 +414,6 @@ impl AuthMatcher {
                 duration: Duration::from_secs(u64::from(m) * 60).min(c.max_duration),
             },
         };
-        let mut t = [0u8; TAG_LEN];
-        t.copy_from_slice(&w.symbols()[REQUEST_LEN..]);
-        if !self.remember(now.unix, t, step) {
-            return None;
-        }
         self.counters.granted += 1;
         Some((index, verdict))
     }
@@ -421,22 +432,35 @@ impl AuthMatcher {
         true
     }
 
-    /// Records an accepted tag; false (and counted) if it was seen before or
-    /// the cache is full of tags still in reach.
-    fn remember(&mut self, unix: u64, tag: [u8; TAG_LEN], step: u64) -> bool {
+    /// Records an authentic tag of client `index`; false (and counted) if it
+    /// was seen before or that client's cache is full of tags still in reach.
+    fn remember(&mut self, index: usize, unix: u64, tag: [u8; TAG_LEN], step: u64) -> bool {
+        let Some(used) = self.used.get_mut(index) else {
+            return false;
+        };
         let oldest_in_reach = (unix / STEP_SECS).saturating_sub(2 * SKEW_STEPS + 1);
-        while self.used.front().is_some_and(|&(_, s)| s < oldest_in_reach) {
-            self.used.pop_front();
+        while used.front().is_some_and(|&(_, s)| s < oldest_in_reach) {
+            used.pop_front();
         }
-        if self.used.iter().any(|(t, _)| *t == tag) {
+        if used.iter().any(|(t, _)| *t == tag) {
             self.counters.replays += 1;
             return false;
         }
-        if self.used.push_back((tag, step)).is_err() {
+        if used.push_back((tag, step)).is_err() {
             self.counters.cache_full += 1;
             return false;
         }
         true
+    }
+
+    /// Takes over the used codes of `old` (the matcher a reload replaces),
+    /// client by client (by name): a sequence seen before stays refused.
+    pub fn adopt_used(&mut self, old: &AuthMatcher) {
+        for (c, used) in self.clients.iter().zip(self.used.iter_mut()) {
+            if let Some(i) = old.clients.iter().position(|o| o.name == c.name) {
+                used.clone_from(&old.used[i]);
+            }
+        }
     }
 
     /// Drops idle windows.

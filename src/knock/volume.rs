@@ -2,8 +2,8 @@
 //!
 //! Every knock into a knock range (TOTP, encoded, authenticated) or onto a
 //! static knock port is counted against its source *network*: an IPv4
-//! address, or an IPv6 prefix (`/64` by default: one subscriber's LAN, which
-//! hands out addresses freely). Once a network has knocked more than `limit`
+//! address, or an IPv6 prefix (`ban_ipv6_prefix`, `/64` by default: one
+//! subscriber's LAN, which hands out addresses freely; the same networks as bans). Once a network has knocked more than `limit`
 //! times within its `window` (which starts at its first knock), its further
 //! knocks are ignored until the window ends. Whether a knock was right never
 //! enters: being limited is an effect of volume alone, so it tells an attacker
@@ -50,8 +50,9 @@ const_assert!(VOLUME_TABLE_CAPACITY * core::mem::size_of::<Slot>() <= 256 * 1024
 pub const DEFAULT_KNOCK_LIMIT: u32 = 240;
 /// Default window over which knocks are counted.
 pub const DEFAULT_KNOCK_WINDOW: Duration = Duration::from_secs(60);
-/// Default IPv6 prefix length of a source network.
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+/// Default IPv6 prefix length of a source network: the bans' (the engine
+/// passes `ban_ipv6_prefix`).
+pub const DEFAULT_IPV6_PREFIX: u8 = crate::bans::DEFAULT_BAN_IPV6_PREFIX;
 
 /// How knocks are counted and limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

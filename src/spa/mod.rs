@@ -18,7 +18,7 @@ pub mod verifier;
 #[cfg(test)]
 mod vectors;
 
-pub use replay::{ReplayCache, ReplayEntry};
+pub use replay::{ReplayCache, ReplayEntry, ReplayRecord, SavedEntry};
 pub use request::{Kind, RequestRepr, Target};
 pub use verifier::{Accepted, Refusal, Refused, SpaCounters, Verifier};
 

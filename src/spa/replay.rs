@@ -1,33 +1,69 @@
-//! The replay cache: nonces of authenticated, fresh packets, fixed capacity.
+//! The replay cache: nonces of authenticated, fresh packets, a fixed quota per client.
 //!
-//! Only packets that passed the AEAD and the timestamp window are recorded,
-//! so nobody without a key can fill it. An entry is needed only while a
-//! packet with its timestamp could still pass the window (`timestamp +
-//! max_skew` has not passed); after that its slot may be reused. Expired
-//! entries are not removed eagerly: they are overwritten when a slot is
-//! needed, so a wall clock that jumps back still finds them.
+//! Only packets that passed the authentication and the timestamp window are
+//! recorded (accepted ones and those refused after that point: a port, an
+//! address or a command the client may not ask for), so nobody without a key
+//! can fill it. An entry is needed only while a packet with its timestamp
+//! could still pass the window (`timestamp + max_skew` has not passed); after
+//! that its slot may be reused. Expired entries are not removed eagerly: they
+//! are overwritten when a slot is needed, so a wall clock that jumps back
+//! still finds them.
 //!
-//! When every slot holds a live entry the cache refuses the new packet
-//! ([`CacheFull`]) instead of forgetting a live one: forgetting would let a
-//! replay through, refusing only delays an honest client. [`CAPACITY`] live
-//! entries means that many accepted packets within one window (2 × 120 s by
-//! default), far beyond any real use. Plain data in and out
-//! ([`ReplayCache::entries`], [`ReplayCache::restore`]) so the daemon can keep
-//! it across restarts. No I/O, no allocation.
+//! **Quotas.** Each client owns [`QUOTA`] slots. When all of a client's slots
+//! hold live entries, that client's new packet is refused ([`CacheFull`])
+//! instead of forgetting a live entry: forgetting would let a replay through,
+//! refusing only delays that client. One client (or one leaked key) can
+//! therefore never crowd out another. [`ORPHANS`] more slots hold restored
+//! entries whose client is no longer configured (or whose own slots are
+//! full): those nonces stay refused for every client.
+//!
+//! **Floor.** The cache also keeps a floor: a timestamp below which it no
+//! longer knows every recorded packet. Whenever an entry is forgotten (its
+//! slot reused, or skipped on restore because it expired under the
+//! `max_skew` in force) the floor rises above its timestamp; the verifier
+//! refuses packets stamped below the floor. With `max_skew` unchanged the
+//! floor never refuses anything the window would accept; after `max_skew` is
+//! raised (by a reload or a restart) it closes the gap the forgotten entries
+//! left.
+//!
+//! **Lookups** are O(1) expected: open addressing with linear probing over at
+//! least twice as many index slots as entries, keyed by a per-process random
+//! SipHash of the nonce (attacker-chosen nonces cannot be made to collide).
+//! [`ReplayCache::contains`] costs one hash and is safe to call before any
+//! cryptography. Plain data in and out ([`ReplayCache::iter`],
+//! [`ReplayCache::restore`]) so the daemon can keep it across restarts. No
+//! I/O, no allocation after [`ReplayCache::new`].
+
+use core::hash::{BuildHasher, Hasher};
+use std::collections::hash_map::RandomState;
+
+use static_assertions::const_assert;
 
 use super::seal::NONCE_LEN;
-use crate::fixed_vec::FixedVec;
+use crate::config::MAX_CLIENTS;
 
-/// Most entries the cache holds.
-pub const CAPACITY: usize = 1024;
+/// Live entries each client may hold: packets within one window (up to
+/// 2 × `max_skew`, 4 min by default).
+pub const QUOTA: usize = 64;
+/// Slots for restored entries of clients that are gone (or over quota).
+pub const ORPHANS: usize = 256;
+/// Most slots a cache can have (all clients configured).
+pub const MAX_SLOTS: usize = MAX_CLIENTS * QUOTA + ORPHANS;
+const EMPTY: u16 = u16::MAX;
 
-static_assertions::const_assert!(CAPACITY >= 64);
-static_assertions::const_assert!(CAPACITY * core::mem::size_of::<ReplayEntry>() <= 64 * 1024);
+const_assert!(QUOTA >= 16);
+const_assert!(ORPHANS >= QUOTA);
+// Index slots: the next power of two of twice the entries; indices fit in u16.
+const_assert!((2 * MAX_SLOTS).next_power_of_two() < u16::MAX as usize);
+// 40 bytes a slot and at most 8 bytes of index per slot: about 110 KiB with
+// every client configured, 17 KiB for two clients.
+const_assert!(core::mem::size_of::<Slot>() <= 40);
+const_assert!(MAX_SLOTS * (core::mem::size_of::<Slot>() + 8) <= 128 * 1024);
 
-/// One accepted packet: its nonce and its timestamp.
+/// One recorded packet: its nonce and its timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayEntry {
-    /// The packet's 24-byte nonce (authenticated, random per packet).
+    /// The packet's 24-byte replay id (the native nonce, or fwknop's digest).
     pub nonce: [u8; NONCE_LEN],
     /// The request's timestamp (unix seconds).
     pub timestamp: u64,
@@ -37,7 +73,7 @@ pub struct ReplayEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replayed;
 
-/// Every slot holds a live entry.
+/// Every slot of the client holds a live entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheFull;
 
@@ -46,33 +82,160 @@ pub struct CacheFull;
 pub enum InsertError {
     /// Seen before.
     Replayed(Replayed),
-    /// No free or expired slot.
+    /// No free or expired slot in the client's quota.
     Full(CacheFull),
 }
 
-/// Fixed-capacity set of accepted nonces.
-#[derive(Debug, Clone, Default)]
+/// One entry of a saved record: whose it was, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedEntry {
+    /// The client's name, if known (orphans lose it: they stay refused anyway).
+    pub client: Option<String>,
+    /// The packet.
+    pub entry: ReplayEntry,
+}
+
+/// The replay record as plain data: what the state file holds and what a
+/// reload carries from one engine to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayRecord {
+    /// Packets stamped below this (unix seconds) may have been forgotten.
+    pub floor: u64,
+    /// The recorded packets.
+    pub entries: Vec<SavedEntry>,
+}
+
+impl ReplayRecord {
+    /// Adds `entry` unless its nonce is held; drops the entries expired at
+    /// `now_unix` under `max_skew`, raising the floor above each one.
+    pub fn record(
+        &mut self,
+        client: Option<&str>,
+        entry: ReplayEntry,
+        now_unix: u64,
+        max_skew: u64,
+    ) {
+        let mut floor = self.floor;
+        self.entries.retain(|s| {
+            let live = !expired(&s.entry, now_unix, max_skew);
+            if !live {
+                floor = floor.max(s.entry.timestamp.saturating_add(1));
+            }
+            live
+        });
+        self.floor = floor;
+        if !self.entries.iter().any(|s| s.entry.nonce == entry.nonce) {
+            self.entries.push(SavedEntry {
+                client: client.map(str::to_string),
+                entry,
+            });
+        }
+    }
+}
+
+fn expired(e: &ReplayEntry, now_unix: u64, max_skew: u64) -> bool {
+    e.timestamp.saturating_add(max_skew) < now_unix
+}
+
+/// One slot: an entry, whether it is in use, and its home in the index.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    entry: ReplayEntry,
+    used: bool,
+    home: u16,
+}
+
+const FREE: Slot = Slot {
+    entry: ReplayEntry {
+        nonce: [0; NONCE_LEN],
+        timestamp: 0,
+    },
+    used: false,
+    home: 0,
+};
+
+/// Recorded nonces, a fixed quota per client.
+#[derive(Debug, Clone)]
 pub struct ReplayCache {
-    entries: FixedVec<ReplayEntry, CAPACITY>,
+    /// Client `i` owns `slots[i * QUOTA..(i + 1) * QUOTA]`; the last
+    /// [`ORPHANS`] slots are the orphans'.
+    slots: Box<[Slot]>,
+    owners: usize,
+    /// Open addressing: slot numbers, [`EMPTY`] where none.
+    index: Box<[u16]>,
+    hasher: RandomState,
+    floor: u64,
+    len: usize,
+}
+
+impl Default for ReplayCache {
+    fn default() -> Self {
+        ReplayCache::new(0)
+    }
 }
 
 impl ReplayCache {
-    /// An empty cache.
-    pub fn new() -> ReplayCache {
+    /// An empty cache for `owners` clients (at most [`MAX_CLIENTS`]); the only allocation.
+    pub fn new(owners: usize) -> ReplayCache {
+        let owners = owners.min(MAX_CLIENTS);
+        let n = owners * QUOTA + ORPHANS;
         ReplayCache {
-            entries: FixedVec::new(),
+            slots: vec![FREE; n].into_boxed_slice(),
+            owners,
+            index: vec![EMPTY; (2 * n).next_power_of_two()].into_boxed_slice(),
+            hasher: RandomState::new(),
+            floor: 0,
+            len: 0,
         }
     }
 
-    /// True if an entry with this nonce is held (live or expired).
-    pub fn contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
-        self.entries.iter().any(|e| &e.nonce == nonce)
+    fn mask(&self) -> usize {
+        self.index.len() - 1
     }
 
-    /// Records `entry` unless its nonce is known; reuses an expired slot
-    /// (`timestamp + max_skew < now_unix`) when full.
+    fn home(&self, nonce: &[u8; NONCE_LEN]) -> usize {
+        let mut h = self.hasher.build_hasher();
+        h.write(nonce);
+        (h.finish() as usize) & self.mask()
+    }
+
+    /// The index position holding `nonce`, or the empty one where it would go.
+    fn probe(&self, nonce: &[u8; NONCE_LEN]) -> (usize, bool) {
+        let mut pos = self.home(nonce);
+        loop {
+            let s = self.index[pos];
+            if s == EMPTY {
+                return (pos, false);
+            }
+            if self.slots[usize::from(s)].entry.nonce == *nonce {
+                return (pos, true);
+            }
+            pos = (pos + 1) & self.mask();
+        }
+    }
+
+    /// True if an entry with this nonce is held (live or expired): one keyed
+    /// hash, O(1) expected, no cryptography — cheap enough to ask first.
+    pub fn contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.probe(nonce).1
+    }
+
+    /// Packets stamped below this may have been forgotten: refuse them.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Raises the floor to `t` (never lowers it).
+    pub fn raise_floor(&mut self, t: u64) {
+        self.floor = self.floor.max(t);
+    }
+
+    /// Records `entry` for client `owner` unless its nonce is known; reuses
+    /// an expired slot of that client's (`timestamp + max_skew < now_unix`)
+    /// when its quota is used up.
     pub fn insert(
         &mut self,
+        owner: usize,
         entry: ReplayEntry,
         now_unix: u64,
         max_skew: u64,
@@ -80,93 +243,150 @@ impl ReplayCache {
         if self.contains(&entry.nonce) {
             return Err(InsertError::Replayed(Replayed));
         }
-        if self.entries.push(entry).is_ok() {
-            return Ok(());
+        if owner >= self.owners {
+            return Err(InsertError::Full(CacheFull));
         }
-        let expired = |e: &ReplayEntry| e.timestamp.saturating_add(max_skew) < now_unix;
-        match self.entries.iter_mut().find(|e| expired(e)) {
-            Some(slot) => {
-                *slot = entry;
+        let range = owner * QUOTA..(owner + 1) * QUOTA;
+        match self.free_slot(range, now_unix, max_skew) {
+            Some(s) => {
+                self.put(s, entry);
                 Ok(())
             }
             None => Err(InsertError::Full(CacheFull)),
         }
     }
 
-    /// The entries held (for the daemon's state file).
-    pub fn entries(&self) -> &[ReplayEntry] {
-        &self.entries
+    /// A free slot in `range`, else an expired one (forgotten: the floor rises).
+    fn free_slot(
+        &mut self,
+        range: core::ops::Range<usize>,
+        now_unix: u64,
+        max_skew: u64,
+    ) -> Option<usize> {
+        if let Some(s) = range.clone().find(|&s| !self.slots[s].used) {
+            return Some(s);
+        }
+        let s = range
+            .clone()
+            .find(|&s| expired(&self.slots[s].entry, now_unix, max_skew))?;
+        self.forget(s);
+        Some(s)
+    }
+
+    /// Empties slot `s`, raising the floor above its entry.
+    fn forget(&mut self, s: usize) {
+        let e = self.slots[s].entry;
+        self.raise_floor(e.timestamp.saturating_add(1));
+        let (pos, found) = self.probe(&e.nonce);
+        if found {
+            self.clear_index(pos);
+        }
+        self.slots[s] = FREE;
+        self.len -= 1;
+    }
+
+    fn put(&mut self, s: usize, entry: ReplayEntry) {
+        let (pos, _) = self.probe(&entry.nonce);
+        let home = self.home(&entry.nonce);
+        self.index[pos] = s as u16;
+        self.slots[s] = Slot {
+            entry,
+            used: true,
+            home: home as u16,
+        };
+        self.len += 1;
+    }
+
+    /// Empties index position `hole`, shifting later members of its probe run back.
+    fn clear_index(&mut self, mut hole: usize) {
+        let mask = self.mask();
+        self.index[hole] = EMPTY;
+        let mut pos = (hole + 1) & mask;
+        while self.index[pos] != EMPTY {
+            let home = usize::from(self.slots[usize::from(self.index[pos])].home);
+            // Move it into the hole if its home is not cyclically in (hole, pos].
+            if hole.wrapping_sub(home) & mask < pos.wrapping_sub(home) & mask {
+                self.index[hole] = self.index[pos];
+                self.index[pos] = EMPTY;
+                hole = pos;
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    /// The entries held, with their client (`None`: an orphan).
+    pub fn iter(&self) -> impl Iterator<Item = (Option<usize>, ReplayEntry)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.used)
+            .map(|(i, s)| {
+                let owner = i / QUOTA;
+                (Some(owner).filter(|&o| o < self.owners), s.entry)
+            })
+    }
+
+    /// Entries held by client `owner`.
+    pub fn owned(&self, owner: usize) -> usize {
+        if owner >= self.owners {
+            return 0;
+        }
+        self.slots[owner * QUOTA..(owner + 1) * QUOTA]
+            .iter()
+            .filter(|s| s.used)
+            .count()
     }
 
     /// Number of entries held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
-    /// Adds saved entries (e.g. from the state file), skipping known nonces and
-    /// those already expired at `now_unix`; stops silently when full.
-    pub fn restore(&mut self, saved: &[ReplayEntry], now_unix: u64, max_skew: u64) {
-        for e in saved {
-            if e.timestamp.saturating_add(max_skew) >= now_unix && !self.contains(&e.nonce) {
-                let _ = self.entries.push(*e);
+    /// Adds a saved entry (from the state file, or the engine a reload
+    /// replaces) for `owner` (`None`: unknown). An entry expired at
+    /// `now_unix` under `max_skew` is not kept: the floor rises above it. An
+    /// entry whose client's slots are full goes to the orphans; when those
+    /// are full too, the older of it and the oldest orphan is forgotten (the
+    /// floor rises above it), so nothing is forgotten without the floor
+    /// covering it.
+    pub fn restore(
+        &mut self,
+        owner: Option<usize>,
+        entry: ReplayEntry,
+        now_unix: u64,
+        max_skew: u64,
+    ) {
+        if expired(&entry, now_unix, max_skew) {
+            self.raise_floor(entry.timestamp.saturating_add(1));
+            return;
+        }
+        if self.contains(&entry.nonce) {
+            return;
+        }
+        let own = owner
+            .filter(|&o| o < self.owners)
+            .and_then(|o| self.free_slot(o * QUOTA..(o + 1) * QUOTA, now_unix, max_skew));
+        let orphans = self.owners * QUOTA..self.slots.len();
+        let slot = own.or_else(|| self.free_slot(orphans.clone(), now_unix, max_skew));
+        if let Some(s) = slot {
+            self.put(s, entry);
+            return;
+        }
+        // No room: forget the older of this entry and the oldest orphan.
+        match orphans.min_by_key(|&s| self.slots[s].entry.timestamp) {
+            Some(oldest) if self.slots[oldest].entry.timestamp < entry.timestamp => {
+                self.forget(oldest);
+                self.put(oldest, entry);
             }
+            _ => self.raise_floor(entry.timestamp.saturating_add(1)),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn e(n: u16, timestamp: u64) -> ReplayEntry {
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..2].copy_from_slice(&n.to_be_bytes());
-        ReplayEntry { nonce, timestamp }
-    }
-
-    #[test]
-    fn refuses_a_known_nonce() {
-        let mut c = ReplayCache::new();
-        assert_eq!(c.insert(e(1, 100), 100, 120), Ok(()));
-        assert_eq!(
-            c.insert(e(1, 100), 101, 120),
-            Err(InsertError::Replayed(Replayed))
-        );
-        assert_eq!(
-            c.insert(e(1, 999), 101, 120),
-            Err(InsertError::Replayed(Replayed))
-        );
-        assert_eq!(c.insert(e(2, 100), 101, 120), Ok(()));
-        assert_eq!(c.len(), 2);
-    }
-
-    #[test]
-    fn full_cache_refuses_until_an_entry_expires() {
-        let mut c = ReplayCache::new();
-        for i in 0..CAPACITY as u16 {
-            c.insert(e(i, 1000), 1000, 120).unwrap();
-        }
-        let new = e(60000, 1000);
-        assert_eq!(
-            c.insert(new, 1120, 120),
-            Err(InsertError::Full(CacheFull)),
-            "all entries live: refuse, never forget a live one"
-        );
-        assert!(c.contains(&e(5, 0).nonce));
-        assert_eq!(c.insert(new, 1121, 120), Ok(()), "expired slot reused");
-        assert_eq!(c.len(), CAPACITY);
-    }
-
-    #[test]
-    fn restore_skips_expired_and_duplicates() {
-        let mut c = ReplayCache::new();
-        c.insert(e(1, 500), 500, 120).unwrap();
-        c.restore(&[e(1, 500), e(2, 300), e(3, 450)], 500, 120);
-        assert_eq!(c.entries(), &[e(1, 500), e(3, 450)]);
-    }
-}
+mod tests;

@@ -9,9 +9,10 @@
 //! unopened and counted). A request is accepted whole or not at all.
 //!
 //! Checks, in order: length bounds → a client for the source → budget → AEAD
-//! (one per candidate key) → request format → target address → timestamp
-//! window (`max_skew`) → replay guard (start of the replay record) → replay
-//! cache → allowed ports, command or forward → duration. Sans-IO, no allocation per packet: the
+//! (one per candidate key) → request format → timestamp window (`max_skew`)
+//! → replay guard (start of the replay record) and floor → replay cache
+//! (which records the nonce from here on, whatever the outcome) → target
+//! address → allowed ports, command or forward → duration. Sans-IO, no allocation per packet: the
 //! granted ports are copied into a scratch list the verifier owns.
 //!
 //! Payloads with the length and alphabet of an fwknop packet
@@ -25,7 +26,7 @@ use core::net::IpAddr;
 use core::time::Duration;
 
 use super::fwknop::{self, Error as FwknopError};
-use super::replay::{InsertError, ReplayCache, ReplayEntry};
+use super::replay::{InsertError, ReplayCache, ReplayEntry, ReplayRecord, SavedEntry};
 use super::request::{Kind, Request, RequestError, RequestRepr, Target, MAX_PORTS};
 use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN, NONCE_LEN};
 use crate::cidr::Cidr;
@@ -52,8 +53,9 @@ pub enum Refusal {
     TooOld,
     /// The timestamp is more than `max_skew` ahead of the router's clock.
     TooNew,
-    /// The timestamp is not after the start of the replay record (+ `max_skew`):
-    /// the packet may have been accepted before the record began.
+    /// The timestamp is not after the start of the replay record (+ `max_skew`),
+    /// or is below the replay cache's floor: the packet may have been
+    /// accepted before, and the record no longer says.
     BeforeReplayGuard,
     /// This packet was accepted before.
     Replay,
@@ -173,6 +175,10 @@ pub struct Refused<'a> {
     pub client: Option<&'a str>,
     /// More about it.
     pub detail: Detail,
+    /// What the replay cache recorded for this authenticated packet (its
+    /// nonce is refused from now on): the daemon persists it, so a restart
+    /// with a configuration that would allow the request does not either.
+    pub record: Option<ReplayEntry>,
 }
 
 impl core::fmt::Display for Refused<'_> {
@@ -206,7 +212,7 @@ impl core::fmt::Display for Refused<'_> {
                 "{requested} s requested, the client's max_duration is {max} s; nothing opened"
             ),
             (Refusal::BeforeReplayGuard, _) => f.write_str(
-                "timestamp predates the replay record (boot + max_skew): it may have been accepted before; send a new packet",
+                "timestamp predates the replay record (its start + max_skew, or its floor): it may have been accepted before; send a new packet",
             ),
             (Refusal::Replay, _) => f.write_str("replay of a packet accepted before"),
             (Refusal::ReplayCacheFull, _) => {
@@ -361,6 +367,8 @@ pub struct Verifier {
     fwknop_scratch: fwknop::Scratch,
     ports: heapless::Vec<PortSpec, MAX_PORTS>,
     counters: SpaCounters,
+    /// What the replay cache recorded for the packet being verified.
+    recorded: Option<ReplayEntry>,
 }
 
 impl Verifier {
@@ -382,7 +390,7 @@ impl Verifier {
         };
         let command_names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
         let forward_names: Vec<&str> = forwards.iter().map(|f| f.name.as_str()).collect();
-        let clients = config
+        let clients: Vec<ClientKey> = config
             .active_clients()
             .take(MAX_CLIENTS)
             .map(|c| ClientKey {
@@ -391,6 +399,7 @@ impl Verifier {
                 ..ClientKey::from(c)
             })
             .collect();
+        let replay = ReplayCache::new(clients.len());
         Verifier {
             clients,
             commands,
@@ -401,12 +410,13 @@ impl Verifier {
                 second: u64::MAX,
                 used: 0,
             },
-            replay: ReplayCache::new(),
+            replay,
             guard: None,
             scratch: [0; MAX_PLAINTEXT_LEN],
             fwknop_scratch: fwknop::Scratch::new(),
             ports: heapless::Vec::new(),
             counters: SpaCounters::default(),
+            recorded: None,
         }
     }
 
@@ -415,14 +425,45 @@ impl Verifier {
         self.counters
     }
 
-    /// The replay cache's entries (plain data for the daemon's state file).
-    pub fn replay_entries(&self) -> &[ReplayEntry] {
-        self.replay.entries()
+    /// The replay record as plain data (for the state file and reloads;
+    /// allocates: not for the packet path).
+    pub fn replay_record(&self) -> ReplayRecord {
+        ReplayRecord {
+            floor: self.replay.floor(),
+            entries: self
+                .replay
+                .iter()
+                .map(|(owner, entry)| SavedEntry {
+                    client: owner.map(|i| self.clients[i].name.clone()),
+                    entry,
+                })
+                .collect(),
+        }
     }
 
-    /// Adds saved replay entries (from a state file or the engine before a reload).
-    pub fn restore_replay(&mut self, saved: &[ReplayEntry], now: Now) {
-        self.replay.restore(saved, now.unix, self.max_skew);
+    /// Adds a saved replay record (from the state file, or the engine a
+    /// reload replaces): each entry to its client's quota by name (or to the
+    /// orphans), and the floor.
+    pub fn restore_replay(&mut self, saved: &ReplayRecord, now: Now) {
+        self.replay.raise_floor(saved.floor);
+        for s in &saved.entries {
+            let owner = s
+                .client
+                .as_deref()
+                .and_then(|n| self.clients.iter().position(|c| c.name == n));
+            self.replay.restore(owner, s.entry, now.unix, self.max_skew);
+        }
+    }
+
+    /// True when a packet with this replay id was recorded: one keyed hash,
+    /// no cryptography (may be asked before the AEAD).
+    pub fn replay_contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.replay.contains(nonce)
+    }
+
+    /// Entries in the replay cache.
+    pub fn replay_len(&self) -> usize {
+        self.replay.len()
     }
 
     /// The replay guard: the monotonic instant the replay record starts. Packets
@@ -446,6 +487,7 @@ impl Verifier {
         payload: &[u8],
     ) -> Result<Accepted<'_>, Refused<'_>> {
         self.counters.packets += 1;
+        self.recorded = None;
         let checked = if fwknop::looks_like_fwknop(payload) {
             self.check_fwknop(now, src, payload)
         } else {
@@ -471,6 +513,7 @@ impl Verifier {
                     reason: f.reason,
                     client: f.client.map(|i| self.clients[i].name.as_str()),
                     detail: f.detail,
+                    record: self.recorded.take(),
                 })
             }
         }
@@ -507,13 +550,13 @@ impl Verifier {
         let repr = Request::new_checked(&self.scratch[..len])
             .and_then(|r| RequestRepr::parse(&r))
             .map_err(|e| fail(Refusal::BadRequest, who, Detail::Request(e)))?;
+        let id = seal::nonce_of(payload);
+        self.fresh(now, i, repr.timestamp, id)?;
         let requested = match repr.target {
             Target::Source => None,
             Target::Addr(a) => Some(a),
         };
         let addr = self.target(i, src, requested)?;
-        let id = seal::nonce_of(payload);
-        self.fresh(now, i, repr.timestamp, id)?;
         let item = match repr.kind {
             Kind::Open | Kind::Close => {
                 self.allowed(i, &repr.ports)?;
@@ -568,8 +611,8 @@ impl Verifier {
         }
     }
 
-    /// Timestamp window, replay guard, and the replay cache, which records
-    /// `id` now (even if a later check refuses the request).
+    /// Timestamp window, replay guard and floor, and the replay cache, which
+    /// records `id` now (even if a later check refuses the request).
     fn fresh(
         &mut self,
         now: Now,
@@ -592,12 +635,18 @@ impl Verifier {
                 return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
             }
         }
+        if timestamp < self.replay.floor() {
+            return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
+        }
         let entry = ReplayEntry {
             nonce: id,
             timestamp,
         };
-        match self.replay.insert(entry, now.unix, self.max_skew) {
-            Ok(()) => Ok(()),
+        match self.replay.insert(i, entry, now.unix, self.max_skew) {
+            Ok(()) => {
+                self.recorded = Some(entry);
+                Ok(())
+            }
             Err(InsertError::Replayed(_)) => Err(fail(Refusal::Replay, who, skew_detail)),
             Err(InsertError::Full(_)) => Err(fail(Refusal::ReplayCacheFull, who, Detail::None)),
         }
@@ -678,5 +727,7 @@ mod fwknop_path;
 mod actions_tests;
 #[cfg(test)]
 mod fwknop_tests;
+#[cfg(test)]
+mod replay_tests;
 #[cfg(test)]
 mod tests;

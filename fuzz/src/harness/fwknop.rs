@@ -624,13 +624,7 @@ fn model(
         Err(Why::Bad) => return refuse(Refusal::BadRequest),
         Err(Why::Unsupported) => return refuse(Refusal::Unsupported),
     };
-    let addr = match m.addr.map(IpAddr::V4) {
-        None => src,
-        Some(a) if a == src => a,
-        Some(a) if !grantable(a) => return refuse(Refusal::BadAddress),
-        Some(_) if !client.other_address => return refuse(Refusal::OtherAddress),
-        Some(a) => a,
-    };
+    // The timestamp window first; from there on the replay id is recorded.
     let skew = i128::from(m.ts) - i128::from(unix);
     if skew < -120 {
         return refuse(Refusal::TooOld);
@@ -638,6 +632,13 @@ fn model(
     if skew > 120 {
         return refuse(Refusal::TooNew);
     }
+    let addr = match m.addr.map(IpAddr::V4) {
+        None => src,
+        Some(a) if a == src => a,
+        Some(a) if !grantable(a) => return refuse(Refusal::BadAddress),
+        Some(_) if !client.other_address => return refuse(Refusal::OtherAddress),
+        Some(a) => a,
+    };
     let duration = m
         .timeout
         .map_or(client.timeout, |t| u64::from(t).min(client.max));
@@ -759,7 +760,11 @@ fn judge(
         got,
         Verdict::Accept { .. }
             | Verdict::Refuse(
-                Refusal::PortNotAllowed | Refusal::CommandNotAllowed | Refusal::ForwardNotAllowed,
+                Refusal::BadAddress
+                    | Refusal::OtherAddress
+                    | Refusal::PortNotAllowed
+                    | Refusal::CommandNotAllowed
+                    | Refusal::ForwardNotAllowed,
                 _
             )
     );

@@ -201,6 +201,14 @@ fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
         Ok(r) => r,
         Err(_) => return Err(Refusal::BadRequest),
     };
+    // The timestamp window first; from there on the nonce is recorded.
+    let skew = i128::from(repr.timestamp) - i128::from(unix);
+    if skew < -120 {
+        return Err(Refusal::TooOld);
+    }
+    if skew > 120 {
+        return Err(Refusal::TooNew);
+    }
     if let Target::Addr(a) = repr.target {
         let v4_broadcast = matches!(a, IpAddr::V4(v) if v.is_broadcast());
         if a != src {
@@ -210,13 +218,6 @@ fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
             // No harness client sets allow_other_address.
             return Err(Refusal::OtherAddress);
         }
-    }
-    let skew = i128::from(repr.timestamp) - i128::from(unix);
-    if skew < -120 {
-        return Err(Refusal::TooOld);
-    }
-    if skew > 120 {
-        return Err(Refusal::TooNew);
     }
     match repr.kind {
         Kind::Open | Kind::Close => {
@@ -323,7 +324,9 @@ fn sealed_plaintext(input: &mut Input<'_>) {
     let recorded = matches!(
         first,
         Ok(())
-            | Err(Refusal::PortNotAllowed
+            | Err(Refusal::BadAddress
+                | Refusal::OtherAddress
+                | Refusal::PortNotAllowed
                 | Refusal::DurationTooLong
                 | Refusal::CommandNotAllowed
                 | Refusal::ForwardNotAllowed)

@@ -72,51 +72,65 @@ const FORWARD_HOOK: &str = "type filter hook forward priority filter - 5; policy
 
 const ALLOW4_TYPE: &str = "type ipv4_addr . inet_proto . inet_service; flags timeout;";
 const ALLOW6_TYPE: &str = "type ipv6_addr . inet_proto . inet_service; flags timeout;";
-const BAN4_TYPE: &str = "type ipv4_addr; flags timeout;";
-const BAN6_TYPE: &str = "type ipv6_addr; flags timeout;";
+/// Ban sets hold networks (`interval`): an IPv4 ban is a /32, an IPv6 ban a prefix.
+const BAN4_TYPE: &str = "type ipv4_addr; flags interval, timeout;";
+const BAN6_TYPE: &str = "type ipv6_addr; flags interval, timeout;";
 const GUARD_TYPE: &str = "type inet_proto . inet_service;";
 const CHAIN_HOOK: &str = "type filter hook input priority filter - 5; policy accept;";
 
-/// The rules of the standalone input chain, in order: banned sources are
-/// dropped first (established connections included), then grants accepted.
-fn standalone_rules() -> [String; 6] {
+/// The rules of the standalone input chain, in order. Established flows are
+/// accepted first; a grant accepts a new connection unless its source lies in
+/// a banned network; every other packet to a guarded port is refused as the
+/// kernel refuses a closed port (TCP: RST; UDP: ICMP port unreachable), so a
+/// scanner cannot tell guarded from closed ports, nor a banned source from a
+/// source without a grant. Nothing else is touched: a ban never affects
+/// established flows, unguarded ports or ICMP.
+fn standalone_rules() -> [String; 5] {
     [
-        format!("ip saddr @{STANDALONE_BAN4} drop"),
-        format!("ip6 saddr @{STANDALONE_BAN6} drop"),
         "ct state established,related accept".to_string(),
-        format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{STANDALONE_ALLOW4} accept"),
+        format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{STANDALONE_ALLOW4} ip saddr != @{STANDALONE_BAN4} accept"),
         format!(
-            "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{STANDALONE_ALLOW6} accept"
+            "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{STANDALONE_ALLOW6} ip6 saddr != @{STANDALONE_BAN6} accept"
         ),
-        format!("meta l4proto . th dport @{GUARD_SET} drop"),
+        format!("meta l4proto . th dport @{GUARD_SET} meta l4proto tcp reject with tcp reset"),
+        format!("meta l4proto . th dport @{GUARD_SET} reject"),
     ]
 }
 
 /// The DNAT rule: an IPv4 packet whose `saddr . l4proto . dport` is in the
-/// map `map` goes to the map's `addr . port` (no match: nothing happens).
-fn dnat_rule(map: &str) -> String {
+/// map `map` goes to the map's `addr . port` (no match: nothing happens),
+/// unless its source lies in a network of the ban set `ban4`: a banned
+/// source's packet stays addressed to the router, as a non-granted one does.
+fn dnat_rule(map: &str, ban4: &str) -> String {
     format!(
-        "meta nfproto ipv4 meta l4proto {{ tcp, udp }} dnat ip to ip saddr . meta l4proto . th dport map @{map}"
+        "meta nfproto ipv4 ip saddr != @{ban4} meta l4proto {{ tcp, udp }} dnat ip to ip saddr . meta l4proto . th dport map @{map}"
     )
 }
 
-/// The accept rules for granted forward sources (`allow4`, `allow6`: the
-/// allow sets' names).
-fn forward_accept_rules(allow4: &str, allow6: &str, counter: &str) -> [String; 2] {
+/// The accept rules for granted forward sources outside the banned networks
+/// (`allow4`, `allow6`: the allow sets' names; `ban4`, `ban6`: the ban sets').
+fn forward_accept_rules(
+    [allow4, allow6]: [&str; 2],
+    [ban4, ban6]: [&str; 2],
+    counter: &str,
+) -> [String; 2] {
     [
-        format!("meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @{allow4} {counter}accept"),
-        format!("meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @{allow6} {counter}accept"),
+        format!("meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @{allow4} ip saddr != @{ban4} {counter}accept"),
+        format!("meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @{allow6} ip6 saddr != @{ban6} {counter}accept"),
     ]
 }
 
-/// The rules of the standalone forward chain, in order: banned sources
-/// dropped, established flows accepted, granted sources accepted, every other
-/// packet to a configured forward target dropped.
+/// The rules of the standalone forward chain, in order: established flows
+/// accepted, granted sources outside the banned networks accepted, every
+/// other packet to a configured forward target dropped. A ban touches only
+/// new connections to forward targets.
 fn standalone_forward_rules() -> Vec<String> {
-    let [a4, a6] = forward_accept_rules(STANDALONE_FWD_ALLOW4, STANDALONE_FWD_ALLOW6, "");
+    let [a4, a6] = forward_accept_rules(
+        [STANDALONE_FWD_ALLOW4, STANDALONE_FWD_ALLOW6],
+        [STANDALONE_BAN4, STANDALONE_BAN6],
+        "",
+    );
     vec![
-        format!("ip saddr @{STANDALONE_BAN4} drop"),
-        format!("ip6 saddr @{STANDALONE_BAN6} drop"),
         "ct state established,related accept".to_string(),
         a4,
         a6,
@@ -199,7 +213,7 @@ pub fn standalone_forward_script(forwards: &[ForwardSpec]) -> String {
     let _ = writeln!(
         s,
         "add rule inet {t} {DSTNAT_CHAIN} {}",
-        dnat_rule(STANDALONE_FWD4)
+        dnat_rule(STANDALONE_FWD4, STANDALONE_BAN4)
     );
     let _ = writeln!(s, "flush chain inet {t} {FORWARD_CHAIN}");
     for r in standalone_forward_rules() {
@@ -312,20 +326,22 @@ pub fn fw4_table_pre() -> String {
          set {FW4_FWD_ALLOW6} {{\n\ttype ipv6_addr . ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
          chain {FW4_DSTNAT_CHAIN} {{\n\t{DSTNAT_HOOK}\n\t{}\n}}\n",
         fw4_table_pre_grants(),
-        dnat_rule(FW4_FWD4)
+        dnat_rule(FW4_FWD4, FW4_BAN4)
     )
 }
 
 /// The fw4 include `/usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft`:
-/// rules at the top of fw4's `forward_wan` chain dropping banned sources and
-/// accepting granted forward sources (fw4's `wan` forward policy stays the
-/// guard for everyone else).
+/// rules at the top of fw4's `forward_wan` chain accepting sources granted a
+/// port forward, unless they lie in a banned network (fw4's `wan` forward
+/// policy stays the guard for everyone else, banned sources included).
 pub fn fw4_chain_pre_forward_wan() -> String {
-    let [a4, a6] = forward_accept_rules(FW4_FWD_ALLOW4, FW4_FWD_ALLOW6, "counter ");
+    let [a4, a6] = forward_accept_rules(
+        [FW4_FWD_ALLOW4, FW4_FWD_ALLOW6],
+        [FW4_BAN4, FW4_BAN6],
+        "counter ",
+    );
     format!(
-        "# postern: drop banned sources, accept sources granted a port forward\n\
-         ip saddr @{FW4_BAN4} counter drop\n\
-         ip6 saddr @{FW4_BAN6} counter drop\n\
+        "# postern: accept sources granted a port forward (not in a banned network)\n\
          {a4}\n\
          {a6}\n"
     )
@@ -337,21 +353,24 @@ fn fw4_table_pre_grants() -> String {
         "# postern: knock/SPA grants (elements added by the postern daemon)\n\
          set {FW4_ALLOW4} {{\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
          set {FW4_ALLOW6} {{\n\ttype ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
-         # postern: sources banned after too many failed knocks or SPA packets\n\
-         set {FW4_BAN4} {{\n\ttype ipv4_addr\n\tflags timeout\n}}\n\n\
-         set {FW4_BAN6} {{\n\ttype ipv6_addr\n\tflags timeout\n}}\n"
+         # postern: networks banned after too many failed knocks or SPA packets\n\
+         # (their grants and forwards stop accepting; nothing else is touched)\n\
+         set {FW4_BAN4} {{\n\ttype ipv4_addr\n\tflags interval, timeout\n}}\n\n\
+         set {FW4_BAN6} {{\n\ttype ipv6_addr\n\tflags interval, timeout\n}}\n"
     )
 }
 
 /// The fw4 include `/usr/share/nftables.d/chain-pre/input_wan/20-postern.nft`:
-/// rules at the top of fw4's `input_wan` chain accepting granted sources.
+/// rules at the top of fw4's `input_wan` chain accepting granted sources
+/// unless they lie in a banned network. A banned source is then handled by
+/// fw4 exactly like a source without a grant (the zone's input policy); its
+/// established flows (accepted by fw4 before `input_wan`), other services,
+/// ICMPv6 and other interfaces are never touched.
 pub fn fw4_chain_pre_input_wan() -> String {
     format!(
-        "# postern: drop banned sources, accept sources granted by a knock or SPA packet\n\
-         ip saddr @{FW4_BAN4} counter drop\n\
-         ip6 saddr @{FW4_BAN6} counter drop\n\
-         meta nfproto ipv4 ip saddr . meta l4proto . th dport @{FW4_ALLOW4} counter accept\n\
-         meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{FW4_ALLOW6} counter accept\n"
+        "# postern: accept sources granted by a knock or SPA packet (not in a banned network)\n\
+         meta nfproto ipv4 ip saddr . meta l4proto . th dport @{FW4_ALLOW4} ip saddr != @{FW4_BAN4} counter accept\n\
+         meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{FW4_ALLOW6} ip6 saddr != @{FW4_BAN6} counter accept\n"
     )
 }
 
@@ -368,15 +387,14 @@ mod tests {
   set guard { type inet_proto . inet_service; elements = { tcp . 22, udp . 8000 } }
   set allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
   set allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
-  set ban4 { type ipv4_addr; flags timeout; }
-  set ban6 { type ipv6_addr; flags timeout; }
+  set ban4 { type ipv4_addr; flags interval, timeout; }
+  set ban6 { type ipv6_addr; flags interval, timeout; }
   chain input { type filter hook input priority filter - 5; policy accept;
-    ip saddr @ban4 drop
-    ip6 saddr @ban6 drop
     ct state established,related accept
-    meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
-    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
-    meta l4proto . th dport @guard drop
+    meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 ip saddr != @ban4 accept
+    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 ip6 saddr != @ban6 accept
+    meta l4proto . th dport @guard meta l4proto tcp reject with tcp reset
+    meta l4proto . th dport @guard reject
   }
 }
 "
@@ -394,18 +412,17 @@ mod tests {
 add set inet postern guard { type inet_proto . inet_service; }
 add set inet postern allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
 add set inet postern allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
-add set inet postern ban4 { type ipv4_addr; flags timeout; }
-add set inet postern ban6 { type ipv6_addr; flags timeout; }
+add set inet postern ban4 { type ipv4_addr; flags interval, timeout; }
+add set inet postern ban6 { type ipv6_addr; flags interval, timeout; }
 add chain inet postern input { type filter hook input priority filter - 5; policy accept; }
 flush set inet postern guard
 add element inet postern guard { tcp . 22, udp . 53 }
 flush chain inet postern input
-add rule inet postern input ip saddr @ban4 drop
-add rule inet postern input ip6 saddr @ban6 drop
 add rule inet postern input ct state established,related accept
-add rule inet postern input meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
-add rule inet postern input meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
-add rule inet postern input meta l4proto . th dport @guard drop
+add rule inet postern input meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 ip saddr != @ban4 accept
+add rule inet postern input meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 ip6 saddr != @ban6 accept
+add rule inet postern input meta l4proto . th dport @guard meta l4proto tcp reject with tcp reset
+add rule inet postern input meta l4proto . th dport @guard reject
 "
         );
         let empty = standalone_setup_script(&[]);
@@ -443,7 +460,7 @@ add rule inet postern input meta l4proto . th dport @guard drop
             "add chain inet postern forward { type filter hook forward priority filter - 5; policy accept; }\n",
             "add element inet postern fwd_guard4 { 10.0.0.5 . tcp . 80, 10.0.0.6 . udp . 53 }\n",
             "add element inet postern fwd_guard6 { fd00::5 . tcp . 80 }\n",
-            "add rule inet postern dstnat meta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @fwd4\n",
+            "add rule inet postern dstnat meta nfproto ipv4 ip saddr != @ban4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @fwd4\n",
         ] {
             assert!(s.contains(line), "missing {line} in\n{s}");
         }
@@ -455,11 +472,9 @@ add rule inet postern input meta l4proto . th dport @guard drop
         assert_eq!(
             rules,
             [
-                "ip saddr @ban4 drop",
-                "ip6 saddr @ban6 drop",
                 "ct state established,related accept",
-                "meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @fwd_allow4 accept",
-                "meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @fwd_allow6 accept",
+                "meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @fwd_allow4 ip saddr != @ban4 accept",
+                "meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @fwd_allow6 ip6 saddr != @ban6 accept",
                 "meta nfproto ipv4 ip daddr . meta l4proto . th dport @fwd_guard4 drop",
                 "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport @fwd_guard6 drop",
             ]
@@ -476,10 +491,10 @@ add rule inet postern input meta l4proto . th dport @guard drop
         assert!(!e.contains("add rule"), "{e}");
         // fw4: our own DNAT base chain and the forward_wan accepts.
         assert!(fw4_table_pre().contains(
-            "chain postern_dstnat {\n\ttype nat hook prerouting priority dstnat - 5; policy accept;\n\tmeta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @postern_fwd4\n}\n"
+            "chain postern_dstnat {\n\ttype nat hook prerouting priority dstnat - 5; policy accept;\n\tmeta nfproto ipv4 ip saddr != @postern_ban4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @postern_fwd4\n}\n"
         ));
         assert!(fw4_chain_pre_forward_wan().contains(
-            "ip saddr . ip daddr . meta l4proto . th dport @postern_fwd_allow4 counter accept\n"
+            "ip saddr . ip daddr . meta l4proto . th dport @postern_fwd_allow4 ip saddr != @postern_ban4 counter accept\n"
         ));
     }
 
@@ -494,14 +509,24 @@ add rule inet postern input meta l4proto . th dport @guard drop
             "set postern_allow4 {\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}"
         ));
         assert!(pre.contains("set postern_allow6 {\n\ttype ipv6_addr"));
-        assert!(pre.contains("set postern_ban4 {\n\ttype ipv4_addr\n\tflags timeout\n}"));
-        assert!(pre.contains("set postern_ban6 {\n\ttype ipv6_addr\n\tflags timeout\n}"));
-        // Bans come before the accepts.
-        assert!(fw4_chain_pre_input_wan().contains(
-            "\nip saddr @postern_ban4 counter drop\nip6 saddr @postern_ban6 counter drop\nmeta nfproto ipv4"
-        ));
-        assert!(fw4_chain_pre_input_wan().contains(
-            "\nmeta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept\n"
-        ));
+        assert!(pre.contains("set postern_ban4 {\n\ttype ipv4_addr\n\tflags interval, timeout\n}"));
+        assert!(pre.contains("set postern_ban6 {\n\ttype ipv6_addr\n\tflags interval, timeout\n}"));
+        // A ban only keeps a grant from accepting: no rule of its own, so
+        // nothing but granted traffic can ever be affected.
+        let input = fw4_chain_pre_input_wan();
+        let rules: Vec<&str> = input.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            rules,
+            [
+                "meta nfproto ipv4 ip saddr . meta l4proto . th dport @postern_allow4 ip saddr != @postern_ban4 counter accept",
+                "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 ip6 saddr != @postern_ban6 counter accept",
+            ]
+        );
+        for include in [input, fw4_chain_pre_forward_wan()] {
+            assert!(
+                !include.contains("drop") && !include.contains("reject"),
+                "{include}"
+            );
+        }
     }
 }

@@ -249,3 +249,60 @@ fn random_knock_streams_never_open() {
     assert!(c.checked > 1000, "{c:?}");
     assert_eq!(c.granted, 0);
 }
+
+/// The attack: one client (or one leaked key) fills the used-code cache with
+/// authentic sequences; before per-client quotas every other client's
+/// sequence was then refused (`cache_full`).
+#[test]
+fn one_client_cannot_fill_another_clients_used_codes() {
+    let mut bob = client();
+    bob.name = "bob".into();
+    bob.keys = AuthKeys::new(&[9u8; 32]);
+    bob.base = BASE + RANGE;
+    let mut m = AuthMatcher::new(vec![client(), bob]);
+    let mut granted = 0;
+    for i in 0..300u32 {
+        let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        granted += run(&mut m, src, 0, T0, &knocks_for(src, T0, &open22(1))).len();
+    }
+    assert!(granted < 300, "the flooding client hits its own quota");
+    assert!(m.counters().cache_full > 0);
+    let bob_knocks = knocks(
+        BASE + RANGE,
+        L4Proto::Tcp,
+        &seal(
+            &AuthKeys::new(&[9u8; 32]),
+            T0 / STEP_SECS,
+            ALICE,
+            &open22(1),
+        ),
+    );
+    assert_eq!(
+        run(&mut m, ALICE, 0, T0, &bob_knocks).len(),
+        1,
+        "another client still gets in"
+    );
+}
+
+/// The attack: a sequence refused for a port the client may not open, or an
+/// accepted one, replayed from the same source after a reload (a new
+/// matcher) that allows the port. Before, the reload forgot every used code.
+#[test]
+fn authentic_sequences_stay_used_across_a_reload() {
+    let mut m = matcher();
+    let telnet = AuthRequest {
+        port: PortSpec::tcp(23),
+        action: AuthAction::Open(1),
+    };
+    let refused = knocks_for(ALICE, T0, &telnet);
+    assert!(run(&mut m, ALICE, 0, T0, &refused).is_empty());
+    let accepted = knocks_for(ALICE, T0, &open22(1));
+    assert_eq!(run(&mut m, ALICE, 1_000, T0, &accepted).len(), 1);
+    let mut wider = client();
+    wider.allow.push(PortSpec::tcp(23));
+    let mut reloaded = AuthMatcher::new(vec![wider]);
+    reloaded.adopt_used(&m);
+    assert!(run(&mut reloaded, ALICE, 2_000, T0 + 5, &refused).is_empty());
+    assert!(run(&mut reloaded, ALICE, 3_000, T0 + 5, &accepted).is_empty());
+    assert_eq!(reloaded.counters().replays, 2);
+}

@@ -222,6 +222,12 @@ fn fwknop_command_with_an_address_follows_the_address_policy() {
         reason(&mut ver, at(&v), SRC, &v.packet),
         Refusal::OtherAddress
     );
+    assert_eq!(
+        reason(&mut ver, at(&v), DASH_A, &v.packet),
+        Refusal::Replay,
+        "an authenticated packet refused once is recorded: never accepted later"
+    );
+    let mut ver = verifier(client(&["reboot"], &[]));
     let a = ver.verify(at(&v), DASH_A, &v.packet).unwrap();
     assert_eq!((a.kind, a.item), (Kind::Command, 1));
 }

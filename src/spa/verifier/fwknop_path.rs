@@ -5,8 +5,9 @@
 //! `U2FsdGVkX1` prefix is refused here) → a client with fwknop keys for the
 //! source → budget (one unit per candidate) → one HMAC per candidate,
 //! constant-time, before any decryption → decryption and the plaintext (with
-//! its digest) → address policy → timestamp window, replay guard, replay cache
-//! (keyed on the packet's SHA-256) → allowed ports; a command message (type
+//! its digest) → timestamp window, replay guard and floor, replay cache
+//! (keyed on the packet's SHA-256; records it whatever follows) → address
+//! policy → allowed ports; a command message (type
 //! 0) runs the client's command whose `fwknop_match` equals its text, a NAT
 //! message (types 2, 4) opens the client's forward with that protocol,
 //! external port, LAN host and port. The duration is the
@@ -78,9 +79,9 @@ impl Verifier {
         let plain = fwknop::decrypt(&f.keys, payload, &mut self.fwknop_scratch).map_err(bad)?;
         let m = message::parse(plain).map_err(bad)?;
 
-        let addr = self.target(i, src, m.access.addr.map(IpAddr::V4))?;
         let id = fwknop::replay_id(payload);
         self.fresh(now, i, m.timestamp, id)?;
+        let addr = self.target(i, src, m.access.addr.map(IpAddr::V4))?;
         let (kind, item) = match (m.kind, m.nat) {
             (MessageType::Command, _) => {
                 self.ports.clear();

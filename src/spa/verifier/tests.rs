@@ -120,11 +120,14 @@ fn explicit_address_and_close() {
     r.duration = 0;
     let a = v.verify(now(T0), SRC, &packet(1, 2, &r)).unwrap();
     assert_eq!((a.kind, a.duration), (Kind::Close, Duration::ZERO));
-    for bad in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "ff02::1", "::"] {
+    for (n, bad) in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "ff02::1", "::"]
+        .into_iter()
+        .enumerate()
+    {
         let mut r = repr(T0);
         r.target = Target::Addr(bad.parse().unwrap());
         assert_eq!(
-            outcome(&mut v, now(T0), SRC, &packet(1, 3, &r)),
+            outcome(&mut v, now(T0), SRC, &packet(1, 10 + n as u8, &r)),
             Err(Refusal::BadAddress),
             "{bad}"
         );
@@ -209,7 +212,7 @@ fn replay_after_a_simulated_restart_is_refused() {
     let mut before = Verifier::new(&cfg);
     let p = packet(1, 1, &repr(T0));
     assert_eq!(outcome(&mut before, now(T0), SRC, &p), Ok(()));
-    let saved: Vec<ReplayEntry> = before.replay_entries().to_vec();
+    let saved = before.replay_record();
     drop(before);
     // The restarted daemon loads the saved entries.
     let mut after = Verifier::new(&cfg);
@@ -451,13 +454,13 @@ fn authenticated_junk_is_a_bad_request_with_the_client_name() {
 }
 
 #[test]
-fn a_full_replay_cache_refuses_new_packets() {
-    let mut cfg = config(vec![client(1)]);
+fn a_full_replay_quota_refuses_new_packets_of_that_client_only() {
+    let mut cfg = config(vec![client(1), client(2)]);
     cfg.main.spa_verify_budget = 1_000_000;
     let mut v = Verifier::new(&cfg);
-    for i in 0..crate::spa::replay::CAPACITY {
+    for i in 0..crate::spa::replay::QUOTA {
         let mut r = repr(T0);
-        r.timestamp = T0 - (i % 100) as u64;
+        r.timestamp = T0 - if i == 0 { 99 } else { (i % 50) as u64 };
         let mut out = [0u8; MAX_PACKET_LEN];
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
@@ -468,6 +471,11 @@ fn a_full_replay_cache_refuses_new_packets() {
     assert_eq!(
         outcome(&mut v, now(T0), SRC, &next),
         Err(Refusal::ReplayCacheFull)
+    );
+    // One client (or one leaked key) cannot lock out the others.
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(2, 0xee, &repr(T0))),
+        Ok(())
     );
     // 22 s later the entries stamped T0-99 have expired (T0-99+120 < T0+22): slots free up.
     assert_eq!(
