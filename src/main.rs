@@ -36,7 +36,8 @@ usage:
   postern knock [HOST] --totp --base PORT [--range N] [--length N] [--period S]
               [--proto tcp|udp] (--key B64 | --key-file F | --stanza NAME) [--print]
         Send the current time-derived sequence of a 'config sequence' with a key;
-        --print shows it instead, as Debian's knock client takes it.
+        --print shows it instead, as Debian's knock client takes it. Defaults as
+        on the router: --range 12288 --length 6 --period 30 --proto tcp.
   postern knock HOST --encode PROTO/PORT --profile NAME [-c FILE] [--minutes M]
         Knock a sequence that spells PROTO/PORT, laid out by the 'config encoded'
         section NAME of FILE (default ~/.config/postern/client.conf).

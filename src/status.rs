@@ -417,6 +417,16 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             ],
         ),
         (
+            "knock_volume",
+            vec![
+                ("knocks", c.volume.knocks),
+                ("limited", c.volume.limited),
+                ("networks_limited", c.volume.networks_limited),
+                ("evictions", c.volume.evictions),
+                ("table_full", c.volume.table_full),
+            ],
+        ),
+        (
             "spa",
             vec![
                 ("packets", c.spa.packets),

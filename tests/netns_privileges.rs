@@ -206,11 +206,15 @@ fn everything_still_works(lab: &mut Lab) {
         std::fs::metadata(&state).unwrap().len() > 0,
         "replay state written"
     );
-    // Three wrong knocks from the attacker: banned in the kernel.
+    // Three junk SPA packets from the attacker: banned in the kernel.
     let x = lab.attacker_ns.clone().unwrap();
-    for _ in 0..3 {
-        knock_from(&x, IpAddr::V4(ROUTER_X_V4), &["tcp:7000", "tcp:9000"]);
-    }
+    postern::demo::in_netns(&x, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..3u8 {
+            s.send_to(&[0xa5 ^ i; 120], (ROUTER_X_V4, 62201)).unwrap();
+        }
+    })
+    .unwrap();
     lab.daemons_wait(&format!("banned {ATTACKER_V4} for 60 s"));
     let bans = lab
         .sh_in_router("nft list set inet postern ban4")

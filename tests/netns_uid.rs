@@ -308,20 +308,16 @@ fn a_daemon_started_as_root_runs_as_its_user_and_still_works() {
     let status = lab.status(Path::new(EXE), 0, false).unwrap();
     assert!(status.contains("grants"), "{status}");
 
-    // Three wrong knocks from the attacker: banned in the kernel (netlink).
+    // Three junk SPA packets from the attacker (knocks never count): banned
+    // in the kernel (netlink).
     let x = lab.attacker_ns.clone().unwrap();
-    for _ in 0..3 {
-        run_in(
-            &x,
-            &[
-                EXE,
-                "knock",
-                &ROUTER_X_V4.to_string(),
-                "tcp:7000",
-                "tcp:9000",
-            ],
-        );
-    }
+    postern::demo::in_netns(&x, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..3u8 {
+            s.send_to(&[0xa5 ^ i; 120], (ROUTER_X_V4, 62201)).unwrap();
+        }
+    })
+    .unwrap();
     lab.daemons_wait(&format!("banned {ATTACKER_V4} for 60 s"));
     let bans = lab
         .sh_in_router("nft list set inet postern ban4")

@@ -48,6 +48,7 @@ use std::hint::black_box;
 
 use postern::config;
 use postern::engine::{Counters, Engine};
+use postern::knock::volume::VolumePolicy;
 use postern::port::PortSpec;
 use postern::spa::fwknop;
 use postern::spa::seal::{seal, MAX_PACKET_LEN, MIN_PACKET_LEN};
@@ -73,11 +74,12 @@ config sequence 'ssh'
 ";
 
 /// Every case, in report order.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "junk_syn_other_port",
     "malformed_bad_tcp_checksum",
     "knock_step",
     "sequence_complete",
+    "knock_over_volume_limit",
     "spoofed_first_knock_full_table",
     "wire_observe",
     "spa_valid",
@@ -90,11 +92,12 @@ pub const NAMES: [&str; 13] = [
 ];
 
 /// One line of explanation per case (same order as [`NAMES`]).
-pub const DESCRIPTIONS: [&str; 13] = [
+pub const DESCRIPTIONS: [&str; 14] = [
     "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
     "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
     "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
     "one source knocks tcp:7000, udp:8000, tcp:9000 (an Open decision every 3 packets)",
+    "one source over its knock volume limit (240/min): counted and ignored",
     "first knocks from 16384 spoofed sources into a full table (4096): evicts the oldest",
     "wire::observe alone on a valid IPv4 SYN (checksums verified)",
     "valid native SPA packet (1 client): AEAD open, parse, window; refused at the replay check",
@@ -349,6 +352,10 @@ impl Case {
                 (engine(), vec![f])
             }
             "knock_step" => (engine(), vec![tcp(CLIENT, 7000), udp(CLIENT, 8000)]),
+            "knock_over_volume_limit" => (
+                engine_limited(),
+                vec![tcp(CLIENT, 7000), udp(CLIENT, 8000), tcp(CLIENT, 9000)],
+            ),
             "sequence_complete" => (
                 engine(),
                 vec![tcp(CLIENT, 7000), udp(CLIENT, 8000), tcp(CLIENT, 9000)],
@@ -560,6 +567,9 @@ impl Case {
                 frames == n && rejected == n && now.rejected.get(bad) - b.rejected.get(bad) == n
             }
             "knock_step" => steps == n && resets + 1 >= n / 2 && completed == 0,
+            "knock_over_volume_limit" => {
+                now.volume.limited - b.volume.limited == n && steps == 0 && self.decisions == 0
+            }
             "sequence_complete" => steps == n && completed >= cycles && self.decisions == completed,
             "spoofed_first_knock_full_table" => {
                 let table_full = match &self.target {
@@ -591,9 +601,29 @@ fn engine() -> Target {
     engine_with(CONFIG)
 }
 
+/// An engine for [`CONFIG`] with no knock volume limit: the knock cases
+/// measure matching (one client knocks far more than a user would); the
+/// volume table is still looked up for every knock.
 fn engine_with(text: &str) -> Target {
     let cfg = config::parse_str("bench", text).expect("bench config parses");
-    Target::Engine(Box::new(Engine::new(&cfg)))
+    let mut e = Engine::new(&cfg);
+    e.set_volume_policy(VolumePolicy {
+        limit: u32::MAX,
+        ..VolumePolicy::default()
+    });
+    Target::Engine(Box::new(e))
+}
+
+/// An engine for [`CONFIG`] with the default knock volume limit, its client
+/// already over it (the case's packets are all ignored).
+fn engine_limited() -> Target {
+    let cfg = config::parse_str("bench", CONFIG).expect("bench config parses");
+    let mut e = Engine::new(&cfg);
+    let knock = ipv4_tcp(CLIENT, DST, 40000, 7000, TCP_SYN);
+    for _ in 0..e.volume().policy().limit {
+        e.on_frame(NOW, &knock, Checksums::Verify, &mut |_| {});
+    }
+    Target::Engine(Box::new(e))
 }
 
 /// Spoofed source `i`: 100.64.0.0/10 and up, never the lab's or a bad address.

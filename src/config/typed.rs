@@ -250,6 +250,16 @@ pub fn encoded_profiles(
     cx.finish(out)
 }
 
+/// The knock volume limit, as `postern check` states it.
+fn volume_line(m: &Main) -> String {
+    use crate::knock::volume::{DEFAULT_KNOCK_LIMIT, DEFAULT_KNOCK_WINDOW};
+    format!(
+        "knock volume: at most {DEFAULT_KNOCK_LIMIT} knocks per {}s from one source network (IPv4 address, IPv6 /{}), right or wrong; more are ignored",
+        DEFAULT_KNOCK_WINDOW.as_secs(),
+        m.ban_ipv6_prefix
+    )
+}
+
 /// A multi-line, human-readable description of `cfg` (for `postern check`).
 pub fn summary(cfg: &Config) -> String {
     let m = &cfg.main;
@@ -303,6 +313,7 @@ pub fn summary(cfg: &Config) -> String {
     actions_summary(&mut out, cfg);
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
+    let _ = writeln!(out, "{}", volume_line(m));
     let k = &cfg.knock_modes;
     if !(k.totp.is_empty() && k.encoded.is_empty() && k.clients.is_empty()) {
         let _ = writeln!(
@@ -316,13 +327,14 @@ pub fn summary(cfg: &Config) -> String {
     for t in &k.totp {
         let _ = writeln!(
             out,
-            "  totp sequence {} [{}]: {} knocks in {}:{}+{}, new every {}s, {} {}",
+            "  totp sequence {} [{}]: {} knocks in {}:{}+{} ({:.1} bits), new every {}s, {} {}",
             t.name,
             on_off(t.enabled),
             t.shape.length,
             t.shape.proto,
             t.shape.base,
             t.shape.range,
+            t.shape.strength_bits(),
             t.shape.period,
             match t.action {
                 Action::Open => "opens",
@@ -1629,6 +1641,7 @@ clients: 1 (1 enabled)
   laptop [enabled]: may open tcp:22 for up to 3600s, from anywhere
 guarded ports: tcp:22
 knock ports: tcp:7000, tcp:9000, udp:8000
+knock volume: at most 240 knocks per 60s from one source network (IPv4 address, IPv6 /64), right or wrong; more are ignored
 ";
         assert_eq!(s, want);
     }

@@ -237,7 +237,7 @@ return view.extend({
 		o.optional = true;
 
 		o = s.option(form.Value, 'ban_threshold', _('Ban after failures'),
-			_('Failed SPA packets (bad key, replay, stale time) and wrong knock steps from one source, within the window, that ban it.'));
+			_('Failed SPA packets (bad key, replay, stale time) from one source, within the window, that ban it. Knocks never count (only their volume is limited).'));
 		o.datatype = 'range(1,100000)';
 		o.placeholder = '10';
 		o.optional = true;
@@ -294,15 +294,16 @@ return view.extend({
 		o.modalonly = true;
 		o.depends({ key: /.+/ });
 
-		o = s.option(form.Value, 'knock_range', _('TOTP port range'));
+		o = s.option(form.Value, 'knock_range', _('TOTP port range'),
+			_('Ports from the first one. Strength = knocks x log2(range / knocks) - log2(3) bits: at least 48 (refused below), 64 with the defaults.'));
 		o.datatype = 'range(32,65535)';
-		o.placeholder = '1024';
+		o.placeholder = '12288';
 		o.modalonly = true;
 		o.depends({ key: /.+/ });
 
 		o = s.option(form.Value, 'length', _('TOTP knocks'));
 		o.datatype = 'range(2,16)';
-		o.placeholder = '4';
+		o.placeholder = '6';
 		o.modalonly = true;
 		o.depends({ key: /.+/ });
 
