@@ -4,7 +4,8 @@
 //! one fixed-capacity table, and the policy (`ban_threshold` failures within
 //! `ban_window` → banned for `ban_duration`; networks that must never be
 //! banned, see below). A failure is an SPA packet refused for authentication,
-//! replay or its timestamp, or a wrong knock step (any knock mode). Sans-IO:
+//! replay or its timestamp; knocks never are (whether a knock was right must
+//! have no visible effect: see [`crate::knock::volume`] for their limit). Sans-IO:
 //! time is an argument; the kernel enforces a ban (a set element with a
 //! timeout, see [`crate::firewall::Backend::ban`]); this table only decides
 //! and remembers, so that the engine ignores a banned source's knocks and SPA
