@@ -27,6 +27,10 @@ usage:
   postern status [--json] [-s SOCKET]
         Live grants and counters of the running daemon (default socket
         /var/run/postern.sock).
+  postern revoke ADDR PROTO:PORT [-s SOCKET]
+        End the live grant of ADDR to PROTO:PORT now (e.g. 192.0.2.7 tcp:22).
+  postern unban NET [-s SOCKET]
+        Lift the live bans within NET (an address or ADDR/LEN) now.
   postern check [-c FILE]
         Validate FILE: every error with file:line (exit 1), or a summary.
   postern schema [--json]
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),
+        "revoke" | "unban" => cmd_control(cmd, rest),
         "schema" => cmd_schema(rest),
         "fw3-forwards" => cmd_fw3_forwards(rest),
         "knock" => cmd_knock(rest),
@@ -208,6 +213,35 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
         Ok(answer) => {
             print!("{answer}");
             Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `postern revoke ADDR PROTO:PORT` and `postern unban NET`: one request to
+/// the running daemon; its `ok:`/`error:` answer printed, `error:` exits 1.
+fn cmd_control(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
+    let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
+    let mut words = vec![cmd.to_string()];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-s" | "--socket" => socket = PathBuf::from(value(&mut it, a)?),
+            other => words.push(other.to_string()),
+        }
+    }
+    let request = control::Request::parse(&words.join(" "))?;
+    match control::query(&socket, request) {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(if answer.starts_with("ok:") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Err(e) => {
             eprintln!("postern: {e}");
