@@ -31,8 +31,9 @@ usage:
         End the live grant of ADDR to PROTO:PORT now (e.g. 192.0.2.7 tcp:22).
   postern unban NET [-s SOCKET]
         Lift the live bans within NET (an address or ADDR/LEN) now.
-  postern check [-c FILE]
+  postern check [-c FILE] [--json]
         Validate FILE: every error with file:line (exit 1), or a summary.
+        --json: ok, errors (line, message each) and warnings, as JSON.
   postern schema [--json]
         Every config section type and its options, as JSON.
   postern knock [--delay MS] HOST PROTO:PORT...
@@ -267,11 +268,25 @@ fn cmd_schema(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
-    let path = config_arg("check", args)?;
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
+    let path = config_arg("check", &rest)?;
     let loaded = config::load(&path).and_then(|cfg| {
         // Users of commands are looked up as the daemon does.
         postern::daemon::command_specs(&path.display().to_string(), &cfg).map(|_| cfg)
     });
+    if json {
+        let (ok, errors, warnings) = match &loaded {
+            Ok(cfg) => (true, Vec::new(), config::typed::warnings(cfg)),
+            Err(errs) => (false, errs.clone(), Vec::new()),
+        };
+        println!("{}", check_json(ok, &errors, &warnings));
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     Ok(match loaded_or_errors(&path, loaded) {
         Some(cfg) => {
             println!("{}: ok", path.display());
@@ -283,6 +298,22 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
         }
         None => ExitCode::FAILURE,
     })
+}
+
+/// `postern check --json`: `{"ok":…,"errors":[{"line":N,"message":"…"}],"warnings":["…"]}`
+/// (read by the LuCI page, which maps each line to the section it rendered there).
+fn check_json(ok: bool, errors: &[config::ConfigError], warnings: &[String]) -> String {
+    use postern::status::quote;
+    let errors: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{{\"line\":{},\"message\":{}}}", e.line, quote(&e.message)))
+        .collect();
+    let warnings: Vec<String> = warnings.iter().map(|w| quote(w)).collect();
+    format!(
+        "{{\"ok\":{ok},\"errors\":[{}],\"warnings\":[{}]}}",
+        errors.join(","),
+        warnings.join(",")
+    )
 }
 
 /// `postern fw3-forwards [-c FILE]`: the iptables DNAT rules of the enabled
