@@ -334,9 +334,9 @@ return view.extend({
 		var m, s, o;
 		routerAddress = wanAddress(data[1], L.toArray(uci.get('postern', 'main', 'interface')));
 
-		m = new form.Map('postern', _('Postern'),
-			_('Keeps protected ports closed; a trusted client opens one for its own address, for a short time, ' +
-			  'with a secret knock sequence or one encrypted SPA packet.'));
+		/* The page's title and description are drawn here, above the status;
+		 * the map itself has none (LuCI re-renders a map on save). */
+		m = new form.Map('postern');
 
 		s = m.section(form.NamedSection, 'main', 'postern', _('Settings'));
 		s.addremove = false;
@@ -700,13 +700,14 @@ return view.extend({
 		});
 
 		return m.render().then(function(node) {
-			/* The status goes below the page title and description. */
-			var after = node.querySelector('.cbi-map-descr') || node.querySelector('h2');
-			if (after && after.parentNode === node)
-				node.insertBefore(statusNode, after.nextSibling);
-			else
-				node.insertBefore(statusNode, node.firstChild);
-			return node;
+			return E('div', { 'class': 'postern-page' }, [
+				E('h2', { 'name': 'content' }, _('Postern')),
+				E('div', { 'class': 'cbi-map-descr' },
+					_('Keeps protected ports closed; a trusted client opens one for its own address, for a short time, ' +
+					  'with a secret knock sequence or one encrypted SPA packet.')),
+				statusNode,
+				node
+			]);
 		});
 	},
 
