@@ -204,7 +204,8 @@ function start(opts) {
 		if (!sessions[sid])
 			return [ 6 ]; /* UBUS_STATUS_PERMISSION_DENIED */
 		if (object === 'uci') {
-			if (!uciAllowed.has(args.config))
+			/* apply/changes name no config: every staged config of the session is in the ACL. */
+			if (!uciAllowed.has((args || {}).config) && !(method === 'apply' || method === 'changes'))
 				return [ 6 ];
 		} else if (!allowed[object + '.' + method]) {
 			return [ 6 ];

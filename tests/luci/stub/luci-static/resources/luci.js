@@ -125,6 +125,7 @@
 				}
 				L.env.sessionid = sid;
 				form.remove();
+				main.querySelectorAll('.alert-message.error').forEach(function(n) { n.remove(); });
 				return L.require('view.' + view.replace(/\//g, '.')).then(function(v) {
 					return Promise.resolve(v.load()).then(function(d) { return v.render(d); }).then(function(node) {
 						main.appendChild(node);

@@ -324,7 +324,7 @@ function orDefault(get, name, dflt) {
  * writing it changes nothing). */
 var RULES = {
 	postern: {
-		enabled: { rule: one(bool) },
+		enabled: { rule: one(bool), dflt: '1' },
 		interface: { list: true, rule: each(uciName) },
 		device: { list: true, rule: each(deviceName) },
 		backend: { rule: one(choice([ 'auto', 'fw4', 'fw3', 'nft', 'dry-run' ])), dflt: 'auto' },
@@ -341,7 +341,7 @@ var RULES = {
 		trusted: { list: true, rule: each(cidr) }
 	},
 	sequence: {
-		enabled: { rule: one(bool) },
+		enabled: { rule: one(bool), dflt: '1' },
 		knock: { list: true, rule: knockSteps },
 		timeout: { rule: secs(1, 3600), dflt: '10' },
 		action: { rule: one(choice([ 'open', 'close' ])), dflt: 'open' },
@@ -370,7 +370,7 @@ var RULES = {
 		knock_proto: { rule: one(choice([ 'tcp', 'udp' ])), dflt: 'tcp' }
 	},
 	client: {
-		enabled: { rule: one(bool) },
+		enabled: { rule: one(bool), dflt: '1' },
 		key: { rule: one(key32) },
 		allow: { list: true, rule: each(portSpec) },
 		max_duration: { rule: secs(1, 86400), dflt: '300' },
@@ -407,7 +407,7 @@ var RULES = {
 		forward: { list: true, rule: each(actionName) }
 	},
 	encoded: {
-		enabled: { rule: one(bool) },
+		enabled: { rule: one(bool), dflt: '1' },
 		knock_base: { rule: one(function(v, get) {
 			var r = number(1, 65535)(v);
 			if (r !== true)
@@ -440,7 +440,7 @@ var RULES = {
 		timeout: { rule: secs(1, 3600), dflt: '10' }
 	},
 	command: {
-		enabled: { rule: one(bool) },
+		enabled: { rule: one(bool), dflt: '1' },
 		exec: { list: true, rule: execList },
 		timeout: { rule: secs(1, 3600), dflt: '30' },
 		user: { rule: one(userName) },
@@ -450,7 +450,7 @@ var RULES = {
 		}) }
 	},
 	forward: {
-		enabled: { rule: one(bool) },
+		enabled: { rule: one(bool), dflt: '1' },
 		proto: { rule: one(choice([ 'tcp', 'udp' ])) },
 		port: { rule: one(port) },
 		to: { rule: one(lanHost(4)) },

@@ -55,16 +55,21 @@ function applyRules(s, type) {
 			if (value == null || value === '' || (Array.isArray(value) && !value.length))
 				return true;
 			var self = this, get = function(n) { return sibling(self, section_id, n); };
-			var r = rules.check(type, name, Array.isArray(value) ? value : [ value ], get);
-			if (r !== true || !list)
-				return r;
-			var all = L.toArray(this.formvalue(section_id));
-			return all.length ? rules.check(type, name, all, get) : true;
+			if (!list)
+				return rules.check(type, name, [ value ], get);
+			/* A list is judged whole (order and repeats matter); an item being
+			 * typed that is not in it yet is judged as the next one. */
+			var all = L.toArray(this.formvalue(section_id)).slice();
+			L.toArray(value).forEach(function(v) {
+				if (all.indexOf(v) < 0)
+					all.push(v);
+			});
+			return rules.check(type, name, all, get);
 		};
 		if (list && REPEATABLE[name])
 			o.allowduplicates = true;
 		var d = rules.dflt(type, name);
-		if (d != null && o instanceof form.ListValue)
+		if (d != null && (o instanceof form.ListValue || o instanceof form.Flag))
 			o.default = d;
 		else if (d != null && !(o instanceof form.Flag) && o.placeholder == null)
 			o.placeholder = d;
@@ -176,7 +181,7 @@ function describe(p) {
 }
 
 function showProblems(problems, into) {
-	var box = E('div', { 'class': 'alert-message warning postern-problems' }, [
+	var box = E('div', { 'class': into ? 'alert-message warning postern-problems' : 'postern-problems' }, [
 		E('p', {}, _('postern would refuse this configuration; nothing was saved:')),
 		E('ul', {}, problems.map(describe))
 	]);
@@ -186,7 +191,11 @@ function showProblems(problems, into) {
 			old.remove();
 		into.insertBefore(box, into.firstChild);
 	} else {
-		ui.addNotification(null, box.childNodes, 'warning');
+		document.querySelectorAll('.postern-problems').forEach(function(n) {
+			var note = n.closest('.alert-message');
+			(note || n).remove();
+		});
+		ui.addNotification(null, box, 'warning');
 	}
 	return box;
 }
