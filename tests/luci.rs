@@ -718,3 +718,52 @@ mod serde_like {
         }
     }
 }
+
+#[test]
+fn translation_template_is_current() {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/luci-pot.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    if !out.status.success() && !in_ci() && Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("\n*** SKIPPED translation_template_is_current: python3 not installed ***\n");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pot = std::fs::read_to_string(
+        repo().join("openwrt/luci-app-postern/po/templates/postern.pot"),
+    )
+    .unwrap();
+    for msg in [
+        "msgid \"Show QR code\"",
+        "msgid \"Revoke\"",
+        "msgid \"Lift ban\"",
+        "msgid \"postern would refuse this configuration; nothing was saved:\"",
+    ] {
+        assert!(pot.contains(msg), "{msg}");
+    }
+}
+
+/// uci rewrites the file on LuCI's first save, so comments would be lost:
+/// the shipped file has none, and the examples (in docs/luci.md) are valid.
+#[test]
+fn shipped_config_has_no_comments_and_the_documented_examples_check() {
+    let shipped =
+        std::fs::read_to_string(repo().join("openwrt/postern/files/postern.config")).unwrap();
+    assert!(
+        !shipped.lines().any(|l| l.trim_start().starts_with('#')),
+        "{shipped}"
+    );
+    let doc = std::fs::read_to_string(repo().join("docs/luci.md")).unwrap();
+    let start = doc.find("## Example configuration").unwrap();
+    let block = &doc[start..];
+    let block = &block[block.find("```\n").unwrap() + 4..];
+    let block = &block[..block.find("```").unwrap()];
+    let text = format!("{shipped}\n{}", block.replace("'...'", &format!("'{KEY}'")));
+    postern::config::parse_str("docs/luci.md", &text).unwrap_or_else(|e| panic!("{e:?}"));
+}
