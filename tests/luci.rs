@@ -735,10 +735,9 @@ fn translation_template_is_current() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pot = std::fs::read_to_string(
-        repo().join("openwrt/luci-app-postern/po/templates/postern.pot"),
-    )
-    .unwrap();
+    let pot =
+        std::fs::read_to_string(repo().join("openwrt/luci-app-postern/po/templates/postern.pot"))
+            .unwrap();
     for msg in [
         "msgid \"Show QR code\"",
         "msgid \"Revoke\"",

@@ -35,11 +35,15 @@ var routerAddress = '';
 
 /* A sibling option's current value in the form (else the staged one). */
 function sibling(option, section_id, name) {
-	var found = option.map.lookupOption(name, section_id);
-	if (found && found[0]) {
-		var v = found[0].formvalue(found[1]);
-		if (v != null)
-			return v;
+	try {
+		var found = option.map.lookupOption(name, section_id);
+		if (found && found[0] && found[0].getUIElement(found[1])) {
+			var v = found[0].formvalue(found[1]);
+			if (v != null)
+				return v;
+		}
+	} catch (e) {
+		/* not rendered yet: the staged value */
 	}
 	return option.map.data.get(option.map.config, section_id, name);
 }
@@ -59,7 +63,12 @@ function applyRules(s, type) {
 				return rules.check(type, name, [ value ], get);
 			/* A list is judged whole (order and repeats matter); an item being
 			 * typed that is not in it yet is judged as the next one. */
-			var all = L.toArray(this.formvalue(section_id)).slice();
+			var all = [];
+			try {
+				all = L.toArray(this.getUIElement(section_id) ? this.formvalue(section_id) : null).slice();
+			} catch (e) {
+				/* not rendered yet */
+			}
 			L.toArray(value).forEach(function(v) {
 				if (all.indexOf(v) < 0)
 					all.push(v);
