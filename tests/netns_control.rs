@@ -182,7 +182,7 @@ fn a_refused_reload_shows_in_status_until_a_good_one() {
 
     std::fs::write(&path, &good).unwrap();
     lab.daemon(0).signal(libc::SIGHUP);
-    lab.daemons_wait("reloaded:");
+    lab.daemons_wait("reloaded: guarding");
     let json = lab.status(Path::new(EXE), 0, true).unwrap();
     assert!(json.contains("\"last_reload_error\":null"), "{json}");
 }
