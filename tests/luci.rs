@@ -763,3 +763,70 @@ fn shipped_config_has_no_comments_and_the_documented_examples_check() {
     let text = format!("{shipped}\n{}", block.replace("'...'", &format!("'{KEY}'")));
     postern::config::parse_str("docs/luci.md", &text).unwrap_or_else(|e| panic!("{e:?}"));
 }
+
+/// The ucode rpcd plugin itself, run by a ucode interpreter when one is
+/// given (UCODE=/path/to/ucode, UCODE_LIB=dir of fs.so): its methods, the
+/// daemon's check verdicts passed through, arguments shell-quoted. No
+/// package registry ships ucode, so CI skips this (loudly); the browser
+/// test's backend runs the same postern commands.
+#[test]
+fn ucode_plugin_runs_postern() {
+    let Ok(ucode) = std::env::var("UCODE") else {
+        eprintln!("\n*** SKIPPED ucode_plugin_runs_postern: set UCODE=/path/to/ucode (no registry ships it) ***\n");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("postern-ucode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = std::fs::read_to_string(
+        repo().join("openwrt/luci-app-postern/root/usr/share/rpcd/ucode/luci.postern"),
+    )
+    .unwrap()
+    .replace("/usr/sbin/postern", env!("CARGO_BIN_EXE_postern"));
+    let file = dir.join("plugin.uc");
+    std::fs::write(&file, plugin).unwrap();
+    let pwned = dir.join("pwned");
+    let mut cmd = Command::new(ucode);
+    if let Ok(lib) = std::env::var("UCODE_LIB") {
+        cmd.arg("-L").arg(lib);
+    }
+    let out = cmd
+        .arg(repo().join("tests/luci/plugin_harness.uc"))
+        .arg(&file)
+        .arg(&pwned)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], r#"[ "check", "revoke", "status", "unban" ]"#);
+    assert!(
+        lines[1].contains("\"error\": \"postern: cannot reach the daemon"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("\"ok\": false")
+            && lines[2].contains("\"line\": 1")
+            && lines[2].contains("has no key"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].contains("\"ok\": true"), "{}", lines[3]);
+    assert!(
+        lines[4].contains("config: UCI text expected"),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[5].contains("\"ok\": false") && lines[5].contains("unknown request"),
+        "{}",
+        lines[5]
+    );
+    assert!(!pwned.exists(), "an argument reached the shell");
+    assert!(lines[6].contains("\"ok\": false"), "{}", lines[6]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,10 @@
 //! writes a file `postern check` accepts and the daemon reloads; a live
 //! grant is revoked and a ban lifted from the page; a refused reload shows.
 //!
-//! Set POSTERN_SCREENSHOTS=DIR to keep the screenshots (docs/luci/ holds them).
+//! Set POSTERN_SCREENSHOTS=DIR to keep the screenshots (docs/luci/ holds them),
+//! UCODE=/path/to/ucode (and UCODE_LIB=dir of its fs.so) to have the backend
+//! run the real rpcd ucode plugin instead of its postern commands (no
+//! registry ships ucode, so CI runs without).
 //! Root, chromium and `npm ci` in tests/luci are needed; without them the
 //! test prints SKIPPED loudly, except under CI=true, where it fails.
 
@@ -91,6 +94,7 @@ fn luci_page_in_chromium() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     // The page's Save & Apply reached the daemon: a reload of the saved file.
     assert!(log.contains("reloaded:"), "{log}");
     assert!(

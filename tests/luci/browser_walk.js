@@ -264,6 +264,9 @@ async function main() {
 	process.kill(+env.DAEMON_PID, 'SIGHUP');
 	await page.waitForSelector('.postern-reload-error', { state: 'detached', timeout: 15000 });
 
+	if (process.env.UCODE)
+		assert.ok(log.includes('plugin check') && log.includes('plugin revoke') && log.includes('plugin unban'), 'the real plugin ran');
+	console.log('backend: ' + (process.env.UCODE ? 'the real ucode plugin' : 'server.js running the plugin\'s postern commands'));
 	assert.deepStrictEqual(errors, [], 'no script errors in the page');
 	await browser.close();
 	server.close();

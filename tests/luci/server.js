@@ -7,8 +7,10 @@
 //                        file, as rpcd keeps them; apply writes the file and
 //                        sends SIGHUP to the daemon (procd's reload)
 //   luci.postern status/check/revoke/unban
-//                        the same postern commands the ucode plugin
-//                        (root/usr/share/rpcd/ucode/luci.postern) runs
+//                        the real ucode plugin when UCODE names a ucode
+//                        interpreter (UCODE_LIB: its modules); else (CI: no
+//                        registry ships ucode) the same postern commands the
+//                        plugin (root/usr/share/rpcd/ucode/luci.postern) runs
 //   network.interface dump
 //                        one 'wan' interface with the given address
 // Every ubus call is checked against the app's ACL file (acl.d), as rpcd does.
@@ -108,6 +110,26 @@ function start(opts) {
 		if (!sess.staged)
 			sess.staged = parseUci(fs.readFileSync(opts.config, 'utf8'));
 		return sess.staged;
+	}
+
+	/* With UCODE set (a ucode interpreter; CI has none), the luci.postern
+	 * methods run the real plugin, its postern path pointed at a wrapper
+	 * that adds the test daemon's socket. */
+	let plugin = null;
+	if (process.env.UCODE) {
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-plugin-'));
+		const wrapper = path.join(dir, 'postern');
+		fs.writeFileSync(wrapper, '#!/bin/sh\ncase "$1" in status|revoke|unban) exec ' + opts.postern +
+			' "$@" -s ' + opts.socket + ' ;; esac\nexec ' + opts.postern + ' "$@"\n', { mode: 0o755 });
+		const src = fs.readFileSync(path.join(repo, 'openwrt/luci-app-postern/root/usr/share/rpcd/ucode/luci.postern'), 'utf8');
+		plugin = path.join(dir, 'luci.postern');
+		fs.writeFileSync(plugin, src.replace('/usr/sbin/postern', wrapper));
+	}
+	function viaPlugin(method, args) {
+		const lib = process.env.UCODE_LIB ? [ '-L', process.env.UCODE_LIB ] : [];
+		const r = spawnSync(process.env.UCODE, lib.concat([ path.join(__dirname, 'plugin_call.uc'), plugin, method, JSON.stringify(args || {}) ]), { encoding: 'utf8' });
+		log.push('plugin ' + method);
+		return [ 0, JSON.parse(r.stdout) ];
 	}
 
 	function postern(args) {
@@ -210,6 +232,8 @@ function start(opts) {
 		} else if (!allowed[object + '.' + method]) {
 			return [ 6 ];
 		}
+		if (plugin && object === 'luci.postern')
+			return viaPlugin(method, args);
 		const fn = ubus[object + '.' + method];
 		return fn ? fn(args || {}, sid) : [ 3 ]; /* UBUS_STATUS_METHOD_NOT_FOUND */
 	}
