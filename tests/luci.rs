@@ -830,3 +830,40 @@ fn ucode_plugin_runs_postern() {
     assert!(lines[6].contains("\"ok\": false"), "{}", lines[6]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_json_gives_lines_and_messages() {
+    let dir = std::env::temp_dir().join(format!("postern-checkjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("postern");
+    let run = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(["check", "--json", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let bad = run("config postern 'main'\n\toption max_skew '0'\n\nconfig client 'x'\n\tlist allow 'tcp:22'\n");
+    assert_eq!(bad.status.code(), Some(1));
+    let text = String::from_utf8(bad.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "{\"ok\":false,\"errors\":[{\"line\":2,\"message\":\"max_skew '0' is out of range"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("{\"line\":4,\"message\":\"client 'x' has no key"),
+        "{text}"
+    );
+    let good = run(&format!(
+        "config client 'x'\n\toption key '{KEY}'\n\tlist allow 'tcp:22'\n"
+    ));
+    assert!(good.status.success());
+    assert_eq!(
+        String::from_utf8(good.stdout).unwrap(),
+        "{\"ok\":true,\"errors\":[],\"warnings\":[]}\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
