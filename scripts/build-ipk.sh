@@ -114,15 +114,15 @@ if [ "$luci" = 1 ]; then
 	cat >"$stage/control/control" <<CONTROL
 Package: luci-app-postern
 Version: $version-$release
-Depends: libc, luci-base, postern
+Depends: libc, luci-base, rpcd-mod-ucode, postern
 Source: openwrt/luci-app-postern
 SourceName: luci-app-postern
 License: Apache-2.0 OR MIT
 Section: luci
 Architecture: all
 Installed-Size: 0
-Description: LuCI page for postern: settings, sequences, clients with key
- generation and client command lines, live grants and counters.
+Description: LuCI page for postern: settings checked by postern itself before saving, clients with keys,
+ stanzas and QR codes, live grants and bans (revoke, lift) and counters.
 CONTROL
 	cat >"$stage/control/postinst" <<'POSTINST'
 #!/bin/sh

@@ -7,27 +7,80 @@
 //! and closes. The daemon side never blocks its event loop for long: accepted
 //! connections get a 200 ms read/write timeout. Both ends live here; the
 //! status content is [`crate::status`]'s.
+//!
+//! Requests (one line each): `json`, `text` (or empty), `revoke ADDR
+//! PROTO:PORT` (ends a live grant now) and `unban NET` (lifts the bans
+//! within NET now). Only the daemon's own user can connect, so whoever may
+//! ask for the status may also revoke and unban (LuCI through its rpcd
+//! plugin, which runs as root).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::cidr::Cidr;
+use crate::port::PortSpec;
 
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/postern.sock";
 /// How long a client may take to send its request (or read the answer).
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(200);
 /// Longest request line read.
-const MAX_REQUEST: u64 = 64;
+const MAX_REQUEST: u64 = 128;
 
-/// The form of status a client asked for.
+/// What a client asks the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     /// `postern status --json`.
     Json,
     /// `postern status`.
     Text,
+    /// `postern revoke ADDR PROTO:PORT`: end the live grant of ADDR to the port.
+    Revoke(IpAddr, PortSpec),
+    /// `postern unban NET`: lift every live ban within NET.
+    Unban(Cidr),
+}
+
+impl Request {
+    /// Parses one request line (without its newline); the error names the
+    /// requests known.
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        match words.as_slice() {
+            ["json"] => Ok(Request::Json),
+            ["text"] | [] => Ok(Request::Text),
+            ["revoke", addr, port] => {
+                let addr = addr
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("revoke: '{addr}' is not an IP address"))?;
+                let port = port
+                    .parse::<PortSpec>()
+                    .map_err(|e| format!("revoke: '{port}': {e}"))?;
+                Ok(Request::Revoke(addr, port))
+            }
+            ["unban", net] => net
+                .parse::<Cidr>()
+                .map(Request::Unban)
+                .map_err(|e| format!("unban: '{net}': {e}")),
+            _ => Err(format!(
+                "unknown request '{}' (json, text, revoke ADDR PROTO:PORT, unban NET)",
+                line.trim()
+            )),
+        }
+    }
+
+    /// The line a client sends for this request.
+    pub fn to_line(&self) -> String {
+        match self {
+            Request::Json => "json\n".to_string(),
+            Request::Text => "text\n".to_string(),
+            Request::Revoke(addr, port) => format!("revoke {addr} {port}\n"),
+            Request::Unban(net) => format!("unban {net}\n"),
+        }
+    }
 }
 
 /// The daemon's listening socket.
@@ -88,13 +141,9 @@ fn serve_one(stream: UnixStream, answer: &mut impl FnMut(Request) -> String) -> 
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut line = String::new();
     BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-    let request = match line.trim() {
-        "json" => Request::Json,
-        "text" | "" => Request::Text,
-        other => {
-            let msg = format!("error: unknown request '{other}' (json or text)\n");
-            return (&stream).write_all(msg.as_bytes());
-        }
+    let request = match Request::parse(&line) {
+        Ok(r) => r,
+        Err(e) => return (&stream).write_all(format!("error: {e}\n").as_bytes()),
     };
     (&stream).write_all(answer(request).as_bytes())
 }
@@ -111,7 +160,8 @@ impl Drop for ControlSocket {
     }
 }
 
-/// Asks the daemon listening at `path` for its status.
+/// Sends `request` to the daemon listening at `path`; its answer (for
+/// revoke and unban a line starting `ok:` or `error:`).
 pub fn query(path: &Path, request: Request) -> io::Result<String> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         io::Error::new(
@@ -123,10 +173,7 @@ pub fn query(path: &Path, request: Request) -> io::Result<String> {
         )
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let line = match request {
-        Request::Json => "json\n",
-        Request::Text => "text\n",
-    };
+    let line = request.to_line();
     // MSG_NOSIGNAL: a daemon that closed the connection is an error to
     // report, not a SIGPIPE (the CLI lets SIGPIPE end it on a closed stdout).
     let sent = nix::sys::socket::send(
@@ -188,5 +235,46 @@ mod tests {
         assert!(!path.exists());
         let err = query(&path, Request::Json).unwrap_err();
         assert!(err.to_string().contains("is postern running?"));
+    }
+
+    #[test]
+    fn requests_parse_and_round_trip() {
+        let cases = [
+            "json",
+            "text",
+            "revoke 192.0.2.7 tcp:22",
+            "revoke 2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff udp:65535",
+            "unban 192.0.2.7/32",
+            "unban 2001:db8::/64",
+        ];
+        for line in cases {
+            let r = Request::parse(line).unwrap();
+            assert_eq!(r.to_line(), format!("{line}\n"));
+            assert_eq!(Request::parse(&r.to_line()), Ok(r));
+            assert!(r.to_line().len() as u64 <= MAX_REQUEST);
+        }
+        assert_eq!(Request::parse(""), Ok(Request::Text));
+        assert_eq!(
+            Request::parse("unban 192.0.2.7"),
+            Ok(Request::Unban("192.0.2.7/32".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason() {
+        for (line, why) in [
+            ("revoke", "unknown request"),
+            ("revoke 192.0.2.7", "unknown request"),
+            ("revoke host tcp:22", "not an IP address"),
+            ("revoke 192.0.2.7 tcp:0", "revoke: 'tcp:0'"),
+            ("revoke 192.0.2.7 tcp:22 extra", "unknown request"),
+            ("unban 192.0.2.0/33", "unban: '192.0.2.0/33'"),
+            ("unban 192.0.2.1/24", "unban: '192.0.2.1/24'"),
+            ("unban", "unknown request"),
+            ("shutdown", "unknown request"),
+        ] {
+            let err = Request::parse(line).unwrap_err();
+            assert!(err.contains(why), "{line}: {err}");
+        }
     }
 }

@@ -44,6 +44,7 @@ use crate::time::{Millis, Now};
 
 mod actions;
 mod captures;
+mod control_requests;
 
 use crate::runner::CommandSpec;
 use actions::Actions;
@@ -491,6 +492,8 @@ fn serve(
     // A configuration to reload: read here (no launcher) or by the
     // launcher (with the number of its read).
     let mut loaded: Option<(LoadedConfig, Option<u32>)> = None;
+    // Why the last reload was refused (None once one succeeds): status shows it.
+    let mut reload_error: Option<String> = None;
 
     loop {
         let now = Millis::now_monotonic();
@@ -544,9 +547,10 @@ fn serve(
                 Some(Reloaded::Text(bytes, seq)) => {
                     loaded = Some((config_from(opts, &bytes), Some(seq)))
                 }
-                Some(Reloaded::Refused) => error!(
-                    "reload refused: the configuration file could not be read or is invalid; the running configuration stays"
-                ),
+                Some(Reloaded::Refused(why)) => {
+                    error!("reload refused ({why}); the running configuration stays");
+                    reload_error = Some(why);
+                }
                 None => {}
             }
         }
@@ -581,6 +585,15 @@ fn serve(
         if readable(&fds[1]) {
             control.serve_pending(|request| {
                 let now = Millis::now_monotonic();
+                match request {
+                    Request::Revoke(addr, port) => {
+                        return control_requests::revoke(&mut fx, now, addr, port)
+                    }
+                    Request::Unban(net) => {
+                        return control_requests::unban(&mut engine, fx.backend, now, net)
+                    }
+                    Request::Json | Request::Text => {}
+                }
                 fx.grants.expire(now);
                 let mut snapshot = Snapshot::collect(
                     now,
@@ -593,11 +606,12 @@ fn serve(
                 )
                 .with_bans(now, engine.bans())
                 .with_forwards(now, &fx.actions.live)
-                .with_commands(fx.actions.command_views(std::time::Instant::now()));
+                .with_commands(fx.actions.command_views(std::time::Instant::now()))
+                .with_reload_error(reload_error.clone());
                 snapshot.counters.insert(0, captures.counters());
                 match request {
-                    Request::Json => snapshot.to_json(),
                     Request::Text => snapshot.to_text(),
+                    _ => snapshot.to_json(),
                 }
             });
         }
@@ -614,6 +628,7 @@ fn serve(
                             Some(l) => {
                                 if let Err(e) = l.reload() {
                                     error!("reload refused: privileged launcher: {e}");
+                                    reload_error = Some(format!("privileged launcher: {e}"));
                                 }
                             }
                             None => loaded = Some((load_config(opts), None)),
@@ -629,7 +644,9 @@ fn serve(
             }
         }
         if let Some((result, seq)) = loaded.take() {
-            if let Some((new, commands)) = reload(result, opts, &cfg, fx.backend, &captures) {
+            let reloaded = reload(result, opts, &cfg, fx.backend, &captures);
+            reload_error = reloaded.as_ref().err().cloned();
+            if let Ok((new, commands)) = reloaded {
                 fx.actions.adopt(seq);
                 fx.actions.reload(fx.backend, &new, commands);
                 let mut next = engine_for(&new);
@@ -1096,14 +1113,14 @@ fn spa_line(cfg: &Config) -> String {
 }
 
 /// SIGHUP: a new config (`loaded`) that parses and sets up replaces the
-/// old; otherwise the old stays.
+/// old; otherwise the old stays, and the error says why (one line each).
 fn reload(
     loaded: LoadedConfig,
     opts: &Options,
     old: &Config,
     backend: &mut dyn Backend,
     captures: &Captures,
-) -> Option<(Config, Vec<CommandSpec>)> {
+) -> Result<(Config, Vec<CommandSpec>), String> {
     let (new, commands) = match loaded {
         Ok(c) => c,
         Err(errs) => {
@@ -1114,7 +1131,8 @@ fn reload(
                 "reload refused ({} error(s)); the running configuration stays",
                 errs.len()
             );
-            return None;
+            let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            return Err(lines.join("\n"));
         }
     };
     if new.main.backend != old.main.backend && opts.backend.is_none() {
@@ -1125,7 +1143,7 @@ fn reload(
     }
     if let Err(e) = backend.setup(&new.guarded_ports()) {
         error!("reload refused: firewall setup failed: {e}; the running configuration stays");
-        return None;
+        return Err(format!("firewall setup failed: {e}"));
     }
     if let Err(e) = backend.setup_forwards(&actions::forward_specs(&new)) {
         error!("reload refused: firewall forwards failed: {e}; the running configuration stays");
@@ -1133,7 +1151,7 @@ fn reload(
         if let Err(e) = backend.setup(&old.guarded_ports()) {
             error!("could not restore the firewall setup of the running configuration: {e}");
         }
-        return None;
+        return Err(format!("firewall forwards failed: {e}"));
     }
     captures.set_filter(&bpf::build_ranges(&new.capture_ranges(), true));
     log::set_max_level(opts.log_level.unwrap_or(new.main.log_level));
@@ -1143,7 +1161,7 @@ fn reload(
         new.active_sequences().count(),
         spa_line(&new)
     );
-    Some((new, commands))
+    Ok((new, commands))
 }
 
 fn list(ports: &[crate::port::PortSpec]) -> String {

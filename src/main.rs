@@ -27,8 +27,13 @@ usage:
   postern status [--json] [-s SOCKET]
         Live grants and counters of the running daemon (default socket
         /var/run/postern.sock).
-  postern check [-c FILE]
+  postern revoke ADDR PROTO:PORT [-s SOCKET]
+        End the live grant of ADDR to PROTO:PORT now (e.g. 192.0.2.7 tcp:22).
+  postern unban NET [-s SOCKET]
+        Lift the live bans within NET (an address or ADDR/LEN) now.
+  postern check [-c FILE] [--json]
         Validate FILE: every error with file:line (exit 1), or a summary.
+        --json: ok, errors (line, message each) and warnings, as JSON.
   postern schema [--json]
         Every config section type and its options, as JSON.
   postern knock [--delay MS] HOST PROTO:PORT...
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),
+        "revoke" | "unban" => cmd_control(cmd, rest),
         "schema" => cmd_schema(rest),
         "fw3-forwards" => cmd_fw3_forwards(rest),
         "knock" => cmd_knock(rest),
@@ -238,6 +244,35 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+/// `postern revoke ADDR PROTO:PORT` and `postern unban NET`: one request to
+/// the running daemon; its `ok:`/`error:` answer printed, `error:` exits 1.
+fn cmd_control(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
+    let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
+    let mut words = vec![cmd.to_string()];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-s" | "--socket" => socket = PathBuf::from(value(&mut it, a)?),
+            other => words.push(other.to_string()),
+        }
+    }
+    let request = control::Request::parse(&words.join(" "))?;
+    match control::query(&socket, request) {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(if answer.starts_with("ok:") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn cmd_schema(args: &[String]) -> Result<ExitCode, String> {
     match args.first().map(String::as_str) {
         Some("--json") | None => {}
@@ -255,11 +290,25 @@ fn cmd_schema(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
-    let path = config_arg("check", args)?;
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
+    let path = config_arg("check", &rest)?;
     let loaded = config::load(&path).and_then(|cfg| {
         // Users of commands are looked up as the daemon does.
         postern::daemon::command_specs(&path.display().to_string(), &cfg).map(|_| cfg)
     });
+    if json {
+        let (ok, errors, warnings) = match &loaded {
+            Ok(cfg) => (true, Vec::new(), config::typed::warnings(cfg)),
+            Err(errs) => (false, errs.clone(), Vec::new()),
+        };
+        println!("{}", check_json(ok, &errors, &warnings));
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     Ok(match loaded_or_errors(&path, loaded) {
         Some(cfg) => {
             println!("{}: ok", path.display());
@@ -293,6 +342,22 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
         }
         None => ExitCode::FAILURE,
     })
+}
+
+/// `postern check --json`: `{"ok":…,"errors":[{"line":N,"message":"…"}],"warnings":["…"]}`
+/// (read by the LuCI page, which maps each line to the section it rendered there).
+fn check_json(ok: bool, errors: &[config::ConfigError], warnings: &[String]) -> String {
+    use postern::status::quote;
+    let errors: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{{\"line\":{},\"message\":{}}}", e.line, quote(&e.message)))
+        .collect();
+    let warnings: Vec<String> = warnings.iter().map(|w| quote(w)).collect();
+    format!(
+        "{{\"ok\":{ok},\"errors\":[{}],\"warnings\":[{}]}}",
+        errors.join(","),
+        warnings.join(",")
+    )
 }
 
 /// `postern fw3-forwards [-c FILE]`: the iptables DNAT rules of the enabled

@@ -95,6 +95,9 @@ pub struct Snapshot {
     pub commands: Vec<CommandView>,
     /// Counter groups.
     pub counters: Vec<CounterGroup>,
+    /// Why the last reload was refused, if it was (the running
+    /// configuration is then older than the file); see [`Snapshot::with_reload_error`].
+    pub last_reload_error: Option<String>,
 }
 
 impl Snapshot {
@@ -129,6 +132,7 @@ impl Snapshot {
             forwards: Vec::new(),
             commands: Vec::new(),
             counters: counter_groups(counters, grants),
+            last_reload_error: None,
         }
     }
 
@@ -162,6 +166,12 @@ impl Snapshot {
         self
     }
 
+    /// Adds why the last reload was refused (None: it succeeded, or none yet).
+    pub fn with_reload_error(mut self, error: Option<String>) -> Snapshot {
+        self.last_reload_error = error;
+        self
+    }
+
     /// Adds the running commands.
     pub fn with_commands(mut self, commands: Vec<CommandView>) -> Snapshot {
         self.commands = commands;
@@ -178,6 +188,13 @@ impl Snapshot {
         j.push_str("\"devices\":[");
         join(&mut j, self.devices.iter(), |j, d| j.push_str(&quote(d)));
         let _ = write!(j, "],\"knocks_in_progress\":{},", self.knocks_in_progress);
+        let _ = write!(
+            j,
+            "\"last_reload_error\":{},",
+            self.last_reload_error
+                .as_deref()
+                .map_or("null".to_string(), quote)
+        );
         j.push_str("\"grants\":[");
         join(&mut j, self.grants.iter(), |j, g| {
             let _ = write!(
@@ -252,6 +269,15 @@ impl Snapshot {
                 self.devices.join(",")
             }
         );
+        if let Some(e) = &self.last_reload_error {
+            let _ = writeln!(
+                t,
+                "LAST RELOAD REFUSED (the running configuration is older than the file):"
+            );
+            for line in e.lines() {
+                let _ = writeln!(t, "  {line}");
+            }
+        }
         let _ = writeln!(t, "knock attempts in progress: {}", self.knocks_in_progress);
         let _ = writeln!(t, "live grants: {}", self.grants.len());
         for g in &self.grants {
@@ -546,7 +572,7 @@ mod tests {
     fn json_is_exact_and_escaped() {
         let j = snapshot().to_json();
         assert!(j.starts_with(&format!(
-            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"bans\":[{{\"addr\":\"198.51.100.4\",\"expires_in_s\":297}}],\"forwards\":[],\"commands\":[],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
+            "{{\"version\":\"{}\",\"uptime_s\":3,\"backend\":\"nft\",\"devices\":[\"eth1\"],\"knocks_in_progress\":1,\"last_reload_error\":null,\"grants\":[{{\"addr\":\"2001:db8::9\",\"port\":\"tcp:443\",\"origin\":\"la\\\"p\\\\top\",\"expires_in_s\":3}},{{\"addr\":\"192.0.2.7\",\"port\":\"tcp:22\",\"origin\":\"ssh\",\"expires_in_s\":28}}],\"bans\":[{{\"addr\":\"198.51.100.4\",\"expires_in_s\":297}}],\"forwards\":[],\"commands\":[],\"counters\":{{\"packets\":{{\"frames\":12,\"rejected\":0,\"tcp_not_syn\":0}},",
             env!("CARGO_PKG_VERSION")
         )), "{j}");
         assert!(j.contains("\"knock\":{\"knocks\":6,"), "{j}");
@@ -569,6 +595,21 @@ mod tests {
             assert!(depth >= 0);
         }
         assert_eq!((depth, in_str), (0, false));
+    }
+
+    #[test]
+    fn the_last_reload_error_is_shown_in_json_and_text() {
+        let err = "postern.conf:7: client 'x' has no key\npostern.conf:9: bad";
+        let s = snapshot().with_reload_error(Some(err.to_string()));
+        let j = s.to_json();
+        assert!(
+            j.contains("\"last_reload_error\":\"postern.conf:7: client 'x' has no key\\npostern.conf:9: bad\","),
+            "{j}"
+        );
+        let t = s.to_text();
+        assert!(t.contains("LAST RELOAD REFUSED"), "{t}");
+        assert!(t.contains("\n  postern.conf:9: bad\n"), "{t}");
+        assert!(!snapshot().to_text().contains("RELOAD"));
     }
 
     #[test]

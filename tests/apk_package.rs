@@ -625,13 +625,16 @@ fn luci_apk_is_noarch_with_its_files_and_modes() {
     let pkg = read_apk(&std::fs::read(&apk).unwrap());
     assert_eq!(pkg.name, "luci-app-postern");
     assert_eq!(pkg.arch, "noarch", "ipk 'all' is apk 'noarch'");
-    assert_eq!(pkg.depends, ["libc", "luci-base", "postern"]);
+    assert_eq!(
+        pkg.depends,
+        ["libc", "luci-base", "postern", "rpcd-mod-ucode"]
+    );
     let staged = stage(&["--luci"], &tmp.0.join("stage"));
     check_against_stage(
         &pkg,
         &expected_files("luci-app-postern", &staged, &[], None),
     );
-    assert_eq!(pkg.files["usr/libexec/rpcd/luci.postern"].mode, 0o755);
+    assert_eq!(pkg.files["usr/share/rpcd/ucode/luci.postern"].mode, 0o644);
     assert!(pkg.scripts["post-install"].contains("rpcd reload"));
 }
 

@@ -334,7 +334,8 @@ fn a_daemon_started_as_root_runs_as_its_user_and_still_works() {
     let path = lab.config_path(0);
     std::fs::write(&path, config(&lab, &user.name, 40)).unwrap();
     lab.daemon(0).signal(libc::SIGHUP);
-    lab.daemons_wait("reloaded:");
+    // "reloaded: guarding" (a bare "reloaded:" also matches "firewall was reloaded:").
+    lab.daemons_wait("reloaded: guarding");
     knock(&lab);
     lab.daemons_wait(&format!("{opened} for 40 s"));
 

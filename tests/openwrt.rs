@@ -420,10 +420,28 @@ fn luci_files_are_valid_js_and_json() {
         }
     }
     let acl = read(&luci.join("root/usr/share/rpcd/acl.d/luci-app-postern.json"));
+    // Least privilege: readers see status and check; only writers revoke and unban.
+    let read_part = &acl[acl.find("\"read\"").unwrap()..acl.find("\"write\"").unwrap()];
+    let write_part = &acl[acl.find("\"write\"").unwrap()..];
     assert!(
-        acl.contains("\"luci.postern\": [ \"status\" ]"),
-        "least privilege: status only"
+        read_part.contains("\"luci.postern\": [ \"status\", \"check\" ]"),
+        "{acl}"
     );
+    assert!(
+        !read_part.contains("revoke") && !read_part.contains("unban"),
+        "{acl}"
+    );
+    assert!(
+        write_part.contains("\"luci.postern\": [ \"revoke\", \"unban\" ]"),
+        "{acl}"
+    );
+    // The rpcd plugin is a ucode one (as current LuCI apps): its methods are the ACL's.
+    let plugin = read(&luci.join("root/usr/share/rpcd/ucode/luci.postern"));
+    for method in ["status:", "check:", "revoke:", "unban:"] {
+        assert!(plugin.contains(method), "plugin lacks {method}");
+    }
+    assert!(plugin.contains("return { 'luci.postern': methods };"));
+    assert!(!luci.join("root/usr/libexec/rpcd/luci.postern").exists());
     if !tool_or_skip("node", "luci_files_are_valid_js_and_json") {
         return;
     }
@@ -455,7 +473,7 @@ fn luci_ipk_has_view_menu_acl_and_rpcd_plugin() {
     let control = tar(&["-xzOf", "control.tar.gz", "./control"], &tmp.dir);
     assert!(
         control.contains("Architecture: all")
-            && control.contains("Depends: libc, luci-base, postern")
+            && control.contains("Depends: libc, luci-base, rpcd-mod-ucode, postern")
     );
     let data = tar(&["-tzvf", "data.tar.gz"], &tmp.dir);
     for path in [
@@ -465,14 +483,20 @@ fn luci_ipk_has_view_menu_acl_and_rpcd_plugin() {
     ] {
         assert!(data.contains(path), "{path} in\n{data}");
     }
+    for path in [
+        "./www/luci-static/resources/postern/rules.js",
+        "./www/luci-static/resources/postern/qr.js",
+        "./www/luci-static/resources/postern/client.js",
+        "./www/luci-static/resources/postern/stage.js",
+    ] {
+        assert!(data.contains(path), "{path} in\n{data}");
+    }
+    // rpcd loads ucode plugins from /usr/share/rpcd/ucode (read, not executed).
     let plugin = data
         .lines()
-        .find(|l| l.ends_with("./usr/libexec/rpcd/luci.postern"))
-        .expect("rpcd plugin");
-    assert!(
-        plugin.starts_with("-rwxr-xr-x"),
-        "rpcd plugins must be executable: {plugin}"
-    );
+        .find(|l| l.ends_with("./usr/share/rpcd/ucode/luci.postern"))
+        .expect("rpcd ucode plugin");
+    assert!(plugin.starts_with("-rw-r--r--"), "{plugin}");
 }
 
 #[test]

@@ -66,8 +66,9 @@ pub enum Reloaded {
     /// The configuration file's bytes, as the launcher read them, and the
     /// number of that read (for [`Launcher::adopt`]).
     Text(Vec<u8>, u32),
-    /// The launcher could not read or validate the file (it logged why).
-    Refused,
+    /// The launcher could not read or validate the file (it logged why);
+    /// the errors, one a line.
+    Refused(String),
 }
 
 /// A command the launcher runs, as the daemon mirrors it for `postern status`.
@@ -223,11 +224,13 @@ impl Launcher {
                         Some(fd) => read_config(File::from(fd), seq),
                         None => {
                             error!("privileged launcher: configuration without its file");
-                            Reloaded::Refused
+                            Reloaded::Refused(
+                                "privileged launcher: configuration without its file".into(),
+                            )
                         }
                     })
                 }
-                Event::ConfigRefused => reloaded = Some(Reloaded::Refused),
+                Event::ConfigRefused { reason } => reloaded = Some(Reloaded::Refused(reason)),
             }
         }
     }
@@ -306,12 +309,14 @@ fn read_config(mut file: File, seq: u32) -> Reloaded {
     match read {
         Ok(n) if n <= MAX_CONFIG => Reloaded::Text(bytes, seq),
         Ok(_) => {
-            error!("reload: configuration larger than {MAX_CONFIG} bytes");
-            Reloaded::Refused
+            let why = format!("configuration larger than {MAX_CONFIG} bytes");
+            error!("reload: {why}");
+            Reloaded::Refused(why)
         }
         Err(e) => {
-            error!("reload: reading the configuration from the launcher: {e}");
-            Reloaded::Refused
+            let why = format!("reading the configuration from the launcher: {e}");
+            error!("reload: {why}");
+            Reloaded::Refused(why)
         }
     }
 }

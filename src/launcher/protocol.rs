@@ -77,7 +77,25 @@ pub enum Event {
     },
     /// The configuration file could not be read or is invalid (the launcher
     /// logged the errors); both sides keep the running configuration.
-    ConfigRefused,
+    ConfigRefused {
+        /// The errors, one a line (cut to [`MAX_REASON`] bytes): `postern
+        /// status` shows them.
+        reason: String,
+    },
+}
+
+/// `reason` without NULs, cut to at most [`MAX_REASON`] bytes (on a
+/// character boundary).
+fn cut_reason(reason: &str) -> String {
+    let mut cut = reason.replace('\0', " ");
+    if cut.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !cut.is_char_boundary(end) {
+            end -= 1;
+        }
+        cut.truncate(end);
+    }
+    cut
 }
 
 /// Why a message could not be decoded.
@@ -197,19 +215,12 @@ impl Event {
                 client,
                 reason,
             } => {
-                let mut cut = reason.replace('\0', " ");
-                if cut.len() > MAX_REASON {
-                    let mut end = MAX_REASON;
-                    while !cut.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    cut.truncate(end);
-                }
+                let cut = cut_reason(reason);
                 is_name(name) && is_name(client) && join(out, &["not-started", name, client, &cut])
             }
             Event::Finished { name } => is_name(name) && join(out, &["finished", name]),
             Event::Config { seq } => join(out, &["config", &seq.to_string()]),
-            Event::ConfigRefused => join(out, &["config-refused"]),
+            Event::ConfigRefused { reason } => join(out, &["config-refused", &cut_reason(reason)]),
         }
     }
 
@@ -231,7 +242,9 @@ impl Event {
             ["config", s] => Ok(Event::Config {
                 seq: s.parse().map_err(|_| BadMessage("not a number"))?,
             }),
-            ["config-refused"] => Ok(Event::ConfigRefused),
+            ["config-refused", r] if r.len() <= MAX_REASON => Ok(Event::ConfigRefused {
+                reason: r.to_string(),
+            }),
             _ => Err(BadMessage("unknown event")),
         }
     }
@@ -289,7 +302,18 @@ mod tests {
             name: "wake".into(),
         });
         round_event(Event::Config { seq: u32::MAX });
-        round_event(Event::ConfigRefused);
+        round_event(Event::ConfigRefused {
+            reason: "postern:3: bad\npostern:4: worse".into(),
+        });
+        let mut buf = Vec::new();
+        let long = Event::ConfigRefused {
+            reason: "é".repeat(MAX_REASON),
+        };
+        assert!(long.encode(&mut buf));
+        match Event::decode(&buf).unwrap() {
+            Event::ConfigRefused { reason } => assert_eq!(reason.len(), MAX_REASON),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

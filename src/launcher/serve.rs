@@ -237,7 +237,9 @@ impl Launcher {
                 for e in &errs {
                     error!("{e}");
                 }
-                self.tell(&Event::ConfigRefused, None);
+                let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                let reason = lines.join("\n");
+                self.tell(&Event::ConfigRefused { reason }, None);
                 return;
             }
         };
@@ -259,7 +261,8 @@ impl Launcher {
             }
             Err(e) => {
                 error!("reload: cannot hand the configuration over: {e}");
-                self.tell(&Event::ConfigRefused, None);
+                let reason = format!("cannot hand the configuration over: {e}");
+                self.tell(&Event::ConfigRefused { reason }, None);
             }
         }
     }
