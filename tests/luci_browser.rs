@@ -64,7 +64,9 @@ fn luci_page_in_chromium() {
         "config postern 'main'\n\toption enabled '1'\n\toption backend 'nft'\n\toption state_dir '{}'\n\
          \toption ban_threshold '3'\n\toption ban_window '60'\n\toption ban_duration '300'\n\n\
          config sequence 'ssh'\n\tlist knock 'tcp:7000'\n\tlist knock 'udp:8000'\n\tlist knock 'tcp:9000'\n\
-         \tlist open 'tcp:{DEMO_PORT}'\n\toption duration '300'\n",
+         \tlist open 'tcp:{DEMO_PORT}'\n\toption duration '300'\n\n\
+         config client 'phone'\n\toption key 'cG9zdGVybi1sdWNpLXRlc3QtY2xpZW50LWtleS0zMmI='\n\
+         \tlist allow 'tcp:{DEMO_PORT}'\n",
         lab.dir().join("state").display()
     );
     lab.start_daemon(Path::new(EXE), &config, None).unwrap();
