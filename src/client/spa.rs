@@ -10,8 +10,9 @@ use std::io;
 use std::net::UdpSocket;
 
 use crate::port::{PortSpec, PortSpecError};
+use crate::spa::prefilter::RANDOM_LEN;
 use crate::spa::request::{MAX_NAME_LEN, MAX_PORTS};
-use crate::spa::seal::{self, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN};
+use crate::spa::seal::{self, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN};
 use crate::spa::{Key, Kind, RequestRepr, Target};
 
 /// Most padding bytes added (a random amount from 0 to this).
@@ -53,12 +54,13 @@ pub fn parse_access(text: &str) -> Result<Vec<PortSpec>, String> {
     Ok(out)
 }
 
-/// Seals `req` at unix time `now` with `nonce` and `padding` into a packet.
+/// Seals `req` at unix time `now` with the nonce's `random` bytes and
+/// `padding` into a packet.
 pub fn packet_with(
     key: &Key,
     req: &Request,
     now: u64,
-    nonce: &[u8; NONCE_LEN],
+    random: &[u8; RANDOM_LEN],
     padding: &[u8],
 ) -> io::Result<Vec<u8>> {
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
@@ -98,15 +100,16 @@ pub fn packet_with(
         },
     };
     let mut out = [0u8; MAX_PACKET_LEN];
-    let n = seal::seal(key, nonce, &repr, padding, &mut out)
+    let n = seal::seal(key, random, &repr, padding, &mut out)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "request too long"))?;
     Ok(out[..n].to_vec())
 }
 
-/// Seals `req` with a random nonce and random padding, stamped with the wall clock.
+/// Seals `req` with a random nonce (20 random bytes and the pre-filter tag)
+/// and random padding, stamped with the wall clock.
 pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    crate::random::fill(&mut nonce)?;
+    let mut random = [0u8; RANDOM_LEN];
+    crate::random::fill(&mut random)?;
     let body = if req.kind.has_name() {
         req.name.len()
     } else {
@@ -116,7 +119,7 @@ pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
     let max = MAX_PADDING.min(u8::try_from(room).unwrap_or(u8::MAX));
     let mut padding = vec![0u8; usize::from(crate::random::below_or_eq(max)?)];
     crate::random::fill(&mut padding)?;
-    packet_with(key, req, crate::time::unix_now(), &nonce, &padding)
+    packet_with(key, req, crate::time::unix_now(), &random, &padding)
 }
 
 /// Sends `req` to `host:port`; returns the packet sent.
@@ -151,6 +154,7 @@ pub fn describe(req: &Request) -> String {
 mod tests {
     use super::*;
     use crate::config::{Client, Config, Main};
+    use crate::spa::seal::NONCE_LEN;
     use crate::spa::Verifier;
     use crate::time::{Millis, Now};
     use core::time::Duration;

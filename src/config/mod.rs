@@ -31,7 +31,8 @@ pub const MAX_CLIENTS: usize = 32;
 pub const DEFAULT_MAX_DURATION: u64 = 300;
 /// Default `option fwknop_timeout` of a client, in seconds (fwknopd's default).
 pub const DEFAULT_FWKNOP_TIMEOUT: u64 = 30;
-/// Default `option spa_verify_budget`: AEAD verifications per second over all packets.
+/// Default `option spa_verify_budget`: verifications per second for each client's
+/// native packets (those that passed its pre-filter), and for the fwknop path.
 pub const DEFAULT_VERIFY_BUDGET: u32 = 1000;
 /// Default `option state_dir`: tmpfs on OpenWrt, so the replay state never wears flash.
 pub const DEFAULT_STATE_DIR: &str = "/var/run/postern";
@@ -191,8 +192,10 @@ pub struct Main {
     pub max_skew: Duration,
     /// `option log_level`: error | warn | info | debug | trace (default info).
     pub log_level: log::LevelFilter,
-    /// `option spa_verify_budget`: AEAD verifications per second over all SPA
-    /// packets; packets beyond it are dropped and counted (default 1000).
+    /// `option spa_verify_budget`: verifications per second, for each client's
+    /// native packets (AEADs of packets that passed its pre-filter) and,
+    /// separately, for all fwknop packets (HMACs); packets beyond it are
+    /// dropped and counted (default 1000). Junk never reaches a native budget.
     pub spa_verify_budget: u32,
     /// `option state_dir`: where the daemon keeps the SPA replay state
     /// (default `/var/run/postern`, tmpfs).

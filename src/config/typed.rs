@@ -19,8 +19,9 @@
 //!   `fwknop_key`, `fwknop_hmac_key` (base64, both or neither), `fwknop_hmac_type`
 //!   (sha256 | sha1 | sha384 | sha512) and `fwknop_timeout` (see [`fwknop`]); a
 //!   client needs `key`, the fwknop keys, or both;
-//! * SPA options of `config postern`: `spa_verify_budget` (AEAD verifications per
-//!   second, [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
+//! * SPA options of `config postern`: `spa_verify_budget` (verifications per
+//!   second for each client's native packets and for the fwknop path,
+//!   [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
 //!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
 //! * ban options of `config postern` (see [`crate::bans`]): `ban_threshold`
 //!   (1..=100000 failures, default 10), `ban_window` (1..=86400 s, default 60),

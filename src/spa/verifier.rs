@@ -1,26 +1,33 @@
 //! The SPA verifier: a UDP payload in, an [`Accepted`] request or a [`Refused`] out.
 //!
-//! Owns the enabled clients' ciphers, the per-second verification budget, the
-//! replay cache and the SPA counters. The work an unauthenticated packet can
-//! cause is bounded twice: at most one AEAD verification per enabled client
-//! whose `list source` admits the packet (so at most
-//! [`crate::config::MAX_CLIENTS`]), and at most `spa_verify_budget`
-//! verifications per second over all packets (beyond it packets are dropped
-//! unopened and counted). A request is accepted whole or not at all.
+//! Owns the enabled clients' ciphers and pre-filter keys, the verification
+//! budgets, the replay cache and the SPA counters. A native packet (protocol
+//! 2) costs, per enabled client whose `list source` admits it, one SipHash
+//! (the keyed pre-filter, [`super::prefilter`]); junk stops there (a junk
+//! packet passes one client's filter with probability 2^-32). Only a packet
+//! that passed a client's filter is looked up in the replay cache (one keyed
+//! hash: a flood of copies of a captured packet stops there too) and then
+//! costs one AEAD verification, charged to *that client's* budget
+//! (`spa_verify_budget` per second each): junk never touches any budget, and
+//! one client's flood cannot spend another's. A request is accepted whole or
+//! not at all.
 //!
-//! Checks, in order: length bounds → a client for the source → budget → AEAD
-//! (one per candidate key) → request format → timestamp window (`max_skew`)
-//! → replay guard (start of the replay record) and floor → replay cache
-//! (which records the nonce from here on, whatever the outcome) → target
-//! address → allowed ports, command or forward → duration. Sans-IO, no allocation per packet: the
-//! granted ports are copied into a scratch list the verifier owns.
+//! Checks, in order: length bounds → a client for the source → pre-filter →
+//! replay cache lookup → the client's budget → AEAD → request format →
+//! timestamp window (`max_skew`) → replay guard (start of the replay record)
+//! and floor → replay cache (which records the nonce from here on, whatever
+//! the outcome) → target address → allowed ports, command or forward →
+//! duration. Sans-IO, no allocation per packet: the granted ports are copied
+//! into a scratch list the verifier owns.
 //!
 //! Payloads with the length and alphabet of an fwknop packet
 //! ([`super::fwknop::looks_like_fwknop`]) take the fwknop path instead
 //! (`verifier/fwknop.rs`): the same steps with one HMAC per candidate client
-//! (those with fwknop keys) in place of the AEAD, then decryption and the
-//! fwknop plaintext; the same budget, replay cache, address policy, allow
-//! list and counters.
+//! (those with fwknop keys) in place of the pre-filter and AEAD (fwknop's
+//! wire format has no room for a filter), charged to a budget of its own
+//! (`spa_verify_budget` per second, all fwknop packets together), then
+//! decryption and the fwknop plaintext; the same replay cache, address
+//! policy, allow list and counters.
 
 use core::net::IpAddr;
 use core::time::Duration;
@@ -41,7 +48,8 @@ pub enum Refusal {
     BadLength,
     /// No enabled client accepts packets from this source (`list source`).
     NoClientForSource,
-    /// The per-second verification budget is spent: dropped unopened.
+    /// The verification budget of this second is spent (the client's whose
+    /// pre-filter the packet passed, or the fwknop path's): dropped unopened.
     BudgetExceeded,
     /// No candidate key authenticates it (junk, a wrong key, or tampering).
     AuthFailed,
@@ -262,6 +270,8 @@ pub struct Accepted<'a> {
 pub struct SpaCounters {
     /// Packets handed to [`Verifier::verify`].
     pub packets: u64,
+    /// Native packets that passed a client's pre-filter (junk almost never does).
+    pub filter_passes: u64,
     /// AEAD verifications tried (the work native packets caused).
     pub aead_attempts: u64,
     /// HMAC verifications tried (the work fwknop packets caused).
@@ -288,6 +298,8 @@ struct ClientKey {
     max_duration: u64,
     sources: Vec<Cidr>,
     allow_other_address: bool,
+    /// AEAD verifications of packets that passed this client's pre-filter.
+    budget: Budget,
     /// Indexes of the commands it may run (into `Verifier::commands`).
     commands: Vec<usize>,
     /// Indexes of the forwards it may open (into `Verifier::forwards`).
@@ -307,6 +319,7 @@ impl ClientKey {
 }
 
 /// Verifications allowed per whole second of monotonic time.
+#[derive(Clone, Copy)]
 struct Budget {
     per_second: u32,
     second: u64,
@@ -314,6 +327,14 @@ struct Budget {
 }
 
 impl Budget {
+    fn new(per_second: u32) -> Budget {
+        Budget {
+            per_second,
+            second: u64::MAX,
+            used: 0,
+        }
+    }
+
     fn take(&mut self, now: Millis, n: u32) -> bool {
         let s = now.0 / 1000;
         if s != self.second {
@@ -360,7 +381,8 @@ pub struct Verifier {
     commands: Vec<CommandName>,
     forwards: Vec<NamedForward>,
     max_skew: u64,
-    budget: Budget,
+    /// The fwknop path's budget (HMACs per second, all its packets).
+    fwknop_budget: Budget,
     replay: ReplayCache,
     guard: Option<Millis>,
     scratch: [u8; MAX_PLAINTEXT_LEN],
@@ -396,6 +418,7 @@ impl Verifier {
             .map(|c| ClientKey {
                 commands: index_of(&c.commands, &command_names),
                 forwards: index_of(&c.forwards, &forward_names),
+                budget: Budget::new(config.main.spa_verify_budget),
                 ..ClientKey::from(c)
             })
             .collect();
@@ -405,11 +428,7 @@ impl Verifier {
             commands,
             forwards,
             max_skew: config.main.max_skew.as_secs(),
-            budget: Budget {
-                per_second: config.main.spa_verify_budget,
-                second: u64::MAX,
-                used: 0,
-            },
+            fwknop_budget: Budget::new(config.main.spa_verify_budget),
             replay,
             guard: None,
             scratch: [0; MAX_PLAINTEXT_LEN],
@@ -522,29 +541,46 @@ impl Verifier {
     fn check(&mut self, now: Now, src: IpAddr, payload: &[u8]) -> Result<(usize, Grant), Fail> {
         let none = Detail::None;
         seal::check_len(payload).map_err(|_| fail(Refusal::BadLength, None, none))?;
-        let native = |c: &&ClientKey| c.cipher.is_some() && c.admits(src);
-        let candidates = self.clients.iter().filter(native).count();
-        if candidates == 0 {
-            return Err(fail(Refusal::NoClientForSource, None, none));
-        }
-        // candidates <= MAX_CLIENTS: fits in u32.
-        if !self.budget.take(now.mono, candidates as u32) {
-            return Err(fail(Refusal::BudgetExceeded, None, none));
-        }
+        let mut candidates = false;
+        // What junk gets: no filter passed, so no AEAD was tried.
+        let mut outcome = Refusal::AuthFailed;
+        let mut replay_checked = false;
         let mut found = None;
-        for (i, c) in self.clients.iter().enumerate().filter(|(_, c)| native(c)) {
+        for (i, c) in self.clients.iter_mut().enumerate() {
             let Some(cipher) = &c.cipher else { continue };
+            if !c.admits(src) {
+                continue;
+            }
+            candidates = true;
+            if !cipher.passes(payload) {
+                continue;
+            }
+            self.counters.filter_passes += 1;
+            // Copies of a recorded packet stop here, before any budget or AEAD.
+            if !replay_checked {
+                replay_checked = true;
+                if self.replay.contains(&seal::nonce_of(payload)) {
+                    return Err(fail(Refusal::Replay, Some(i), none));
+                }
+            }
+            if !c.budget.take(now.mono, 1) {
+                outcome = Refusal::BudgetExceeded;
+                continue;
+            }
             self.counters.aead_attempts += 1;
             match seal::open(cipher, payload, &mut self.scratch) {
                 Ok(plain) => {
                     found = Some((i, plain.len()));
                     break;
                 }
-                Err(OpenError::Auth | OpenError::BadLength) => {}
+                Err(OpenError::Auth | OpenError::BadLength) => outcome = Refusal::AuthFailed,
             }
         }
+        if !candidates {
+            return Err(fail(Refusal::NoClientForSource, None, none));
+        }
         let Some((i, len)) = found else {
-            return Err(fail(Refusal::AuthFailed, None, none));
+            return Err(fail(outcome, None, none));
         };
         let who = Some(i);
         let repr = Request::new_checked(&self.scratch[..len])
@@ -707,6 +743,7 @@ impl From<&Client> for ClientKey {
             max_duration: c.max_duration.as_secs(),
             sources: c.sources.clone(),
             allow_other_address: c.allow_other_address,
+            budget: Budget::new(0),
             commands: Vec::new(),
             forwards: Vec::new(),
         }

@@ -5,7 +5,7 @@ use super::*;
 use crate::config::{Command, Forward, FwknopClient, Main};
 use crate::port::L4Proto;
 use crate::spa::fwknop::vectors::{vectors, Vector};
-use crate::spa::seal::{seal, MAX_PACKET_LEN, NONCE_LEN};
+use crate::spa::seal::{seal, MAX_PACKET_LEN};
 use crate::spa::Key;
 use core::net::Ipv4Addr;
 
@@ -101,7 +101,7 @@ fn named(kind: Kind, name: &str, duration: u32, target: Target, n: u8) -> Vec<u8
     let mut out = [0u8; MAX_PACKET_LEN];
     let len = seal(
         &Key::from_bytes([1; 32]),
-        &[n; NONCE_LEN],
+        &[n; crate::spa::prefilter::RANDOM_LEN],
         &r,
         &[7; 5],
         &mut out,
@@ -286,7 +286,7 @@ fn shortest_named_requests_are_not_refused_for_their_length() {
         let mut out = [0u8; MAX_PACKET_LEN];
         let len = seal(
             &Key::from_bytes([1; 32]),
-            &[n; NONCE_LEN],
+            &[n; crate::spa::prefilter::RANDOM_LEN],
             &r,
             &[],
             &mut out,

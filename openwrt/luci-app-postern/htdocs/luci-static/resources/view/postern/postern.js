@@ -221,7 +221,7 @@ return view.extend({
 		o.placeholder = '120';
 
 		o = s.option(form.Value, 'spa_verify_budget', _('SPA verifications per second'),
-			_('Upper bound on decryption attempts per second, all packets together (flood protection).'));
+			_('Upper bound on decryption attempts per second for each client (packets that passed its pre-filter), and separately for all fwknop packets (flood protection).'));
 		o.datatype = 'range(32,1000000)';
 		o.placeholder = '1000';
 		o.optional = true;
