@@ -208,6 +208,7 @@ mod tests {
                 max_duration: Duration::from_secs(60),
                 sources: Vec::new(),
                 allow_other_address: false,
+                require_address: false,
                 commands: Vec::new(),
                 forwards: Vec::new(),
             }],

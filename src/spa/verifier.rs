@@ -76,6 +76,9 @@ pub enum Refusal {
     /// An address other than the packet's source, and the client may not
     /// ask for others (`option allow_other_address`).
     OtherAddress,
+    /// No explicit address (the packet's source), and the client requires
+    /// one (`option require_address`).
+    AddressRequired,
     /// A well-formed fwknop request of a kind postern does not serve
     /// (local NAT access, server_auth).
     Unsupported,
@@ -89,7 +92,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Refusal; 17] = [
+    pub const ALL: [Refusal; 18] = [
         Refusal::BadLength,
         Refusal::NoClientForSource,
         Refusal::BudgetExceeded,
@@ -107,6 +110,7 @@ impl Refusal {
         Refusal::Unsupported,
         Refusal::CommandNotAllowed,
         Refusal::ForwardNotAllowed,
+        Refusal::AddressRequired,
     ];
 
     /// Position in [`Refusal::ALL`], for counter arrays.
@@ -134,6 +138,7 @@ impl Refusal {
             Refusal::Unsupported => "unsupported",
             Refusal::CommandNotAllowed => "command_not_allowed",
             Refusal::ForwardNotAllowed => "forward_not_allowed",
+            Refusal::AddressRequired => "address_required",
         }
     }
 
@@ -192,13 +197,15 @@ pub struct Refused<'a> {
 impl core::fmt::Display for Refused<'_> {
     /// What went wrong, for the log line (the caller adds source and client).
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let skew = |f: &mut core::fmt::Formatter<'_>, word: &str| match self.detail {
+        let skew = |f: &mut core::fmt::Formatter<'_>, word: &str| {
+            match self.detail {
             Detail::Skew(s) => write!(
                 f,
-                "timestamp {} s {word} the router's clock (more than max_skew): check both clocks",
+                "timestamp {} s {word} the router's clock (more than max_skew, or source_skew for a packet without an address): check both clocks",
                 s.unsigned_abs()
             ),
             _ => write!(f, "timestamp {word} the router's clock"),
+        }
         };
         match (self.reason, self.detail) {
             (Refusal::TooOld, _) => skew(f, "behind"),
@@ -236,6 +243,9 @@ impl core::fmt::Display for Refused<'_> {
             (Refusal::AuthFailed, _) => f.write_str("no client key authenticates it"),
             (Refusal::CommandNotAllowed, _) => f.write_str(
                 "asks for a command that is not configured or not in the client's list command; nothing runs",
+            ),
+            (Refusal::AddressRequired, _) => f.write_str(
+                "asks for the packet's source, and the client must name its address (option require_address): send with --resolve or -a; nothing opened",
             ),
             (Refusal::ForwardNotAllowed, _) => f.write_str(
                 "asks for a forward that is not configured or not in the client's list forward; nothing opened",
@@ -298,6 +308,7 @@ struct ClientKey {
     max_duration: u64,
     sources: Vec<Cidr>,
     allow_other_address: bool,
+    require_address: bool,
     /// AEAD verifications of packets that passed this client's pre-filter.
     budget: Budget,
     /// Indexes of the commands it may run (into `Verifier::commands`).
@@ -381,6 +392,8 @@ pub struct Verifier {
     commands: Vec<CommandName>,
     forwards: Vec<NamedForward>,
     max_skew: u64,
+    /// The window of packets for their source (`source_skew`, at most `max_skew`).
+    source_skew: u64,
     /// The fwknop path's budget (HMACs per second, all its packets).
     fwknop_budget: Budget,
     replay: ReplayCache,
@@ -428,6 +441,7 @@ impl Verifier {
             commands,
             forwards,
             max_skew: config.main.max_skew.as_secs(),
+            source_skew: config.main.source_skew.min(config.main.max_skew).as_secs(),
             fwknop_budget: Budget::new(config.main.spa_verify_budget),
             replay,
             guard: None,
@@ -587,12 +601,12 @@ impl Verifier {
             .and_then(|r| RequestRepr::parse(&r))
             .map_err(|e| fail(Refusal::BadRequest, who, Detail::Request(e)))?;
         let id = seal::nonce_of(payload);
-        self.fresh(now, i, repr.timestamp, id)?;
         let requested = match repr.target {
             Target::Source => None,
             Target::Addr(a) => Some(a),
         };
-        let addr = self.target(i, src, requested)?;
+        self.fresh(now, i, repr.timestamp, id, requested.is_none())?;
+        let addr = self.target(i, src, requested, repr.kind)?;
         let item = match repr.kind {
             Kind::Open | Kind::Close => {
                 self.allowed(i, &repr.ports)?;
@@ -634,9 +648,22 @@ impl Verifier {
         ))
     }
 
-    /// The address to grant: the source, or an explicit one the client may ask for.
-    fn target(&self, i: usize, src: IpAddr, requested: Option<IpAddr>) -> Result<IpAddr, Fail> {
+    /// The address to grant: the source (unless the client requires an
+    /// explicit address for what opens something), or an explicit one the
+    /// client may ask for.
+    fn target(
+        &self,
+        i: usize,
+        src: IpAddr,
+        requested: Option<IpAddr>,
+        kind: Kind,
+    ) -> Result<IpAddr, Fail> {
         match requested {
+            // A command opens nothing for an address: a stolen one runs
+            // what the client asked for anyway.
+            None if self.clients[i].require_address && kind != Kind::Command => {
+                Err(fail(Refusal::AddressRequired, Some(i), Detail::None))
+            }
             None => Ok(src),
             Some(a) if a == src => Ok(a),
             Some(a) if !grantable(a) => Err(fail(Refusal::BadAddress, Some(i), Detail::Addr(a))),
@@ -647,22 +674,29 @@ impl Verifier {
         }
     }
 
-    /// Timestamp window, replay guard and floor, and the replay cache, which
-    /// records `id` now (even if a later check refuses the request).
+    /// Timestamp window (`source_skew` for a packet that asks for its
+    /// `source`, else `max_skew`), replay guard and floor, and the replay
+    /// cache, which records `id` now (even if a later check refuses the request).
     fn fresh(
         &mut self,
         now: Now,
         i: usize,
         timestamp: u64,
         id: [u8; NONCE_LEN],
+        source: bool,
     ) -> Result<(), Fail> {
         let who = Some(i);
+        let window = if source {
+            self.source_skew
+        } else {
+            self.max_skew
+        };
         let skew = i128::from(timestamp) - i128::from(now.unix);
         let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
-        if skew < -i128::from(self.max_skew) {
+        if skew < -i128::from(window) {
             return Err(fail(Refusal::TooOld, who, skew_detail));
         }
-        if skew > i128::from(self.max_skew) {
+        if skew > i128::from(window) {
             return Err(fail(Refusal::TooNew, who, skew_detail));
         }
         if let Some(g) = self.guard {
@@ -743,6 +777,7 @@ impl From<&Client> for ClientKey {
             max_duration: c.max_duration.as_secs(),
             sources: c.sources.clone(),
             allow_other_address: c.allow_other_address,
+            require_address: c.require_address,
             budget: Budget::new(0),
             commands: Vec::new(),
             forwards: Vec::new(),

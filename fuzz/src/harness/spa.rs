@@ -210,11 +210,17 @@ fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
         Err(_) => return Err(Refusal::BadRequest),
     };
     // The timestamp window first; from there on the nonce is recorded.
+    // 120 s (max_skew); 15 s (source_skew) for a packet that asks for its source.
+    let window = if repr.target == Target::Source {
+        15
+    } else {
+        120
+    };
     let skew = i128::from(repr.timestamp) - i128::from(unix);
-    if skew < -120 {
+    if skew < -window {
         return Err(Refusal::TooOld);
     }
-    if skew > 120 {
+    if skew > window {
         return Err(Refusal::TooNew);
     }
     if let Target::Addr(a) = repr.target {

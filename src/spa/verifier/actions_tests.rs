@@ -54,6 +54,7 @@ fn client(commands: &[&str], forwards: &[&str]) -> Client {
         max_duration: Duration::from_secs(120),
         sources: Vec::new(),
         allow_other_address: false,
+        require_address: false,
         commands: commands.iter().map(|s| s.to_string()).collect(),
         forwards: forwards.iter().map(|s| s.to_string()).collect(),
     }
@@ -167,6 +168,7 @@ fn native_forward_with_duration_and_address_policy() {
     assert_eq!(reason(&mut v, now(), SRC, &p), Refusal::OtherAddress);
     let mut v = verifier(Client {
         allow_other_address: true,
+        require_address: false,
         ..client(&[], &["web"])
     });
     let a = v.verify(

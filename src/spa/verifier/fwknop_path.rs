@@ -80,8 +80,13 @@ impl Verifier {
         let m = message::parse(plain).map_err(bad)?;
 
         let id = fwknop::replay_id(payload);
-        self.fresh(now, i, m.timestamp, id)?;
-        let addr = self.target(i, src, m.access.addr.map(IpAddr::V4))?;
+        self.fresh(now, i, m.timestamp, id, m.access.addr.is_none())?;
+        let kind = match (m.kind, m.nat) {
+            (MessageType::Command, _) => Kind::Command,
+            (_, Some(_)) => Kind::Forward,
+            _ => Kind::Open,
+        };
+        let addr = self.target(i, src, m.access.addr.map(IpAddr::V4), kind)?;
         let (kind, item) = match (m.kind, m.nat) {
             (MessageType::Command, _) => {
                 self.ports.clear();

@@ -27,6 +27,7 @@ fn client(i: u8) -> Client {
         max_duration: Duration::from_secs(300),
         sources: Vec::new(),
         allow_other_address: false,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
     }
@@ -36,6 +37,9 @@ fn config(clients: Vec<Client>, max_skew: u64) -> Config {
     Config {
         main: Main {
             max_skew: Duration::from_secs(max_skew),
+            // These packets ask for their source: give them max_skew's
+            // window (the source window has tests of its own).
+            source_skew: Duration::from_secs(86_400),
             ..Main::default()
         },
         sequences: Vec::new(),

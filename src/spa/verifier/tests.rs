@@ -25,6 +25,7 @@ fn client(i: u8) -> Client {
         max_duration: Duration::from_secs(300),
         sources: Vec::new(),
         allow_other_address: false,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
     }
@@ -32,7 +33,12 @@ fn client(i: u8) -> Client {
 
 fn config(clients: Vec<Client>) -> Config {
     Config {
-        main: Main::default(),
+        // Most packets here ask for their source: give them max_skew's
+        // window; `the_source_window` tests the default one.
+        main: Main {
+            source_skew: Duration::from_secs(86_400),
+            ..Main::default()
+        },
         sequences: Vec::new(),
         knock_modes: Default::default(),
         commands: Vec::new(),
@@ -124,6 +130,7 @@ fn explicit_address_and_close() {
 
     let mut v = Verifier::new(&config(vec![Client {
         allow_other_address: true,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
         ..client(1)
@@ -598,4 +605,90 @@ fn arbitrary_bytes_never_panic() {
             let _ = RequestRepr::parse(&r);
         }
     }
+}
+
+fn default_window(clients: Vec<Client>) -> Config {
+    Config {
+        main: Main::default(),
+        ..config(clients)
+    }
+}
+
+/// A packet for the packet's source is good for `source_skew` (15 s by
+/// default); one that names its address keeps `max_skew`.
+#[test]
+fn the_source_window() {
+    let mut v = Verifier::new(&default_window(vec![client(1)]));
+    for (ts, n, want) in [
+        (T0 - 16, 1, Err(Refusal::TooOld)),
+        (T0 + 16, 2, Err(Refusal::TooNew)),
+        (T0 - 15, 3, Ok(())),
+        (T0 + 15, 4, Ok(())),
+    ] {
+        assert_eq!(
+            outcome(&mut v, now(T0), SRC, &packet(1, n, &repr(ts))),
+            want,
+            "{ts}"
+        );
+    }
+    let mut bound = repr(T0 - 100);
+    bound.target = Target::Addr(SRC);
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 5, &bound)),
+        Ok(()),
+        "its own address named: max_skew"
+    );
+    let mut cfg = default_window(vec![client(1)]);
+    cfg.main.max_skew = Duration::from_secs(10);
+    let mut v = Verifier::new(&cfg);
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 6, &repr(T0 - 12))),
+        Err(Refusal::TooOld),
+        "never longer than max_skew"
+    );
+}
+
+/// The on-path theft: the thief drops the client's packet and sends it from
+/// its own address. Without an address in the packet the thief gets the
+/// grant (the attack, as it works by default); with one, or with
+/// `require_address`, it gets nothing.
+#[test]
+fn a_stolen_packet_opens_for_the_thief_only_without_an_address() {
+    let thief = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 66));
+    let mut v = Verifier::new(&default_window(vec![client(1)]));
+    let a = v.verify(now(T0), thief, &packet(1, 1, &repr(T0))).unwrap();
+    assert_eq!(a.addr, thief, "the attack: -s grants whoever sends it");
+
+    let mut bound = repr(T0);
+    bound.target = Target::Addr(SRC);
+    let r = v.verify(now(T0), thief, &packet(1, 2, &bound)).unwrap_err();
+    assert_eq!(r.reason, Refusal::OtherAddress, "--resolve / -a: nothing");
+
+    let mut strict = client(1);
+    strict.require_address = true;
+    let mut v = Verifier::new(&default_window(vec![strict]));
+    let r = v
+        .verify(now(T0), thief, &packet(1, 3, &repr(T0)))
+        .unwrap_err();
+    assert_eq!(
+        (r.reason, r.client),
+        (Refusal::AddressRequired, Some("c1")),
+        "require_address: nothing"
+    );
+    assert!(r.record.is_some(), "and the packet is spent");
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 4, &bound)),
+        Ok(()),
+        "the client naming its address gets in"
+    );
+    let mut cmd = repr(T0);
+    cmd.kind = Kind::Command;
+    cmd.duration = 0;
+    cmd.ports.clear();
+    cmd.name = heapless::String::try_from("wake").unwrap();
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 5, &cmd)),
+        Err(Refusal::CommandNotAllowed),
+        "a command opens nothing for an address: require_address leaves it"
+    );
 }
