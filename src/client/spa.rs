@@ -17,6 +17,10 @@ use crate::spa::{Key, Kind, RequestRepr, Target};
 
 /// Most padding bytes added (a random amount from 0 to this).
 pub const MAX_PADDING: u8 = 64;
+/// Most copies `--repeat` sends.
+pub const MAX_REPEAT: u32 = 10;
+/// Between two copies.
+pub const REPEAT_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What to ask the router for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,16 +126,24 @@ pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
     packet_with(key, req, crate::time::unix_now(), &random, &padding)
 }
 
-/// Sends `req` to `host:port`; returns the packet sent.
-pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request) -> io::Result<Vec<u8>> {
+/// Sends `req` to `host:port`, `copies` times [`REPEAT_GAP`] apart (the
+/// same packet: the router accepts the first copy that arrives and refuses
+/// the others as replays, which never count towards a ban); returns the
+/// packet sent.
+pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request, copies: u32) -> io::Result<Vec<u8>> {
     let p = packet(key, req)?;
     let bind: SocketAddr = match host {
         IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     };
     let sock = UdpSocket::bind(bind)?;
-    sock.send_to(&p, SocketAddr::new(host, port))
-        .map_err(|e| io::Error::new(e.kind(), format!("send to {host} udp:{port}: {e}")))?;
+    for i in 0..copies.max(1) {
+        if i > 0 {
+            std::thread::sleep(REPEAT_GAP);
+        }
+        sock.send_to(&p, SocketAddr::new(host, port))
+            .map_err(|e| io::Error::new(e.kind(), format!("send to {host} udp:{port}: {e}")))?;
+    }
     Ok(p)
 }
 
@@ -228,10 +240,16 @@ mod tests {
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let port = sock.local_addr().unwrap().port();
         let key = Key::from_bytes([6; 32]);
-        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req()).unwrap();
+        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req(), 1).unwrap();
         let mut buf = [0u8; 600];
         let (n, _) = sock.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], &sent[..]);
+        // --repeat 3: three identical copies.
+        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req(), 3).unwrap();
+        for _ in 0..3 {
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &sent[..]);
+        }
         assert_eq!(describe(&req()), "open tcp:22 for 30 s");
     }
 }
