@@ -362,6 +362,33 @@ impl Budget {
     }
 }
 
+/// Nonces of the last [`RECENT_REFUSALS`] authenticated packets refused for
+/// their timestamp (too old, too new, before the replay guard): they cannot
+/// enter the replay cache (their timestamps are outside the window it
+/// covers), but their copies (`postern spa --repeat`, or someone replaying a
+/// captured old packet) must not cost an AEAD each nor count as new
+/// failures towards a ban: a copy is refused as a replay before the AEAD.
+struct RecentRefusals {
+    nonces: [[u8; NONCE_LEN]; RECENT_REFUSALS],
+    len: usize,
+    next: usize,
+}
+
+/// How many timestamp-refused nonces [`RecentRefusals`] keeps.
+const RECENT_REFUSALS: usize = 64;
+
+impl RecentRefusals {
+    fn contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.nonces[..self.len].iter().any(|n| n == nonce)
+    }
+
+    fn push(&mut self, nonce: [u8; NONCE_LEN]) {
+        self.nonces[self.next] = nonce;
+        self.next = (self.next + 1) % RECENT_REFUSALS;
+        self.len = (self.len + 1).min(RECENT_REFUSALS);
+    }
+}
+
 /// What an accepted packet asks for, before it borrows the client's name.
 struct Grant {
     kind: Kind,
@@ -397,6 +424,7 @@ pub struct Verifier {
     /// The fwknop path's budget (HMACs per second, all its packets).
     fwknop_budget: Budget,
     replay: ReplayCache,
+    recent_refusals: RecentRefusals,
     guard: Option<Millis>,
     scratch: [u8; MAX_PLAINTEXT_LEN],
     fwknop_scratch: fwknop::Scratch,
@@ -444,6 +472,11 @@ impl Verifier {
             source_skew: config.main.source_skew.min(config.main.max_skew).as_secs(),
             fwknop_budget: Budget::new(config.main.spa_verify_budget),
             replay,
+            recent_refusals: RecentRefusals {
+                nonces: [[0; NONCE_LEN]; RECENT_REFUSALS],
+                len: 0,
+                next: 0,
+            },
             guard: None,
             scratch: [0; MAX_PLAINTEXT_LEN],
             fwknop_scratch: fwknop::Scratch::new(),
@@ -573,7 +606,8 @@ impl Verifier {
             // Copies of a recorded packet stop here, before any budget or AEAD.
             if !replay_checked {
                 replay_checked = true;
-                if self.replay.contains(&seal::nonce_of(payload)) {
+                let nonce = seal::nonce_of(payload);
+                if self.replay.contains(&nonce) || self.recent_refusals.contains(&nonce) {
                     return Err(fail(Refusal::Replay, Some(i), none));
                 }
             }
@@ -686,27 +720,15 @@ impl Verifier {
         source: bool,
     ) -> Result<(), Fail> {
         let who = Some(i);
-        let window = if source {
-            self.source_skew
-        } else {
-            self.max_skew
-        };
-        let skew = i128::from(timestamp) - i128::from(now.unix);
-        let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
-        if skew < -i128::from(window) {
-            return Err(fail(Refusal::TooOld, who, skew_detail));
+        if self.recent_refusals.contains(&id) {
+            // A copy of a packet refused for its timestamp (fwknop's path
+            // gets here; native copies stop before the AEAD).
+            return Err(fail(Refusal::Replay, who, Detail::None));
         }
-        if skew > i128::from(window) {
-            return Err(fail(Refusal::TooNew, who, skew_detail));
-        }
-        if let Some(g) = self.guard {
-            let guard_unix = now.unix.saturating_sub(now.mono.since(g) / 1000);
-            if timestamp <= guard_unix.saturating_add(self.max_skew) {
-                return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
-            }
-        }
-        if timestamp < self.replay.floor() {
-            return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
+        let timed_out = self.timestamp_refusal(now, timestamp, source);
+        if let Some((reason, skew)) = timed_out {
+            self.recent_refusals.push(id);
+            return Err(fail(reason, who, skew));
         }
         let entry = ReplayEntry {
             nonce: id,
@@ -717,9 +739,41 @@ impl Verifier {
                 self.recorded = Some(entry);
                 Ok(())
             }
-            Err(InsertError::Replayed(_)) => Err(fail(Refusal::Replay, who, skew_detail)),
+            Err(InsertError::Replayed(_)) => Err(fail(Refusal::Replay, who, Detail::None)),
             Err(InsertError::Full(_)) => Err(fail(Refusal::ReplayCacheFull, who, Detail::None)),
         }
+    }
+
+    /// The timestamp checks: the window, the replay guard and the floor.
+    fn timestamp_refusal(
+        &self,
+        now: Now,
+        timestamp: u64,
+        source: bool,
+    ) -> Option<(Refusal, Detail)> {
+        let window = if source {
+            self.source_skew
+        } else {
+            self.max_skew
+        };
+        let skew = i128::from(timestamp) - i128::from(now.unix);
+        let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
+        if skew < -i128::from(window) {
+            return Some((Refusal::TooOld, skew_detail));
+        }
+        if skew > i128::from(window) {
+            return Some((Refusal::TooNew, skew_detail));
+        }
+        if let Some(g) = self.guard {
+            let guard_unix = now.unix.saturating_sub(now.mono.since(g) / 1000);
+            if timestamp <= guard_unix.saturating_add(self.max_skew) {
+                return Some((Refusal::BeforeReplayGuard, skew_detail));
+            }
+        }
+        if timestamp < self.replay.floor() {
+            return Some((Refusal::BeforeReplayGuard, skew_detail));
+        }
+        None
     }
 
     /// The index of the first enabled command that `matches` and that client

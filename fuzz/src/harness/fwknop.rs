@@ -764,9 +764,14 @@ fn judge(
             | Verdict::Refuse(
                 Refusal::BadAddress
                     | Refusal::OtherAddress
+                    | Refusal::AddressRequired
                     | Refusal::PortNotAllowed
                     | Refusal::CommandNotAllowed
-                    | Refusal::ForwardNotAllowed,
+                    | Refusal::ForwardNotAllowed
+                    // Remembered as refused for their timestamp: a copy is a replay.
+                    | Refusal::TooOld
+                    | Refusal::TooNew
+                    | Refusal::BeforeReplayGuard,
                 _
             )
     );

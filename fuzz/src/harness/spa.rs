@@ -341,6 +341,10 @@ fn sealed_plaintext(input: &mut Input<'_>) {
         Ok(())
             | Err(Refusal::BadAddress
                 | Refusal::OtherAddress
+                | Refusal::AddressRequired
+                | Refusal::TooOld
+                | Refusal::TooNew
+                | Refusal::BeforeReplayGuard
                 | Refusal::PortNotAllowed
                 | Refusal::DurationTooLong
                 | Refusal::CommandNotAllowed

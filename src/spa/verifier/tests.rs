@@ -692,3 +692,31 @@ fn a_stolen_packet_opens_for_the_thief_only_without_an_address() {
         "a command opens nothing for an address: require_address leaves it"
     );
 }
+
+/// Copies of a packet refused for its timestamp (`--repeat` from a client
+/// with a wrong clock, or a captured old packet replayed) cost one AEAD in
+/// all and are refused as replays: one refusal that counts, not N.
+#[test]
+fn copies_of_a_packet_refused_for_its_timestamp_are_replays() {
+    let mut v = Verifier::new(&default_window(vec![client(1)]));
+    for (n, ts) in [(1u8, T0 - 500), (2, T0 + 500)] {
+        let p = packet(1, n, &repr(ts));
+        let first = outcome(&mut v, now(T0), SRC, &p);
+        assert!(
+            matches!(first, Err(Refusal::TooOld | Refusal::TooNew)),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            assert_eq!(outcome(&mut v, now(T0), SRC, &p), Err(Refusal::Replay));
+        }
+    }
+    assert_eq!(v.counters().aead_attempts, 2);
+    v.set_replay_guard(Some(Millis(5_000_000)));
+    let p = packet(1, 3, &repr(T0));
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &p),
+        Err(Refusal::BeforeReplayGuard)
+    );
+    assert_eq!(outcome(&mut v, now(T0), SRC, &p), Err(Refusal::Replay));
+    assert_eq!(v.counters().aead_attempts, 3);
+}
