@@ -10,7 +10,7 @@
 //! output of random bytes, so the packet still looks random. Sans-IO, no
 //! allocation. Why this design: `docs/spa-protocol.md`, "The pre-filter".
 
-use super::siphash::{self, siphash24};
+use super::siphash::{self, SipKey};
 use super::Key;
 use crate::knock::hmac::HmacKey;
 
@@ -23,9 +23,39 @@ pub const LABEL: &[u8] = b"postern spa2 pre-filter";
 
 static_assertions::const_assert_eq!(RANDOM_LEN + FILTER_TAG_LEN, super::seal::NONCE_LEN);
 
-/// A client's pre-filter key (`k_pf`). `Debug` does not print it.
+/// SipHash blocks of the random part (20 bytes: two full blocks and the
+/// length block).
+const BLOCKS: usize = RANDOM_LEN / 8 + 1;
+
+/// A client's pre-filter key (`k_pf`), with its SipHash state precomputed.
+/// `Debug` does not print it.
 #[derive(Clone)]
-pub struct FilterKey([u8; siphash::KEY_LEN]);
+pub struct FilterKey {
+    raw: [u8; siphash::KEY_LEN],
+    sip: SipKey,
+}
+
+/// A packet's nonce as the pre-filter reads it, computed once per packet and
+/// checked against every candidate client's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterInput {
+    blocks: [u64; BLOCKS],
+    tag: [u8; FILTER_TAG_LEN],
+}
+
+impl FilterInput {
+    /// The random part and the tag of `packet`'s nonce (`None`: shorter than a nonce).
+    pub fn of(packet: &[u8]) -> Option<FilterInput> {
+        let random = packet.get(..RANDOM_LEN)?;
+        let tag = packet.get(RANDOM_LEN..RANDOM_LEN + FILTER_TAG_LEN)?;
+        let mut t = [0u8; FILTER_TAG_LEN];
+        t.copy_from_slice(tag);
+        Some(FilterInput {
+            blocks: siphash::blocks(random),
+            tag: t,
+        })
+    }
+}
 
 impl FilterKey {
     /// Derives `k_pf` from the client key (an HMAC: done once, at load).
@@ -33,18 +63,33 @@ impl FilterKey {
         let mac = HmacKey::new(key.as_bytes()).mac(&[LABEL]);
         let mut k = [0u8; siphash::KEY_LEN];
         k.copy_from_slice(&mac[..siphash::KEY_LEN]);
-        FilterKey(k)
+        FilterKey {
+            sip: SipKey::new(&k),
+            raw: k,
+        }
     }
 
     /// The raw key bytes (for test vectors).
     pub fn as_bytes(&self) -> &[u8; siphash::KEY_LEN] {
-        &self.0
+        &self.raw
     }
 
     /// The tag of `random`.
     pub fn tag(&self, random: &[u8; RANDOM_LEN]) -> [u8; FILTER_TAG_LEN] {
-        let h = siphash24(&self.0, random).to_le_bytes();
-        [h[0], h[1], h[2], h[3]]
+        Self::truncate(self.sip.hash_blocks(&siphash::blocks::<BLOCKS>(random)))
+    }
+
+    fn truncate(h: u64) -> [u8; FILTER_TAG_LEN] {
+        let b = h.to_le_bytes();
+        [b[0], b[1], b[2], b[3]]
+    }
+
+    /// True when `input`'s tag is this key's tag of its random part (one SipHash).
+    #[inline]
+    pub fn matches(&self, input: &FilterInput) -> bool {
+        // Tags are not secrets (a match only earns an AEAD attempt): a
+        // plain comparison is fine.
+        Self::truncate(self.sip.hash_blocks(&input.blocks)) == input.tag
     }
 
     /// The nonce `random ‖ tag(random)`.
@@ -58,17 +103,7 @@ impl FilterKey {
     /// True when `packet` starts with a nonce whose tag is this key's (one
     /// SipHash; false for packets shorter than a nonce).
     pub fn passes(&self, packet: &[u8]) -> bool {
-        let (Some(random), Some(tag)) = (
-            packet.get(..RANDOM_LEN),
-            packet.get(RANDOM_LEN..RANDOM_LEN + FILTER_TAG_LEN),
-        ) else {
-            return false;
-        };
-        let mut r = [0u8; RANDOM_LEN];
-        r.copy_from_slice(random);
-        // Tags are not secrets (a match only earns an AEAD attempt): a plain
-        // comparison is fine.
-        self.tag(&r) == tag
+        FilterInput::of(packet).is_some_and(|i| self.matches(&i))
     }
 }
 
@@ -115,7 +150,8 @@ mod tests {
             for c in nonce.chunks_mut(8) {
                 c.copy_from_slice(&rng.next().to_le_bytes()[..c.len()]);
             }
-            passes += keys.iter().filter(|k| k.passes(&nonce)).count();
+            let input = FilterInput::of(&nonce).unwrap();
+            passes += keys.iter().filter(|k| k.matches(&input)).count();
         }
         assert_eq!(passes, 0);
     }

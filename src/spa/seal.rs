@@ -14,7 +14,7 @@
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 
-use super::prefilter::{FilterKey, RANDOM_LEN};
+use super::prefilter::{FilterInput, FilterKey, RANDOM_LEN};
 use super::request::{Request, RequestRepr, HEADER_LEN, PORT_LEN};
 use super::Key;
 
@@ -73,6 +73,12 @@ impl Cipher {
     /// SipHash): only then is [`open`] worth trying.
     pub fn passes(&self, packet: &[u8]) -> bool {
         self.filter.passes(packet)
+    }
+
+    /// [`Cipher::passes`] on a nonce read once ([`FilterInput::of`]) for all candidates.
+    #[inline]
+    pub fn matches(&self, input: &FilterInput) -> bool {
+        self.filter.matches(input)
     }
 }
 

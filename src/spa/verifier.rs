@@ -33,6 +33,7 @@ use core::net::IpAddr;
 use core::time::Duration;
 
 use super::fwknop::{self, Error as FwknopError};
+use super::prefilter::FilterInput;
 use super::replay::{InsertError, ReplayCache, ReplayEntry, ReplayRecord, SavedEntry};
 use super::request::{Kind, Request, RequestError, RequestRepr, Target, MAX_PORTS};
 use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN, NONCE_LEN};
@@ -588,6 +589,10 @@ impl Verifier {
     fn check(&mut self, now: Now, src: IpAddr, payload: &[u8]) -> Result<(usize, Grant), Fail> {
         let none = Detail::None;
         seal::check_len(payload).map_err(|_| fail(Refusal::BadLength, None, none))?;
+        // Length checked: the nonce is there.
+        let Some(input) = FilterInput::of(payload) else {
+            return Err(fail(Refusal::BadLength, None, none));
+        };
         let mut candidates = false;
         // What junk gets: no filter passed, so no AEAD was tried.
         let mut outcome = Refusal::AuthFailed;
@@ -599,7 +604,7 @@ impl Verifier {
                 continue;
             }
             candidates = true;
-            if !cipher.passes(payload) {
+            if !cipher.matches(&input) {
                 continue;
             }
             self.counters.filter_passes += 1;
