@@ -124,7 +124,7 @@ run_tests() {
     # nf_tables, ipset over NETLINK_NETFILTER, which qemu-user refuses) or
     # check host-built packages; under qemu they are not run. They are named
     # here, loudly; the qemu-aware suites (netns, nft_backend) skip per test.
-    local host_only=(netns_spa netns_fwknop netns_knock_modes netns_bans netns_lifecycle netns_actions netns_forward netns_floods netns_privileges fw3_backend openwrt)
+    local host_only=(netns_spa netns_spa_flood2 netns_spa_theft netns_fwknop netns_knock_modes netns_bans netns_lifecycle netns_actions netns_forward netns_floods netns_privileges fw3_backend openwrt)
     local tests=() f name
     for f in tests/*.rs; do
         name=$(basename "$f" .rs)
