@@ -149,16 +149,17 @@ install_file 0755 "$binary" usr/sbin/postern
 install_file 0755 "$f/postern.init" etc/init.d/postern
 install_file 0600 "$f/postern.config" etc/config/postern
 install_file 0755 "$f/postern.uci-defaults" etc/uci-defaults/90-postern
-install_file 0644 "$f/postern.capabilities.json" etc/capabilities/postern.json
 install_file 0644 "$f/fw4-table-pre.nft" usr/share/nftables.d/table-pre/20-postern.nft
-install_file 0644 "$f/fw4-chain-pre-input_wan.nft" usr/share/nftables.d/chain-pre/input_wan/20-postern.nft
-install_file 0644 "$f/fw4-chain-pre-forward_wan.nft" usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
+install_file 0644 "$f/fw4-chain-pre-input.nft" usr/share/nftables.d/chain-pre/input/20-postern.nft
+install_file 0644 "$f/fw4-chain-pre-forward.nft" usr/share/nftables.d/chain-pre/forward/20-postern.nft
 install_file 0755 "$f/fw3.include" usr/share/postern/fw3.include
+install_file 0755 "$f/firewall-includes.sh" usr/share/postern/firewall-includes.sh
 
 cat >"$stage/control/control" <<CONTROL
 Package: postern
 Version: $version-$release
-Depends: libc, kmod-nft-core
+Depends: libc, kmod-nft-core, kmod-nft-nat
+Require-User: postern=370:postern=370
 Source: openwrt/postern
 SourceName: postern
 License: Apache-2.0 OR MIT
@@ -170,12 +171,24 @@ Description: Port knocking and single packet authorization daemon. Keeps
  for a short time, after a secret knock or one encrypted packet.
 CONTROL
 echo "/etc/config/postern" >"$stage/control/conffiles"
+# default_postinst creates the Require-User user and group (OpenWrt's
+# add_group_and_user, as for a package built with USERID in the SDK); the
+# explicit fallback covers a functions.sh without it.
 cat >"$stage/control/postinst" <<'POSTINST'
 #!/bin/sh
 [ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
 [ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_postinst "$0" "$@"
+ret=$?
+if ! grep -q '^postern:' "${IPKG_INSTROOT}/etc/passwd" 2>/dev/null; then
+	grep -q '^postern:' "${IPKG_INSTROOT}/etc/group" 2>/dev/null ||
+		echo 'postern:x:370:' >>"${IPKG_INSTROOT}/etc/group"
+	echo 'postern:x:370:370:postern:/var/run/postern:/bin/false' >>"${IPKG_INSTROOT}/etc/passwd"
+	grep -q '^postern:' "${IPKG_INSTROOT}/etc/shadow" 2>/dev/null ||
+		echo 'postern:*:0:0:99999:7:::' >>"${IPKG_INSTROOT}/etc/shadow"
+fi
+exit $ret
 POSTINST
 cat >"$stage/control/prerm" <<'PRERM'
 #!/bin/sh
@@ -183,5 +196,19 @@ cat >"$stage/control/prerm" <<'PRERM'
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_prerm "$0" "$@"
 PRERM
-chmod 0755 "$stage/control/postinst" "$stage/control/prerm"
+# After removal (the package's files are gone): the fw3 include section,
+# includes moved aside by a failed check and the error file go too, and the
+# firewall is reloaded without postern (the fw4 includes left with the files).
+cat >"$stage/control/postrm" <<'POSTRM'
+#!/bin/sh
+[ -n "${IPKG_INSTROOT}" ] && exit 0
+rm -rf /usr/share/postern/includes.disabled /var/run/postern/firewall-include.err
+rm -f /usr/share/nftables.d/chain-pre/input_wan/20-postern.nft /usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft
+if uci -q get firewall.postern >/dev/null; then
+	uci -q delete firewall.postern && uci -q commit firewall
+fi
+[ -x /etc/init.d/firewall ] && /etc/init.d/firewall reload >/dev/null 2>&1
+exit 0
+POSTRM
+chmod 0755 "$stage/control/postinst" "$stage/control/prerm" "$stage/control/postrm"
 assemble postern "$arch" "$stage"

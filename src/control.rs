@@ -9,7 +9,7 @@
 //! status content is [`crate::status`]'s.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -127,7 +127,20 @@ pub fn query(path: &Path, request: Request) -> io::Result<String> {
         Request::Json => "json\n",
         Request::Text => "text\n",
     };
-    stream.write_all(line.as_bytes())?;
+    // MSG_NOSIGNAL: a daemon that closed the connection is an error to
+    // report, not a SIGPIPE (the CLI lets SIGPIPE end it on a closed stdout).
+    let sent = nix::sys::socket::send(
+        stream.as_raw_fd(),
+        line.as_bytes(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    )
+    .map_err(io::Error::from)?;
+    if sent != line.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the daemon took part of the request",
+        ));
+    }
     let mut out = String::new();
     stream.read_to_string(&mut out)?;
     Ok(out)

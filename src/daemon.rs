@@ -6,23 +6,25 @@
 //! ([`ReplayFile`], written before each SPA grant), the control socket that
 //! answers `postern status`, and the nftables event monitor that notices a
 //! firewall restart (which drops the kernel's sets) so that live grants are
-//! re-applied with their remaining time. A capture device that is deleted and
-//! created again (a new ifindex: PPPoE reconnects, `wifi` reloads, veths) is
-//! noticed on the tick and its socket reopened by name, without a restart.
+//! re-applied with their remaining time. Capture devices that are missing at
+//! start, go down, disappear or are created again (a new ifindex: PPPoE
+//! reconnects, `wifi` reloads, veths) are [`Captures`]' business: noticed on
+//! the tick, reopened by name, never spinning the loop.
 //! All decisions are the [`Engine`]'s.
 
 use core::fmt;
 use core::time::Duration;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::bans::BanTable;
+use crate::bans::{BanTable, NetText};
 use crate::capture::{bpf, Capture, Pacer};
+use crate::cidr::Cidr;
 use crate::config::{self, BackendKind, Config};
 use crate::control::{ControlSocket, Request, DEFAULT_SOCKET};
 use crate::engine::{Decision, Engine, Origin};
@@ -32,17 +34,21 @@ use crate::firewall::nft::monitor::Monitor;
 use crate::firewall::nft::NftBackend;
 use crate::firewall::{Backend, Grant};
 use crate::grants::GrantTable;
-use crate::privileges::{self, Keep};
+use crate::launcher::{Launcher, Reloaded};
+use crate::local_networks::{self, Watch};
+use crate::privileges::{self, Become, Keep};
 use crate::replay_file::{Loaded, ReplayFile};
 use crate::spa::Refused;
-use crate::status::{self, Snapshot};
+use crate::status::Snapshot;
 use crate::time::{Millis, Now};
 
 mod actions;
+mod captures;
 
 use crate::runner::CommandSpec;
 use actions::Actions;
 pub use actions::{command_specs, forward_specs};
+use captures::Captures;
 
 /// How often the engine's housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
@@ -103,11 +109,26 @@ fn installed(paths: &[&str]) -> bool {
     paths.iter().any(|p| std::path::Path::new(p).exists())
 }
 
+/// A configuration with its commands' users resolved, or what is wrong with it.
+type LoadedConfig = Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>>;
+
+/// The configuration file's bytes as the privileged launcher read them (on
+/// reload), with the commands' users resolved.
+fn config_from(opts: &Options, bytes: &[u8]) -> LoadedConfig {
+    let file = opts.config.display().to_string();
+    let cfg = config::parse_bytes(&file, bytes)?;
+    let commands = actions::command_specs(&file, &cfg)?;
+    Ok((cfg, commands))
+}
+
 /// Loads the config and resolves its commands' users; warns when it holds
 /// keys that group or others may read.
-fn load_config(opts: &Options) -> Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>> {
+fn load_config(opts: &Options) -> LoadedConfig {
     let cfg = config::load(&opts.config)?;
     let commands = actions::command_specs(&opts.config.display().to_string(), &cfg)?;
+    for w in config::typed::warnings(&cfg) {
+        warn!("{}: {w}", opts.config.display());
+    }
     if let Ok(meta) = std::fs::metadata(&opts.config) {
         use std::os::unix::fs::PermissionsExt as _;
         let path = opts.config.display().to_string();
@@ -151,6 +172,25 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         ));
     }
 
+    let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
+    if backend.name() == "fw4" {
+        // The fw4 guard closes the guarded ports on the capture devices, as
+        // their zones refuse; say where that cannot work.
+        let report =
+            crate::firewall::fw4_zones::report_at(Path::new("/"), &cfg.main.interfaces, &devices);
+        for w in &report.warnings {
+            warn!("{w}");
+        }
+        backend.set_capture(&devices, report.verdict);
+    }
+    // SAFETY: geteuid cannot fail.
+    let started_as = unsafe { libc::geteuid() };
+    // fw3 forwards run iptables (DNAT rules at reload and after a firewall
+    // restart), which needs root's lock file.
+    let needs_root = (backend.name() == "fw3" && cfg.active_forwards().next().is_some())
+        .then_some("the fw3 backend's forwards run iptables, which needs root");
+    let become_user = decide_user(started_as, cfg.main.user.as_deref(), needs_root)?;
+
     // Signals first, so a TERM during start-up is not lost.
     let mut mask = SigSet::empty();
     // SIGCHLD wakes the loop when a command ends (children get a clean mask).
@@ -164,10 +204,22 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     }
     mask.thread_block()
         .map_err(|e| fail(format!("blocking signals: {e}")))?;
+    // Forked while root, before anything else is open: runs the commands.
+    let launcher = if started_as == 0 {
+        let setup = crate::launcher::Setup {
+            config: opts.config.clone(),
+            log_level: opts.log_level,
+        };
+        let l = Launcher::fork(setup, commands.clone())
+            .map_err(|e| fail(format!("privileged launcher: {e}")))?;
+        debug!("privileged launcher started (pid {})", l.pid());
+        Some(l)
+    } else {
+        None
+    };
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| fail(format!("signalfd: {e}")))?;
 
-    let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
     backend
         .setup(&cfg.guarded_ports())
         .map_err(|e| fail(format!("firewall setup ({}): {e}", backend.name())))?;
@@ -175,13 +227,15 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         .setup_forwards(&actions::forward_specs(&cfg))
         .map_err(|e| fail(format!("firewall forwards ({}): {e}", backend.name())))?;
 
-    let replay = open_replay_file(&cfg)?;
     let control_path = opts
         .control
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let control = ControlSocket::bind(&control_path)
         .map_err(|e| fail(format!("control socket {}: {e}", control_path.display())))?;
+    if let Become::User { uid, gid, .. } = become_user {
+        hand_over_files(&cfg, &control_path, uid, gid)?;
+    }
     let result = serve(
         opts,
         cfg,
@@ -189,7 +243,7 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         &devices,
         backend.as_mut(),
         &signals,
-        replay,
+        (become_user, launcher),
         &control,
     );
     if let Err(e) = backend.teardown() {
@@ -261,15 +315,6 @@ fn restore_replay_file(engine: &mut Engine, file: &ReplayFile, guard: Millis) {
     engine.restore_replay(file.record(), Now::read());
     let later = engine.replay_guard().map_or(guard, |g| g.max(guard));
     engine.set_replay_guard(Some(later));
-}
-
-/// Opens one capture socket per device with the config's filter.
-fn open_captures(devices: &[String], cfg: &Config) -> Result<Vec<Capture>, DaemonError> {
-    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
-    devices
-        .iter()
-        .map(|d| Capture::open(d, &program).map_err(|e| fail(format!("capture on {d}: {e}"))))
-        .collect()
 }
 
 /// What carrying out a decision needs besides the decision.
@@ -360,9 +405,9 @@ fn resync(fx: &mut Effects<'_>, cfg: &Config, bans: &BanTable, now: Millis) -> b
     }
     let mut banned = 0;
     for ban in bans.active(now) {
-        match fx.backend.ban(ban.addr, ban.remaining(now)) {
+        match fx.backend.ban(ban.net, ban.remaining(now)) {
             Ok(()) => banned += 1,
-            Err(e) => error!("could not re-apply the ban of {}: {e}", ban.addr),
+            Err(e) => error!("could not re-apply the ban of {}: {e}", NetText(ban.net)),
         }
     }
     if banned > 0 {
@@ -379,22 +424,28 @@ fn serve(
     devices: &[String],
     backend: &mut dyn Backend,
     signals: &SignalFd,
-    replay: Option<(ReplayFile, Millis)>,
+    (become_user, launcher): (Become, Option<Launcher>),
     control: &ControlSocket,
 ) -> Result<(), DaemonError> {
     let started = Millis::now_monotonic();
-    let mut captures = open_captures(devices, &cfg)?;
-    // SAFETY: geteuid cannot fail.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    let keep = privileges::needed(commands.iter().map(|c| c.user.is_some()), is_root);
+    let mut captures = Captures::open(devices, &bpf::build_ranges(&cfg.capture_ranges(), true))?;
+    let started_as_root = launcher.is_some();
+    let keep = privileges::needed(commands.iter().map(|c| c.user.is_some()), started_as_root);
     let root_command = commands
         .iter()
         .find(|c| c.user.is_none())
         .map(|c| c.name.clone());
-    // Per capture: the interface is gone (logged once, until it is back).
-    let mut missing = vec![false; captures.len()];
+    let monitor = open_monitor(backend);
+    // Every socket is open: from here on only what the loop needs.
+    let held = match &become_user {
+        Become::User { name, uid, gid } => switch_user(name, *uid, *gid)?,
+        Become::Stay => drop_privileges(keep, started_as_root, root_command.as_deref()),
+    };
+    // SAFETY: geteuid cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    // Opened as the user the daemon now is (the state directory is its own).
     let mut engine = engine_for(&cfg);
-    let replay = replay.map(|(file, guard)| {
+    let replay = open_replay_file(&cfg)?.map(|(file, guard)| {
         restore_replay_file(&mut engine, &file, guard);
         file
     });
@@ -406,10 +457,12 @@ fn serve(
         grants: GrantTable::new(),
         actions: Actions::new(&cfg, commands),
     };
-    let monitor = open_monitor(fx.backend);
-    // Every socket is open: from here on only what the loop needs.
-    let held = drop_privileges(keep, is_root, root_command.as_deref());
+    let mut own_networks = OwnNetworks::open();
+    own_networks.refresh(&mut engine, fx.backend);
     fx.actions.set_privileges(held, is_root);
+    if let Some(l) = launcher {
+        fx.actions.set_launcher(l);
+    }
     let mut resync_pending = false;
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut next_tick = Millis::now_monotonic() + TICK;
@@ -428,16 +481,22 @@ fn serve(
     // then one per capture socket.
     let first_capture = if monitor.is_some() { 3 } else { 2 };
     let mut fds = poll_set(signals, control, monitor.as_ref(), &captures);
+    // Capture devices appeared, disappeared or were re-created, or a socket
+    // was parked: the poll set is rebuilt before the next poll.
+    let mut rebuild = false;
     let readable = |f: &PollFd<'_>| {
         f.revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
     };
+    // A configuration to reload: read here (no launcher) or by the
+    // launcher (with the number of its read).
+    let mut loaded: Option<(LoadedConfig, Option<u32>)> = None;
 
     loop {
         let now = Millis::now_monotonic();
         if now >= next_tick {
             engine.on_tick(now);
-            note_capture_drops(&captures);
+            rebuild |= captures.tick();
             fx.grants.expire(now);
             fx.actions.live.expire(now);
             fx.actions.runner.on_wake(std::time::Instant::now());
@@ -445,15 +504,34 @@ fn serve(
                 resync_pending = !resync(&mut fx, &cfg, engine.bans(), now)
                     || firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
             }
-            if captures_moved(&captures, &mut missing) {
-                drop(fds);
-                reopen_captures(&mut captures, &cfg);
-                fds = poll_set(signals, control, monitor.as_ref(), &captures);
+            if own_networks.due(now, &mut buf) {
+                own_networks.refresh(&mut engine, fx.backend);
             }
             next_tick = now + TICK;
         }
+        if rebuild {
+            drop(fds);
+            captures.update(|| bpf::build_ranges(&cfg.capture_ranges(), true));
+            fds = poll_set(signals, control, monitor.as_ref(), &captures);
+            rebuild = false;
+        }
         let wait = next_tick.since(now).min(u64::from(u16::MAX)) as u16;
-        match poll(&mut fds, PollTimeout::from(wait)) {
+        // The commands' descriptors (launcher socket, output pipes) go
+        // after the fixed set for this poll only: they change as commands
+        // start and end. Within the capacity reserved: no allocation.
+        let fixed = fds.len();
+        fx.actions.each_poll_fd(|fd| {
+            // SAFETY: the fd stays open until the set is cut back below,
+            // before anything that could close it runs.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        });
+        let polled = poll(&mut fds, PollTimeout::from(wait));
+        let commands_ready = fds[fixed..]
+            .iter()
+            .any(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        fds.truncate(fixed);
+        match polled {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -461,11 +539,30 @@ fn serve(
                 return Err(fail(format!("poll: {e}")));
             }
         }
-        let mut drained = 0;
-        for (i, capture) in captures.iter().enumerate() {
-            if readable(&fds[first_capture + i]) {
-                drained += drain(capture, &mut buf, &mut engine, &mut fx);
+        if commands_ready {
+            match fx.actions.on_ready(std::time::Instant::now()) {
+                Some(Reloaded::Text(bytes, seq)) => {
+                    loaded = Some((config_from(opts, &bytes), Some(seq)))
+                }
+                Some(Reloaded::Refused) => error!(
+                    "reload refused: the configuration file could not be read or is invalid; the running configuration stays"
+                ),
+                None => {}
             }
+        }
+        let mut drained = 0;
+        for (i, capture) in captures.polled().enumerate() {
+            let Some(events) = fds[first_capture + i].revents() else {
+                continue;
+            };
+            if events.is_empty() {
+                continue;
+            }
+            let read = drain(capture, &mut buf, &mut engine, &mut fx);
+            drained += read;
+            // A device that went down leaves an error that wakes every poll
+            // until taken; a socket that wakes with nothing to read is parked.
+            rebuild |= captures.after_wake(capture, read, events.contains(PollFlags::POLLERR));
         }
         if drained > 0 {
             // Under a flood, let the next poll find a batch (see capture::pacing).
@@ -497,7 +594,7 @@ fn serve(
                 .with_bans(now, engine.bans())
                 .with_forwards(now, &fx.actions.live)
                 .with_commands(fx.actions.command_views(std::time::Instant::now()));
-                snapshot.counters.insert(0, capture_counters(&captures));
+                snapshot.counters.insert(0, captures.counters());
                 match request {
                     Request::Json => snapshot.to_json(),
                     Request::Text => snapshot.to_text(),
@@ -511,30 +608,15 @@ fn serve(
                 match Signal::try_from(sig.ssi_signo as i32) {
                     Ok(Signal::SIGCHLD) => fx.actions.runner.on_wake(std::time::Instant::now()),
                     Ok(Signal::SIGHUP) => {
-                        if let Some((new, commands)) = reload(opts, &cfg, fx.backend, &captures) {
-                            fx.actions.reload(fx.backend, &new, commands);
-                            let mut next = engine_for(&new);
-                            next.adopt_replay(&engine, Now::read());
-                            let old = core::mem::replace(&mut engine, next);
-                            engine.adopt_bans(&old);
-                            lift_dropped_bans(fx.backend, &old, &engine);
-                            if fx.replay.is_none() {
-                                // SPA was off and is now on: the file's record
-                                // goes into the engine before any packet.
-                                match open_replay_file(&new) {
-                                    Ok(Some((file, guard))) => {
-                                        restore_replay_file(&mut engine, &file, guard);
-                                        fx.replay = Some(file);
-                                    }
-                                    Ok(None) => {}
-                                    Err(e) => error!("{e}: SPA requests will be refused"),
+                        info!("reloading {}", opts.config.display());
+                        match fx.actions.launcher() {
+                            // It reads the root-owned file; its bytes come back as an event.
+                            Some(l) => {
+                                if let Err(e) = l.reload() {
+                                    error!("reload refused: privileged launcher: {e}");
                                 }
                             }
-                            fx.max_skew = new.main.max_skew.as_secs();
-                            cfg = new;
-                            // The reload's own setup announced our objects again.
-                            resync_pending |=
-                                firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+                            None => loaded = Some((load_config(opts), None)),
                         }
                     }
                     Ok(s) => {
@@ -546,12 +628,115 @@ fn serve(
                 }
             }
         }
+        if let Some((result, seq)) = loaded.take() {
+            if let Some((new, commands)) = reload(result, opts, &cfg, fx.backend, &captures) {
+                fx.actions.adopt(seq);
+                fx.actions.reload(fx.backend, &new, commands);
+                let mut next = engine_for(&new);
+                next.adopt_replay(&engine, Now::read());
+                let old = core::mem::replace(&mut engine, next);
+                engine.adopt_bans(&old);
+                lift_dropped_bans(fx.backend, &old, &engine);
+                own_networks.refresh(&mut engine, fx.backend);
+                if fx.replay.is_none() {
+                    // SPA was off and is now on: the file's record
+                    // goes into the engine before any packet.
+                    match open_replay_file(&new) {
+                        Ok(Some((file, guard))) => {
+                            restore_replay_file(&mut engine, &file, guard);
+                            fx.replay = Some(file);
+                        }
+                        Ok(None) => {}
+                        Err(e) => error!("{e}: SPA requests will be refused"),
+                    }
+                }
+                fx.max_skew = new.main.max_skew.as_secs();
+                cfg = new;
+                // The reload's own setup announced our objects again.
+                resync_pending |= firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
+            }
+        }
     }
+}
+
+/// The user to run as (see [`privileges::become_user`]); logs its warning.
+fn decide_user(
+    started_as: u32,
+    configured: Option<&str>,
+    needs_root: Option<&str>,
+) -> Result<Become, DaemonError> {
+    let lookup = |name: &str| crate::runner::resolve_user(name).map(|u| (u.uid, u.gid));
+    let (become_user, warning) =
+        privileges::become_user(started_as, configured, needs_root, lookup).map_err(fail)?;
+    if let Some(w) = warning {
+        warn!("privileges: {w}");
+    }
+    Ok(become_user)
+}
+
+/// Gives the user the daemon becomes what it writes after the switch: the
+/// state directory (created if missing; owned by the user, mode 0700, never
+/// through a symlink) and the control socket (mode 0600 stays).
+fn hand_over_files(
+    cfg: &Config,
+    control: &std::path::Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::path::Path::new(&cfg.main.state_dir);
+    let state = |e: std::io::Error| fail(format!("state directory {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(state)?;
+    let meta = std::fs::symlink_metadata(dir).map_err(state)?;
+    if !meta.is_dir() {
+        return Err(fail(format!(
+            "state directory {}: not a directory (a symlink?)",
+            dir.display()
+        )));
+    }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(state)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(state)?;
+    // A replay state file a root daemon left: the user replaces it by
+    // rename, so only the directory matters; hand it over all the same.
+    let file = dir.join(crate::replay_file::FILE_NAME);
+    if std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
+        std::os::unix::fs::lchown(&file, Some(uid), Some(gid)).map_err(state)?;
+    }
+    std::os::unix::fs::lchown(control, Some(uid), Some(gid))
+        .map_err(|e| fail(format!("control socket {}: {e}", control.display())))?;
+    Ok(())
+}
+
+/// Switches a daemon started as root to `name` (`uid`/`gid`), keeping only
+/// `CAP_NET_RAW` and `CAP_NET_ADMIN` (the latter also ambient, for the `nft`
+/// tool). A failure stops the start: a daemon half switched is not run.
+fn switch_user(name: &str, uid: u32, gid: u32) -> Result<Keep, DaemonError> {
+    let d = privileges::switch_user(
+        uid,
+        gid,
+        privileges::NETWORK,
+        privileges::ambient_for(false),
+    )
+    .map_err(|e| fail(format!("privileges: cannot switch to user {name}: {e}")))?;
+    info!(
+        "privileges: running as user {name} (uid {uid}, gid {gid}), kept only {} (CapEff {:#x}); no new privileges",
+        privileges::names(d.effective),
+        d.effective
+    );
+    if d.effective & privileges::NETWORK != privileges::NETWORK {
+        warn!(
+            "privileges: without {}: grants and capture may fail",
+            privileges::names(privileges::NETWORK & !d.effective)
+        );
+    }
+    Ok(Keep::Only(d.permitted))
 }
 
 /// Keeps only the capabilities `keep` names (see [`crate::privileges`]) and
 /// logs the result; returns what is held now. A failure is logged, not
 /// fatal: a daemon that keeps too much still guards, one that stops does not.
+/// `is_root`: the daemon runs as uid 0 (it keeps no ambient set: uid 0's
+/// `nft` gets the bounding set).
 fn drop_privileges(keep: Keep, is_root: bool, root_command: Option<&str>) -> Keep {
     let Keep::Only(mask) = keep else {
         info!(
@@ -593,98 +778,26 @@ fn drop_privileges(keep: Keep, is_root: bool, root_command: Option<&str>) -> Kee
     }
 }
 
-/// Reads the kernel's capture counters (they reset on read; the sockets keep
-/// totals) and warns when frames were dropped since the last reading: under a
-/// flood on a busy router that is where a knock gets lost.
-fn note_capture_drops(captures: &[Capture]) {
-    for c in captures {
-        let before = c.statistics().drops;
-        match c.read_statistics() {
-            Ok(s) if s.drops > before => warn!(
-                "capture {}: the kernel dropped {} frame(s) that arrived faster than they were read ({} dropped since start)",
-                c.ifname(),
-                s.drops - before,
-                s.drops
-            ),
-            Ok(_) => {}
-            Err(e) => debug!("{e}"),
-        }
-    }
-}
-
-/// The descriptors polled: signals, control socket, monitor (if any), captures.
+/// The descriptors polled: signals, control socket, monitor (if any), the
+/// captures' [`Captures::polled`] sockets.
 fn poll_set<'a>(
     signals: &'a SignalFd,
     control: &'a ControlSocket,
     monitor: Option<&'a Monitor>,
-    captures: &'a [Capture],
+    captures: &'a Captures,
 ) -> Vec<PollFd<'a>> {
-    let mut fds: Vec<PollFd<'a>> = Vec::with_capacity(captures.len() + 3);
+    // Room for the commands' descriptors too (see the loop).
+    let mut fds: Vec<PollFd<'a>> =
+        Vec::with_capacity(captures.polled().count() + 4 + crate::runner::MAX_RUNNING);
     fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
     fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
     if let Some(m) = monitor {
         fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
     }
-    for c in captures {
+    for c in captures.polled() {
         fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
     }
     fds
-}
-
-/// True when some capture device was re-created (its name now has another
-/// ifindex): its socket, bound to the old index, will never see a packet
-/// again. Logs once when a device disappears (its socket is kept until it is back).
-fn captures_moved(captures: &[Capture], missing: &mut [bool]) -> bool {
-    let mut moved = false;
-    for (c, gone) in captures.iter().zip(missing.iter_mut()) {
-        match nix::net::if_::if_nametoindex(c.ifname()) {
-            Ok(i) if i == c.ifindex() => *gone = false,
-            Ok(_) => moved = true,
-            Err(_) => {
-                if !*gone {
-                    warn!(
-                        "capture {}: interface gone; waiting for it to come back",
-                        c.ifname()
-                    );
-                }
-                *gone = true;
-            }
-        }
-    }
-    moved
-}
-
-/// Reopens, by name and with the current filter, each capture whose device
-/// now has another ifindex; on failure the old socket stays (retried next tick).
-fn reopen_captures(captures: &mut [Capture], cfg: &Config) {
-    let program = bpf::build_ranges(&cfg.capture_ranges(), true);
-    for c in captures.iter_mut() {
-        match nix::net::if_::if_nametoindex(c.ifname()) {
-            Ok(i) if i != c.ifindex() => match Capture::open(c.ifname(), &program) {
-                Ok(new) => {
-                    info!(
-                        "capture {}: interface re-created; capture resumed",
-                        c.ifname()
-                    );
-                    *c = new;
-                }
-                Err(e) => warn!("capture {}: cannot reopen yet: {e}", c.ifname()),
-            },
-            _ => {}
-        }
-    }
-}
-
-/// The `capture` counter group of `postern status`, as of the last tick (at
-/// most a second old; reading here would hide new drops from the tick's warning).
-fn capture_counters(captures: &[Capture]) -> status::CounterGroup {
-    let total = captures
-        .iter()
-        .fold(crate::capture::Statistics::default(), |t, c| {
-            t.plus(c.statistics())
-        });
-    let ring = captures.iter().filter(|c| c.uses_ring()).count();
-    status::capture_group(total, ring, captures.len() - ring)
 }
 
 /// Reads every queued frame of one socket (bounded, so one busy socket cannot
@@ -702,6 +815,11 @@ fn drain(capture: &Capture, buf: &mut [u8], engine: &mut Engine, fx: &mut Effect
                 engine.on_frame(now, frame.data, frame.checksums, &mut |d| apply(fx, now, d));
             }
             Ok(None) => return n,
+            // The device went down (recvmsg takes the error; the tick logs it).
+            Err(e) if e.kind() == std::io::ErrorKind::NetworkDown => {
+                debug!("capture {}: {e}", capture.ifname());
+                return n;
+            }
             Err(e) => {
                 warn!("capture {}: {e}", capture.ifname());
                 return n;
@@ -725,7 +843,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             record_refused(fx, now, &refused);
             return log_refusal(fx, now, src, &refused);
         }
-        Decision::Ban { addr, duration } => return ban(fx, addr, duration),
+        Decision::Ban { net, duration } => return ban(fx, net, duration),
     };
     if let Some(entry) = record {
         let client = Some(client_of(&by).0);
@@ -819,31 +937,96 @@ fn client_of<'a>(by: &Origin<'a>) -> (&'a str, core::net::IpAddr) {
     }
 }
 
+/// The router's own networks, which bans spare (see [`crate::local_networks`]):
+/// learnt at start, at reload, when the kernel announces an address or route
+/// change (checked on the tick), and every [`OWN_NETWORKS_REFRESH`] anyway.
+struct OwnNetworks {
+    watch: Option<Watch>,
+    next: Millis,
+}
+
+/// Longest time between two refreshes of the router's own networks.
+const OWN_NETWORKS_REFRESH: Duration = Duration::from_secs(60);
+
+impl OwnNetworks {
+    fn open() -> OwnNetworks {
+        let watch = Watch::open()
+            .map_err(|e| {
+                warn!("cannot watch address and route changes ({e}): the router's own networks are learnt again every {} s", OWN_NETWORKS_REFRESH.as_secs());
+            })
+            .ok();
+        OwnNetworks {
+            watch,
+            next: Millis::now_monotonic(),
+        }
+    }
+
+    /// True when a change was announced or the periodic refresh is due.
+    fn due(&self, now: Millis, buf: &mut [u8]) -> bool {
+        let changed = self.watch.as_ref().is_some_and(|w| w.changed(buf));
+        changed || now >= self.next
+    }
+
+    /// Learns the networks again and hands them to the engine; lifts the
+    /// bans they now cover. On failure the previous networks stay.
+    fn refresh(&mut self, engine: &mut Engine, backend: &mut dyn Backend) {
+        let now = Millis::now_monotonic();
+        self.next = now + OWN_NETWORKS_REFRESH;
+        let found = match local_networks::learn() {
+            Ok(found) => found,
+            Err(e) => {
+                warn!("could not learn the router's own networks: {e}; keeping the previous ones");
+                return;
+            }
+        };
+        let (protected, dropped) = found.protected();
+        if protected == *engine.bans().protected() {
+            return;
+        }
+        if dropped > 0 {
+            warn!(
+                "the router has more own networks than postern tracks: {dropped} not protected from bans"
+            );
+        }
+        let list: Vec<String> = protected.as_slice().iter().map(|n| n.to_string()).collect();
+        info!(
+            "never banned (own addresses, subnets, gateways): {}",
+            list.join(" ")
+        );
+        engine.set_protected(now, protected, |net| {
+            lift_ban(backend, net, "it is the router's own network or gateway")
+        });
+    }
+}
+
 /// After a reload: lifts the kernel bans the new configuration no longer
-/// keeps (the source is now trusted, or bans are off).
+/// keeps (the network is now trusted, bans are off, or `ban_ipv6_prefix` changed).
 fn lift_dropped_bans(backend: &mut dyn Backend, old: &Engine, new: &Engine) {
     let now = Millis::now_monotonic();
     for ban in old.bans().active(now) {
-        if new.bans().banned_until(now, ban.addr).is_none() {
-            match backend.unban(ban.addr) {
-                Ok(()) => info!(
-                    "lifted the ban of {}: no longer banned by the configuration",
-                    ban.addr
-                ),
-                Err(e) => error!("could not lift the ban of {}: {e}", ban.addr),
-            }
+        if new.bans().banned_until(now, ban.net).is_none() {
+            lift_ban(backend, ban.net, "no longer banned by the configuration");
         }
     }
 }
 
-/// Bans a source in the kernel and logs it.
-fn ban(fx: &mut Effects<'_>, addr: core::net::IpAddr, duration: Duration) {
-    match fx.backend.ban(addr, duration) {
+/// Lifts the kernel ban of `net` now, and logs `why`.
+fn lift_ban(backend: &mut dyn Backend, net: Cidr, why: &str) {
+    match backend.unban(net) {
+        Ok(()) => info!("lifted the ban of {}: {why}", NetText(net)),
+        Err(e) => error!("could not lift the ban of {}: {e}", NetText(net)),
+    }
+}
+
+/// Bans a network in the kernel and logs it.
+fn ban(fx: &mut Effects<'_>, net: Cidr, duration: Duration) {
+    match fx.backend.ban(net, duration) {
         Ok(()) => warn!(
-            "banned {addr} for {} s: too many failed knocks or SPA packets",
+            "banned {} for {} s: too many failed knocks or SPA packets",
+            NetText(net),
             duration.as_secs()
         ),
-        Err(e) => error!("could not ban {addr}: {e}"),
+        Err(e) => error!("could not ban {}: {e}", NetText(net)),
     }
 }
 
@@ -912,15 +1095,16 @@ fn spa_line(cfg: &Config) -> String {
     }
 }
 
-/// SIGHUP: a new config that parses and sets up replaces the old; otherwise the old stays.
+/// SIGHUP: a new config (`loaded`) that parses and sets up replaces the
+/// old; otherwise the old stays.
 fn reload(
+    loaded: LoadedConfig,
     opts: &Options,
     old: &Config,
     backend: &mut dyn Backend,
-    captures: &[Capture],
+    captures: &Captures,
 ) -> Option<(Config, Vec<CommandSpec>)> {
-    info!("reloading {}", opts.config.display());
-    let (new, commands) = match load_config(opts) {
+    let (new, commands) = match loaded {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs {
@@ -951,12 +1135,7 @@ fn reload(
         }
         return None;
     }
-    let program = bpf::build_ranges(&new.capture_ranges(), true);
-    for c in captures {
-        if let Err(e) = c.set_filter(&program) {
-            error!("capture {}: new filter not attached: {e}", c.ifname());
-        }
-    }
+    captures.set_filter(&bpf::build_ranges(&new.capture_ranges(), true));
     log::set_max_level(opts.log_level.unwrap_or(new.main.log_level));
     info!(
         "reloaded: guarding {}, {} sequence(s), {}",

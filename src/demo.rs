@@ -420,8 +420,34 @@ impl Lab {
             ),
             (&x, &attacker, ATTACKER_V4, ATTACKER_V6, ATTACKER_MAC),
         )?;
+        // The attacker stands for the internet: from the router's side it is
+        // not on-link (postern never bans its on-link subnets, see
+        // `crate::bans`). The router's end keeps a single address (/32,
+        // /128) and reaches the attacker by a host route, as over a
+        // point-to-point uplink without a peer address.
+        point_to_point(
+            &self.router_ns,
+            &router_x,
+            (ROUTER_X_V4, ROUTER_X_V6),
+            (ATTACKER_V4, ATTACKER_V6),
+        )?;
         self.router_x_dev = Some(router_x);
         Ok(())
+    }
+
+    /// Makes the client a remote host as seen from the router, as
+    /// [`Lab::add_attacker`] does for the attacker: the router's end of the
+    /// client link keeps only [`ROUTER_V4`]/32 and [`ROUTER_V6`]/128 and
+    /// reaches the client by host routes, so that the client is not on an
+    /// on-link subnet (which postern never bans). Call it before starting a
+    /// daemon that must be able to ban the client.
+    pub fn make_client_remote(&self) -> io::Result<()> {
+        point_to_point(
+            &self.router_ns,
+            &self.router_dev,
+            (ROUTER_V4, ROUTER_V6),
+            (CLIENT_V4, CLIENT_V6),
+        )
     }
 
     /// The lab's scratch directory (config files; a good `state_dir`).
@@ -698,6 +724,27 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Turns the router's end `dev` (in namespace `ns`) of a /24 + /64 link into
+/// a single-address end (`router`/32, /128) with host routes to `peer`.
+fn point_to_point(
+    ns: &str,
+    dev: &str,
+    (router4, router6): (Ipv4Addr, Ipv6Addr),
+    (peer4, peer6): (Ipv4Addr, Ipv6Addr),
+) -> io::Result<()> {
+    for cmd in [
+        format!("-n {ns} addr del {router4}/24 dev {dev}"),
+        format!("-n {ns} addr add {router4}/32 dev {dev}"),
+        format!("-n {ns} route add {peer4}/32 dev {dev}"),
+        format!("-n {ns} addr del {router6}/64 dev {dev}"),
+        format!("-n {ns} addr add {router6}/128 dev {dev} nodad"),
+        format!("-n {ns} route add {peer6}/128 dev {dev}"),
+    ] {
+        ip_words(&cmd)?;
+    }
+    Ok(())
 }
 
 /// Sends one line on an established connection and reads the echo.

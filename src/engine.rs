@@ -3,9 +3,19 @@
 //! Owns the knock [`Matcher`], the SPA [`Verifier`] (UDP to `spa_port` goes
 //! there instead of the matcher) and the counters that `postern status`
 //! reports, and the [`BanTable`]: failed SPA packets (authentication, replay,
-//! timestamp) and wrong knock steps count against their source, which is
-//! banned past the configured threshold ([`Decision::Ban`]); a banned source's
-//! packets are ignored. Sans-IO: no syscalls, no clock reads (time is an
+//! timestamp) count against their source's network (IPv4 address, IPv6
+//! /`ban_ipv6_prefix`), which is banned past the configured threshold
+//! ([`Decision::Ban`]) unless it is one the table never bans (link-local,
+//! multicast, the router's own networks and gateways: see
+//! [`Engine::set_protected`]); a banned network's packets are ignored.
+//!
+//! Knocks never count as failures, right or wrong: a ban is visible from
+//! outside, so a ban that came sooner after wrong knocks than after right ones
+//! would tell an attacker which of their guesses were right (an oracle: a
+//! TOTP or static sequence learned one knock at a time). Instead every knock
+//! into a knock range or onto a static knock port is counted against its
+//! source network by [`VolumeTable`], whatever it was, and ignored past the
+//! limit. Sans-IO: no syscalls, no clock reads (time is an
 //! argument), no heap allocation per packet; everything is allocated in
 //! [`Engine::new`].
 
@@ -13,12 +23,14 @@ use core::fmt;
 use core::net::IpAddr;
 use core::time::Duration;
 
-use crate::bans::{BanCounters, BanPolicy, BanTable};
+use crate::bans::{BanCounters, BanPolicy, BanTable, ProtectedNets};
+use crate::cidr::Cidr;
 use crate::config::{Action, Config, MAX_SEQUENCES};
 use crate::knock::authenticated::{AuthClient, AuthCounters, AuthKeys, AuthMatcher, AuthVerdict};
 use crate::knock::encoded::{EncodedCounters, EncodedMatcher, EncodedProfile};
 use crate::knock::hmac::HmacKey;
 use crate::knock::totp::{TotpCounters, TotpMatcher, TotpSteps};
+use crate::knock::volume::{Volume, VolumeCounters, VolumePolicy, VolumeTable};
 use crate::knock::{KnockCounters, Matcher, SequenceSteps};
 use crate::port::{L4Proto, PortSpec};
 use crate::spa::{self, Refusal, Refused, ReplayEntry, ReplayRecord, SpaCounters, Verifier};
@@ -118,10 +130,11 @@ pub enum Decision<'a> {
         /// The replay record to persist before forwarding.
         record: Option<ReplayEntry>,
     },
-    /// Drop everything from `addr` for `duration` (too many failures; see [`crate::bans`]).
+    /// Ban the network `net` for `duration` (too many failures from it; see
+    /// [`crate::bans`]): an IPv4 address as /32, IPv6 per `ban_ipv6_prefix`.
     Ban {
-        /// The source banned.
-        addr: IpAddr,
+        /// The network banned.
+        net: Cidr,
         /// How long.
         duration: Duration,
     },
@@ -146,6 +159,8 @@ pub struct Counters {
     pub encoded: EncodedCounters,
     /// Authenticated knock counters.
     pub auth: AuthCounters,
+    /// Knock volume per source network (all knock modes and static knock ports).
+    pub volume: VolumeCounters,
     /// Open decisions made.
     pub opened: u64,
     /// Close decisions made.
@@ -181,6 +196,8 @@ pub struct Engine {
     auth: Option<AuthMatcher>,
     /// Failures per source and live bans.
     bans: BanTable,
+    /// Knocks per source network, limited whatever they were.
+    volume: VolumeTable,
     counters: Counters,
 }
 
@@ -206,11 +223,8 @@ fn note_failure<'s>(
     src: IpAddr,
     out: &mut impl FnMut(Decision<'s>),
 ) {
-    if let Some(duration) = bans.on_failure(now, src) {
-        out(Decision::Ban {
-            addr: src.to_canonical(),
-            duration,
-        });
+    if let Some((net, duration)) = bans.on_failure(now, src) {
+        out(Decision::Ban { net, duration });
     }
 }
 
@@ -327,13 +341,36 @@ impl Engine {
             encoded,
             auth,
             bans: BanTable::new(BanPolicy::from_main(&config.main)),
+            // Knock volume per the same networks as bans (`ban_ipv6_prefix`).
+            volume: VolumeTable::new(VolumePolicy::with_ipv6_prefix(config.main.ban_ipv6_prefix)),
             counters: Counters::default(),
         }
+    }
+
+    /// The knock volume table.
+    pub fn volume(&self) -> &VolumeTable {
+        &self.volume
+    }
+
+    /// Replaces the knock volume limits (counts start afresh).
+    pub fn set_volume_policy(&mut self, policy: VolumePolicy) {
+        self.volume = VolumeTable::new(policy);
     }
 
     /// The failure and ban table.
     pub fn bans(&self) -> &BanTable {
         &self.bans
+    }
+
+    /// Replaces the router's own networks (addresses, on-link subnets, default
+    /// gateways), never banned; `lifted` gets each live ban they now cover.
+    pub fn set_protected(
+        &mut self,
+        now: Millis,
+        protected: ProtectedNets,
+        lifted: impl FnMut(Cidr),
+    ) {
+        self.bans.set_protected(now, protected, lifted);
     }
 
     /// Takes over the failures and bans of `old` (the engine a reload replaces).
@@ -357,6 +394,7 @@ impl Engine {
                 .map(|e| e.0.counters())
                 .unwrap_or_default(),
             auth: self.auth.as_ref().map(|a| a.counters()).unwrap_or_default(),
+            volume: self.volume.counters(),
             bans: self.bans.counters(),
             ..self.counters
         }
@@ -437,19 +475,23 @@ impl Engine {
             proto: obs.proto,
             port: obs.dst_port,
         };
-        if self.knock_modes_claim(port) {
+        let claimed = self.knock_modes_claim(port);
+        // Volume first, whatever the knock is: only knocks that passed reach a
+        // matcher, and nothing a matcher finds (a wrong step, a reset, a bad
+        // tag) has any effect outside it but a grant.
+        if (claimed || self.matcher.is_knock_port(port))
+            && self.volume.on_knock(now.mono, obs.src) == Volume::Limited
+        {
+            return;
+        }
+        if claimed {
             return self.on_knock_modes(now, obs.src, port, out);
         }
         let mut completed: heapless::Vec<u8, MAX_SEQUENCES> = heapless::Vec::new();
-        let resets = self.matcher.counters().resets;
         self.matcher.on_knock(now.mono, obs.src, port, &mut |i| {
             // At most one completion per sequence per packet: cannot overflow.
             let _ = completed.push(i as u8);
         });
-        if self.matcher.counters().resets > resets {
-            // One failure per packet, however many sequences it reset.
-            note_failure(&mut self.bans, now.mono, obs.src, out);
-        }
         for &i in &completed {
             out(act(
                 &self.actions[usize::from(i)],
@@ -477,12 +519,7 @@ impl Engine {
     ) {
         if let Some((m, actions)) = &mut self.totp {
             if m.claims(port) {
-                let wrong = m.counters().wrong;
-                let done = m.on_knock(now, src, port);
-                if m.counters().wrong > wrong {
-                    note_failure(&mut self.bans, now.mono, src, out);
-                }
-                if let Some(i) = done {
+                if let Some(i) = m.on_knock(now, src, port) {
                     out(act(&actions[i], src, &mut self.counters));
                 }
                 return;
@@ -490,12 +527,7 @@ impl Engine {
         }
         if let Some((m, names)) = &mut self.encoded {
             if m.claims(port) {
-                let invalid = m.counters().invalid;
-                let granted = m.on_knock(now.mono, src, port);
-                if m.counters().invalid > invalid {
-                    note_failure(&mut self.bans, now.mono, src, out);
-                }
-                if let Some(g) = granted {
+                if let Some(g) = m.on_knock(now.mono, src, port) {
                     let p = &m.profiles()[g.profile];
                     self.counters.opened += 1;
                     out(Decision::Open {
@@ -511,12 +543,7 @@ impl Engine {
         }
         if let Some(m) = &mut self.auth {
             if m.claims(port) {
-                let bad = m.counters().bad_tag;
-                let verdict = m.on_knock(now, src, port);
-                if m.counters().bad_tag > bad {
-                    note_failure(&mut self.bans, now.mono, src, out);
-                }
-                if let Some((i, verdict)) = verdict {
+                if let Some((i, verdict)) = m.on_knock(now, src, port) {
                     let c = &m.clients()[i];
                     let by = Origin::KnockClient {
                         name: &c.name,
@@ -806,7 +833,7 @@ mod knock_mode_tests {
     fn engine() -> Engine {
         let text = format!(
             "config postern\n\toption ban_duration 0\n\
-             config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
+             config sequence 'otp'\n\toption key '{KEY7}'\n\toption knock_base '20000'\n\tlist open 'tcp:22'\n\
              config encoded 'enc'\n\toption knock_base '45000'\n\toption port_digits 4\n\tlist header 1\n\tlist allow 'tcp:143'\n\
              config client 'laptop'\n\toption key '{KEY8}'\n\tlist allow 'tcp:2222'\n\toption knock_base '50000'\n\
              config sequence 'static'\n\tlist knock 'tcp:7000'\n\tlist knock 'tcp:7001'\n\tlist open 'tcp:80'\n"
@@ -841,9 +868,9 @@ mod knock_mode_tests {
         let key = HmacKey::new(crate::spa::Key::from_base64(KEY7).unwrap().as_bytes());
         let shape = totp::TotpShape {
             proto: L4Proto::Tcp,
-            base: 40000,
-            range: 1024,
-            length: 4,
+            base: 20000,
+            range: totp::DEFAULT_RANGE,
+            length: totp::DEFAULT_LENGTH,
             period: 30,
         };
         let q = totp::sequence(&key, &shape, UNIX / 30);
@@ -908,10 +935,15 @@ mod knock_mode_tests {
     #[test]
     fn random_knocks_over_every_range_never_decide_anything() {
         let mut e = engine();
+        // No volume limit here: every knock reaches the matchers.
+        e.set_volume_policy(VolumePolicy {
+            limit: u32::MAX,
+            ..VolumePolicy::default()
+        });
         let mut rng = crate::test_rng::Rng(0x0bad_cafe);
         // Ports drawn from all the ranges (and the static steps), sources from a
         // small pool so windows fill, IPv4 and IPv6, TCP and UDP.
-        let ranges: [(u16, u16); 4] = [(40000, 1024), (45000, 20), (50000, 512), (7000, 2)];
+        let ranges: [(u16, u16); 4] = [(20000, 12288), (45000, 20), (50000, 512), (7000, 2)];
         let mut decisions = 0;
         for i in 0..300_000u64 {
             let (base, span) = ranges[rng.below(ranges.len())];
@@ -1031,7 +1063,10 @@ mod ban_tests {
         junk(&mut e, 1, ATTACKER);
         let out = junk(&mut e, 2, ATTACKER);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(out[1], "Ban { addr: 198.51.100.7, duration: 300s }");
+        assert_eq!(
+            out[1],
+            "Ban { net: Cidr { addr: 198.51.100.7, len: 32 }, duration: 300s }"
+        );
         // Banned: a correct knock sequence no longer opens, SPA is not even verified.
         let spa_before = e.counters().spa.packets;
         assert!(junk(&mut e, 3, ATTACKER).is_empty());
@@ -1051,16 +1086,17 @@ mod ban_tests {
     }
 
     #[test]
-    fn wrong_knock_steps_count_once_per_packet() {
+    fn wrong_knock_steps_never_count() {
+        // A wrong step must not ban (the ban would be an oracle on the steps):
+        // only the volume limit applies to knocks.
         let mut e = engine("");
-        let mut bans = 0;
-        // 7000 then 7002: the second step is wrong (one reset) each round.
-        for round in 0..3 {
+        for round in 0..50 {
             let out = knock(&mut e, round, ATTACKER, &[7000, 7002]);
-            bans += out.iter().filter(|d| d.starts_with("Ban")).count();
+            assert!(out.is_empty(), "{out:?}");
         }
-        assert_eq!(e.counters().bans.failures, 3);
-        assert_eq!(bans, 1);
+        assert_eq!(e.counters().bans.failures, 0);
+        assert_eq!(e.counters().knock.resets, 50);
+        assert_eq!(e.counters().volume.knocks, 100);
     }
 
     #[test]
@@ -1128,6 +1164,83 @@ mod ban_tests {
         let c = e.counters().bans;
         assert_eq!(c.bans as usize, bans.len());
         assert!(c.bans > 0 && c.from_banned > 0 && c.evicted > 0, "{c:?}");
+    }
+
+    fn bans_in(out: &[String]) -> Vec<&String> {
+        out.iter().filter(|d| d.starts_with("Ban")).collect()
+    }
+
+    #[test]
+    fn attack_junk_from_the_upstream_routers_link_local_address_bans_nothing() {
+        // The attack of issue 14: an on-link attacker spoofs the upstream
+        // router's fe80:: address to take IPv6 away from the whole LAN.
+        let mut e = engine("");
+        let upstream: IpAddr = "fe80::1".parse().unwrap();
+        for t in 0..10 {
+            assert!(bans_in(&junk(&mut e, t, upstream)).is_empty());
+        }
+        assert!(e.bans().active(Millis(10)).next().is_none());
+    }
+
+    #[test]
+    fn attack_rotating_addresses_within_one_64_does_not_escape() {
+        let mut e = engine("");
+        let mut out = Vec::new();
+        for n in 0..3u16 {
+            let src = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, n, 1, 2, 3));
+            out.extend(junk(&mut e, u64::from(n), src));
+        }
+        let bans = bans_in(&out);
+        assert_eq!(bans.len(), 1, "{out:?}");
+        assert_eq!(
+            bans[0],
+            "Ban { net: Cidr { addr: 2001:db8:7:7::, len: 64 }, duration: 300s }"
+        );
+        // Any other address of that /64 is ignored now.
+        let other = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 9, 9, 9, 9));
+        assert!(knock(&mut e, 5, other, &[7000, 7001, 7002]).is_empty());
+    }
+
+    #[test]
+    fn the_routers_gateway_own_address_and_subnet_are_never_banned() {
+        let mut e = engine("");
+        let mut p = ProtectedNets::new();
+        for n in [
+            "198.51.100.1",
+            "192.0.2.1",
+            "192.168.1.0/24",
+            "2001:db8:aa::1",
+        ] {
+            assert!(p.add(n.parse().unwrap()));
+        }
+        e.set_protected(Millis(0), p, |n| panic!("{n} was not banned"));
+        for a in [
+            "198.51.100.1",
+            "192.0.2.1",
+            "192.168.1.77",
+            "2001:db8:aa::1",
+            "2001:db8:aa::99",
+            "ff02::1",
+            "224.0.0.251",
+            "169.254.7.7",
+            "fe80::1",
+        ] {
+            let src: IpAddr = a.parse().unwrap();
+            for t in 0..10 {
+                assert!(bans_in(&junk(&mut e, t, src)).is_empty(), "{a}");
+                assert!(
+                    bans_in(&knock(&mut e, t, src, &[7000, 7002])).is_empty(),
+                    "{a}"
+                );
+            }
+        }
+        assert_eq!(e.counters().bans.bans, 0);
+        // The junk counts (as protected failures); the wrong knocks never do.
+        assert_eq!(e.counters().bans.protected_failures, 9 * 10);
+        // A stranger next door still is.
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        let out: Vec<String> = (0..3).flat_map(|t| junk(&mut e, t, stranger)).collect();
+        assert_eq!(bans_in(&out).len(), 1);
     }
 
     #[test]
@@ -1227,6 +1340,9 @@ mod ban_tests {
 }
 
 #[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
 mod repeat_tests;
+
 #[cfg(test)]
 mod replay_tests;

@@ -32,6 +32,8 @@ pub mod forward_grants;
 pub mod grants;
 pub mod import;
 pub mod knock;
+pub mod launcher;
+pub mod local_networks;
 pub mod logger;
 pub mod port;
 pub mod privileges;

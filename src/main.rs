@@ -37,7 +37,8 @@ usage:
   postern knock [HOST] --totp --base PORT [--range N] [--length N] [--period S]
               [--proto tcp|udp] (--key B64 | --key-file F | --stanza NAME) [--print]
         Send the current time-derived sequence of a 'config sequence' with a key;
-        --print shows it instead, as Debian's knock client takes it.
+        --print shows it instead, as Debian's knock client takes it. Defaults as
+        on the router: --range 12288 --length 6 --period 30 --proto tcp.
   postern knock HOST --encode PROTO/PORT --profile NAME [-c FILE] [--minutes M]
         Knock a sequence that spells PROTO/PORT, laid out by the 'config encoded'
         section NAME of FILE (default ~/.config/postern/client.conf).
@@ -85,6 +86,9 @@ fn main() -> ExitCode {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     };
+    if cmd != "daemon" {
+        quiet_on_broken_pipe();
+    }
     let result = match cmd.as_str() {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
@@ -113,6 +117,20 @@ fn main() -> ExitCode {
             eprintln!("run 'postern help' for usage");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets a closed pipe end a command quietly, as it ends `yes | head -1`:
+/// SIGPIPE back to its default action (the Rust runtime ignores it, so that
+/// a write fails with EPIPE, and `print!` then panics: `postern keygen |
+/// head -1` aborted). Not for the daemon, which must outlive any client of
+/// its control socket; `postern status` writes its request with
+/// `MSG_NOSIGNAL`, so a daemon that goes away is still reported.
+fn quiet_on_broken_pipe() {
+    // SAFETY: sets the disposition of one signal to its default, before any
+    // thread is started; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -193,12 +211,33 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
             other => return Err(format!("status: unexpected argument '{other}'")),
         }
     }
+    let json = matches!(request, control::Request::Json);
+    let include_error = postern::status::include_error_at(std::path::Path::new(
+        postern::status::INCLUDE_ERROR_FILE,
+    ));
+    let show = |answer: &str| match &include_error {
+        Some(e) => postern::status::with_include_error(answer, e, json),
+        None => answer.to_string(),
+    };
     match control::query(&socket, request) {
         Ok(answer) => {
-            print!("{answer}");
+            print!("{}", show(&answer));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            if include_error.is_some() && json {
+                // One JSON object for LuCI: the include failure and why
+                // there is no daemon status (success: the object is valid).
+                let down = format!(
+                    "{{\"error\":{}}}\n",
+                    postern::status::quote(&format!("postern is not running: {e}"))
+                );
+                print!("{}", show(&down));
+                return Ok(ExitCode::SUCCESS);
+            }
+            if include_error.is_some() {
+                print!("{}", show(""));
+            }
             eprintln!("postern: {e}");
             Ok(ExitCode::FAILURE)
         }
@@ -231,6 +270,31 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
         Some(cfg) => {
             println!("{}: ok", path.display());
             print!("{}", config::typed::summary(&cfg));
+            for w in config::typed::warnings(&cfg) {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            let fw4 = match cfg.main.backend {
+                BackendKind::Fw4 => true,
+                BackendKind::Auto => ["/sbin/fw4", "/usr/sbin/fw4"]
+                    .iter()
+                    .any(|p| std::path::Path::new(p).exists()),
+                _ => false,
+            };
+            if fw4 {
+                let report = postern::firewall::fw4_zones::report_at(
+                    std::path::Path::new("/"),
+                    &cfg.main.interfaces,
+                    &cfg.main.devices,
+                );
+                for w in report.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            if let Some(e) = postern::status::include_error_at(std::path::Path::new(
+                postern::status::INCLUDE_ERROR_FILE,
+            )) {
+                eprintln!("warning: firewall include FAILED (moved aside): {e}");
+            }
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,

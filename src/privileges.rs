@@ -7,35 +7,32 @@
 //!
 //! What the running daemon needs: `CAP_NET_RAW` (reopening a capture socket
 //! when its interface is re-created) and `CAP_NET_ADMIN` (every grant, ban
-//! and forward is a netlink message to nf_tables or ipset). SPA commands add
-//! to that:
+//! and forward is a netlink message to nf_tables or ipset).
 //!
-//! - commands that all have `option user`: `CAP_SETUID` and `CAP_SETGID`
-//!   (to become that user in the child) and `CAP_KILL` (to stop the
-//!   command's process group at its timeout: it no longer runs as our uid);
-//! - a command without `option user` runs as root with root's powers (a
-//!   reboot, a service restart): the daemon then keeps everything, since a
-//!   root process without capabilities could not start one. Such a
-//!   configuration makes the daemon as powerful as root; prefer `option user`.
+//! A daemon started as root becomes its own user ([`become_user`]: `option
+//! user`, default [`DEFAULT_USER`]) with [`switch_user`], keeping only
+//! [`NETWORK`]; its commands run through the privileged launcher
+//! ([`crate::launcher`]), forked before the switch, so the daemon needs no
+//! `CAP_SETUID`/`CAP_KILL` and no root. With `option user 'root'` (or no
+//! such user on the system) it keeps uid 0 and [`drop_to`] narrows it to
+//! [`NETWORK`] alike. A daemon started as another user (`setpriv`) has no
+//! launcher: it runs commands without `option user` as itself and keeps
+//! [`COMMAND_USERS`] for the others when it was given them ([`needed`]).
 //!
 //! Dropping means: no new privileges on `execve` (`PR_SET_NO_NEW_PRIVS`:
 //! setuid and file-capability programs gain nothing), every other
-//! capability removed from the bounding set (so that a child running as
-//! uid 0 does not get root's capabilities back on `execve`; needs
-//! `CAP_SETPCAP`, which a root daemon has and a non-root one started with
-//! just the two capabilities has not — `PR_SET_NO_NEW_PRIVS` covers that
-//! case), the ambient and inheritable sets cleared, and the permitted and
-//! effective sets cut down to what is kept. The uid is not changed: a root
-//! daemon stays uid 0 (its own files — the config, the state directory,
-//! the control socket — stay readable and writable by owner), and a daemon
-//! started as another user (`setpriv`, procd `user`) stays that user.
+//! capability removed from the bounding set (needs `CAP_SETPCAP`, which a
+//! root daemon has and a non-root one started with just the two
+//! capabilities has not — `PR_SET_NO_NEW_PRIVS` covers that case), the
+//! ambient and inheritable sets cleared, and the permitted and effective
+//! sets cut down to what is kept.
 //!
 //! One program the daemon runs itself needs a capability: the `nft` tool
-//! (standalone table setup at reload and after a firewall restart). A root
-//! daemon's `nft` gets the bounding set on `execve` (uid 0); a non-root
-//! daemon keeps `CAP_NET_ADMIN` inheritable and ambient for it
-//! ([`ambient_for`]). Commands never inherit it: the runner clears the
-//! ambient set in the child before `execve`.
+//! (standalone table setup at reload and after a firewall restart). A uid 0
+//! daemon's `nft` gets the bounding set on `execve`; a non-root daemon keeps
+//! `CAP_NET_ADMIN` inheritable and ambient for it ([`ambient_for`]).
+//! Commands never inherit it: the runner clears the ambient set in the
+//! child before `execve`.
 
 use std::io;
 
@@ -89,21 +86,105 @@ impl Keep {
 }
 
 /// What the daemon keeps for commands that run as `users` (one entry per
-/// enabled command: whether it has `option user`), when it runs as root
-/// (`daemon_is_root`) or not. Pure.
+/// enabled command: whether it has `option user`), when it was started as
+/// root (`started_as_root`) or not. Pure.
 ///
-/// A non-root daemon runs a command without `option user` as itself, so
-/// such a command needs nothing more; a root daemon's needs everything.
-pub fn needed(users: impl IntoIterator<Item = bool>, daemon_is_root: bool) -> Keep {
+/// A daemon started as root runs every command through its privileged
+/// launcher ([`crate::launcher`]) and keeps [`NETWORK`] only. One started
+/// as another user runs a command without `option user` as itself (nothing
+/// more needed) and one with `option user` only if it was given
+/// [`COMMAND_USERS`].
+pub fn needed(users: impl IntoIterator<Item = bool>, started_as_root: bool) -> Keep {
+    if started_as_root {
+        return Keep::Only(NETWORK);
+    }
     let mut mask = NETWORK;
-    for has_user in users {
-        if has_user {
-            mask |= COMMAND_USERS;
-        } else if daemon_is_root {
-            return Keep::Everything;
-        }
+    if users.into_iter().any(|has_user| has_user) {
+        mask |= COMMAND_USERS;
     }
     Keep::Only(mask)
+}
+
+/// The user a daemon started as root switches to when `config postern` has
+/// no `option user`.
+pub const DEFAULT_USER: &str = "postern";
+
+/// Whom the daemon runs as after start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Become {
+    /// Stays the user it was started as (not root; or root by choice or
+    /// for want of the default user: see [`become_user`]).
+    Stay,
+    /// Switches to this user (its primary group, no supplementary groups).
+    User {
+        /// The user name, for the log.
+        name: String,
+        /// Its uid.
+        uid: u32,
+        /// Its primary gid.
+        gid: u32,
+    },
+}
+
+/// Decides whom a daemon started as `uid` runs as, given `option user`
+/// (`configured`), why the setup may need uid 0 (`needs_root`, e.g. fw3
+/// forwards, whose `iptables` takes root's lock file) and a password-database
+/// `lookup` (name → uid, gid). Pure but for `lookup`. Returns the choice and
+/// a warning to log, or an error that stops the start:
+///
+/// - not started as root: stays (the option is ignored, with a note);
+/// - `option user 'root'`: stays root (capabilities still narrowed);
+/// - `option user NAME`: NAME, which must exist and not be uid 0 (with a
+///   warning when `needs_root`);
+/// - no option: stays root with a warning when `needs_root`; else
+///   [`DEFAULT_USER`] if it exists, else stays root with a warning (a
+///   system without the packaged user keeps working).
+pub fn become_user(
+    uid: u32,
+    configured: Option<&str>,
+    needs_root: Option<&str>,
+    lookup: impl Fn(&str) -> Result<(u32, u32), String>,
+) -> Result<(Become, Option<String>), String> {
+    if uid != 0 {
+        let note = configured
+            .map(|u| format!("option user '{u}' ignored: started as uid {uid}, not root"));
+        return Ok((Become::Stay, note));
+    }
+    let (name, explicit) = match configured {
+        Some("root") => return Ok((Become::Stay, None)),
+        Some(name) => (name, true),
+        None => (DEFAULT_USER, false),
+    };
+    if let (Some(why), false) = (needs_root, explicit) {
+        return Ok((
+            Become::Stay,
+            Some(format!(
+                "{why}: postern keeps uid 0 (with net_raw,net_admin only); set option user to switch anyway"
+            )),
+        ));
+    }
+    let warning = needs_root.map(|why| format!("{why}: it may fail as user {name}"));
+    match lookup(name) {
+        Ok((0, _)) => Err(format!(
+            "option user '{name}' has uid 0: give an unprivileged user, or 'root' to stay root"
+        )),
+        Ok((uid, gid)) => Ok((
+            Become::User {
+                name: name.to_string(),
+                uid,
+                gid,
+            },
+            warning,
+        )),
+        Err(e) if explicit => Err(format!("option user: {e}")),
+        Err(e) => Ok((
+            Become::Stay,
+            Some(format!(
+                "{e}: postern keeps uid 0 (with net_raw,net_admin only); create the system \
+                 user '{DEFAULT_USER}' (the OpenWrt package does) or set option user"
+            )),
+        )),
+    }
 }
 
 /// What a daemon keeps in its ambient (and inheritable) set so that the
@@ -218,6 +299,55 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
 /// the process with at most what it had.
 pub fn drop_to(keep: u64, ambient: u64) -> io::Result<Dropped> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    let bounding_narrowed = narrow_bounding(keep)?;
+    set_capabilities(keep, ambient, bounding_narrowed)
+}
+
+/// `PR_SET_KEEPCAPS`: keep the permitted set across a switch away from uid 0.
+const PR_SET_KEEPCAPS: libc::c_int = 8;
+
+/// Switches this root process to `uid`/`gid` with no supplementary groups,
+/// keeping only the capabilities in `keep` (as [`drop_to`]):
+/// no-new-privileges, the bounding set narrowed (while still root),
+/// `PR_SET_KEEPCAPS` around `setgroups([])`, `setresgid` and `setresuid`
+/// (real, effective and saved ids all switched), then the permitted and
+/// effective sets cut to `keep` and `ambient` raised. Checks the ids after
+/// the switch. Irreversible; on error the caller must not go on (the
+/// process may be half switched).
+pub fn switch_user(uid: u32, gid: u32, keep: u64, ambient: u64) -> io::Result<Dropped> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    let bounding_narrowed = narrow_bounding(keep)?;
+    clear_ambient()?;
+    prctl(PR_SET_KEEPCAPS, 1)?;
+    // SAFETY: setgroups(2) with no groups, setresgid(2)/setresuid(2) with
+    // integer ids.
+    unsafe {
+        if libc::setgroups(0, core::ptr::null()) != 0
+            || libc::setresgid(gid, gid, gid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    prctl(PR_SET_KEEPCAPS, 0)?;
+    let (mut ruid, mut euid, mut suid) = (0, 0, 0);
+    let (mut rgid, mut egid, mut sgid) = (0, 0, 0);
+    // SAFETY: getres[ug]id(2) write into the valid locals.
+    unsafe {
+        libc::getresuid(&mut ruid, &mut euid, &mut suid);
+        libc::getresgid(&mut rgid, &mut egid, &mut sgid);
+    }
+    if [ruid, euid, suid] != [uid; 3] || [rgid, egid, sgid] != [gid; 3] {
+        return Err(io::Error::other(format!(
+            "ids after the switch: uid {ruid}/{euid}/{suid}, gid {rgid}/{egid}/{sgid}"
+        )));
+    }
+    set_capabilities(keep, ambient, bounding_narrowed)
+}
+
+/// Drops every capability but `keep` from the bounding set; false when it
+/// may not (no `CAP_SETPCAP`).
+fn narrow_bounding(keep: u64) -> io::Result<bool> {
     let mut bounding_narrowed = true;
     // Capabilities past the kernel's last one give EINVAL: the end.
     for cap in 0..64u32 {
@@ -241,6 +371,12 @@ pub fn drop_to(keep: u64, ambient: u64) -> io::Result<Dropped> {
             Err(e) => return Err(e),
         }
     }
+    Ok(bounding_narrowed)
+}
+
+/// Cuts the permitted and effective sets to `keep` and leaves `ambient`
+/// (within what is kept) inheritable and ambient.
+fn set_capabilities(keep: u64, ambient: u64, bounding_narrowed: bool) -> io::Result<Dropped> {
     clear_ambient()?;
     let (_, permitted) = current()?;
     let kept = keep & permitted;
@@ -357,15 +493,89 @@ mod tests {
     #[test]
     fn commands_with_users_keep_setuid_setgid_and_kill() {
         assert_eq!(COMMAND_USERS, 0xe0);
-        assert_eq!(needed([true, true], true), Keep::Only(0x30e0));
+        // Only for a daemon started as another user (no launcher).
+        assert_eq!(needed([true, true], false), Keep::Only(0x30e0));
         assert_eq!(needed([true], false), Keep::Only(0x30e0));
     }
 
     #[test]
-    fn a_root_command_keeps_everything_only_for_a_root_daemon() {
-        assert_eq!(needed([true, false], true), Keep::Everything);
+    fn a_daemon_started_as_root_keeps_the_network_only() {
+        // Its commands, root or not, go through the launcher.
+        assert_eq!(needed([true, false], true), Keep::Only(0x3000));
+        assert_eq!(needed([false], true), Keep::Only(0x3000));
         assert_eq!(needed([false], false), Keep::Only(0x3000));
         assert_eq!(needed([false, true], false), Keep::Only(0x30e0));
+    }
+
+    fn passwd(name: &str) -> Result<(u32, u32), String> {
+        match name {
+            "postern" => Ok((101, 101)),
+            "nobody" => Ok((65534, 65534)),
+            "toor" => Ok((0, 0)),
+            _ => Err(format!("unknown user '{name}' (not in /etc/passwd)")),
+        }
+    }
+
+    #[test]
+    fn root_becomes_the_postern_user_by_default() {
+        let postern = Become::User {
+            name: "postern".into(),
+            uid: 101,
+            gid: 101,
+        };
+        assert_eq!(become_user(0, None, None, passwd), Ok((postern, None)));
+        let (b, w) = become_user(0, Some("nobody"), None, passwd).unwrap();
+        assert_eq!(
+            b,
+            Become::User {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534
+            }
+        );
+        assert_eq!(w, None);
+    }
+
+    #[test]
+    fn a_missing_user_stops_the_start_unless_it_is_the_default() {
+        let e = become_user(0, Some("ghost"), None, passwd).unwrap_err();
+        assert!(e.contains("unknown user 'ghost'"), "{e}");
+        let e = become_user(0, Some("toor"), None, passwd).unwrap_err();
+        assert!(e.contains("uid 0"), "{e}");
+        // No packaged user: stays root, loudly.
+        let none = |_: &str| Err::<(u32, u32), _>("unknown user 'postern'".to_string());
+        let (b, w) = become_user(0, None, None, none).unwrap();
+        assert_eq!(b, Become::Stay);
+        assert!(w.unwrap().contains("keeps uid 0"));
+        // Root by choice: no warning.
+        assert_eq!(
+            become_user(0, Some("root"), None, none),
+            Ok((Become::Stay, None))
+        );
+    }
+
+    #[test]
+    fn a_setup_that_needs_root_keeps_it_unless_a_user_is_given() {
+        let why = Some("fw3 forwards run iptables");
+        let (b, w) = become_user(0, None, why, passwd).unwrap();
+        assert_eq!(b, Become::Stay);
+        assert!(w
+            .unwrap()
+            .starts_with("fw3 forwards run iptables: postern keeps uid 0"));
+        let (b, w) = become_user(0, Some("postern"), why, passwd).unwrap();
+        assert!(matches!(b, Become::User { uid: 101, .. }));
+        assert!(w.unwrap().contains("may fail as user postern"));
+    }
+
+    #[test]
+    fn a_daemon_started_as_another_user_stays_it() {
+        assert_eq!(
+            become_user(65534, None, None, passwd),
+            Ok((Become::Stay, None))
+        );
+        let (b, w) = become_user(65534, Some("postern"), None, passwd).unwrap();
+        assert_eq!(b, Become::Stay);
+        assert!(w.unwrap().contains("ignored"));
     }
 
     #[test]

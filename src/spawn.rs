@@ -13,7 +13,9 @@
 //! spawns from a multi-threaded process. A failed exec (or a failed step
 //! before it) is reported to the parent through a close-on-exec pipe, so
 //! [`Spawn::spawn`] returns the error (e.g. `NotFound`, `PermissionDenied`)
-//! instead of a child that exits 127.
+//! instead of a child that exits 127. [`Spawn::start`] does not wait for
+//! that report (an event loop must not block until the child's exec): the
+//! child's [`ExecReport`] says later, without blocking, whether it got there.
 //!
 //! Does not decide what runs or when (the command runner, the firewall
 //! backends and the demo lab do), and does not reap children it did not
@@ -168,10 +170,36 @@ impl Spawn {
         self
     }
 
-    /// Starts the child. Fails (and leaves no child behind) when the program
-    /// is not found, cannot be executed, or a step before exec fails. The
-    /// stdio settings are used up (a second spawn inherits them).
+    /// Starts the child and waits until it has exec'd. Fails (and leaves no
+    /// child behind) when the program is not found, cannot be executed, or a
+    /// step before exec fails. The stdio settings are used up (a second
+    /// spawn inherits them).
     pub fn spawn(&mut self) -> io::Result<Child> {
+        let mut child = self.start()?;
+        let Some(mut report) = child.exec_report.take() else {
+            return Ok(child);
+        };
+        report.blocking()?;
+        loop {
+            match report.check() {
+                ExecState::Pending => {}
+                ExecState::Done => return Ok(child),
+                ExecState::Failed(e) => {
+                    // The child failed before exec and exits 127: reap it.
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Starts the child without waiting for its exec: returns once it is
+    /// forked. Fails when a step in the parent fails (the program is not in
+    /// `PATH`, a pipe cannot be made, `fork` fails); a failure in the child
+    /// (no such program, not executable, no such user…) comes later from
+    /// [`Child::exec_report`]'s [`ExecReport::check`], and the child exits
+    /// 127. The stdio settings are used up.
+    pub fn start(&mut self) -> io::Result<Child> {
         let path = CString::new(self.resolve()?.into_vec())?;
         let mut argv = vec![CString::new(self.program.as_bytes())?];
         for a in &self.args {
@@ -226,32 +254,31 @@ impl Spawn {
             // SAFETY: in the forked child, see `exec_child`.
             unsafe { exec_child(&plan) }
         }
+        if self.process_group {
+            // Also from this side (the child does it too): the group exists
+            // when start() returns, so a signal to it right away is not lost
+            // while the child is still between fork and its own setpgid.
+            // Fails harmlessly once the child has exec'd.
+            // SAFETY: setpgid(2) with integer arguments.
+            unsafe { libc::setpgid(pid, pid) };
+        }
         // The child's ends, and the report pipe's write end, close here.
         drop((stdin, stdout, stderr, report_write));
-        let mut report = File::from(report_read);
-        let mut errno = [0u8; 4];
-        let mut got = 0;
-        while got < errno.len() {
-            match report.read(&mut errno[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut child = Child {
+        let report = File::from(report_read);
+        // Non-blocking: `check` never waits for the child.
+        let _ = fcntl(&report, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        Ok(Child {
             pid: pid as u32,
             stdin: ours_in,
             stdout: ours_out,
             stderr: ours_err,
             status: None,
-        };
-        if got == 0 {
-            return Ok(child);
-        }
-        // The child failed before exec and exits 127: reap it.
-        let _ = child.wait();
-        Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+            exec_report: Some(ExecReport {
+                pipe: Some(report),
+                errno: [0; 4],
+                got: 0,
+            }),
+        })
     }
 
     /// Runs the child to its end and collects stdout and stderr (stdin is
@@ -445,10 +472,82 @@ fn cloexec_above_stdio() {
     }
 }
 
+/// Whether a started child reached its `execve`.
+#[derive(Debug)]
+pub enum ExecState {
+    /// Not known yet: the child is between `fork` and `execve`.
+    Pending,
+    /// It exec'd the program.
+    Done,
+    /// A step before exec (or exec itself) failed with this error; the
+    /// child exits 127.
+    Failed(io::Error),
+}
+
+/// The read end of a child's close-on-exec report pipe: end of file when
+/// the child exec'd, an errno when it failed before.
+#[derive(Debug)]
+pub struct ExecReport {
+    /// `None` once the outcome is known.
+    pipe: Option<File>,
+    errno: [u8; 4],
+    got: usize,
+}
+
+impl ExecReport {
+    /// The outcome so far; never blocks (unless [`ExecReport::blocking`]
+    /// was called). After `Done` or `Failed` it says `Done`.
+    pub fn check(&mut self) -> ExecState {
+        let Some(pipe) = &mut self.pipe else {
+            return ExecState::Done;
+        };
+        while self.got < self.errno.len() {
+            match pipe.read(&mut self.errno[self.got..]) {
+                Ok(0) => break,
+                Ok(n) => self.got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ExecState::Pending,
+                Err(e) => {
+                    self.pipe = None;
+                    return ExecState::Failed(e);
+                }
+            }
+        }
+        self.pipe = None;
+        if self.got == 0 {
+            return ExecState::Done;
+        }
+        // The child writes its 4 bytes at once (below PIPE_BUF: atomic).
+        let errno = if self.got == self.errno.len() {
+            i32::from_ne_bytes(self.errno)
+        } else {
+            libc::EIO
+        };
+        ExecState::Failed(io::Error::from_raw_os_error(errno))
+    }
+
+    /// The pipe's fd while the outcome is unknown (readable when it is).
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.pipe.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Makes [`ExecReport::check`] wait for the outcome.
+    fn blocking(&mut self) -> io::Result<()> {
+        if let Some(pipe) = &self.pipe {
+            fcntl(pipe, FcntlArg::F_SETFL(OFlag::empty()))?;
+        }
+        Ok(())
+    }
+}
+
 /// A started child process.
 #[derive(Debug)]
 pub struct Child {
     pid: u32,
+    /// From [`Spawn::start`]: whether the child reached exec (taken by
+    /// whoever wants to know; [`Spawn::spawn`] has waited for it already).
+    pub exec_report: Option<ExecReport>,
     /// The parent's end of the child's stdin, given [`Stdio::Piped`].
     pub stdin: Option<File>,
     /// The parent's end of the child's stdout, given [`Stdio::Piped`].

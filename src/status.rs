@@ -31,7 +31,9 @@ pub struct GrantView {
 /// One live ban as shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanView {
-    /// Banned source.
+    /// Banned network: an IPv4 address, an IPv6 network of `ban_ipv6_prefix`
+    /// bits as `ADDR/LEN` ([`crate::bans::NetText`]); named `addr` in the
+    /// JSON, as LuCI reads it.
     pub addr: String,
     /// Seconds until the kernel lifts it.
     pub expires_in_s: u64,
@@ -133,11 +135,11 @@ impl Snapshot {
     /// Adds the live bans of `table` at `now`.
     pub fn with_bans(mut self, now: Millis, table: &BanTable) -> Snapshot {
         let mut bans: Vec<_> = table.active(now).collect();
-        bans.sort_unstable_by_key(|b| (b.until, b.addr));
+        bans.sort_unstable_by_key(|b| (b.until, b.net.addr(), b.net.len()));
         self.bans = bans
             .iter()
             .map(|b| BanView {
-                addr: b.addr.to_string(),
+                addr: crate::bans::NetText(b.net).to_string(),
                 expires_in_s: b.remaining(now).as_secs_f64().ceil() as u64,
             })
             .collect();
@@ -336,6 +338,7 @@ pub fn capture_group(stats: Statistics, ring: usize, recvmsg: usize) -> CounterG
         vec![
             ("frames", stats.frames),
             ("drops", stats.drops),
+            ("other_host", stats.other_host),
             ("ring", ring as u64),
             ("recvmsg", recvmsg as u64),
         ],
@@ -414,6 +417,16 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             ],
         ),
         (
+            "knock_volume",
+            vec![
+                ("knocks", c.volume.knocks),
+                ("limited", c.volume.limited),
+                ("networks_limited", c.volume.networks_limited),
+                ("evictions", c.volume.evictions),
+                ("table_full", c.volume.table_full),
+            ],
+        ),
+        (
             "spa",
             vec![
                 ("packets", c.spa.packets),
@@ -445,6 +458,7 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             vec![
                 ("failures", c.bans.failures),
                 ("trusted_failures", c.bans.trusted_failures),
+                ("protected_failures", c.bans.protected_failures),
                 ("bans", c.bans.bans),
                 ("from_banned", c.bans.from_banned),
                 ("evicted", c.bans.evicted),
@@ -452,6 +466,36 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             ],
         ),
     ]
+}
+
+/// Where the package scripts record that postern's firewall includes were
+/// refused by `fw4 check` (or failed under fw3) and moved aside; `postern
+/// status` shows it while it exists (see README, "Firewall includes").
+pub const INCLUDE_ERROR_FILE: &str = "/var/run/postern/firewall-include.err";
+
+/// The recorded include failure at `path` (first 1 KiB, trimmed), if any.
+pub fn include_error_at(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// `answer` (`postern status` output, text or JSON) with the include failure
+/// `error` shown first: a leading line, or a leading `firewall_include_error`
+/// member of the JSON object.
+pub fn with_include_error(answer: &str, error: &str, json: bool) -> String {
+    if !json {
+        return format!(
+            "firewall include FAILED (postern's includes are moved aside): {error}\n{answer}"
+        );
+    }
+    let member = format!("\"firewall_include_error\":{}", quote(error));
+    match answer.strip_prefix('{') {
+        Some(rest) if rest.trim_start().starts_with('}') => format!("{{{member}}}\n"),
+        Some(rest) => format!("{{{member},{rest}"),
+        None => format!("{{{member}}}\n"),
+    }
 }
 
 #[cfg(test)]
@@ -545,18 +589,46 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_bans_show_their_network() {
+        let mut t = bans();
+        t.on_failure(Millis(900), "2001:db8:1:2::77".parse().unwrap());
+        let s = Snapshot::collect(
+            Millis(1_000),
+            Millis(0),
+            "nft",
+            &[],
+            0,
+            &GrantTable::new(),
+            &Counters::default(),
+        )
+        .with_bans(Millis(1_000), &t);
+        let text = s.to_text();
+        assert!(
+            text.contains("banned sources: 2\n  198.51.100.4 ")
+                && text.contains("\n  2001:db8:1:2::/64 "),
+            "{text}"
+        );
+        let j = s.to_json();
+        assert!(
+            j.contains("\"bans\":[{\"addr\":\"198.51.100.4\",\"expires_in_s\":300},{\"addr\":\"2001:db8:1:2::/64\",\"expires_in_s\":300}]"),
+            "{j}"
+        );
+    }
+
+    #[test]
     fn capture_group_shows_drops() {
         let mut s = snapshot();
         let stats = Statistics {
             frames: 700,
             drops: 88,
+            other_host: 0,
         };
         s.counters.insert(0, capture_group(stats, 1, 0));
         let t = s.to_text();
         assert!(t.contains("capture: frames=700 drops=88 ring=1\n"), "{t}");
         let j = s.to_json();
         assert!(
-            j.contains("\"counters\":{\"capture\":{\"frames\":700,\"drops\":88,\"ring\":1,\"recvmsg\":0},\"packets\":"),
+            j.contains("\"counters\":{\"capture\":{\"frames\":700,\"drops\":88,\"other_host\":0,\"ring\":1,\"recvmsg\":0},\"packets\":"),
             "{j}"
         );
     }
@@ -619,5 +691,25 @@ mod tests {
     #[test]
     fn quote_escapes_controls() {
         assert_eq!(quote("a\u{1}b\n"), "\"a\\u0001b\\n\"");
+    }
+
+    #[test]
+    fn include_error_shows_first() {
+        assert_eq!(
+            with_include_error("{\"version\":\"1\"}\n", "fw4 check: \"x\"", true),
+            "{\"firewall_include_error\":\"fw4 check: \\\"x\\\"\",\"version\":\"1\"}\n"
+        );
+        assert_eq!(
+            with_include_error("", "e", true),
+            "{\"firewall_include_error\":\"e\"}\n"
+        );
+        assert!(
+            with_include_error("postern 0.1\n", "e", false).starts_with("firewall include FAILED")
+        );
+        let p = std::env::temp_dir().join(format!("postern-inc-err-{}", std::process::id()));
+        assert_eq!(include_error_at(&p), None);
+        std::fs::write(&p, "  broken\n").unwrap();
+        assert_eq!(include_error_at(&p).as_deref(), Some("broken"));
+        std::fs::remove_file(&p).unwrap();
     }
 }

@@ -115,7 +115,7 @@ fn the_counter_sees_allocations() {
 #[test]
 fn every_case_is_tested() {
     // A case added to cases.rs must get a test below.
-    assert_eq!(cases::NAMES.len(), 12);
+    assert_eq!(cases::NAMES.len(), 14);
     assert_eq!(cases::FIRST_PASS, ["spa_valid", "fwknop_valid"]);
 }
 
@@ -137,6 +137,11 @@ fn knock_step_does_not_allocate() {
 #[test]
 fn completed_sequence_does_not_allocate() {
     assert_no_allocation_per_packet("sequence_complete");
+}
+
+#[test]
+fn knocks_over_the_volume_limit_do_not_allocate() {
+    assert_no_allocation_per_packet("knock_over_volume_limit");
 }
 
 #[test]
@@ -236,4 +241,9 @@ fn the_command_runner_wakes_without_allocating() {
     assert_eq!(n, 0, "{n} heap allocations waking a runner with a command");
     runner.shutdown();
     assert!(runner.is_empty());
+}
+
+#[test]
+fn spa_junk_into_a_full_ban_table_does_not_allocate() {
+    assert_no_allocation_per_packet("spa_junk_bans");
 }

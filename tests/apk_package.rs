@@ -429,14 +429,22 @@ fn read_apk(file: &[u8]) -> Package {
 }
 
 /// The files the package must hold: the stage plus OpenWrt's
-/// lib/apk/packages/NAME.{list,conffiles,conffiles_static}.
+/// lib/apk/packages/NAME.{rusers,list,conffiles,conffiles_static} (`rusers`:
+/// the control's `Require-User` value, listed in NAME.list like a staged file).
 fn expected_files(
     name: &str,
     staged: &BTreeMap<String, (u32, Vec<u8>)>,
     conffiles: &[&str],
+    rusers: Option<&str>,
 ) -> BTreeMap<String, (u32, Vec<u8>)> {
     let mut want = staged.clone();
-    let list: String = staged.keys().map(|p| format!("/{p}\n")).collect();
+    if let Some(users) = rusers {
+        want.insert(
+            format!("lib/apk/packages/{name}.rusers"),
+            (0o644, format!("{users}\n").into_bytes()),
+        );
+    }
+    let list: String = want.keys().map(|p| format!("/{p}\n")).collect();
     want.insert(
         format!("lib/apk/packages/{name}.list"),
         (0o644, list.into_bytes()),
@@ -540,7 +548,7 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
     assert_eq!(pkg.version, format!("{version}-r{release}"));
     assert!(apk_version_is_valid(&pkg.version), "{}", pkg.version);
     assert_eq!(pkg.arch, "x86_64");
-    assert_eq!(pkg.depends, ["kmod-nft-core", "libc"]);
+    assert_eq!(pkg.depends, ["kmod-nft-core", "kmod-nft-nat", "libc"]);
     assert_eq!(pkg.license, "Apache-2.0 OR MIT");
     assert_eq!(pkg.origin, "openwrt/postern");
     assert!(pkg.description.starts_with("Port knocking"));
@@ -548,7 +556,18 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
 
     let staged = stage(POSTERN, &tmp.0.join("stage"));
     assert_eq!(staged["usr/sbin/postern"].1, std::fs::read(EXE).unwrap());
-    let want = expected_files("postern", &staged, &["/etc/config/postern"]);
+    // The daemon's system user, created on install (OpenWrt's USERID).
+    let users = std::fs::read_to_string(tmp.0.join("stage/control/control"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Require-User: ").map(str::to_string));
+    assert_eq!(users.as_deref(), Some("postern=370:postern=370"));
+    let want = expected_files(
+        "postern",
+        &staged,
+        &["/etc/config/postern"],
+        users.as_deref(),
+    );
     check_against_stage(&pkg, &want);
     assert_eq!(pkg.files["etc/config/postern"].mode, 0o600);
     assert_eq!(pkg.files["usr/sbin/postern"].mode, 0o755);
@@ -561,7 +580,15 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
     // Scripts: OpenWrt's default_postinst/default_prerm with the package
     // name given (apk passes the version, not the name), the ipk's bodies.
     let names: Vec<&str> = pkg.scripts.keys().map(String::as_str).collect();
-    assert_eq!(names, ["post-install", "post-upgrade", "pre-deinstall"]);
+    assert_eq!(
+        names,
+        [
+            "post-deinstall",
+            "post-install",
+            "post-upgrade",
+            "pre-deinstall"
+        ]
+    );
     for (name, script) in &pkg.scripts {
         assert!(script.starts_with("#!/bin/sh\n"), "{name}");
         assert!(script.contains("export pkgname='postern'\n"), "{name}");
@@ -584,6 +611,8 @@ fn apk_holds_the_staged_files_metadata_and_scripts() {
     assert!(pkg.scripts["post-upgrade"].ends_with(&body("postinst")));
     assert!(pkg.scripts["pre-deinstall"].ends_with(&body("prerm")));
     assert!(pkg.scripts["pre-deinstall"].contains("default_prerm"));
+    assert!(pkg.scripts["post-deinstall"].ends_with(&body("postrm")));
+    assert!(pkg.scripts["post-deinstall"].contains("delete firewall.postern"));
 }
 
 #[test]
@@ -598,7 +627,10 @@ fn luci_apk_is_noarch_with_its_files_and_modes() {
     assert_eq!(pkg.arch, "noarch", "ipk 'all' is apk 'noarch'");
     assert_eq!(pkg.depends, ["libc", "luci-base", "postern"]);
     let staged = stage(&["--luci"], &tmp.0.join("stage"));
-    check_against_stage(&pkg, &expected_files("luci-app-postern", &staged, &[]));
+    check_against_stage(
+        &pkg,
+        &expected_files("luci-app-postern", &staged, &[], None),
+    );
     assert_eq!(pkg.files["usr/libexec/rpcd/luci.postern"].mode, 0o755);
     assert!(pkg.scripts["post-install"].contains("rpcd reload"));
 }
@@ -860,7 +892,7 @@ fn long_scripts_and_empty_files_round_trip() {
     let mut staged = BTreeMap::new();
     staged.insert("etc/x/empty".to_string(), (0o644, Vec::new()));
     staged.insert("etc/x/one".to_string(), (0o644, b"1".to_vec()));
-    check_against_stage(&pkg, &expected_files("x", &staged, &[]));
+    check_against_stage(&pkg, &expected_files("x", &staged, &[], None));
 }
 
 #[test]

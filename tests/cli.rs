@@ -511,3 +511,78 @@ fn key_files_open_to_group_or_others_are_warned_about_but_used() {
         sock.recv(&mut buf).expect("an SPA packet");
     }
 }
+
+#[test]
+fn check_warns_about_short_fwknop_keys() {
+    // An 8-byte passphrase as the fwknop key: accepted, but loudly.
+    let p = temp_file(
+        "weakfwknop",
+        "config client 'phone'\n\tlist allow 'tcp:22'\n\toption fwknop_key 'cGFzc3cwcmQ='\n\
+         \toption fwknop_hmac_key 'dUuyo02GNrV4WraUMCVPwiERqhS0ROLV2upc4DQbTNePa498Yy7qQxrsK+cJVrv1elzJnBQS7lyy5zhL8BUHDA=='\n",
+    );
+    let path = p.to_str().unwrap().to_string();
+    let out = postern(&["check", "-c", &path]);
+    std::fs::remove_file(&p).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {path}: client 'phone': fwknop_key is only 8 byte(s) (fewer than 16)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fwknop_hmac_key is only"), "{stderr}");
+}
+
+/// Runs postern with stdout a pipe whose reader is already gone: the first
+/// write fails with EPIPE (as for `postern keygen NAME | head -1` once head exits).
+fn postern_into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = match std::env::var_os("POSTERN_QEMU_USER") {
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            c.arg(EXE);
+            c
+        }
+        None => Command::new(EXE),
+    };
+    cmd.args(args)
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run postern")
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let good = temp_file(
+        "epipe",
+        "config sequence 'ssh'\n\tlist knock 'tcp:7000'\n\tlist open 'tcp:22'\n",
+    );
+    let good = good.to_str().unwrap().to_string();
+    for args in [
+        &["keygen", "laptop"][..],
+        &["keygen"],
+        &["help"],
+        &["version"],
+        &["schema"],
+        &["schema", "--json"],
+        &["check", "-c", &good],
+        &["fw3-forwards", "-c", &good],
+    ] {
+        let out = postern_into_closed_pipe(args);
+        let stderr = text(&out.stderr);
+        // Quiet: no panic, no message; ended by SIGPIPE as `yes | head` is,
+        // or with success. Never the broken-pipe panic (101, or 134 with
+        // panic=abort).
+        assert!(stderr.is_empty(), "postern {args:?}: {stderr}");
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+            "postern {args:?}: {:?}",
+            out.status
+        );
+    }
+    std::fs::remove_file(&good).unwrap();
+}

@@ -41,7 +41,7 @@ fn check_describes_every_mode() {
     let p = temp_file(
         "modes",
         &format!(
-            "config sequence 'otp'\n\toption key '{KEY}'\n\toption knock_base '40000'\n\tlist open 'tcp:22'\n\
+            "config sequence 'otp'\n\toption key '{KEY}'\n\toption knock_base '20000'\n\tlist open 'tcp:22'\n\
              {ENCODED}\
              config client 'laptop'\n\toption key 'CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg='\n\tlist allow 'tcp:2222'\n\toption knock_base '50000'\n"
         ),
@@ -52,7 +52,7 @@ fn check_describes_every_mode() {
     let s = text(&out.stdout);
     assert!(
         s.contains(
-            "totp sequence otp [enabled]: 4 knocks in tcp:40000+1024, new every 30s, opens tcp:22"
+            "totp sequence otp [enabled]: 6 knocks in tcp:20000+12288 (64.4 bits), new every 30s, opens tcp:22"
         ),
         "{s}"
     );
@@ -68,6 +68,29 @@ fn check_describes_every_mode() {
         s.contains("guarded ports: tcp:22, tcp:143, tcp:2222"),
         "{s}"
     );
+    assert!(
+        s.contains("knock volume: at most 240 knocks per 60s from one source network (IPv4 address, IPv6 /64), right or wrong; more are ignored"),
+        "{s}"
+    );
+}
+
+#[test]
+fn check_refuses_a_weak_totp_sequence_with_its_strength() {
+    let p = temp_file(
+        "weak",
+        &format!(
+            "config sequence 'otp'\n\toption key '{KEY}'\n\toption knock_base '40000'\n\toption knock_range '1024'\n\toption length '4'\n\tlist open 'tcp:22'\n"
+        ),
+    );
+    let out = postern(&["check", "-c", p.to_str().unwrap()]);
+    std::fs::remove_file(&p).unwrap();
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(":4: sequence 'otp': a guessed sequence succeeds once in 2^30.4 tries")
+            && e.contains("= 30.4 bits); at least 48 bits are needed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -75,8 +98,9 @@ fn totp_print_is_the_current_sequence_in_knock_syntax() {
     let shape = TotpShape {
         proto: L4Proto::Tcp,
         base: 40000,
-        range: 1024,
-        length: 4,
+        // The router's defaults: the client's must be the same.
+        range: 12288,
+        length: 6,
         period: 30,
     };
     let key = HmacKey::new(postern::spa::Key::from_base64(KEY).unwrap().as_bytes());
@@ -167,4 +191,17 @@ fn encode_reads_the_profile_and_knocks_loopback() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn help_states_the_routers_totp_defaults() {
+    let out = postern(&["--help"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let want = format!(
+        "--range {} --length {} --period {}",
+        totp::DEFAULT_RANGE,
+        totp::DEFAULT_LENGTH,
+        totp::DEFAULT_PERIOD
+    );
+    assert!(all.contains(&want), "{all}");
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use postern::cidr::Cidr;
 use postern::demo::in_new_netns;
 use postern::firewall::ipset::{self, Fw3Backend};
 use postern::firewall::{Backend, Grant};
@@ -116,7 +117,10 @@ fn include_file_uses_the_daemon_set_names() {
     for set in [ipset::SET4, ipset::SET6] {
         assert!(
             text.contains(&format!("create {set} hash:ip,port"))
-                && text.contains(&format!("--match-set {set} src,dst -j ACCEPT")),
+                && text.contains(&format!(
+                    "accept{} input_wan_rule {set} src,dst",
+                    if set == ipset::SET4 { 4 } else { 6 }
+                )),
             "fw3.include does not create and accept {set}"
         );
         assert!(text.contains("timeout 0"), "sets need timeout support");
@@ -160,7 +164,9 @@ fn grant_regrant_revoke_teardown() {
         let rules = sh("iptables -S input_wan_rule");
         assert_eq!(
             rules
-                .matches("--match-set postern4 src,dst -j ACCEPT")
+                .matches(
+                    "--match-set postern4 src,dst -m set ! --match-set postern_ban4 src -j ACCEPT"
+                )
                 .count(),
             1,
             "{rules}"
@@ -291,46 +297,100 @@ fn kernel_refusals_are_explained() {
     });
 }
 
+/// Whether `ipset test SET ADDR` finds `addr` in a network of the set.
+fn in_set(set: &str, addr: &str) -> bool {
+    Command::new("ipset")
+        .args(["test", set, addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// A ban is a network in a `hash:net` set that only keeps postern's own
+/// accepts (and forward DNAT) from taking it: no rule of the include drops
+/// or rejects anything, so a ban cannot cut a source off other services,
+/// ICMPv6 or established flows (issue 14 item 1; the old include put
+/// `--match-set postern_ban4 src -j DROP` at the top of `input_wan_rule`).
 #[test]
-fn bans_go_to_the_ban_sets_ahead_of_the_accepts() {
-    if !root_or_skip("bans_go_to_the_ban_sets_ahead_of_the_accepts") {
+fn bans_are_networks_that_only_withhold_postern_accepts() {
+    if !root_or_skip("bans_are_networks_that_only_withhold_postern_accepts") {
         return;
     }
     in_netns(|| {
         fw3_with_include();
         sh(&format!("sh {}", include().display()));
-        let rules = sh("iptables -S input_wan_rule");
-        let drop = rules
-            .find("--match-set postern_ban4 src -j DROP")
-            .unwrap_or_else(|| panic!("no ban rule: {rules}"));
-        let accept = rules
-            .find("--match-set postern4 src,dst -j ACCEPT")
-            .unwrap();
-        assert!(drop < accept, "{rules}");
-        assert_eq!(rules.matches("postern_ban4").count(), 1, "{rules}");
-        assert!(sh("ip6tables -S input_wan_rule").contains("--match-set postern_ban6 src -j DROP"));
+        for (tool, ban) in [("iptables", "postern_ban4"), ("ip6tables", "postern_ban6")] {
+            for chain in ["input_wan_rule", "forwarding_wan_rule"] {
+                let rules = sh(&format!("{tool} -S {chain}"));
+                assert!(
+                    !rules.contains("DROP") && !rules.contains("REJECT"),
+                    "{rules}"
+                );
+                let accepts: Vec<&str> =
+                    rules.lines().filter(|l| l.contains("-j ACCEPT")).collect();
+                assert_eq!(accepts.len(), 1, "{rules}");
+                assert!(
+                    accepts[0].contains(&format!("-m set ! --match-set {ban} src -j ACCEPT")),
+                    "{rules}"
+                );
+            }
+        }
+        assert!(sh("ipset -t list postern_ban6").contains("Type: hash:net"));
 
         let mut b = Fw3Backend::new();
         b.setup(&[]).unwrap();
-        b.ban(v4(7), Duration::from_secs(300)).unwrap();
+        b.ban(Cidr::host(v4(7)), Duration::from_secs(300)).unwrap();
         let left = timeout_left("postern_ban4", "10.0.0.7").expect("banned");
         assert!((200..=300).contains(&left), "{left}");
+        assert!(in_set("postern_ban4", "10.0.0.7") && !in_set("postern_ban4", "10.0.0.6"));
         // Banning again replaces the timeout.
-        b.ban(v4(7), Duration::from_secs(10)).unwrap();
+        b.ban(Cidr::host(v4(7)), Duration::from_secs(10)).unwrap();
         assert!(timeout_left("postern_ban4", "10.0.0.7").unwrap() <= 10);
-        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 7));
-        b.ban(v6, Duration::from_secs(30)).unwrap();
-        assert!(timeout_left("postern_ban6", "fd00:213::7").is_some());
+        // An IPv6 ban is a prefix: every address of the /64 is in it, none outside.
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 1, 0, 0, 0, 7));
+        let net = Cidr::network_of(v6, 64);
+        b.ban(net, Duration::from_secs(30)).unwrap();
+        assert!(
+            timeout_left("postern_ban6", "fd00:213:0:1::/64").is_some(),
+            "{:?}",
+            members("postern_ban6")
+        );
+        assert!(in_set("postern_ban6", "fd00:213:0:1:ffff::99"));
+        assert!(!in_set("postern_ban6", "fd00:213:0:2::7"));
+        b.ban(net, Duration::from_secs(5)).unwrap();
+        assert!(timeout_left("postern_ban6", "fd00:213:0:1::/64").unwrap() <= 5);
+        b.unban(net).unwrap();
+        assert!(!in_set("postern_ban6", "fd00:213:0:1::7"));
+        b.unban(net).unwrap();
         // A mapped address is an IPv4 source.
-        b.ban(
-            IpAddr::V6(Ipv4Addr::new(10, 0, 0, 8).to_ipv6_mapped()),
-            Duration::from_secs(30),
-        )
-        .unwrap();
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 8).to_ipv6_mapped());
+        b.ban(Cidr::host(mapped), Duration::from_secs(30)).unwrap();
         assert!(timeout_left("postern_ban4", "10.0.0.8").is_some());
-        b.unban(v4(8)).unwrap();
+        b.unban(Cidr::host(v4(8))).unwrap();
         assert_eq!(timeout_left("postern_ban4", "10.0.0.8"), None);
-        b.unban(v4(8)).unwrap();
+        b.unban(Cidr::host(v4(8))).unwrap();
+    });
+}
+
+/// An include of an older version made `hash:ip` ban sets; after fw3 has
+/// flushed its rules (every reload does), the include replaces them.
+#[test]
+fn old_hash_ip_ban_sets_are_replaced() {
+    if !root_or_skip("old_hash_ip_ban_sets_are_replaced") {
+        return;
+    }
+    in_netns(|| {
+        sh("ipset create postern_ban4 hash:ip family inet timeout 0");
+        sh("ipset create postern_ban6 hash:ip family inet6 timeout 0");
+        fw3_with_include();
+        for set in ["postern_ban4", "postern_ban6"] {
+            assert!(
+                sh(&format!("ipset -t list {set}")).contains("Type: hash:net"),
+                "{set}"
+            );
+        }
     });
 }
 
@@ -373,11 +433,11 @@ fn forwards_setup_grant_regrant_unforward() {
             "{nat}"
         );
         assert!(nat.contains(
-            "-A postern_fwd -p tcp -m tcp --dport 8080 -m set --match-set postern_fwd4 src,dst -j DNAT --to-destination 10.213.1.2:80"
+            "-A postern_fwd -p tcp -m tcp --dport 8080 -m set --match-set postern_fwd4 src,dst -m set ! --match-set postern_ban4 src -j DNAT --to-destination 10.213.1.2:80"
         ), "{nat}");
         let fw = sh("iptables -S forwarding_wan_rule");
         assert!(
-            fw.contains("--match-set postern_fwd_allow4 src,dst,dst -j ACCEPT"),
+            fw.contains("--match-set postern_fwd_allow4 src,dst,dst -m set ! --match-set postern_ban4 src -j ACCEPT"),
             "{fw}"
         );
 

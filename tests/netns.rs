@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use postern::demo::{self, Lab, CLIENT_V6, DEMO_PORT, ROUTER_V4, ROUTER_V6};
 
+#[path = "support/fw4_standin.rs"]
+mod fw4_standin;
+
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
 
@@ -226,25 +229,18 @@ fn fw4_backend_uses_fw4_sets_survives_fw4_restart_and_leaves_fw4_alone() {
     }
     let mut lab = Lab::new(&tag('f')).unwrap();
     lab.serve_tcp(DEMO_PORT).unwrap();
-    // A ruleset shaped like OpenWrt's fw4, including postern's shipped include
-    // files where fw4 includes /usr/share/nftables.d/{table-pre,chain-pre/input_wan}.
-    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-    let fw4 = format!(
-        "table inet fw4 {{
-  include \"{table_pre}\"
-  chain input {{ type filter hook input priority filter; policy accept;
-    ct state established,related accept
-    iifname \"{dev}\" jump input_wan
-  }}
-  chain input_wan {{
-    include \"{chain_pre}\"
-    tcp dport {DEMO_PORT} drop
-  }}
-}}
-",
-        table_pre = files.join("fw4-table-pre.nft").display(),
-        chain_pre = files.join("fw4-chain-pre-input_wan.nft").display(),
-        dev = lab.router_dev
+    // The fw4 stand-in (real fw4's shape, a WAN zone named `uplink`) with an
+    // "Allow-SSH-WAN" user rule accepting the guarded port, and postern's
+    // shipped includes where fw4 includes them.
+    let fw4 = fw4_standin::ruleset(
+        &fw4_standin::Wan {
+            zone: "uplink",
+            dev: &lab.router_dev,
+            input: "reject",
+        },
+        "br-lan",
+        DEMO_PORT,
+        Some(&fw4_standin::shipped()),
     );
     let path = std::env::temp_dir().join(format!("fw4-{}.nft", tag('f')));
     std::fs::write(&path, fw4).unwrap();
@@ -259,9 +255,15 @@ fn fw4_backend_uses_fw4_sets_survives_fw4_restart_and_leaves_fw4_alone() {
         );
     };
     load_fw4(&lab);
+    // The user's rule alone opens the port to everyone: what postern 0.1's
+    // fw4 include (accepts only, no guard) left while logging "guarding".
+    assert!(
+        is_open(&lab, v4()),
+        "the Allow-SSH-WAN rule accepts the port"
+    );
     let config = demo::demo_config(30).replace("option backend 'nft'", "option backend 'fw4'");
     lab.start_daemon(exe(), &config, None).unwrap();
-    assert!(!is_open(&lab, v4()));
+    assert!(!is_open(&lab, v4()), "guarded ahead of the user's rule");
     knock_with_postern(&lab, "10.213.0.1", &["tcp:7000", "udp:8000", "tcp:9000"]);
     lab.daemons_wait("opened tcp:2222");
     assert!(is_open(&lab, v4()));
@@ -278,10 +280,20 @@ fn fw4_backend_uses_fw4_sets_survives_fw4_restart_and_leaves_fw4_alone() {
     load_fw4(&lab);
     let _ = std::fs::remove_file(&path);
     lab.daemons_wait("re-applied 1 live grant");
+    let ruleset = lab.router_ruleset();
     assert!(
-        lab.router_ruleset().contains("10.213.0.2 . tcp . 2222"),
+        ruleset.contains("10.213.0.2 . tcp . 2222"),
         "grant back in the new postern_allow4"
     );
+    // ...and the guard and device sets are filled again.
+    let guard = lab
+        .run_in_router(&["nft", "list", "set", "inet", "fw4", "postern_guard"])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&guard.stdout).contains("tcp . 2222"));
+    let devs = lab
+        .run_in_router(&["nft", "list", "set", "inet", "fw4", "postern_devices"])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&devs.stdout).contains(&lab.router_dev));
     assert!(is_open(&lab, v4()));
     let d = lab.daemon(0);
     d.signal(libc::SIGTERM);

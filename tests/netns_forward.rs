@@ -350,12 +350,12 @@ fn fw4_forward_real_traffic() {
     // A fw4-shaped table from the shipped includes: wan forward policy drop.
     let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
     let pre = std::fs::read_to_string(files.join("fw4-table-pre.nft")).unwrap();
-    let fwd = std::fs::read_to_string(files.join("fw4-chain-pre-forward_wan.nft")).unwrap();
+    let fwd = std::fs::read_to_string(files.join("fw4-chain-pre-forward.nft")).unwrap();
     let table = format!(
         "table inet fw4 {{\n{pre}\n\
-         chain forward {{ type filter hook forward priority filter; policy drop;\n\
+         chain forward {{ type filter hook forward priority filter; policy drop;\n{fwd}\n\
          ct state established,related accept\n iifname \"{}\" jump forward_wan\n accept\n}}\n\
-         chain forward_wan {{\n{fwd}\ndrop\n}}\n}}\n",
+         chain forward_wan {{\ndrop\n}}\n}}\n",
         lab.router_dev
     );
     let path = lab.dir().join("fw4.nft");
@@ -369,7 +369,9 @@ fn fw4_forward_real_traffic() {
         "-f",
         path.to_str().unwrap(),
     ]);
-    let (b, r) = in_router(&lab, NftBackend::fw4(), |b| {
+    let dev = lab.router_dev.clone();
+    let (b, r) = in_router(&lab, NftBackend::fw4(), move |b| {
+        b.set_capture(&[dev], postern::firewall::GuardVerdict::Reject);
         b.setup(&[])?;
         b.setup_forwards(&[spec()])
     });

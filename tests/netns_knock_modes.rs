@@ -131,7 +131,7 @@ fn totp_with_postern_client_opens_once_per_step() {
             "40000",
         ],
     );
-    assert!(out.contains("sent 4 knocks"), "{out}");
+    assert!(out.contains("sent 6 knocks"), "{out}");
     lab.daemons_wait("opened tcp:2222 for 10.213.0.2");
     assert!(lab.daemons_wait("opened").contains("sequence otp"));
     assert!(is_open(&lab, v4()));

@@ -1,11 +1,12 @@
 //! Privileges on a real kernel (network namespaces, the real daemon binary):
 //! after opening its sockets the daemon keeps only CAP_NET_RAW and
-//! CAP_NET_ADMIN (plus CAP_SETUID, CAP_SETGID and CAP_KILL when its commands
-//! run as other users), read back from `/proc/PID/status`; knock and SPA
-//! grants, bans, reloads, the replay state file and `postern status` still
-//! work; it runs as `nobody` given just the two capabilities (`setpriv`);
-//! commands run as configured, and one that needs privileges the daemon
-//! dropped is refused with the reason.
+//! CAP_NET_ADMIN (started as root with `option user 'root'`, it stays uid 0;
+//! its commands, root or other users, run through the privileged launcher),
+//! read back from `/proc/PID/status`; knock and SPA grants, bans, reloads,
+//! the replay state file and `postern status` still work; it runs as
+//! `nobody` given just the two capabilities (`setpriv`, no launcher); a
+//! command that needs privileges such a daemon lacks is refused with the
+//! reason. The switch to the daemon's own user: tests/netns_uid.rs.
 //!
 //! Root only. Without root each test prints SKIPPED loudly and passes —
 //! except under `CI=true`, where a missing root fails the test.
@@ -16,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postern::demo::{Lab, ATTACKER_V4, CLIENT_V4, DEMO_PORT, ROUTER_V4, ROUTER_X_V4};
-use postern::privileges::{COMMAND_USERS, NETWORK};
+use postern::privileges::NETWORK;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
@@ -205,11 +206,15 @@ fn everything_still_works(lab: &mut Lab) {
         std::fs::metadata(&state).unwrap().len() > 0,
         "replay state written"
     );
-    // Three wrong knocks from the attacker: banned in the kernel.
+    // Three junk SPA packets from the attacker: banned in the kernel.
     let x = lab.attacker_ns.clone().unwrap();
-    for _ in 0..3 {
-        knock_from(&x, IpAddr::V4(ROUTER_X_V4), &["tcp:7000", "tcp:9000"]);
-    }
+    postern::demo::in_netns(&x, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..3u8 {
+            s.send_to(&[0xa5 ^ i; 120], (ROUTER_X_V4, 62201)).unwrap();
+        }
+    })
+    .unwrap();
     lab.daemons_wait(&format!("banned {ATTACKER_V4} for 60 s"));
     let bans = lab
         .sh_in_router("nft list set inet postern ban4")
@@ -239,7 +244,12 @@ fn root_daemon_keeps_only_net_raw_and_net_admin() {
         return;
     }
     let mut lab = lab('r');
-    let cfg = config(&lab, 30, "", "");
+    // Root by choice: the capability drop without the user switch
+    // (tests/netns_uid.rs covers the switch).
+    let cfg = config(&lab, 30, "", "").replace(
+        "\toption backend 'nft'\n",
+        "\toption backend 'nft'\n\toption user 'root'\n",
+    );
     let pid = lab.start_daemon(Path::new(EXE), &cfg, None).unwrap().pid();
     assert_eq!(proc_status(pid, "Name"), "postern");
     let (eff, prm, inh, amb, bnd) = (
@@ -260,8 +270,8 @@ fn root_daemon_keeps_only_net_raw_and_net_admin() {
 
     everything_still_works(&mut lab);
 
-    // A reload adds a command that runs as root: accepted, but refused at
-    // run time with the reason (the daemon cannot get root back).
+    // A reload adds a command that runs as root: the privileged launcher
+    // (forked before the drop) runs it, while the daemon stays dropped.
     let marker = lab.dir().join("rootly-ran");
     let added = config(
         &lab,
@@ -271,17 +281,19 @@ fn root_daemon_keeps_only_net_raw_and_net_admin() {
             "config command 'rootly'\n\tlist exec '/usr/bin/touch'\n\tlist exec '{}'\n",
             marker.display()
         ),
+    )
+    .replace(
+        "\toption backend 'nft'\n",
+        "\toption backend 'nft'\n\toption user 'root'\n",
     );
     std::fs::write(lab.config_path(0), added).unwrap();
     lab.daemon(0).signal(libc::SIGHUP);
     wait_count(&mut lab, "reloaded:", 2);
-    lab.daemons_wait("command rootly: it runs as root, but postern dropped root's capabilities");
     spa_command(&lab, "rootly");
-    lab.daemons_wait(
-        "command rootly not run for spa client laptop: it runs as root, but postern dropped",
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!marker.exists(), "the command did not run");
+    lab.daemons_wait("command rootly for client laptop");
+    assert!(marker.exists(), "the command ran");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(std::fs::metadata(&marker).unwrap().uid(), 0);
     assert_eq!(caps(pid, "CapEff"), NETWORK, "still dropped after reloads");
 }
 
@@ -351,8 +363,8 @@ fn non_root_daemon_with_two_capabilities_works() {
 }
 
 #[test]
-fn commands_with_users_keep_setuid_setgid_and_kill_only() {
-    if !root_or_skip("commands_with_users_keep_setuid_setgid_and_kill_only") {
+fn commands_with_users_run_through_the_launcher() {
+    if !root_or_skip("commands_with_users_run_through_the_launcher") {
         return;
     }
     let mut lab = lab('u');
@@ -372,16 +384,16 @@ fn commands_with_users_keep_setuid_setgid_and_kill_only() {
         caps(pid, "CapBnd"),
     );
     eprintln!("root daemon with user commands: CapEff {eff:#x} CapPrm {prm:#x} CapBnd {bnd:#x}");
-    let want = NETWORK | COMMAND_USERS;
-    assert_eq!((eff, prm, bnd), (want, want, want));
+    // The launcher runs the commands: the daemon keeps the network only.
+    assert_eq!((eff, prm, bnd), (NETWORK, NETWORK, NETWORK));
     assert_eq!(caps(pid, "CapInh"), 0);
-    lab.daemons_wait("privileges: kept only kill,setgid,setuid,net_admin,net_raw (CapEff 0x30e0)");
+    lab.daemons_wait("privileges: kept only net_admin,net_raw (CapEff 0x3000)");
 
     // The command runs as its user.
     spa_command(&lab, "whoami");
     let output = output_of(&mut lab, "whoami");
     assert_whoami(&output, NOBODY);
-    // A command of another user is stopped at its timeout (CAP_KILL).
+    // A command of another user is stopped at its timeout (by the launcher).
     spa_command(&lab, "slow");
     let line = lab.daemons_wait("running command slow (pid ");
     let child: u32 = line

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use postern::cidr::Cidr;
 use postern::firewall::nft::NftBackend;
 use postern::firewall::{Backend, Grant};
 use postern::port::PortSpec;
@@ -188,8 +189,13 @@ fn standalone_setup_grant_regrant_revoke_reload_teardown() {
             "{table}"
         );
         assert!(table.contains("hook input priority filter - 5; policy accept;"));
-        assert!(table.contains("ip saddr . meta l4proto . th dport @allow4 accept"));
-        assert!(table.contains("meta l4proto . th dport @guard drop"));
+        assert!(
+            table.contains("ip saddr . meta l4proto . th dport @allow4 ip saddr != @ban4 accept")
+        );
+        assert!(
+            table.contains("meta l4proto . th dport @guard meta l4proto tcp reject with tcp reset")
+        );
+        assert!(table.contains("meta l4proto . th dport @guard reject"));
         assert!(elements("postern", "allow4").is_empty());
 
         b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
@@ -215,7 +221,7 @@ fn standalone_setup_grant_regrant_revoke_reload_teardown() {
         b.setup(&[PortSpec::tcp(2222)]).unwrap();
         let table = nft("list table inet postern");
         assert!(table.contains("elements = { tcp . 2222 }"), "{table}");
-        assert_eq!(table.matches("@guard drop").count(), 1, "{table}");
+        assert_eq!(table.matches("@guard reject").count(), 1, "{table}");
         assert_eq!(table.matches("established,related accept").count(), 1);
         let e = elements("postern", "allow4");
         assert!(e.contains("10.0.0.3 . tcp . 22"), "{e}");
@@ -319,8 +325,9 @@ fn standalone_errors_carry_context() {
     });
 }
 
-/// A table shaped like OpenWrt fw4's, with the postern includes in place.
-const FW4_LIKE: &str = "table inet fw4 {
+/// The fw4 table of an older postern include: the allow sets only, no
+/// guard (what postern 0.1 shipped; setup must refuse it).
+const FW4_OLD: &str = "table inet fw4 {
   set postern_allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
   set postern_allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
   chain input { type filter hook input priority filter; policy drop;
@@ -335,10 +342,28 @@ const FW4_LIKE: &str = "table inet fw4 {
 }
 ";
 
+/// A table shaped like OpenWrt fw4's, with the shipped postern includes
+/// where fw4 puts them (table-pre, the top of the base input/forward chains).
+fn fw4_like() -> String {
+    let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
+    let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
+    format!(
+        "table inet fw4 {{\n{}\n\
+         chain input {{ type filter hook input priority filter; policy drop;\n{}\n\
+         ct state established,related accept\n iifname \"wan\" jump input_wan\n}}\n\
+         chain forward {{ type filter hook forward priority filter; policy drop;\n{}\n\
+         ct state established,related accept\n}}\n\
+         chain input_wan {{\n reject\n}}\n}}\n",
+        read("fw4-table-pre.nft"),
+        read("fw4-chain-pre-input.nft"),
+        read("fw4-chain-pre-forward.nft"),
+    )
+}
+
 #[test]
 fn fw4_grant_and_revoke() {
     in_netns("fw4 flavour", || {
-        nft_script(FW4_LIKE);
+        nft_script(&fw4_like());
         let mut b = NftBackend::fw4();
         b.setup(&[PortSpec::tcp(22)]).unwrap();
         b.grant(&grant(v4(2), PortSpec::tcp(22), 30)).unwrap();
@@ -381,6 +406,16 @@ fn fw4_setup_fails_clearly_without_the_include() {
         nft_script(
             "add set inet fw4 postern_allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }",
         );
+        // The include of postern 0.1 (allow sets, no guard): refused, since
+        // the guarded ports would stay open while postern says "guarding".
+        let err = b.setup(&[PortSpec::tcp(22)]).unwrap_err();
+        assert!(
+            err.context.starts_with("fw4 set postern_guard missing")
+                && err.context.contains("guarded ports would stay open"),
+            "{err}"
+        );
+        nft_script("delete table inet fw4");
+        nft_script(&fw4_like());
         b.setup(&[]).unwrap();
     });
 }
@@ -426,65 +461,163 @@ fn monitor_sees_fw4_restart_but_not_unrelated_changes() {
     });
 }
 
+/// Whether `addr` lies in a network of the interval set `set` (`nft get
+/// element` finds the interval holding it).
+fn in_ban_set(table: &str, set: &str, addr: &str) -> bool {
+    Command::new("nft")
+        .args(["get", "element", "inet", table, set, "{", addr, "}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Bans are networks with kernel timeouts, through both ways of setting the
+/// table up (`nft -f` and the netlink batch, which now has the ban sets too).
 #[test]
-fn standalone_bans_with_kernel_timeouts() {
+fn standalone_bans_are_networks_with_kernel_timeouts() {
     in_netns("standalone bans", || {
-        let mut b = NftBackend::standalone();
-        b.setup(&[PortSpec::tcp(22)]).unwrap();
-        b.ban(v4(7), Duration::from_secs(300)).unwrap();
-        let e = elements("postern", "ban4");
-        assert!(e.contains("10.0.0.7 timeout 5m expires"), "{e}");
-        // Banning again restarts the timeout (shorter here).
-        b.ban(v4(7), Duration::from_secs(20)).unwrap();
-        assert!(expires_ms("postern", "ban4", "10.0.0.7") <= 20_000);
-        let a6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 7));
-        b.ban(a6, Duration::from_secs(30)).unwrap();
-        assert!(elements("postern", "ban6").contains("fd00:213::7 timeout 30s"));
-        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 8).to_ipv6_mapped());
-        b.ban(mapped, Duration::from_secs(30)).unwrap();
-        assert!(elements("postern", "ban4").contains("10.0.0.8 timeout 30s"));
-        // The drop rules come first; a reload keeps the bans.
-        b.setup(&[PortSpec::tcp(80)]).unwrap();
-        assert!(elements("postern", "ban4").contains("10.0.0.7"));
-        let chain = nft("list chain inet postern input");
-        let drop = chain.find("ip saddr @ban4 drop").expect(&chain);
-        let accept = chain.find("@allow4 accept").expect(&chain);
-        assert!(drop < accept, "{chain}");
-        // Unban removes at once; unbanning what is not banned is fine.
-        b.unban(v4(8)).unwrap();
-        assert!(!elements("postern", "ban4").contains("10.0.0.8"));
-        b.unban(v4(8)).unwrap();
-        // Short bans run out in the kernel.
-        b.ban(v4(9), Duration::from_millis(300)).unwrap();
-        std::thread::sleep(Duration::from_millis(1200));
-        assert!(!elements("postern", "ban4").contains("10.0.0.9"));
-        b.teardown().unwrap();
+        for (how, mut b) in [
+            ("nft -f", NftBackend::standalone()),
+            ("netlink", NftBackend::standalone_over_netlink()),
+        ] {
+            b.setup(&[PortSpec::tcp(22)]).unwrap();
+            b.ban(Cidr::host(v4(7)), Duration::from_secs(300)).unwrap();
+            let e = elements("postern", "ban4");
+            assert!(e.contains("10.0.0.7 timeout 5m expires"), "{how}: {e}");
+            assert!(in_ban_set("postern", "ban4", "10.0.0.7"));
+            assert!(!in_ban_set("postern", "ban4", "10.0.0.6"));
+            assert!(!in_ban_set("postern", "ban4", "10.0.0.8"));
+            // Banning again restarts the timeout (shorter here).
+            b.ban(Cidr::host(v4(7)), Duration::from_secs(20)).unwrap();
+            assert!(expires_ms("postern", "ban4", "10.0.0.7") <= 20_000, "{how}");
+            // IPv6: a /64 covers every address of it and none outside.
+            let a6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 1, 0, 0, 0, 7));
+            let net = Cidr::network_of(a6, 64);
+            b.ban(net, Duration::from_secs(30)).unwrap();
+            let e = elements("postern", "ban6");
+            assert!(e.contains("fd00:213:0:1::/64 timeout 30s"), "{how}: {e}");
+            assert!(in_ban_set("postern", "ban6", "fd00:213:0:1:abcd::1"));
+            assert!(in_ban_set(
+                "postern",
+                "ban6",
+                "fd00:213:0:1:ffff:ffff:ffff:ffff"
+            ));
+            assert!(!in_ban_set("postern", "ban6", "fd00:213:0:2::7"));
+            assert!(!in_ban_set("postern", "ban6", "fd00:213::ffff"));
+            // Re-banning the network restarts its timeout too.
+            b.ban(net, Duration::from_secs(3600)).unwrap();
+            assert!(elements("postern", "ban6").contains("timeout 1h"), "{how}");
+            b.ban(net, Duration::from_secs(10)).unwrap();
+            assert!(expires_ms("postern", "ban6", "fd00:213:0:1::/64") <= 10_000);
+            // A wider or narrower network overlapping a live ban is refused
+            // by the interval set, with the reason; the live ban stays.
+            for len in [56, 128] {
+                let err = b
+                    .ban(Cidr::network_of(a6, len), Duration::from_secs(30))
+                    .unwrap_err();
+                assert!(
+                    err.to_string().contains("overlaps a live ban"),
+                    "{how}: {err}"
+                );
+            }
+            assert!(in_ban_set("postern", "ban6", "fd00:213:0:1::7"), "{how}");
+            // A neighbouring /64 is a separate ban (adjacent intervals).
+            let next = Cidr::network_of(
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0x213, 0, 2, 0, 0, 0, 1)),
+                64,
+            );
+            b.ban(next, Duration::from_secs(30)).unwrap();
+            assert!(in_ban_set("postern", "ban6", "fd00:213:0:2::7"));
+            b.unban(next).unwrap();
+            assert!(!in_ban_set("postern", "ban6", "fd00:213:0:2::7"));
+            assert!(in_ban_set("postern", "ban6", "fd00:213:0:1::7"), "{how}");
+            let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 8).to_ipv6_mapped());
+            b.ban(Cidr::host(mapped), Duration::from_secs(30)).unwrap();
+            assert!(elements("postern", "ban4").contains("10.0.0.8 timeout 30s"));
+            // A reload keeps the bans.
+            b.setup(&[PortSpec::tcp(80)]).unwrap();
+            assert!(elements("postern", "ban4").contains("10.0.0.7"), "{how}");
+            assert!(in_ban_set("postern", "ban6", "fd00:213:0:1::7"), "{how}");
+            // A ban is never a rule of its own: it only keeps a grant from accepting.
+            let chain = nft("list chain inet postern input");
+            assert!(!chain.contains("drop"), "{chain}");
+            assert_eq!(chain.matches("@ban4").count(), 1, "{chain}");
+            let established = chain.find("ct state established,related accept").unwrap();
+            assert!(established < chain.find("@ban4").unwrap(), "{chain}");
+            // Unban removes at once; unbanning what is not banned is fine.
+            b.unban(Cidr::host(v4(8))).unwrap();
+            assert!(!elements("postern", "ban4").contains("10.0.0.8"));
+            b.unban(Cidr::host(v4(8))).unwrap();
+            b.unban(net).unwrap();
+            assert!(!in_ban_set("postern", "ban6", "fd00:213:0:1::7"), "{how}");
+            // Short bans run out in the kernel.
+            b.ban(Cidr::host(v4(9)), Duration::from_millis(300))
+                .unwrap();
+            b.ban(next, Duration::from_millis(300)).unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+            assert!(!in_ban_set("postern", "ban4", "10.0.0.9"), "{how}");
+            assert!(!in_ban_set("postern", "ban6", "fd00:213:0:2::7"), "{how}");
+            b.teardown().unwrap();
+        }
+    });
+}
+
+/// A table left by an older postern (ban sets of single addresses, a drop
+/// rule for them) is rebuilt instead of failing the start.
+#[test]
+fn standalone_setup_rebuilds_a_table_of_an_older_version() {
+    in_netns("old standalone table", || {
+        for mut b in [
+            NftBackend::standalone(),
+            NftBackend::standalone_over_netlink(),
+        ] {
+            nft_script(
+                "add table inet postern\n\
+                 add set inet postern ban4 { type ipv4_addr; flags timeout; }\n\
+                 add chain inet postern input { type filter hook input priority filter - 5; policy accept; }\n\
+                 add rule inet postern input ip saddr @ban4 drop\n",
+            );
+            b.setup(&[PortSpec::tcp(22)]).unwrap();
+            let table = nft("list table inet postern");
+            assert!(table.contains("flags interval,timeout"), "{table}");
+            assert!(!table.contains("drop"), "{table}");
+            b.teardown().unwrap();
+        }
     });
 }
 
 #[test]
 fn fw4_bans_with_the_shipped_includes() {
     in_netns("fw4 bans", || {
-        let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-        let pre = std::fs::read_to_string(files.join("fw4-table-pre.nft")).unwrap();
-        let chain = std::fs::read_to_string(files.join("fw4-chain-pre-input_wan.nft")).unwrap();
-        nft_script(&format!(
-            "table inet fw4 {{\n{pre}\nchain input_wan {{\n{chain}\nreject\n}}\n}}\n"
-        ));
+        nft_script(&fw4_like());
         let mut b = NftBackend::fw4();
         b.setup(&[]).unwrap();
-        b.ban(v4(7), Duration::from_secs(60)).unwrap();
+        b.ban(Cidr::host(v4(7)), Duration::from_secs(60)).unwrap();
         assert!(elements("fw4", "postern_ban4").contains("10.0.0.7 timeout 1m"));
-        let listed = nft("list chain inet fw4 input_wan");
-        let drop = listed.find("@postern_ban4 counter").expect(&listed);
-        assert!(drop < listed.find("@postern_allow4").unwrap(), "{listed}");
-        // An older include without the ban sets: setup still succeeds, bans fail clearly.
+        let a6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 7));
+        b.ban(Cidr::network_of(a6, 56), Duration::from_secs(60))
+            .unwrap();
+        assert!(in_ban_set("fw4", "postern_ban6", "2001:db8:0:ff::1"));
+        assert!(!in_ban_set("fw4", "postern_ban6", "2001:db8:0:100::1"));
+        // The ban only keeps the grant accepts from taking the source: the
+        // only drop is the guard's, for devices of a dropping zone.
+        let listed = nft("list chain inet fw4 postern_input");
+        assert_eq!(listed.matches(" drop").count(), 1, "{listed}");
+        assert!(listed.contains("@postern_guard iifname @postern_drop_devices counter"));
+        assert!(
+            listed.contains("ip saddr . meta l4proto . th dport @postern_allow4 ip saddr != @postern_ban4 counter"),
+            "{listed}"
+        );
+        // An older include without the ban sets: bans fail clearly.
         nft_script("delete table inet fw4");
-        nft_script(FW4_LIKE);
-        b.setup(&[]).unwrap();
-        let err = b.ban(v4(7), Duration::from_secs(60)).unwrap_err();
+        nft_script(FW4_OLD);
+        let err = b
+            .ban(Cidr::host(v4(7)), Duration::from_secs(60))
+            .unwrap_err();
         assert_eq!(
-            err.context, "add 10.0.0.7 in inet fw4 postern_ban4",
+            err.context, "add 10.0.0.7/32 in inet fw4 postern_ban4",
             "{err}"
         );
     });
@@ -493,20 +626,22 @@ fn fw4_bans_with_the_shipped_includes() {
 #[test]
 fn standalone_setup_is_one_transaction_and_reports_the_kernels_refusal() {
     in_netns("standalone setup refused", || {
-        // A foreign `guard` set of another type: the NEWSET in postern's batch
-        // is refused, so nothing of the batch may be committed.
-        nft_script("add table inet postern\nadd set inet postern guard { type ipv4_addr; }\n");
+        // A foreign regular chain `input`: postern's base chain of that name
+        // is refused (EOPNOTSUPP), so nothing of the batch may be committed.
+        // (A set of another type, EEXIST, is taken for an older version's
+        // table and rebuilt: see standalone_setup_rebuilds_a_table_of_an_older_version.)
+        nft_script("add table inet postern\nadd chain inet postern input\n");
         let mut b = NftBackend::standalone_over_netlink();
         let err = b.setup(&[PortSpec::tcp(22)]).unwrap_err();
         assert_eq!(err.context, "set up table inet postern", "{err}");
         assert!(err.source.raw_os_error().is_some(), "{err}");
         let table = nft("list table inet postern");
         assert!(!table.contains("allow4"), "half a batch committed: {table}");
-        assert!(!table.contains("chain input"), "{table}");
+        assert!(!table.contains("hook input"), "{table}");
         // Once the conflict is gone, setup works and the socket is still usable.
         nft_script("delete table inet postern\n");
         b.setup(&[PortSpec::tcp(22)]).unwrap();
-        assert!(nft("list table inet postern").contains("@guard drop"));
+        assert!(nft("list table inet postern").contains("@guard reject"));
         b.teardown().unwrap();
         assert!(!nft("list tables").contains("postern"));
     });
@@ -608,7 +743,7 @@ fn standalone_forwards_setup_grant_regrant_unforward() {
             !table.contains("fwd") && !table.contains("dstnat"),
             "{table}"
         );
-        assert!(table.contains("@guard drop"), "{table}");
+        assert!(table.contains("@guard reject"), "{table}");
         b.teardown().unwrap();
         assert!(!nft("list tables").contains("postern"));
     });
@@ -632,12 +767,9 @@ fn forwards_over_netlink_setup_need_the_nft_tool() {
 #[test]
 fn fw4_forwards_with_the_shipped_includes() {
     in_netns("fw4 forwards", || {
-        let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/postern/files");
-        let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap();
         let mut b = NftBackend::fw4();
         // An older include without the forward objects: a clear refusal.
-        nft_script(FW4_LIKE);
-        b.setup(&[]).unwrap();
+        nft_script(FW4_OLD);
         b.setup_forwards(&[]).expect("no forwards need no objects");
         let err = b.setup_forwards(&[fwd_spec()]).unwrap_err();
         assert!(
@@ -646,14 +778,11 @@ fn fw4_forwards_with_the_shipped_includes() {
         );
         assert!(err.context.contains("table-pre/20-postern.nft"), "{err}");
         nft_script("delete table inet fw4");
-        nft_script(&format!(
-            "table inet fw4 {{\n{}\nchain input_wan {{\n{}\nreject\n}}\nchain forward_wan {{\n{}\nreject\n}}\n}}\n",
-            read("fw4-table-pre.nft"),
-            read("fw4-chain-pre-input_wan.nft"),
-            read("fw4-chain-pre-forward_wan.nft")
-        ));
+        nft_script(&fw4_like());
         b.setup(&[]).unwrap();
         b.setup_forwards(&[fwd_spec()]).unwrap();
+        // The forward target is closed to sources without a grant.
+        assert!(elements("fw4", "postern_fwd_guard4").contains("10.213.1.2 . tcp . 80"));
         b.forward(&fwd(v4(2), 30_000)).unwrap();
         let m = map_elements("fw4", "postern_fwd4");
         assert!(

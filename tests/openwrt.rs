@@ -31,12 +31,12 @@ fn fw4_include_files_match_the_daemon_set_names() {
         ruleset::fw4_table_pre()
     );
     assert_eq!(
-        read(&files().join("fw4-chain-pre-input_wan.nft")),
-        ruleset::fw4_chain_pre_input_wan()
+        read(&files().join("fw4-chain-pre-input.nft")),
+        ruleset::fw4_chain_pre_input()
     );
     assert_eq!(
-        read(&files().join("fw4-chain-pre-forward_wan.nft")),
-        ruleset::fw4_chain_pre_forward_wan()
+        read(&files().join("fw4-chain-pre-forward.nft")),
+        ruleset::fw4_chain_pre_forward()
     );
 }
 
@@ -65,9 +65,12 @@ fn makefile_has_the_feed_package_fields() {
         "$(eval $(call BuildPackage,postern))",
         "define Package/postern/conffiles\n/etc/config/postern\nendef",
         "+PACKAGE_firewall:ipset",
+        // The daemon's system user, as OpenWrt packages declare it.
+        "USERID:=postern=370:postern=370",
     ] {
         assert!(mk.contains(needle), "Makefile lacks {needle:?}");
     }
+    assert!(!mk.contains("capabilities"), "no procd capabilities file");
     // Every file the Makefile installs exists.
     for line in mk.lines().filter(|l| l.contains("./files/")) {
         let name = line
@@ -99,6 +102,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         files().join("postern.init"),
         files().join("postern.uci-defaults"),
         files().join("fw3.include"),
+        files().join("firewall-includes.sh"),
         repo().join("scripts/build-ipk.sh"),
     ];
     for s in &scripts {
@@ -210,7 +214,7 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         format!("{}-1", env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(field(&f, "Architecture"), "x86_64");
-    assert!(field(&f, "Depends").contains("kmod-nft-core"));
+    assert_eq!(field(&f, "Depends"), "libc, kmod-nft-core, kmod-nft-nat");
     assert!(!field(&f, "Description").is_empty());
     assert_eq!(
         tar(&["-xzOf", "control.tar.gz", "./conffiles"], d),
@@ -218,7 +222,7 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
     );
 
     let listing = tar(&["-tzvf", "control.tar.gz"], d);
-    for script in ["./postinst", "./prerm"] {
+    for script in ["./postinst", "./prerm", "./postrm"] {
         let line = listing
             .lines()
             .find(|l| l.ends_with(script))
@@ -232,20 +236,20 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         ("-rwxr-xr-x", "./etc/init.d/postern"),
         ("-rw-------", "./etc/config/postern"),
         ("-rwxr-xr-x", "./etc/uci-defaults/90-postern"),
-        ("-rw-r--r--", "./etc/capabilities/postern.json"),
         (
             "-rw-r--r--",
             "./usr/share/nftables.d/table-pre/20-postern.nft",
         ),
         (
             "-rw-r--r--",
-            "./usr/share/nftables.d/chain-pre/input_wan/20-postern.nft",
+            "./usr/share/nftables.d/chain-pre/input/20-postern.nft",
         ),
         (
             "-rw-r--r--",
-            "./usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft",
+            "./usr/share/nftables.d/chain-pre/forward/20-postern.nft",
         ),
         ("-rwxr-xr-x", "./usr/share/postern/fw3.include"),
+        ("-rwxr-xr-x", "./usr/share/postern/firewall-includes.sh"),
     ];
     for (mode, path) in expect {
         let line = data
@@ -468,5 +472,120 @@ fn luci_ipk_has_view_menu_acl_and_rpcd_plugin() {
     assert!(
         plugin.starts_with("-rwxr-xr-x"),
         "rpcd plugins must be executable: {plugin}"
+    );
+}
+
+#[test]
+fn init_script_sets_no_procd_privilege_lines_that_need_ujail() {
+    // procd applies capabilities/no_new_privs/user only inside a ujail
+    // (procd_add_jail): without one such lines do nothing. The daemon
+    // drops privileges itself.
+    let init = read(&files().join("postern.init"));
+    for line in init.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for word in ["capabilities", "no_new_privs", "procd_set_param user"] {
+            assert!(!line.contains(word), "postern.init: {line}");
+        }
+    }
+    assert!(!files().join("postern.capabilities.json").exists());
+}
+
+#[test]
+fn ipk_postinst_creates_the_postern_user() {
+    let (tmp, ipk) = build_ipk(
+        &["--arch", "x86_64", "--binary", EXE, "--allow-dynamic"],
+        "user",
+    );
+    let d = tmp.dir.as_path();
+    let name = ipk.file_name().unwrap().to_str().unwrap().to_string();
+    tar(&["-xzf", &name], d);
+    let control = tar(&["-xzOf", "control.tar.gz", "./control"], d);
+    let f = control_fields(&control);
+    assert_eq!(field(&f, "Require-User"), "postern=370:postern=370");
+    let postinst = tar(&["-xzOf", "control.tar.gz", "./postinst"], d);
+    // An offline root whose functions.sh has no add_group_and_user: the
+    // script's own fallback adds the user and group, once.
+    let root = d.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/ash\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(root.join("etc/shadow"), "root:*:0:0:99999:7:::\n").unwrap();
+    std::fs::write(
+        root.join("lib/functions.sh"),
+        "default_postinst() { return 0; }\n",
+    )
+    .unwrap();
+    let script = d.join("postinst.sh");
+    std::fs::write(&script, postinst).unwrap();
+    for _ in 0..2 {
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg("configure")
+            .env("IPKG_INSTROOT", &root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let passwd = read(&root.join("etc/passwd"));
+    assert_eq!(
+        passwd
+            .lines()
+            .filter(|l| l.starts_with("postern:"))
+            .collect::<Vec<_>>(),
+        ["postern:x:370:370:postern:/var/run/postern:/bin/false"]
+    );
+    let group = read(&root.join("etc/group"));
+    assert_eq!(
+        group.lines().filter(|l| l.starts_with("postern:")).count(),
+        1
+    );
+}
+
+/// The ipk's postrm takes the fw3 `config include` out and reloads the
+/// firewall (a stub `uci` records its calls; the firewall init script of
+/// this host does not exist, so only `uci` is seen).
+#[test]
+fn ipk_postrm_removes_the_fw3_include() {
+    let (tmp, ipk) = build_ipk(
+        &["--arch", "x86_64", "--binary", EXE, "--allow-dynamic"],
+        "postrm",
+    );
+    let d = tmp.dir.as_path();
+    let name = ipk.file_name().unwrap().to_str().unwrap().to_string();
+    tar(&["-xzf", &name], d);
+    let postrm = tar(&["-xzOf", "control.tar.gz", "./postrm"], d);
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = d.join("uci.log");
+    let uci = bin.join("uci");
+    std::fs::write(
+        &uci,
+        format!("#!/bin/sh\necho \"$*\" >>{}\n", log.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(&uci)
+        .status()
+        .unwrap();
+    let script = d.join("postrm.sh");
+    std::fs::write(&script, postrm).unwrap();
+    let out = Command::new("sh")
+        .arg(&script)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env_remove("IPKG_INSTROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        read(&log),
+        "-q get firewall.postern\n-q delete firewall.postern\n-q commit firewall\n"
     );
 }

@@ -47,6 +47,7 @@ use std::hint::black_box;
 
 use postern::config;
 use postern::engine::{Counters, Engine};
+use postern::knock::volume::VolumePolicy;
 use postern::port::PortSpec;
 use postern::spa::fwknop;
 use postern::spa::seal::{seal, MAX_PACKET_LEN, MIN_PACKET_LEN};
@@ -72,11 +73,12 @@ config sequence 'ssh'
 ";
 
 /// Every case, in report order.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     "junk_syn_other_port",
     "malformed_bad_tcp_checksum",
     "knock_step",
     "sequence_complete",
+    "knock_over_volume_limit",
     "spoofed_first_knock_full_table",
     "wire_observe",
     "spa_valid",
@@ -85,14 +87,16 @@ pub const NAMES: [&str; 12] = [
     "spa_filtered_over_budget",
     "fwknop_valid",
     "fwknop_junk",
+    "spa_junk_bans",
 ];
 
 /// One line of explanation per case (same order as [`NAMES`]).
-pub const DESCRIPTIONS: [&str; 12] = [
+pub const DESCRIPTIONS: [&str; 14] = [
     "valid IPv4 SYN to tcp:2222 (a port in no sequence): parsed, checksummed, ignored",
     "IPv4 SYN to tcp:7000 with a wrong TCP checksum: parsed, rejected, counted",
     "one source alternates tcp:7000, udp:8000 (reset + first step, second step)",
     "one source knocks tcp:7000, udp:8000, tcp:9000 (an Open decision every 3 packets)",
+    "one source over its knock volume limit (240/min): counted and ignored",
     "first knocks from 16384 spoofed sources into a full table (4096): evicts the oldest",
     "wire::observe alone on a valid IPv4 SYN (checksums verified)",
     "valid native SPA packet replayed (1 client): pre-filter, replay lookup; refused before the AEAD",
@@ -101,6 +105,7 @@ pub const DESCRIPTIONS: [&str; 12] = [
     "packets that pass the client's pre-filter (forged ciphertext) once its budget is spent",
     "valid fwknop packet (Rijndael + HMAC-SHA256, 1 client): HMAC, AES, parse; refused at replay",
     "base64 junk of fwknop size (150-300) from spoofed sources, 1 client: one HMAC, auth_failed",
+    "SPA junk with bans on: fresh spoofed sources fail into a full ban table (evicting), 1 in 9 from a banned source (ignored)",
 ];
 
 /// Cases that also have a bounded first pass (see the module docs).
@@ -123,6 +128,11 @@ const CLIENT: [u8; 4] = [10, 77, 0, 2];
 /// Spoofed sources in the eviction case: four times the table capacity, so
 /// a source has always been evicted before it comes round again.
 const SPOOFED_SOURCES: u32 = 4 * postern::knock::KNOCK_TABLE_CAPACITY as u32;
+/// Fresh spoofed sources of the ban case: four times the ban table, so a
+/// source has always been evicted before it comes round again.
+const BAN_SOURCES: u32 = 4 * postern::bans::BAN_TABLE_CAPACITY as u32;
+/// The ban case's source that is banned in the set-up pass.
+const BANNED: [u8; 4] = [10, 77, 0, 66];
 /// Engine time: constant, so no attempt ever times out (the eviction case
 /// must evict, not purge).
 const NOW: Now = Now {
@@ -341,6 +351,10 @@ impl Case {
                 (engine(), vec![f])
             }
             "knock_step" => (engine(), vec![tcp(CLIENT, 7000), udp(CLIENT, 8000)]),
+            "knock_over_volume_limit" => (
+                engine_limited(),
+                vec![tcp(CLIENT, 7000), udp(CLIENT, 8000), tcp(CLIENT, 9000)],
+            ),
             "sequence_complete" => (
                 engine(),
                 vec![tcp(CLIENT, 7000), udp(CLIENT, 8000), tcp(CLIENT, 9000)],
@@ -390,6 +404,22 @@ impl Case {
                     .map(|p| spa(CLIENT, p))
                     .collect();
                 (engine_with(&fwknop_config(&keys)), frames)
+            }
+            "spa_junk_bans" => {
+                tick_ms = 1;
+                let mut frames = Vec::new();
+                for i in 0..BAN_SOURCES {
+                    let payload = junk_payload(i as usize % JUNK_POOL);
+                    if i % 8 == 0 {
+                        frames.push(spa(BANNED, &payload));
+                    }
+                    frames.push(spa(spoofed(BAN_SOURCES + i), &payload));
+                }
+                let text = spa_config(1, 1_000_000).replace(
+                    "\toption ban_duration '0'\n",
+                    "\toption ban_threshold '2'\n",
+                );
+                (engine_with(&text), frames)
             }
             "fwknop_junk" => {
                 tick_ms = 1;
@@ -528,6 +558,17 @@ impl Case {
             "spa_junk" | "spa_junk_32_clients" => {
                 spa_packets == n && aead == 0 && refused(Refusal::AuthFailed) == n
             }
+            "spa_junk_bans" => {
+                let bans = &now.bans;
+                let ignored = bans.from_banned - b.bans.from_banned;
+                let failures = bans.failures - b.bans.failures;
+                ignored > 0
+                    && spa_packets + ignored == n
+                    && refused(Refusal::AuthFailed) == spa_packets
+                    && failures == spa_packets
+                    && bans.evicted - b.bans.evicted == spa_packets
+                    && bans.bans == b.bans.bans
+            }
             "spa_filtered_over_budget" => {
                 spa_packets == n && aead == 0 && refused(Refusal::BudgetExceeded) == n
             }
@@ -537,6 +578,9 @@ impl Case {
                 frames == n && rejected == n && now.rejected.get(bad) - b.rejected.get(bad) == n
             }
             "knock_step" => steps == n && resets + 1 >= n / 2 && completed == 0,
+            "knock_over_volume_limit" => {
+                now.volume.limited - b.volume.limited == n && steps == 0 && self.decisions == 0
+            }
             "sequence_complete" => steps == n && completed >= cycles && self.decisions == completed,
             "spoofed_first_knock_full_table" => {
                 let table_full = match &self.target {
@@ -568,9 +612,29 @@ fn engine() -> Target {
     engine_with(CONFIG)
 }
 
+/// An engine for [`CONFIG`] with no knock volume limit: the knock cases
+/// measure matching (one client knocks far more than a user would); the
+/// volume table is still looked up for every knock.
 fn engine_with(text: &str) -> Target {
     let cfg = config::parse_str("bench", text).expect("bench config parses");
-    Target::Engine(Box::new(Engine::new(&cfg)))
+    let mut e = Engine::new(&cfg);
+    e.set_volume_policy(VolumePolicy {
+        limit: u32::MAX,
+        ..VolumePolicy::default()
+    });
+    Target::Engine(Box::new(e))
+}
+
+/// An engine for [`CONFIG`] with the default knock volume limit, its client
+/// already over it (the case's packets are all ignored).
+fn engine_limited() -> Target {
+    let cfg = config::parse_str("bench", CONFIG).expect("bench config parses");
+    let mut e = Engine::new(&cfg);
+    let knock = ipv4_tcp(CLIENT, DST, 40000, 7000, TCP_SYN);
+    for _ in 0..e.volume().policy().limit {
+        e.on_frame(NOW, &knock, Checksums::Verify, &mut |_| {});
+    }
+    Target::Engine(Box::new(e))
 }
 
 /// Spoofed source `i`: 100.64.0.0/10 and up, never the lab's or a bad address.

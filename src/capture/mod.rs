@@ -2,9 +2,11 @@
 //!
 //! Owns the I/O edge where packets enter: [`bpf`] builds the filter from the
 //! guarded ports (pure), [`Capture`] is one non-blocking `SOCK_DGRAM` socket per
-//! interface (no link header, so Ethernet and PPPoE look alike) that reports
-//! per frame whether the transport checksum can be verified, and what the
-//! kernel counted on it ([`Statistics`]: frames, drops).
+//! interface (no link header, so Ethernet and PPPoE look alike; on the
+//! Ethernet under a PPPoE link, the IP packets inside PPPoE session frames are
+//! captured too) that reports per frame whether the transport checksum can be
+//! verified, and what the kernel counted on it ([`Statistics`]: frames, drops,
+//! frames for other hosts).
 //!
 //! Must not parse packets beyond what the filter does (that is
 //! [`crate::wire`]'s job), keep state about them, or allocate per packet.

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
@@ -552,4 +552,243 @@ fn kernel_drops_are_counted_and_accumulated() {
     assert!(first.drops > 0, "{first:?}");
     assert_eq!(first.frames - first.drops, read, "{first:?}");
     assert_eq!(again, first);
+}
+
+/// Every received (not outgoing) frame queued on `capture` now, as raw
+/// bytes (no waiting).
+fn queued(capture: &Capture) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    let mut frames = Vec::new();
+    while let Ok(Some(frame)) = capture.recv(&mut buf) {
+        if !frame.outgoing {
+            frames.push(frame.data.to_vec());
+        }
+    }
+    frames
+}
+
+#[test]
+fn frames_for_another_host_are_not_captured() {
+    if std::env::var_os("POSTERN_QEMU_USER").is_some() {
+        // qemu-user refuses PACKET_AUXDATA (see kernel_filters_in_network_namespaces).
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED under qemu-user: capture::netns_tests::frames_for_another_host_are_not_captured ***"
+        );
+        return;
+    }
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("capture::netns_tests needs root in CI (CI=true)");
+        }
+        eprintln!(
+            "\n*** SKIPPED (needs root): capture::netns_tests::frames_for_another_host_are_not_captured \
+             (AF_PACKET + network namespaces) ***\n"
+        );
+        return;
+    }
+    let lab = Lab::create().expect("creating the namespace lab");
+    // A promiscuous capture device (a bridged or sniffing WAN): the kernel
+    // hands packet sockets frames addressed to other MACs too.
+    ip(&format!(
+        "-n {} link set {} promisc on",
+        lab.ns_a, lab.veth_a
+    ))
+    .expect("promisc");
+    let (a4, b4, net) = (lab.v4(1), lab.v4(2), lab.net);
+    let ifname = lab.veth_a.clone();
+    let ns_b = lab.ns_b.clone();
+    let veth_b = format!("pw{}", &lab.veth_a[2..lab.veth_a.len() - 1]) + "b";
+    let (to_a, from_b) = mpsc::channel::<Msg>();
+    let (to_b, from_a) = mpsc::channel::<Msg>();
+    let side_a = in_netns(&lab.ns_a, move || {
+        let filtered =
+            Capture::open(&ifname, &bpf::build(&[PortSpec::udp(5000)], true)).expect("open");
+        // A filter that passes everything: the user-space check alone.
+        let everything = [SockFilter {
+            code: bpf::op::RET_K,
+            jt: 0,
+            jf: 0,
+            k: bpf::SNAP_LEN,
+        }];
+        let open = Capture::open(&ifname, &everything).expect("open");
+        to_b.send(Msg::Listening).expect("to b");
+        match from_b.recv_timeout(3 * WAIT) {
+            Ok(Msg::Done) => {}
+            _ => panic!("b never finished"),
+        }
+        let filtered_frames = queued(&filtered);
+        let open_frames = queued(&open);
+        let kernel = filtered.read_statistics().expect("stats");
+        (filtered_frames, kernel, open_frames, open.statistics())
+    });
+    let side_b = in_netns(&lab.ns_b, move || {
+        match from_a.recv_timeout(WAIT) {
+            Ok(Msg::Listening) => {}
+            _ => panic!("a never opened"),
+        }
+        let u = UdpSocket::bind(SocketAddr::new(b4, 0)).expect("udp b");
+        let to = SocketAddr::new(a4, 5000);
+        // The router's address, but another MAC: for another host on the link.
+        ip(&format!(
+            "-n {ns_b} neigh replace 10.213.{net}.1 lladdr 02:00:00:00:00:99 dev {veth_b} nud permanent"
+        ))
+        .expect("neigh");
+        for _ in 0..3 {
+            u.send_to(b"for-another-host", to).expect("send other");
+        }
+        ip(&format!(
+            "-n {ns_b} neigh replace 10.213.{net}.1 lladdr 02:00:00:00:00:01 dev {veth_b} nud permanent"
+        ))
+        .expect("neigh");
+        u.send_to(b"for-this-host", to).expect("send mine");
+        thread::sleep(Duration::from_millis(100));
+        to_a.send(Msg::Done).expect("to a");
+    });
+    let b = side_b.join();
+    let a = side_a.join();
+    drop(lab);
+    b.expect("b panicked").expect("b setns");
+    let (filtered, kernel, open, stats) = a.expect("a panicked").expect("a setns");
+    let has = |frames: &[Vec<u8>], tag: &[u8]| frames.iter().filter(|f| f.ends_with(tag)).count();
+    // The kernel filter: only the frame for this host reaches user space.
+    assert_eq!(has(&filtered, b"for-this-host"), 1, "{filtered:02x?}");
+    assert_eq!(has(&filtered, b"for-another-host"), 0, "{filtered:02x?}");
+    // Dropped by the kernel, not skipped later: they cost nothing.
+    assert_eq!((kernel.frames, kernel.other_host), (1, 0), "{kernel:?}");
+    // Without the filter's test, `recv` skips and counts them.
+    assert_eq!(has(&open, b"for-this-host"), 1);
+    assert_eq!(has(&open, b"for-another-host"), 0);
+    assert_eq!(stats.other_host, 3, "{stats:?}");
+}
+
+/// Sends `payload` as a frame of EtherType `protocol` to `mac` on `ifname`
+/// (an AF_PACKET `SOCK_DGRAM` socket: the kernel adds the Ethernet header).
+fn send_link_frame(ifname: &str, protocol: u16, mac: [u8; 6], payload: &[u8]) {
+    let ifindex = nix::net::if_::if_nametoindex(ifname).expect("ifindex");
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            i32::from(protocol.to_be()),
+        )
+    };
+    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid `sockaddr_ll`.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&mac);
+    // SAFETY: `payload` and `sll` are live for the call, with their lengths.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        n,
+        payload.len() as isize,
+        "sendto: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// `ip` in a PPPoE session frame (session 0x1234).
+fn pppoe_frame(ip: &[u8]) -> Vec<u8> {
+    let ppp: u16 = if ip[0] >> 4 == 6 { 0x0057 } else { 0x0021 };
+    let mut f = vec![0x11, 0x00, 0x12, 0x34];
+    f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+    f.extend_from_slice(&ppp.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+#[test]
+fn pppoe_session_frames_on_the_ethernet_are_captured() {
+    if std::env::var_os("POSTERN_QEMU_USER").is_some() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED under qemu-user: capture::netns_tests::pppoe_session_frames_on_the_ethernet_are_captured ***"
+        );
+        return;
+    }
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("capture::netns_tests needs root in CI (CI=true)");
+        }
+        eprintln!(
+            "\n*** SKIPPED (needs root): capture::netns_tests::pppoe_session_frames_on_the_ethernet_are_captured \
+             (AF_PACKET + network namespaces) ***\n"
+        );
+        return;
+    }
+    use crate::wire::testdata::{tcp, udp, v4, v6};
+    let lab = Lab::create().expect("creating the namespace lab");
+    let ifname = lab.veth_a.clone();
+    let veth_b = format!("{}b", &lab.veth_a[..lab.veth_a.len() - 1]);
+    let mac_a = [2, 0, 0, 0, 0, 1];
+    let wanted = [
+        v4(17, &udp(40000, 5000, b"knock in pppoe v4")),
+        v6(17, &udp(40000, 5000, b"knock in pppoe v6")),
+        v4(6, &tcp(40000, 6000, 0x02, b"")),
+    ];
+    let unwanted = [
+        v4(17, &udp(40000, 5001, b"other port")),
+        v4(6, &tcp(40000, 6000, 0x12, b"")), // SYN-ACK
+    ];
+    let (to_a, from_b) = mpsc::channel::<Msg>();
+    let (to_b, from_a) = mpsc::channel::<Msg>();
+    let side_a = in_netns(&lab.ns_a, move || {
+        let program = bpf::build(&[PortSpec::udp(5000), PortSpec::tcp(6000)], true);
+        let capture = Capture::open(&ifname, &program).expect("open");
+        to_b.send(Msg::Listening).expect("to b");
+        match from_b.recv_timeout(3 * WAIT) {
+            Ok(Msg::Done) => {}
+            _ => panic!("b never finished"),
+        }
+        let frames = queued(&capture);
+        let kernel = capture.read_statistics().expect("stats");
+        (frames, kernel)
+    });
+    let (send_wanted, send_unwanted) = (wanted.clone(), unwanted.clone());
+    let side_b = in_netns(&lab.ns_b, move || {
+        match from_a.recv_timeout(WAIT) {
+            Ok(Msg::Listening) => {}
+            _ => panic!("a never opened"),
+        }
+        for ip in send_wanted.iter().chain(&send_unwanted) {
+            send_link_frame(&veth_b, 0x8864, mac_a, &pppoe_frame(ip));
+        }
+        // LCP echo in the session, and discovery (PADI): never IP.
+        let mut lcp = pppoe_frame(&[0x09, 0x01, 0x00, 0x08, 0, 0, 0, 0]);
+        lcp[6..8].copy_from_slice(&[0xc0, 0x21]);
+        send_link_frame(&veth_b, 0x8864, mac_a, &lcp);
+        send_link_frame(&veth_b, 0x8863, mac_a, &[0x11, 0x09, 0, 0, 0, 0]);
+        thread::sleep(Duration::from_millis(100));
+        to_a.send(Msg::Done).expect("to a");
+    });
+    let b = side_b.join();
+    let a = side_a.join();
+    drop(lab);
+    b.expect("b panicked").expect("b setns");
+    let (frames, kernel) = a.expect("a panicked").expect("a setns");
+    // The IP packets, PPPoE header removed, and nothing else.
+    assert_eq!(frames, wanted.to_vec(), "{frames:02x?}");
+    assert_eq!(kernel.frames, wanted.len() as u64, "{kernel:?}");
+    for f in &frames {
+        let o = observe(f, Checksums::Verify).expect("observe");
+        assert!(o.dst_port == 5000 || o.dst_port == 6000);
+    }
 }

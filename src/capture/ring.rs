@@ -61,6 +61,10 @@ pub struct Slot {
     pub checksums: Checksums,
     /// Sent by this host (`PACKET_OUTGOING`).
     pub outgoing: bool,
+    /// Addressed to another host's link-layer address (`PACKET_OTHERHOST`).
+    pub other_host: bool,
+    /// The frame's EtherType (host order), e.g. `ETH_P_PPP_SES`.
+    pub protocol: u16,
 }
 
 /// A receive ring mapped from a packet socket.
@@ -165,6 +169,8 @@ impl RxRing {
                     Checksums::Verify
                 },
                 outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
+                other_host: addr.sll_pkttype == libc::PACKET_OTHERHOST,
+                protocol: u16::from_be(addr.sll_protocol),
             })
         }
     }

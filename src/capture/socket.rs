@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::bpf::{SockFilter, MAX_INSNS};
 use super::ring::{Next, RxRing};
 use super::stats::Statistics;
-use crate::wire::Checksums;
+use crate::wire::{pppoe, Checksums};
 
 /// Receive buffer asked for each socket (the kernel doubles it for its
 /// bookkeeping). A small frame costs about 768 bytes of it, so 512 KiB
@@ -21,9 +21,10 @@ pub const RECV_BUFFER: libc::c_int = 512 * 1024;
 /// One captured frame, borrowed from the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'b> {
-    /// The network-layer packet (no link header), as long as it was received;
-    /// cut to the buffer if the buffer was too small (`wire::observe` then
-    /// reports it as truncated).
+    /// The network-layer packet (no link header; of a PPPoE session frame,
+    /// the IP packet inside), as long as it was received; cut to the buffer
+    /// if the buffer was too small (`wire::observe` then reports it as
+    /// truncated).
     pub data: &'b [u8],
     /// Whether the transport checksum can be verified: the kernel marks
     /// packets whose checksum is not computed yet (`TP_STATUS_CSUMNOTREADY`,
@@ -33,6 +34,20 @@ pub struct Frame<'b> {
     /// Sent by this host (`PACKET_OUTGOING`), not received: the daemon skips
     /// these.
     pub outgoing: bool,
+}
+
+/// Most frames for another host [`Capture::recv`] skips in one call: a flood
+/// of them cannot keep one call looping.
+pub const OTHER_HOST_SKIPS: usize = 64;
+
+/// What one read found, before [`Capture::recv`] judges it.
+struct Meta {
+    len: usize,
+    /// EtherType, host order.
+    protocol: u16,
+    checksums: Checksums,
+    outgoing: bool,
+    other_host: bool,
 }
 
 /// An AF_PACKET `SOCK_DGRAM` socket bound to one interface, with a classic
@@ -211,17 +226,52 @@ impl Capture {
     /// frame is queued. A buffer of 65535 bytes holds any IP packet the
     /// filter lets through. No allocation.
     ///
+    /// Frames addressed to another host (`PACKET_OTHERHOST`: a promiscuous
+    /// or bridged device) are never returned: the daemon's filter drops them
+    /// in the kernel, and any that a filter lets through are skipped here and
+    /// counted ([`Statistics::other_host`]). At most [`OTHER_HOST_SKIPS`] are
+    /// skipped per call (then `Ok(None)`; the rest wait for the next call).
+    ///
     /// Errors (other than "would block" and EINTR, handled here) are the
     /// socket's, e.g. `ENETDOWN` after the interface went down.
     pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<Frame<'b>>> {
+        for _ in 0..OTHER_HOST_SKIPS {
+            let Some(meta) = self.recv_meta(buf)? else {
+                return Ok(None);
+            };
+            if meta.other_host {
+                let mut s = self.stats.get();
+                s.other_host = s.other_host.saturating_add(1);
+                self.stats.set(s);
+                continue;
+            }
+            let mut data: &[u8] = buf.get(..meta.len).unwrap_or_default();
+            if meta.protocol == pppoe::ETH_P_PPP_SES {
+                // Capturing on the Ethernet under a PPPoE link. A frame that
+                // is not IP in a session goes on as it is: `wire` rejects it.
+                data = pppoe::session_ip(data).unwrap_or(data);
+            }
+            return Ok(Some(Frame {
+                data,
+                checksums: meta.checksums,
+                outgoing: meta.outgoing,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// One frame into `buf`, described but not yet judged.
+    fn recv_meta(&self, buf: &mut [u8]) -> io::Result<Option<Meta>> {
         if let Some(ring) = &self.ring {
             match ring.recv_into(buf) {
                 Next::Empty => return Ok(None),
                 Next::Frame(slot) => {
-                    return Ok(Some(Frame {
-                        data: buf.get(..slot.len).unwrap_or_default(),
+                    return Ok(Some(Meta {
+                        len: slot.len,
                         checksums: slot.checksums,
                         outgoing: slot.outgoing,
+                        other_host: slot.other_host,
+                        protocol: slot.protocol,
                     }))
                 }
                 // Too long for a slot: the whole frame is on the socket.
@@ -286,11 +336,12 @@ impl Capture {
             }
         }
 
-        let data = buf.get(..n).unwrap_or(buf);
-        Ok(Some(Frame {
-            data,
+        Ok(Some(Meta {
+            len: n.min(buf.len()),
             checksums,
             outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
+            other_host: addr.sll_pkttype == libc::PACKET_OTHERHOST,
+            protocol: u16::from_be(addr.sll_protocol),
         }))
     }
 
@@ -327,6 +378,65 @@ impl Capture {
         total.add_reading(st.tp_packets, st.tp_drops);
         self.stats.set(total);
         Ok(total)
+    }
+
+    /// Takes the socket's pending error (`SO_ERROR`, which clears it): after
+    /// the device went down the kernel leaves `ENETDOWN` on the socket, and
+    /// until it is taken `poll` reports `POLLERR` at once, every time (a ring
+    /// socket is never read with `recvmsg`, which would take it). `None` when
+    /// there was none.
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut v: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are live and describe a c_int buffer.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.raw(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut v as *mut libc::c_int).cast::<c_void>(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Some(io::Error::last_os_error());
+        }
+        (v != 0).then(|| io::Error::from_raw_os_error(v))
+    }
+
+    /// Whether the device is up with a carrier (`IFF_UP` and `IFF_RUNNING`,
+    /// `SIOCGIFFLAGS` by name: one syscall). `NotFound` when no device has the
+    /// name any more.
+    pub fn link_up(&self) -> io::Result<bool> {
+        // SAFETY: all-zero is a valid `ifreq`.
+        let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
+        let name = self.ifname.as_bytes();
+        if name.len() >= ifr.ifr_name.len() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name of `ifr` and
+        // writes its flags member; `ifr` is live and exclusively borrowed.
+        let rc = unsafe { libc::ioctl(self.raw(), libc::SIOCGIFFLAGS as _, &mut ifr) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENODEV) => io::Error::from(io::ErrorKind::NotFound),
+                _ => e,
+            });
+        }
+        // SAFETY: the kernel filled the flags member of the union.
+        let flags = i32::from(unsafe { ifr.ifr_ifru.ifru_flags });
+        let want = libc::IFF_UP | libc::IFF_RUNNING;
+        Ok(flags & want == want)
+    }
+
+    /// Adds `earlier` to the totals (the counts of the socket this one
+    /// replaces, so that they survive a reopen).
+    pub fn carry_statistics(&self, earlier: Statistics) {
+        self.stats.set(self.stats.get().plus(earlier));
     }
 
     /// The totals as of the last [`Capture::read_statistics`].

@@ -13,6 +13,10 @@ pub struct Statistics {
     pub frames: u64,
     /// Frames the kernel dropped: the ring (or receive buffer) was full.
     pub drops: u64,
+    /// Frames for another host (`PACKET_OTHERHOST`) that reached user space
+    /// anyway and were skipped there (the daemon's filter drops them in the
+    /// kernel, so this stays 0 unless a filter lets them through).
+    pub other_host: u64,
 }
 
 impl Statistics {
@@ -28,6 +32,7 @@ impl Statistics {
         Statistics {
             frames: self.frames.saturating_add(other.frames),
             drops: self.drops.saturating_add(other.drops),
+            other_host: self.other_host.saturating_add(other.other_host),
         }
     }
 }
@@ -45,14 +50,16 @@ mod tests {
             s,
             Statistics {
                 frames: 610,
-                drops: 88
+                drops: 88,
+                other_host: 0
             }
         );
         let t = s.plus(Statistics {
             frames: 1,
             drops: 2,
+            other_host: 3,
         });
-        assert_eq!((t.frames, t.drops), (611, 90));
+        assert_eq!((t.frames, t.drops, t.other_host), (611, 90, 3));
     }
 
     #[test]
@@ -60,6 +67,7 @@ mod tests {
         let mut s = Statistics {
             frames: u64::MAX - 1,
             drops: u64::MAX,
+            other_host: 0,
         };
         s.add_reading(u32::MAX, 1);
         assert_eq!((s.frames, s.drops), (u64::MAX, u64::MAX));

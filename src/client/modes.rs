@@ -166,6 +166,21 @@ pub fn parse(args: &[String]) -> Result<Option<ModeRequest>, String> {
             {
                 return Err("--totp: --base/--range/--length do not make a valid sequence (as the router checks them)".into());
             }
+            if shape.strength_bits() < totp::MIN_STRENGTH_BITS {
+                return Err(format!(
+                    "--totp: --range {range} --length {length} give {:.1} bits; the router refuses below {:.0} (the defaults, --range {} --length {}, give {:.1})",
+                    shape.strength_bits(),
+                    totp::MIN_STRENGTH_BITS,
+                    totp::DEFAULT_RANGE,
+                    totp::DEFAULT_LENGTH,
+                    TotpShape {
+                        range: totp::DEFAULT_RANGE,
+                        length: totp::DEFAULT_LENGTH,
+                        ..shape
+                    }
+                    .strength_bits()
+                ));
+            }
             Mode::Totp(shape)
         }
         (false, Some(port), false) => Mode::Encode {
@@ -390,11 +405,29 @@ mod tests {
             Mode::Totp(TotpShape {
                 base: 40000,
                 length: 5,
-                range: 1024,
+                range: totp::DEFAULT_RANGE,
                 period: 30,
                 ..
             })
         ));
+        // The defaults are the router's (the same constants).
+        let r = parse(&args(&format!("--totp --print --key {KEY} --base 40000")))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            r.mode,
+            Mode::Totp(TotpShape {
+                length: 6,
+                range: 12288,
+                ..
+            })
+        ));
+        // Too weak to guess: refused as the router refuses it, with the bits.
+        let e = parse(&args("h --totp --base 40000 --range 1024 --length 4")).unwrap_err();
+        assert!(
+            e.contains("give 30.4 bits; the router refuses below 48"),
+            "{e}"
+        );
         let r = parse(&args("h --encode tcp/143 --profile enc --minutes 5"))
             .unwrap()
             .unwrap();

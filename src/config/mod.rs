@@ -211,6 +211,11 @@ pub struct Main {
     /// `option state_dir`: where the daemon keeps the SPA replay state
     /// (default `/var/run/postern`, tmpfs).
     pub state_dir: String,
+    /// `option user`: the user a daemon started as root runs as (default
+    /// [`crate::privileges::DEFAULT_USER`] when it exists; `root` keeps uid 0).
+    pub user: Option<String>,
+    /// The line of `option user` (0 when not set), for errors.
+    pub user_line: usize,
     /// `option ban_threshold`: failures within `ban_window` that ban a source
     /// (1..=100000, default [`crate::bans::DEFAULT_BAN_THRESHOLD`]).
     pub ban_threshold: u32,
@@ -218,6 +223,10 @@ pub struct Main {
     pub ban_window: Duration,
     /// `option ban_duration` seconds a ban lasts (0..=86400, default 300; 0 disables bans).
     pub ban_duration: Duration,
+    /// `option ban_ipv6_prefix`: IPv6 failures are counted and banned per
+    /// network of this prefix length (32..=128, default
+    /// [`crate::bans::DEFAULT_BAN_IPV6_PREFIX`]); IPv4 always per address.
+    pub ban_ipv6_prefix: u8,
     /// `list trusted`: networks never banned (default none).
     pub trusted: Vec<Cidr>,
 }
@@ -235,9 +244,12 @@ impl Default for Main {
             log_level: log::LevelFilter::Info,
             spa_verify_budget: DEFAULT_VERIFY_BUDGET,
             state_dir: DEFAULT_STATE_DIR.to_string(),
+            user: None,
+            user_line: 0,
             ban_threshold: crate::bans::DEFAULT_BAN_THRESHOLD,
             ban_window: crate::bans::DEFAULT_BAN_WINDOW,
             ban_duration: crate::bans::DEFAULT_BAN_DURATION,
+            ban_ipv6_prefix: crate::bans::DEFAULT_BAN_IPV6_PREFIX,
             trusted: Vec::new(),
         }
     }
@@ -463,8 +475,14 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let sections = uci::parse_bytes(&file, &bytes)?;
-    typed::from_sections(&file, &sections)
+    parse_bytes(&file, &bytes)
+}
+
+/// Parses and validates UCI bytes as read from `file` (invalid UTF-8 is
+/// refused with its line); `file` is used in error messages only.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    let sections = uci::parse_bytes(file, bytes)?;
+    typed::from_sections(file, &sections)
 }
 
 #[cfg(test)]

@@ -28,8 +28,10 @@
 //!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
 //! * ban options of `config postern` (see [`crate::bans`]): `ban_threshold`
 //!   (1..=100000 failures, default 10), `ban_window` (1..=86400 s, default 60),
-//!   `ban_duration` (0..=86400 s, default 300; 0 disables bans) and `list trusted`
-//!   (networks `ADDR/LEN` never banned; default none).
+//!   `ban_duration` (0..=86400 s, default 300; 0 disables bans),
+//!   `ban_ipv6_prefix` (32..=128, default 64: IPv6 failures are counted and
+//!   banned per network of this length) and `list trusted` (networks
+//!   `ADDR/LEN` never banned; default none).
 //!
 //! Unknown section types and options are errors: a typo must never silently weaken
 //! the configuration. A list-valued name may also be given once with `option`; a
@@ -57,6 +59,15 @@ mod fwknop;
 mod knock_modes;
 
 pub use actions::is_action_name;
+pub use fwknop::MIN_KEY_BYTES as MIN_FWKNOP_KEY_BYTES;
+
+/// What is allowed but unwise in `cfg`, one line each (no file:line: each
+/// names its section): today fwknop keys shorter than
+/// [`MIN_FWKNOP_KEY_BYTES`]. `postern check` prints them, the daemon logs
+/// them at start and on reload.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    fwknop::weak_keys(cfg)
+}
 
 const SECTION_TYPES: &[&str] = &[
     "postern", "sequence", "client", "encoded", "command", "forward",
@@ -72,9 +83,11 @@ const MAIN_OPTIONS: &[&str] = &[
     "log_level",
     "spa_verify_budget",
     "state_dir",
+    "user",
     "ban_threshold",
     "ban_window",
     "ban_duration",
+    "ban_ipv6_prefix",
     "trusted",
 ];
 const CLIENT_OPTIONS: &[&str] = &[
@@ -243,6 +256,16 @@ pub fn encoded_profiles(
     cx.finish(out)
 }
 
+/// The knock volume limit, as `postern check` states it.
+fn volume_line(m: &Main) -> String {
+    use crate::knock::volume::{DEFAULT_KNOCK_LIMIT, DEFAULT_KNOCK_WINDOW};
+    format!(
+        "knock volume: at most {DEFAULT_KNOCK_LIMIT} knocks per {}s from one source network (IPv4 address, IPv6 /{}), right or wrong; more are ignored",
+        DEFAULT_KNOCK_WINDOW.as_secs(),
+        m.ban_ipv6_prefix
+    )
+}
+
 /// A multi-line, human-readable description of `cfg` (for `postern check`).
 pub fn summary(cfg: &Config) -> String {
     let m = &cfg.main;
@@ -261,16 +284,22 @@ pub fn summary(cfg: &Config) -> String {
         m.spa_verify_budget
     );
     let _ = writeln!(out, "state dir: {}", m.state_dir);
+    let _ = writeln!(
+        out,
+        "daemon user: {} (when started as root)",
+        m.user.as_deref().unwrap_or(crate::privileges::DEFAULT_USER)
+    );
     if m.ban_duration.is_zero() {
         let _ = writeln!(out, "bans: off (ban_duration 0)");
     } else {
         let trusted: Vec<String> = m.trusted.iter().map(|n| n.to_string()).collect();
         let _ = writeln!(
             out,
-            "bans: {} failure(s) within {}s ban a source for {}s; trusted: {}",
+            "bans: {} failure(s) within {}s ban a source for {}s (IPv4 per address, IPv6 per /{}); trusted: {}",
             m.ban_threshold,
             m.ban_window.as_secs(),
             m.ban_duration.as_secs(),
+            m.ban_ipv6_prefix,
             if trusted.is_empty() {
                 "none".to_string()
             } else {
@@ -291,6 +320,7 @@ pub fn summary(cfg: &Config) -> String {
     actions_summary(&mut out, cfg);
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
+    let _ = writeln!(out, "{}", volume_line(m));
     let k = &cfg.knock_modes;
     if !(k.totp.is_empty() && k.encoded.is_empty() && k.clients.is_empty()) {
         let _ = writeln!(
@@ -304,13 +334,14 @@ pub fn summary(cfg: &Config) -> String {
     for t in &k.totp {
         let _ = writeln!(
             out,
-            "  totp sequence {} [{}]: {} knocks in {}:{}+{}, new every {}s, {} {}",
+            "  totp sequence {} [{}]: {} knocks in {}:{}+{} ({:.1} bits), new every {}s, {} {}",
             t.name,
             on_off(t.enabled),
             t.shape.length,
             t.shape.proto,
             t.shape.base,
             t.shape.range,
+            t.shape.strength_bits(),
             t.shape.period,
             match t.action {
                 Action::Open => "opens",
@@ -691,6 +722,21 @@ fn get_abs_path(cx: &mut Errors, e: &Entry) -> Option<String> {
     None
 }
 
+/// A user name (`option user`): letters, digits, `_.-`, at most 32, not
+/// starting with `-`.
+fn get_user_name(cx: &mut Errors, e: &Entry) -> Option<String> {
+    let v = single(cx, e)?;
+    let ok = v.len() <= 32
+        && !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !v.starts_with('-');
+    if !ok {
+        cx.push(e.line, format!("user '{v}' is not a user name"));
+    }
+    ok.then(|| v.to_string())
+}
+
 /// One of `choices` by its word.
 fn get_choice<T: Copy>(cx: &mut Errors, e: &Entry, choices: &[(&str, T)]) -> Option<T> {
     let v = single(cx, e)?;
@@ -801,12 +847,26 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
             get_number(cx, e, MAX_CLIENTS as u64, 1_000_000).map(|n| n as u32),
         ),
         "state_dir" => set(&mut m.state_dir, get_abs_path(cx, e)),
+        "user" => {
+            m.user = get_user_name(cx, e);
+            m.user_line = e.line;
+        }
         "ban_threshold" => set(
             &mut m.ban_threshold,
             get_number(cx, e, 1, 100_000).map(|n| n as u32),
         ),
         "ban_window" => set(&mut m.ban_window, get_secs(cx, e, 1, 86_400)),
         "ban_duration" => set(&mut m.ban_duration, get_secs(cx, e, 0, 86_400)),
+        "ban_ipv6_prefix" => set(
+            &mut m.ban_ipv6_prefix,
+            get_number(
+                cx,
+                e,
+                u64::from(crate::bans::MIN_BAN_IPV6_PREFIX),
+                u64::from(crate::bans::MAX_BAN_IPV6_PREFIX),
+            )
+            .map(|n| n as u8),
+        ),
         "trusted" => set(&mut m.trusted, get_networks(cx, e)),
         _ => {}
     }
@@ -1198,6 +1258,8 @@ config client 'laptop'
                 log_level: log::LevelFilter::Info,
                 spa_verify_budget: 1000,
                 state_dir: "/var/run/postern".to_string(),
+                user: None,
+                user_line: 0,
                 ..Main::default()
             }
         );
@@ -1468,7 +1530,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, source_skew, log_level, spa_verify_budget, state_dir, ban_threshold, ban_window, ban_duration, trusted)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, source_skew, log_level, spa_verify_budget, state_dir, user, ban_threshold, ban_window, ban_duration, ban_ipv6_prefix, trusted)"
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
@@ -1583,7 +1645,8 @@ devices: (none)
 log level: info
 spa port: udp:62201 (max clock skew 120s, 15s for the packet's source; at most 1000 verifications/s per client)
 state dir: /var/run/postern
-bans: 10 failure(s) within 60s ban a source for 300s; trusted: none
+daemon user: postern (when started as root)
+bans: 10 failure(s) within 60s ban a source for 300s (IPv4 per address, IPv6 per /64); trusted: none
 sequences: 2 (1 enabled)
   ssh [enabled]: knock tcp:7000 -> udp:8000 -> tcp:9000 within 10s, then open tcp:22 for 30s
   lock [disabled]: knock udp:9 within 10s, then close tcp:22
@@ -1591,6 +1654,7 @@ clients: 1 (1 enabled)
   laptop [enabled]: may open tcp:22 for up to 3600s, from anywhere
 guarded ports: tcp:22
 knock ports: tcp:7000, tcp:9000, udp:8000
+knock volume: at most 240 knocks per 60s from one source network (IPv4 address, IPv6 /64), right or wrong; more are ignored
 ";
         assert_eq!(s, want);
     }
@@ -1755,6 +1819,13 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         let c = ok("config postern\n\toption spa_verify_budget 32\n\toption state_dir '/tmp/p'\n");
         assert_eq!(c.main.spa_verify_budget, 32);
         assert_eq!(c.main.state_dir, "/tmp/p");
+        assert_eq!(c.main.user, None);
+        let c = ok("config postern\n\toption user 'postern'\n");
+        assert_eq!(c.main.user.as_deref(), Some("postern"));
+        assert_eq!(
+            err1("config postern\n\toption user '../root'\n"),
+            (2, "user '../root' is not a user name".to_string())
+        );
         assert_eq!(
             err1("config postern\n\toption spa_verify_budget 31\n"),
             (
@@ -1777,11 +1848,26 @@ knock ports: tcp:7000, tcp:9000, udp:8000
         assert_eq!(m.ban_duration, Duration::ZERO);
         assert_eq!(m.trusted.len(), 2);
         assert!(summary(&c).contains("bans: off (ban_duration 0)"));
+        assert_eq!(m.ban_ipv6_prefix, 64);
+        let p = ok("config postern\n\toption ban_ipv6_prefix 56\n");
+        assert_eq!(p.main.ban_ipv6_prefix, 56);
+        assert!(summary(&p).contains("IPv6 per /56"));
+        for bad in ["31", "129", "64x", "-1"] {
+            assert_eq!(
+                err1(&format!(
+                    "config postern\n\toption ban_ipv6_prefix '{bad}'\n"
+                )),
+                (
+                    2,
+                    format!("ban_ipv6_prefix '{bad}' is not a number from 32 to 128")
+                )
+            );
+        }
         let d = ok("");
         assert_eq!(d.main.ban_threshold, 10);
         assert_eq!(d.main.ban_duration, Duration::from_secs(300));
         assert!(summary(&d)
-            .contains("bans: 10 failure(s) within 60s ban a source for 300s; trusted: none"));
+            .contains("bans: 10 failure(s) within 60s ban a source for 300s (IPv4 per address, IPv6 per /64); trusted: none"));
         assert_eq!(
             errs("config postern\n\toption ban_threshold 0\n\toption ban_window 0\n\toption ban_duration 86401\n\tlist trusted 10.0.0.1/8\n"),
             [

@@ -16,6 +16,7 @@ use log::{error, info, warn};
 use crate::config::{Config, ConfigError, Forward, NamedForward};
 use crate::firewall::{Backend, ForwardGrant, ForwardSpec};
 use crate::forward_grants::ForwardTable;
+use crate::launcher::{Launcher, Reloaded};
 use crate::privileges::Keep;
 use crate::runner::{self, CommandSpec, Requester, Runner, StartError};
 use crate::status::CommandView;
@@ -40,10 +41,20 @@ pub fn forward_specs(cfg: &Config) -> Vec<ForwardSpec> {
 }
 
 /// The enabled commands of `cfg`, ready to run: users resolved. Errors name
-/// the file and line of the command.
+/// the file and line of the command (or of `config postern`'s `option
+/// user`, which must name an existing user too).
 pub fn command_specs(file: &str, cfg: &Config) -> Result<Vec<CommandSpec>, Vec<ConfigError>> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
+    if let Some(name) = cfg.main.user.as_deref().filter(|&u| u != "root") {
+        if let Err(e) = runner::resolve_user(name) {
+            errors.push(ConfigError {
+                file: file.to_string(),
+                line: cfg.main.user_line,
+                message: format!("option user: {e}"),
+            });
+        }
+    }
     for c in cfg.active_commands() {
         let user = match &c.user {
             None => None,
@@ -90,6 +101,9 @@ pub struct Actions {
     keep: Keep,
     /// The daemon runs as uid 0.
     daemon_is_root: bool,
+    /// The privileged launcher that runs the commands of a daemon started
+    /// as root (`None`: the runner above runs them as the daemon's user).
+    launcher: Option<Launcher>,
 }
 
 impl Actions {
@@ -102,6 +116,49 @@ impl Actions {
             live: ForwardTable::new(),
             keep: Keep::Everything,
             daemon_is_root: true,
+            launcher: None,
+        }
+    }
+
+    /// Hands commands to `launcher` from now on.
+    pub fn set_launcher(&mut self, launcher: Launcher) {
+        self.launcher = Some(launcher);
+    }
+
+    /// The privileged launcher, if the daemon has one.
+    pub fn launcher(&mut self) -> Option<&mut Launcher> {
+        self.launcher.as_mut()
+    }
+
+    /// Calls `f` with each descriptor to poll for commands: the launcher's
+    /// socket, or the local runner's output pipes.
+    pub fn each_poll_fd(&self, mut f: impl FnMut(std::os::fd::RawFd)) {
+        use std::os::fd::AsRawFd as _;
+        if let Some(fd) = self.launcher.as_ref().and_then(Launcher::fd) {
+            f(fd.as_raw_fd());
+        }
+        for fd in self.runner.poll_fds() {
+            f(fd.as_raw_fd());
+        }
+    }
+
+    /// One of the descriptors of [`Actions::each_poll_fd`] is ready:
+    /// handles the launcher's events and drains the runner. Returns the
+    /// launcher's answer to a reload, if it came.
+    pub fn on_ready(&mut self, now: Instant) -> Option<Reloaded> {
+        self.runner.on_wake(now);
+        self.launcher.as_mut().and_then(Launcher::on_readable)
+    }
+
+    /// The daemon took the configuration of the launcher's read `seq`
+    /// (`None`: it read the file itself).
+    pub fn adopt(&mut self, seq: Option<u32>) {
+        if let (Some(l), Some(seq)) = (&mut self.launcher, seq) {
+            if let Err(e) = l.adopt(seq) {
+                error!(
+                    "privileged launcher: {e}: it keeps the commands of the previous configuration"
+                );
+            }
         }
     }
 
@@ -114,7 +171,7 @@ impl Actions {
 
     /// Why `spec` cannot run with the privileges kept, if it cannot.
     fn lacks_privileges(&self, spec: &CommandSpec) -> Option<String> {
-        if self.keep.can_run(spec.user.is_some(), self.daemon_is_root) {
+        if self.launcher.is_some() || self.keep.can_run(spec.user.is_some(), self.daemon_is_root) {
             return None;
         }
         Some(match &spec.user {
@@ -140,6 +197,17 @@ impl Actions {
                 "command {} not run for spa client {client}: {why}",
                 spec.name
             );
+            return;
+        }
+        if let Some(l) = &mut self.launcher {
+            // The launcher runs it by name, from its own configuration; its
+            // answer comes as an event.
+            if let Err(e) = l.run(&spec.name, client, source) {
+                error!(
+                    "command {} not run for spa client {client}: privileged launcher: {e}",
+                    spec.name
+                );
+            }
             return;
         }
         let by = Requester { client, source };
@@ -250,8 +318,10 @@ impl Actions {
 
     /// The running commands for `postern status`.
     pub fn command_views(&self, now: Instant) -> Vec<CommandView> {
+        let remote = self.launcher.iter().flat_map(|l| l.running(now));
         self.runner
             .running(now)
+            .chain(remote)
             .map(|r| CommandView {
                 name: r.name.to_string(),
                 client: r.client.to_string(),
@@ -260,5 +330,26 @@ impl Actions {
                 running_s: r.seconds,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_user_must_exist_and_is_refused_with_its_line() {
+        let text = "config postern\n\toption enabled 0\n\toption user 'postern-no-such-user'\n";
+        let cfg = crate::config::parse_str("f", text).unwrap();
+        let errors = command_specs("f", &cfg).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "f:3: option user: unknown user 'postern-no-such-user' (not in /etc/passwd)"
+        );
+        for ok in ["root", "nobody"] {
+            let text = format!("config postern\n\toption user '{ok}'\n");
+            let cfg = crate::config::parse_str("f", &text).unwrap();
+            assert!(command_specs("f", &cfg).is_ok(), "{ok}");
+        }
     }
 }

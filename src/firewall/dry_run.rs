@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use super::{
     forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardSpec, Grant,
 };
+use crate::cidr::Cidr;
 use crate::port::PortSpec;
 
 /// One call made on a [`DryRunBackend`].
@@ -19,8 +20,10 @@ pub enum DryRunOp {
     Grant(Grant),
     /// `revoke` of this address and port.
     Revoke(IpAddr, PortSpec),
-    /// `ban` of this address for this long.
-    Ban(IpAddr, core::time::Duration),
+    /// `ban` of this network for this long.
+    Ban(Cidr, core::time::Duration),
+    /// `unban` of this network.
+    Unban(Cidr),
     /// `teardown`.
     Teardown,
     /// `setup_forwards` with these forwards.
@@ -79,9 +82,15 @@ impl Backend for DryRunBackend {
         Ok(())
     }
 
-    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
-        log::info!("dry-run: ban {addr} for {} ms", duration.as_millis());
-        self.ops.push(DryRunOp::Ban(addr, duration));
+    fn ban(&mut self, net: Cidr, duration: core::time::Duration) -> Result<(), FirewallError> {
+        log::info!("dry-run: ban {net} for {} ms", duration.as_millis());
+        self.ops.push(DryRunOp::Ban(net, duration));
+        Ok(())
+    }
+
+    fn unban(&mut self, net: Cidr) -> Result<(), FirewallError> {
+        log::info!("dry-run: unban {net}");
+        self.ops.push(DryRunOp::Unban(net));
         Ok(())
     }
 

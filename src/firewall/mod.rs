@@ -8,9 +8,11 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::port::{L4Proto, PortSpec};
 
 pub mod dry_run;
+pub mod fw4_zones;
 pub mod ipset;
 pub mod nfnetlink;
 pub mod nft;
@@ -138,21 +140,26 @@ pub trait Backend {
     fn revoke(&mut self, addr: IpAddr, port: PortSpec) -> Result<(), FirewallError>;
     /// Removes what `setup` created (if the backend owns it). Called on clean exit.
     fn teardown(&mut self) -> Result<(), FirewallError>;
-    /// Drops everything from `addr` for `duration` (a kernel timeout, so the
-    /// ban ends on time even if the daemon dies; banning again restarts it).
-    /// Backends without ban sets log that and change nothing.
-    fn ban(&mut self, addr: IpAddr, duration: Duration) -> Result<(), FirewallError> {
+    /// Bans the network `net` (an IPv4 /32, an IPv6 prefix) for `duration`:
+    /// its grants and forward grants stop accepting new connections, so a
+    /// new connection from it to a guarded port or forward target is
+    /// refused exactly as for a source without a grant. Nothing else is
+    /// touched: established flows, unguarded ports, ICMP/ICMPv6 and other
+    /// interfaces' traffic. A kernel timeout ends the ban on time even if the
+    /// daemon dies; banning again restarts it. Backends without ban sets log
+    /// that and change nothing.
+    fn ban(&mut self, net: Cidr, duration: Duration) -> Result<(), FirewallError> {
         log::warn!(
-            "{}: bans not supported by this backend: {addr} not banned for {} s",
+            "{}: bans not supported by this backend: {net} not banned for {} s",
             self.name(),
             duration.as_secs()
         );
         Ok(())
     }
-    /// Lifts the ban of `addr` now; an absent ban is not an error. Backends
-    /// without ban sets do nothing.
-    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
-        let _ = addr;
+    /// Lifts the ban of `net` now (the same network that was banned); an
+    /// absent ban is not an error. Backends without ban sets do nothing.
+    fn unban(&mut self, net: Cidr) -> Result<(), FirewallError> {
+        let _ = net;
         Ok(())
     }
     /// Prepares the forward objects for `forwards` (the full configured list).
@@ -201,6 +208,24 @@ pub trait Backend {
     fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {
         None
     }
+    /// Tells the backend the capture devices and how their firewall zones
+    /// refuse, before [`Backend::setup`]. The fw4 backend closes the guarded
+    /// ports on exactly these devices (its include is tied to no zone); the
+    /// other backends guard every interface and ignore this.
+    fn set_capture(&mut self, devices: &[String], verdict: GuardVerdict) {
+        let _ = (devices, verdict);
+    }
+}
+
+/// How the fw4 guard refuses a packet to a guarded port from a source
+/// without a grant: like the zone it arrives in ([`fw4_zones::guard_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardVerdict {
+    /// TCP RST / ICMP port unreachable, as fw4's `handle_reject` (zones with
+    /// input `REJECT` or `ACCEPT`; fw4's default WAN zone).
+    Reject,
+    /// Silently dropped (a capture device's zone has input `DROP`).
+    Drop,
 }
 
 /// The forward grants a backend made and that have not yet expired (source,

@@ -400,7 +400,20 @@ fn hmac_key(w: &mut Warnings, s: &Stanza) -> Option<String> {
 fn secret(w: &mut Warnings, s: &Stanza, b64: &str, raw: &str, max: usize) -> Option<String> {
     if let Some(v) = s.get(b64) {
         return match crate::base64::decode(&v.value) {
-            Ok(b) if (1..=max).contains(&b.len()) => Some(v.value.clone()),
+            Ok(b) if (1..=max).contains(&b.len()) => {
+                if b.len() < crate::config::typed::MIN_FWKNOP_KEY_BYTES {
+                    w.push(
+                        v.line,
+                        format!(
+                            "{b64} is weak: only {} bytes (fewer than {}), it can be guessed offline \
+                             from one captured packet; make new keys with 'fwknop --key-gen'",
+                            b.len(),
+                            crate::config::typed::MIN_FWKNOP_KEY_BYTES
+                        ),
+                    );
+                }
+                Some(v.value.clone())
+            }
             Ok(b) => {
                 w.push(
                     v.line,
@@ -429,6 +442,16 @@ fn secret(w: &mut Warnings, s: &Stanza, b64: &str, raw: &str, max: usize) -> Opt
         );
         return None;
     }
+    // A passphrase someone typed, not random bytes: converted as is (the
+    // client keeps working), flagged so that it gets replaced.
+    w.push(
+        v.line,
+        format!(
+            "{raw} is a passphrase, weak: typed text can be guessed offline from one \
+             captured packet; converted as is, but make new keys with 'fwknop --key-gen' \
+             ({b64}) and give them to the client"
+        ),
+    );
     Some(crate::base64::encode(v.value.as_bytes()))
 }
 
@@ -517,6 +540,8 @@ mod tests {
 
         let warned = |needle: &str| c.warnings.iter().any(|w| w.contains(needle));
         for needle in [
+            "KEY is a passphrase, weak: typed text can be guessed offline from one captured packet; converted as is, but make new keys with 'fwknop --key-gen' (KEY_BASE64)",
+            "HMAC_KEY is a passphrase, weak:",
             "access.conf:9: REQUIRE_USERNAME has no postern equivalent: ignored",
             "access.conf:10: REQUIRE_SOURCE_ADDRESS",
             "access.conf:20: GPG_DECRYPT_ID: GPG is not supported",
@@ -531,6 +556,11 @@ mod tests {
             !warned("KEY_BASE64 has no"),
             "known names are not warned about"
         );
+        assert!(
+            !warned("access.conf:4: KEY_BASE64 is weak") && !warned("access.conf:5: HMAC"),
+            "random 32 and 64 bytes"
+        );
+        assert!(warned("access.conf:25: KEY_BASE64 is weak: only 9 bytes"));
         assert!(!warned("OPEN_PORTS has no") && !warned("MAX_FW_TIMEOUT has no"));
         assert!(!c.uci.contains("GPG"), "{}", c.uci);
     }
@@ -584,5 +614,30 @@ mod tests {
             Some(vec!["tcp:22".into(), "udp:53".into()])
         );
         assert_eq!(allow_list("icmp/0"), None);
+        // Random bytes, but too few of them.
+        let short = crate::base64::encode(&[5; 12]);
+        let c = fwknopd(
+            (
+                "a",
+                &format!(
+                    "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY_BASE64 {short}\nHMAC_KEY_BASE64 {}\n",
+                    crate::base64::encode(&[6; 32])
+                ),
+            ),
+            None,
+        )
+        .unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with(
+                "a:3: KEY_BASE64 is weak: only 12 bytes (fewer than 16), it can be guessed offline"
+            )),
+            "{:#?}",
+            c.warnings
+        );
+        assert!(!c
+            .warnings
+            .iter()
+            .any(|w| w.contains("HMAC_KEY_BASE64 is weak")));
+        parse_str("c", &c.uci).unwrap();
     }
 }

@@ -86,6 +86,11 @@ impl Matcher {
         self.counters
     }
 
+    /// True when `port` is a step of some sequence.
+    pub fn is_knock_port(&self, port: PortSpec) -> bool {
+        self.knock_ports.binary_search(&port).is_ok()
+    }
+
     /// Number of (source, sequence) attempts in progress.
     pub fn in_progress(&self) -> usize {
         self.table.len()

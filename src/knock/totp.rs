@@ -33,10 +33,17 @@ pub const MAX_TOTP_LENGTH: usize = 16;
 pub const MIN_BAND: u16 = 16;
 /// Default `option period` (seconds).
 pub const DEFAULT_PERIOD: u64 = 30;
-/// Default `option length` (knocks).
-pub const DEFAULT_LENGTH: u8 = 4;
-/// Default `option knock_range` (ports).
-pub const DEFAULT_RANGE: u16 = 1024;
+/// Default `option length` (knocks): the fewest knocks that reach
+/// [`TARGET_STRENGTH_BITS`] within the port space.
+pub const DEFAULT_LENGTH: u8 = 6;
+/// Default `option knock_range` (ports): 6 bands of 2048 ports, 64.4 bits.
+pub const DEFAULT_RANGE: u16 = 12288;
+/// Steps whose sequences are accepted at any time (`t-1`, `t`, `t+1`).
+pub const ACCEPTED_STEPS: u32 = 3;
+/// The strength of the default shape must reach this (bits).
+pub const TARGET_STRENGTH_BITS: f64 = 64.0;
+/// Configurations weaker than this are refused (bits).
+pub const MIN_STRENGTH_BITS: f64 = 48.0;
 const LABEL: &[u8] = b"postern totp v1";
 /// MAC bytes per knock.
 const BYTES_PER_KNOCK: usize = 4;
@@ -68,6 +75,19 @@ impl TotpShape {
         port.proto == self.proto
             && port.port >= self.base
             && u32::from(port.port) < u32::from(self.base) + u32::from(self.range)
+    }
+
+    /// How hard a sequence is to guess, in bits: one blind try (a whole
+    /// sequence, `length` knocks) succeeds with probability at most
+    /// `ACCEPTED_STEPS / band^length`, so the strength is
+    /// `length × log2(band) − log2(ACCEPTED_STEPS)`. Each knock is uniform
+    /// over its band (a 32-bit MAC value modulo at most 32768: the bias is
+    /// below 2^-17, negligible), and nothing observable tells a right knock
+    /// from a wrong one (see `docs/knock-modes.md`), so no knock can be
+    /// learned alone.
+    pub fn strength_bits(&self) -> f64 {
+        f64::from(self.length) * f64::from(self.band().max(1)).log2()
+            - f64::from(ACCEPTED_STEPS).log2()
     }
 
     /// The time step of unix time `unix`.

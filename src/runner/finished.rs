@@ -60,12 +60,18 @@ pub struct Finished {
     pub killed: bool,
     /// [`super::Runner::shutdown`] stopped it (daemon exit).
     pub stopped: bool,
+    /// Why the program was never exec'd (no such file, not executable, no
+    /// such user…); it then exits 127.
+    pub exec_error: Option<String>,
 }
 
 impl Finished {
     /// Exited with status 0 within its timeout, without being stopped.
     pub fn success(&self) -> bool {
-        self.status == Status::Exited(0) && !self.timed_out && !self.stopped
+        self.status == Status::Exited(0)
+            && !self.timed_out
+            && !self.stopped
+            && self.exec_error.is_none()
     }
 
     /// The output's lines, without their line ends (`\n`, `\r\n`).
@@ -86,6 +92,13 @@ impl Finished {
     /// output line at info prefixed with the command's name, and how much
     /// output was dropped.
     pub fn log(&self) {
+        if let Some(e) = &self.exec_error {
+            warn!(
+                "command {} for client {} from {} (pid {}) could not start: {e}",
+                self.name, self.client, self.source, self.pid
+            );
+            return;
+        }
         if self.success() {
             info!("{}", self.summary());
         } else {
@@ -173,6 +186,7 @@ mod tests {
             timed_out: false,
             killed: false,
             stopped: false,
+            exec_error: None,
         }
     }
 

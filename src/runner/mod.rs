@@ -43,7 +43,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::spawn::{Spawn, Stdio};
+use crate::spawn::{ExecReport, ExecState, Spawn, Stdio};
 
 pub use finished::{Finished, Status};
 pub use spec::{
@@ -142,6 +142,10 @@ struct Run {
     pid: u32,
     /// Our end of the output pipe; `None` after end of file.
     output: Option<File>,
+    /// Whether the child reached exec; `None` once it did.
+    exec_report: Option<ExecReport>,
+    /// Why the child did not reach exec (it exits 127).
+    exec_error: Option<String>,
     /// The kept output: capacity [`MAX_OUTPUT`], reserved at spawn.
     kept: Vec<u8>,
     dropped: u64,
@@ -193,8 +197,10 @@ impl Runner {
         Ok(pid)
     }
 
-    /// The running commands' output pipes: poll them for readability so the
-    /// output is drained promptly (a full pipe would stall the command).
+    /// The running commands' output pipes: poll them for readability and
+    /// call [`Runner::on_wake`] when one is, so the output is drained as it
+    /// comes (a full pipe would stall the command until the next tick), and
+    /// a run ends when its pipe closes.
     pub fn poll_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         self.slots
             .iter()
@@ -229,6 +235,7 @@ impl Runner {
     pub fn on_wake_with(&mut self, now: Instant, mut finished: impl FnMut(Finished)) {
         for slot in &mut self.slots {
             let Some(run) = slot else { continue };
+            run.check_exec();
             run.drain(READS_PER_WAKE);
             match wait(run.pid, Wait::Peek) {
                 Ok(None) => run.enforce_timeout(now),
@@ -239,6 +246,7 @@ impl Runner {
                         run.signal_group(Signal::SIGKILL);
                     }
                     run.drain(READS_AT_EXIT);
+                    run.check_exec();
                     let status = match wait(run.pid, Wait::Reap) {
                         Ok(Some(status)) => status,
                         Ok(None) | Err(_) => Status::Unknown,
@@ -369,10 +377,13 @@ impl Run {
         if let Some(user) = &spec.user {
             command.user(user.uid, user.gid);
         }
-        // The child's write ends close in spawn(). No wait of the `Child`'s
-        // own: we reap by pid.
-        let child = command.spawn()?;
+        // The child's write ends close in start(), which does not wait for
+        // the exec (the daemon's loop must not block on it): a failure
+        // before exec is read from the report later. No wait of the
+        // `Child`'s own: we reap by pid.
+        let mut child = command.start()?;
         let pid = child.id();
+        let exec_report = child.exec_report.take();
         let mut kept = Vec::new();
         kept.try_reserve_exact(MAX_OUTPUT)
             .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
@@ -382,6 +393,8 @@ impl Run {
             source: by.source,
             pid,
             output: Some(File::from(ours)),
+            exec_report,
+            exec_error: None,
             kept,
             dropped: 0,
             started: now,
@@ -391,6 +404,19 @@ impl Run {
             timed_out: false,
             stopped: false,
         })
+    }
+
+    /// Notes whether the child reached exec (without waiting).
+    fn check_exec(&mut self) {
+        let Some(report) = &mut self.exec_report else {
+            return;
+        };
+        match report.check() {
+            ExecState::Pending => return,
+            ExecState::Done => {}
+            ExecState::Failed(e) => self.exec_error = Some(e.to_string()),
+        }
+        self.exec_report = None;
     }
 
     /// Reads what the pipe holds (at most `reads` reads); closes it at end
@@ -483,6 +509,7 @@ impl Run {
             timed_out: self.timed_out,
             killed: self.kill_sent,
             stopped: self.stopped,
+            exec_error: self.exec_error,
         }
     }
 }

@@ -200,20 +200,66 @@ fn failures_and_signals_are_reported() {
 }
 
 #[test]
-fn a_program_that_cannot_start_takes_no_slot() {
-    let mut runner = Runner::new();
+fn a_program_that_cannot_start_is_reported_when_it_ends() {
+    // start() does not wait for the exec: the failure comes from the
+    // child's report, and the run ends with it.
     let missing = spec("missing", &["/nonexistent/program"], Duration::from_secs(1));
-    match runner.start(&missing, alice(), Instant::now()) {
-        Err(StartError::Spawn(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
-        other => panic!("{other:?}"),
-    }
-    assert!(runner.is_empty());
+    let f = run_one(&missing);
+    let e = f.exec_error.as_deref().unwrap();
+    assert!(e.contains("No such file"), "{e}");
+    assert_eq!(f.status, Status::Exited(127));
+    assert!(!f.success());
+    let mut runner = Runner::new();
     let empty = spec("empty", &[], Duration::from_secs(1));
     assert!(matches!(
         runner.start(&empty, alice(), Instant::now()),
         Err(StartError::Spawn(_))
     ));
     assert!(runner.is_empty());
+}
+
+#[test]
+fn output_is_drained_through_poll_alone() {
+    // A child writing far more than a pipe holds, with the runner woken
+    // only when its output pipe is readable (no tick, no SIGCHLD): it still
+    // runs to its end, promptly. With wake-ups only on ticks (16 reads of
+    // 4 KiB each) 4 MiB would take over a minute of ticks.
+    let mut runner = Runner::new();
+    let big = spec(
+        "big",
+        &["/usr/bin/head", "-c", "4194304", "/dev/zero"],
+        Duration::from_secs(120),
+    );
+    runner.start(&big, alice(), Instant::now()).unwrap();
+    let give_up = Instant::now() + PATIENCE;
+    let mut done = Vec::new();
+    let mut wakes = 0u32;
+    while done.is_empty() {
+        assert!(Instant::now() < give_up, "still running: {runner:?}");
+        let mut fds: Vec<libc::pollfd> = runner
+            .poll_fds()
+            .map(|fd| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        assert!(!fds.is_empty(), "the run's pipe is polled until it ends");
+        // SAFETY: poll(2) on a valid array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 10_000) };
+        assert!(n > 0, "poll timed out: the pipe never became readable");
+        wakes += 1;
+        runner.on_wake_with(Instant::now(), |f| done.push(f));
+        if done.is_empty() && runner.poll_fds().next().is_none() {
+            // Pipe closed, process not yet reaped: one more look.
+            std::thread::sleep(Duration::from_millis(5));
+            runner.on_wake_with(Instant::now(), |f| done.push(f));
+        }
+    }
+    let f = done.pop().unwrap();
+    assert!(f.success(), "{}", f.summary());
+    assert_eq!(f.output.len() as u64 + f.dropped, 4_194_304);
+    eprintln!("4 MiB drained in {wakes} poll wake-ups");
 }
 
 #[test]

@@ -143,3 +143,51 @@ fn try_wait_kill_and_wait() {
     assert_eq!(child.try_wait().unwrap(), Some(status));
     child.kill().unwrap(); // reaped: nothing to signal, no error
 }
+
+#[test]
+fn start_does_not_wait_for_the_exec_and_reports_it_later() {
+    // The report of a child still between fork and exec: a pipe whose
+    // write end is open. check() answers at once.
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    let read = File::from(read);
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let mut report = ExecReport {
+        pipe: Some(read),
+        errno: [0; 4],
+        got: 0,
+    };
+    assert!(matches!(report.check(), ExecState::Pending));
+    assert!(report.fd().is_some());
+    // The child fails: its errno arrives.
+    let mut write = File::from(write);
+    std::io::Write::write_all(&mut write, &libc::ENOENT.to_ne_bytes()).unwrap();
+    drop(write);
+    match report.check() {
+        ExecState::Failed(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(report.check(), ExecState::Done));
+
+    // A real child that cannot exec: start() returns the child, the report
+    // says why, and the child exits 127.
+    let mut child = Spawn::new("/nonexistent/program").start().unwrap();
+    let mut report = child.exec_report.take().unwrap();
+    let failed = loop {
+        match report.check() {
+            ExecState::Pending => std::thread::sleep(std::time::Duration::from_millis(1)),
+            ExecState::Done => panic!("exec'd a missing program"),
+            ExecState::Failed(e) => break e,
+        }
+    };
+    assert_eq!(failed.kind(), io::ErrorKind::NotFound);
+    assert_eq!(child.wait().unwrap().code(), Some(127));
+
+    // One that can: Done once exec'd.
+    let mut child = Spawn::new("/bin/true").start().unwrap();
+    let mut report = child.exec_report.take().unwrap();
+    while matches!(report.check(), ExecState::Pending) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(matches!(report.check(), ExecState::Done));
+    assert!(child.wait().unwrap().success());
+}

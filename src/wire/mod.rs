@@ -11,6 +11,7 @@ use core::net::IpAddr;
 use crate::port::L4Proto;
 
 mod observe;
+pub mod pppoe;
 #[cfg(test)]
 pub(crate) mod testdata;
 

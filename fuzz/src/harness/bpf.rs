@@ -5,11 +5,11 @@
 //! jump lands inside it, it ends in `ret`, at most `MAX_INSNS`); run by the
 //! small interpreter below it accepts a packet exactly when an independent
 //! reading of the packet says it should (right EtherType and version nibble,
-//! not an IPv4 fragment, TCP/UDP to a listed port, a connection-opening SYN
-//! when asked); and it never drops a packet that `wire::observe` accepts and
-//! the engine would use.
+//! bare or in a PPPoE session frame, not an IPv4 fragment, TCP/UDP to a
+//! listed port, a connection-opening SYN when asked); and it never drops a
+//! packet that `wire::observe` accepts and the engine would use.
 
-use postern::capture::bpf::{build, op, SockFilter, AD_PROTOCOL, MAX_INSNS, SNAP_LEN};
+use postern::capture::bpf::{build, op, SockFilter, AD_PKTTYPE, AD_PROTOCOL, MAX_INSNS, SNAP_LEN};
 use postern::port::{L4Proto, PortSpec};
 use postern::wire::{observe, Checksums};
 
@@ -17,15 +17,19 @@ use super::input::Input;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_PPP_SES: u16 = 0x8864;
 
 /// Runs one input: flags byte (bit 0 `tcp_syn_only`, bit 1 a fuzz-chosen
-/// EtherType follows), port count, 3 bytes per port, then the packet.
+/// EtherType follows, else bit 2 the packet is a PPPoE session frame),
+/// port count, 3 bytes per port, then the packet.
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let flags = input.u8();
     let syn_only = flags & 1 != 0;
     let ethertype = if flags & 2 != 0 {
         Some(input.u16())
+    } else if flags & 4 != 0 {
+        Some(ETH_P_PPP_SES)
     } else {
         None
     };
@@ -89,7 +93,8 @@ pub fn check_program(prog: &[SockFilter]) {
                 vec![pc + 1 + usize::from(i.jt), pc + 1 + usize::from(i.jf)]
             }
             op::LDH_ABS | op::LDB_ABS | op::LDH_IND | op::LDB_IND | op::LDXB_MSH => vec![],
-            op::AND_K | op::RET_K => vec![],
+            op::AND_K | op::RET_K | op::LDX_IMM | op::LDX_MEM | op::ST => vec![],
+            op::LSH_K | op::ADD_K | op::ADD_X | op::TXA => vec![],
             c => panic!("unknown opcode {c:#x} at {pc}"),
         };
         for t in targets {
@@ -102,8 +107,9 @@ pub fn check_program(prog: &[SockFilter]) {
     }
 }
 
-/// Runs `prog` over `pkt` as the kernel would, `ethertype` as `skb->protocol`.
-/// Returns what the program returns (bytes to keep; 0 drops).
+/// Runs `prog` over `pkt` as the kernel would, `ethertype` as `skb->protocol`
+/// (and `PACKET_HOST` as `skb->pkt_type`). Returns what the program returns
+/// (bytes to keep; 0 drops).
 pub fn interpret(prog: &[SockFilter], pkt: &[u8], ethertype: u16) -> u32 {
     let byte = |off: u32| pkt.get(off as usize).map(|b| u32::from(*b));
     let half = |off: u32| {
@@ -114,11 +120,14 @@ pub fn interpret(prog: &[SockFilter], pkt: &[u8], ethertype: u16) -> u32 {
         ])))
     };
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+    // The kernel's checker wants every scratch slot stored before it is loaded.
+    let mut mem: [Option<u32>; 16] = [None; 16];
     loop {
         let i = prog[pc];
         pc += 1;
         let loaded = match i.code {
             op::LDH_ABS if i.k == AD_PROTOCOL => Some(u32::from(ethertype)),
+            op::LDH_ABS if i.k == AD_PKTTYPE => Some(0),
             op::LDH_ABS => half(i.k),
             op::LDB_ABS => byte(i.k),
             op::LDH_IND => half(x.wrapping_add(i.k)),
@@ -132,6 +141,34 @@ pub fn interpret(prog: &[SockFilter], pkt: &[u8], ethertype: u16) -> u32 {
             }
             op::AND_K => {
                 a &= i.k;
+                continue;
+            }
+            op::LSH_K => {
+                a = a.wrapping_shl(i.k);
+                continue;
+            }
+            op::ADD_K => {
+                a = a.wrapping_add(i.k);
+                continue;
+            }
+            op::ADD_X => {
+                a = a.wrapping_add(x);
+                continue;
+            }
+            op::TXA => {
+                a = x;
+                continue;
+            }
+            op::LDX_IMM => {
+                x = i.k;
+                continue;
+            }
+            op::ST => {
+                mem[i.k as usize] = Some(a);
+                continue;
+            }
+            op::LDX_MEM => {
+                x = mem[i.k as usize].expect("scratch slot loaded before it was stored");
                 continue;
             }
             op::JA => {
@@ -182,20 +219,29 @@ fn should_pass(p: &[u8], ethertype: u16, ports: &[PortSpec], syn_only: bool) -> 
         let port = be16(l4 + 2)?;
         Some(ports.contains(&PortSpec { proto, port }))
     };
+    let ipv4 = |at: usize| -> Option<bool> {
+        if p.get(at)? >> 4 != 4 || be16(at + 6)? & 0x3fff != 0 {
+            return Some(false);
+        }
+        transport(*p.get(at + 9)?, at + usize::from(p[at] & 0xf) * 4)
+    };
+    let ipv6 = |at: usize| -> Option<bool> {
+        if p.get(at)? >> 4 != 6 {
+            return Some(false);
+        }
+        transport(*p.get(at + 6)?, at + 40)
+    };
     let verdict = || -> Option<bool> {
         match ethertype {
-            ETH_P_IP => {
-                if p.first()? >> 4 != 4 || be16(6)? & 0x3fff != 0 {
-                    return Some(false);
-                }
-                transport(*p.get(9)?, usize::from(p[0] & 0xf) * 4)
-            }
-            ETH_P_IPV6 => {
-                if p.first()? >> 4 != 6 {
-                    return Some(false);
-                }
-                transport(*p.get(6)?, 40)
-            }
+            ETH_P_IP => ipv4(0),
+            ETH_P_IPV6 => ipv6(0),
+            // PPPoE session data (version/type 0x11, code 0), PPP protocol
+            // IPv4 or IPv6: the IP packet at 8.
+            ETH_P_PPP_SES if be16(0)? == 0x1100 => match be16(6)? {
+                0x0021 => ipv4(8),
+                0x0057 => ipv6(8),
+                _ => Some(false),
+            },
             _ => Some(false),
         }
     };

@@ -403,9 +403,11 @@ impl World {
                 );
                 return;
             }
-            // Failures past the threshold ban the packet's own source, nothing else.
-            Decision::Ban { addr, .. } => {
-                assert_eq!(addr, obs.src);
+            // Failures past the threshold ban the packet's own source's
+            // network, never a link-local, multicast or special source.
+            Decision::Ban { net, .. } => {
+                assert!(net.contains(obs.src.to_canonical()), "{net} {}", obs.src);
+                assert!(!postern::bans::is_never_banned_address(obs.src));
                 return;
             }
             Decision::Open {

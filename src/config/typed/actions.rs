@@ -76,17 +76,7 @@ pub(super) fn command(cx: &mut Errors, s: &Section, label: &str) -> Option<Comma
             None
         }
     };
-    let user = opt("user").and_then(|e| {
-        let v = single(cx, e)?;
-        let ok = v.len() <= 32
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-            && !v.starts_with('-');
-        if !ok {
-            cx.push(e.line, format!("user '{v}' is not a user name"));
-        }
-        ok.then(|| v.to_string())
-    });
+    let user = opt("user").and_then(|e| super::get_user_name(cx, e));
     let fwknop_match = opt("fwknop_match").and_then(|e| {
         let v = single(cx, e)?;
         let ok = v.len() <= MAX_FWKNOP_MATCH && v.bytes().all(|b| (0x20..0x7f).contains(&b));

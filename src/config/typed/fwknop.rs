@@ -7,6 +7,12 @@
 //! `fwknop_hmac_type` (default sha256) and `fwknop_timeout` (seconds a
 //! request without `fwknop -f` opens, default 30 or `max_duration` if
 //! smaller, at most `max_duration`) need the keys.
+//!
+//! Keys shorter than [`MIN_KEY_BYTES`] are accepted, with a warning
+//! ([`weak_keys`]: `postern check` and the daemon print it): fwknop clients
+//! configured with a typed passphrase (fwknopd's `KEY`) are common, and
+//! refusing them would turn a migration into a lock-out; the warning says
+//! what the risk is and how to replace them.
 
 use core::time::Duration;
 
@@ -86,6 +92,36 @@ pub(super) fn options(
         },
         timeout: timeout?,
     }))
+}
+
+/// Keys shorter than this many bytes are warned about: one captured packet
+/// lets anyone test guesses of them offline (its HMAC checks a guessed HMAC
+/// key, its plaintext's fixed layout a guessed encryption key), so they must
+/// be too many to try. 16 random bytes are; a typed passphrase of 15
+/// characters is not.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// One warning per enabled client whose fwknop key or HMAC key is shorter than
+/// [`MIN_KEY_BYTES`] (never showing the key).
+pub fn weak_keys(cfg: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in cfg.active_clients() {
+        let Some(f) = &c.fwknop else { continue };
+        for (name, len) in [
+            ("fwknop_key", f.keys.key.as_bytes().len()),
+            ("fwknop_hmac_key", f.keys.hmac_key.as_bytes().len()),
+        ] {
+            if len < MIN_KEY_BYTES {
+                out.push(format!(
+                    "client '{}': {name} is only {len} byte(s) (fewer than {MIN_KEY_BYTES}): \
+                     anyone who captures one of its packets can guess it offline; \
+                     make new keys with 'fwknop --key-gen' and give them to the client",
+                    c.name
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn secret<const N: usize>(cx: &mut Errors, e: &Entry) -> Option<Secret<N>> {
@@ -175,6 +211,46 @@ mod tests {
             Duration::from_secs(10),
             "default capped by max_duration"
         );
+    }
+
+    #[test]
+    fn short_keys_load_with_a_warning() {
+        // A typed passphrase (fwknopd's KEY), 8 bytes, and a short HMAC key.
+        let short = crate::base64::encode(b"passw0rd");
+        let hmac15 = crate::base64::encode(&[9; 15]);
+        let c = parse_str(
+            "f",
+            &client(&format!(
+                "\toption fwknop_key '{short}'\n\toption fwknop_hmac_key '{hmac15}'\n"
+            )),
+        )
+        .unwrap();
+        let w = super::weak_keys(&c);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("client 'phone': fwknop_key is only 8 byte(s) (fewer than 16): anyone who captures one of its packets can guess it offline;"), "{w:?}");
+        assert!(
+            w[1].starts_with("client 'phone': fwknop_hmac_key is only 15 byte(s)"),
+            "{w:?}"
+        );
+        assert!(!w.concat().contains(&short), "never shows the key");
+        // 16 bytes and more: no warning; disabled clients: none either.
+        let k16 = crate::base64::encode(&[7; 16]);
+        let ok = parse_str(
+            "f",
+            &client(&format!(
+                "\toption fwknop_key '{k16}'\n\toption fwknop_hmac_key '{H}'\n"
+            )),
+        )
+        .unwrap();
+        assert!(super::weak_keys(&ok).is_empty());
+        let off = parse_str(
+            "f",
+            &client(&format!(
+                "\toption enabled 0\n\toption fwknop_key '{short}'\n\toption fwknop_hmac_key '{hmac15}'\n"
+            )),
+        )
+        .unwrap();
+        assert!(super::weak_keys(&off).is_empty());
     }
 
     #[test]

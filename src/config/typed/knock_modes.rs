@@ -17,7 +17,8 @@ use crate::knock::encoded::{
     EncodedShape, MAX_DURATION_DIGITS, MAX_ENCODED, MAX_FRAME, MAX_PORT_DIGITS,
 };
 use crate::knock::totp::{
-    TotpShape, DEFAULT_LENGTH, DEFAULT_PERIOD, DEFAULT_RANGE, MAX_TOTP_LENGTH, MIN_BAND,
+    TotpShape, ACCEPTED_STEPS, DEFAULT_LENGTH, DEFAULT_PERIOD, DEFAULT_RANGE, MAX_TOTP_LENGTH,
+    MIN_BAND, MIN_STRENGTH_BITS,
 };
 use crate::knock::window::{Alphabet, MAX_WINDOW};
 use crate::port::{L4Proto, PortRange, PortSpec};
@@ -174,6 +175,13 @@ pub(super) fn totp_sequence(cx: &mut Errors, s: &Section, index: usize) -> Optio
         cx.push(line, msg);
         return None;
     }
+    if let Some(msg) = weak_totp(&label, &shape) {
+        let line = opt("knock_range")
+            .or_else(|| opt("length"))
+            .map_or(line, |e| e.line);
+        cx.push(line, msg);
+        return None;
+    }
     Some(CheckedTotp {
         line,
         seq: TotpSequence {
@@ -187,6 +195,25 @@ pub(super) fn totp_sequence(cx: &mut Errors, s: &Section, index: usize) -> Optio
             duration: duration?,
         },
     })
+}
+
+/// Why a TOTP shape is too easy to guess, if it is (below [`MIN_STRENGTH_BITS`]).
+pub(crate) fn weak_totp(label: &str, shape: &TotpShape) -> Option<String> {
+    let bits = shape.strength_bits();
+    if bits >= MIN_STRENGTH_BITS {
+        return None;
+    }
+    let default = TotpShape {
+        range: DEFAULT_RANGE,
+        length: DEFAULT_LENGTH,
+        ..*shape
+    };
+    Some(format!(
+        "{label}: a guessed sequence succeeds once in 2^{bits:.1} tries ({} knocks x log2({} ports per band) - log2({ACCEPTED_STEPS} steps accepted) = {bits:.1} bits); at least {MIN_STRENGTH_BITS:.0} bits are needed: raise knock_range or length (the defaults, knock_range {DEFAULT_RANGE} and length {DEFAULT_LENGTH}, give {:.1} bits)",
+        shape.length,
+        shape.band(),
+        default.strength_bits()
+    ))
 }
 
 /// A `config encoded` section.
@@ -455,13 +482,13 @@ mod tests {
 
     #[test]
     fn totp_sequences() {
-        let c = ok(&totp("\toption period 60\n\toption length 5\n\toption knock_range 2000\n\toption knock_proto udp\n"));
+        let c = ok(&totp("\toption period 60\n\toption length 8\n\toption knock_range 4000\n\toption knock_proto udp\n"));
         assert!(c.sequences.is_empty(), "not a static sequence");
         let t = &c.knock_modes.totp[0];
         assert_eq!(t.name, "otp");
         assert_eq!(
             (t.shape.base, t.shape.range, t.shape.length, t.shape.period),
-            (40000, 2000, 5, 60)
+            (40000, 4000, 8, 60)
         );
         assert_eq!(t.shape.proto, L4Proto::Udp);
         assert_eq!(t.action, Action::Open);
@@ -470,7 +497,7 @@ mod tests {
         let t = &d.knock_modes.totp[0];
         assert_eq!(
             (t.shape.range, t.shape.length, t.shape.period),
-            (1024, 4, 30)
+            (12288, 6, 30)
         );
         assert_eq!(d.guarded_ports(), [PortSpec::tcp(22)]);
         assert_eq!(
@@ -478,7 +505,7 @@ mod tests {
             [PortRange {
                 proto: L4Proto::Tcp,
                 first: 40000,
-                last: 41023
+                last: 52287
             }]
         );
         assert!(ok(&totp("\toption enabled 0\n"))
@@ -494,7 +521,7 @@ mod tests {
         );
         let e = errs(&totp("\toption knock_range 40\n"));
         assert_eq!(e[0].0, 3);
-        assert!(e[0].1.contains("only 10 ports; give at least 64"), "{e:?}");
+        assert!(e[0].1.contains("only 6 ports; give at least 96"), "{e:?}");
         let e = errs(&totp("\toption knock_range 30000\n"));
         assert!(e[0].1.contains("runs past port 65535"), "{e:?}");
         let e = errs(&totp("\tlist knock tcp:1\n"));
@@ -503,6 +530,34 @@ mod tests {
         assert_eq!(errs(&totp("\toption period 1\n"))[0].0, 5);
         assert_eq!(errs(&totp("\toption length 17\n"))[0].0, 5);
         assert_eq!(errs(&totp("\toption knock_proto icmp\n"))[0].0, 5);
+    }
+
+    #[test]
+    fn weak_totp_sequences_are_refused_with_their_strength() {
+        // The old defaults: 4 knocks in 1024 ports, 30.4 bits.
+        let e = errs(&totp("\toption knock_range 1024\n\toption length 4\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 5, "the knock_range line");
+        assert_eq!(
+            e[0].1,
+            "sequence 'otp': a guessed sequence succeeds once in 2^30.4 tries (4 knocks x log2(256 ports per band) - log2(3 steps accepted) = 30.4 bits); at least 48 bits are needed: raise knock_range or length (the defaults, knock_range 12288 and length 6, give 64.4 bits)"
+        );
+        // Only a length: its line.
+        let e = errs(&totp("\toption length 2\n"));
+        assert_eq!(e[0].0, 5);
+        assert!(e[0].1.contains("= 23.6 bits"), "{e:?}");
+        // 48 bits and up pass: 8 knocks in 512 ports (6 bits each) is 46.4, refused;
+        // 8 in 1024 (7 bits each) is 54.4, accepted.
+        assert!(
+            errs(&totp("\toption knock_range 512\n\toption length 8\n"))[0]
+                .1
+                .contains("= 46.4 bits")
+        );
+        let c = ok(&totp("\toption knock_range 1024\n\toption length 8\n"));
+        assert!(c.knock_modes.totp[0].shape.strength_bits() >= 48.0);
+        // The defaults reach 64 bits.
+        let d = ok(&totp(""));
+        assert!(d.knock_modes.totp[0].shape.strength_bits() >= 64.0);
     }
 
     #[test]
@@ -589,7 +644,7 @@ mod tests {
         let text = format!("{}{ENCODED}", totp("").replace("40000", "44900"));
         let e = errs(&text);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].1.starts_with("knock range tcp:45000-45019 of encoded 'enc' overlaps range tcp:44900-45923 of sequence 'otp'"), "{e:?}");
+        assert!(e[0].1.starts_with("knock range tcp:45000-45019 of encoded 'enc' overlaps range tcp:44900-57187 of sequence 'otp'"), "{e:?}");
         // A range holding a static knock step, a guarded port, the SPA port.
         let text = format!(
             "{}config sequence 's'\n\tlist knock tcp:40005\n\tlist open tcp:23\n",
@@ -610,6 +665,10 @@ mod tests {
         let e = errs(&client("\toption knock_proto udp\n").replace("50000", "62000"));
         assert!(e[0].1.contains("holds udp:62201, spa_port"), "{e:?}");
         // Side by side is fine.
-        ok(&format!("{}{ENCODED}{}", totp(""), client("")));
+        ok(&format!(
+            "{}{ENCODED}{}",
+            totp("").replace("40000", "20000"),
+            client("")
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Owns the commands that (re)build postern's nat chain `postern_fwd`: one
 //! DNAT rule per configured IPv4 forward, taken only by sources in the ipset
-//! `postern_fwd4`, and the jump to it from fw3's `prerouting_wan_rule`. The
+//! `postern_fwd4` outside the banned networks of `postern_ban4`, and the jump to it from fw3's `prerouting_wan_rule`. The
 //! fw3 include runs this text (`postern fw3-forwards | sh`) on every firewall
 //! reload, since fw3 flushes its `*_rule` chains; the fw3 backend runs it
 //! after a daemon reload. Pure string building, no I/O. The sets and the
@@ -10,7 +10,7 @@
 
 use core::fmt::Write as _;
 
-use super::{FWD4, FWD_CHAIN};
+use super::{BAN4, FWD4, FWD_CHAIN};
 use crate::firewall::ForwardSpec;
 
 /// fw3's per-zone nat hook for user rules on the WAN (flushed by fw3 reloads).
@@ -32,7 +32,7 @@ pub fn forward_rules_script(forwards: &[ForwardSpec]) -> String {
         seen.push(f);
         let _ = writeln!(
             s,
-            "iptables -t nat -A {FWD_CHAIN} -p {} --dport {} -m set --match-set {FWD4} src,dst -j DNAT --to-destination {to4}:{}",
+            "iptables -t nat -A {FWD_CHAIN} -p {} --dport {} -m set --match-set {FWD4} src,dst -m set ! --match-set {BAN4} src -j DNAT --to-destination {to4}:{}",
             f.proto, f.port, f.to_port
         );
     }
@@ -75,7 +75,7 @@ mod tests {
 set -e
 iptables -t nat -N postern_fwd 2>/dev/null || true
 iptables -t nat -F postern_fwd
-iptables -t nat -A postern_fwd -p tcp --dport 8080 -m set --match-set postern_fwd4 src,dst -j DNAT --to-destination 192.168.1.5:80
+iptables -t nat -A postern_fwd -p tcp --dport 8080 -m set --match-set postern_fwd4 src,dst -m set ! --match-set postern_ban4 src -j DNAT --to-destination 192.168.1.5:80
 iptables -t nat -C prerouting_wan_rule -j postern_fwd 2>/dev/null ||
 \tiptables -t nat -A prerouting_wan_rule -j postern_fwd
 "

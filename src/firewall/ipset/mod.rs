@@ -4,8 +4,10 @@
 //! fw3 owns the firewall; postern's fw3 include (`/usr/share/postern/fw3.include`,
 //! run by fw3 on every reload) creates the `hash:ip,port` sets `postern4` and
 //! `postern6` with timeout support and the `input_wan_rule` rules that accept
-//! their members, and the `hash:ip` ban sets `postern_ban4`/`postern_ban6`
-//! with the `DROP` rules for their members ahead of the accepts. This backend only checks that the sets exist, then adds and
+//! their members unless their source is in one of the `hash:net` ban sets
+//! `postern_ban4`/`postern_ban6` (a ban has no rule of its own: a banned
+//! source is treated as one without a grant). This backend only checks that
+//! the sets exist, then adds and
 //! deletes elements over netlink: per grant it never spawns `ipset` or
 //! `iptables`. Messages are built by [`netlink`] (pure, byte-tested) and sent
 //! by the shared `nfnetlink::socket`. It never creates, flushes or destroys a
@@ -17,13 +19,14 @@ pub mod netlink;
 use std::io;
 use std::net::IpAddr;
 
-use self::netlink::{AddrRequest, ElemOp, ElemRequest, IpPortIpRequest, REQUEST_BUF_LEN};
+use self::netlink::{ElemOp, ElemRequest, IpPortIpRequest, NetRequest, REQUEST_BUF_LEN};
 use super::nfnetlink::socket::LazySocket;
 use super::nfnetlink::wire::EncodeError;
 use super::{
     forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardLedger,
     ForwardSpec, Grant,
 };
+use crate::cidr::Cidr;
 use crate::port::PortSpec;
 
 /// The IPv4 set created by the postern fw3 include.
@@ -211,13 +214,13 @@ impl Backend for Fw3Backend {
         self.elem(ElemOp::Delete, addr, port)
     }
 
-    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
-        self.ban_op(ElemOp::Add { timeout: duration }, addr)
+    fn ban(&mut self, net: Cidr, duration: core::time::Duration) -> Result<(), FirewallError> {
+        self.ban_op(ElemOp::Add { timeout: duration }, net)
     }
 
-    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
+    fn unban(&mut self, net: Cidr) -> Result<(), FirewallError> {
         // Without NLM_F_EXCL deleting an absent element succeeds.
-        self.ban_op(ElemOp::Delete, addr)
+        self.ban_op(ElemOp::Delete, net)
     }
 
     fn setup_forwards(&mut self, forwards: &[ForwardSpec]) -> Result<(), FirewallError> {
@@ -351,13 +354,12 @@ impl Fw3Backend {
         added
     }
 
-    /// Adds (with timeout) or deletes `addr` in the ban set of its family.
-    fn ban_op(&mut self, op: ElemOp, addr: IpAddr) -> Result<(), FirewallError> {
-        let addr = addr.to_canonical();
-        let req = AddrRequest {
+    /// Adds (with timeout) or deletes the network `net` in the ban set of its family.
+    fn ban_op(&mut self, op: ElemOp, net: Cidr) -> Result<(), FirewallError> {
+        let req = NetRequest {
             op,
-            set: if addr.is_ipv6() { BAN6 } else { BAN4 },
-            addr,
+            set: if net.addr().is_ipv6() { BAN6 } else { BAN4 },
+            net,
         };
         // Without NLM_F_EXCL an existing element gets the new timeout.
         let source = match self.exchange(|seq, buf| req.emit(seq, buf)) {
@@ -370,7 +372,7 @@ impl Fw3Backend {
             ElemOp::Delete => ("delete", "from"),
         };
         Err(FirewallError {
-            context: format!("{verb} {addr} {prep} ipset {}", req.set),
+            context: format!("{verb} {net} {prep} ipset {}", req.set),
             source,
         })
     }

@@ -1,4 +1,5 @@
-//! ipset netlink messages as bytes: add/delete one `hash:ip,port` element, look up a set.
+//! ipset netlink messages as bytes: add/delete one `hash:ip,port`, `hash:ip,port,ip`
+//! or `hash:net` element, look up a set.
 //!
 //! Owns the wire encoding of the ipset commands the fw3 backend sends (what
 //! `ipset -exist add SET ADDR,PROTO:PORT timeout N`, `ipset -exist del …` and
@@ -23,6 +24,7 @@
 use core::net::IpAddr;
 use core::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::firewall::nfnetlink::wire::{
     EncodeError, Writer, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_REQUEST,
 };
@@ -47,6 +49,8 @@ pub const IPSET_ATTR_SETNAME: u16 = 2;
 pub const IPSET_ATTR_DATA: u16 = 7;
 /// `IPSET_ATTR_IP` (nested address, inside `IPSET_ATTR_DATA`).
 pub const IPSET_ATTR_IP: u16 = 1;
+/// `IPSET_ATTR_CIDR` (`u8` prefix length of a `hash:net` element).
+pub const IPSET_ATTR_CIDR: u16 = 3;
 /// `IPSET_ATTR_PORT` (`u16`, network order).
 pub const IPSET_ATTR_PORT: u16 = 4;
 /// `IPSET_ATTR_TIMEOUT` (`u32` seconds, network order).
@@ -67,7 +71,8 @@ pub const SETNAME_MAX: usize = 31;
 /// longer ones are clamped to it (the kernel would clamp them too).
 pub const MAX_TIMEOUT_SECS: u32 = 2_147_483;
 
-/// Bytes that always suffice for one [`ElemRequest`], [`IpPortIpRequest`] or [`header`] request.
+/// Bytes that always suffice for one [`ElemRequest`], [`IpPortIpRequest`],
+/// [`NetRequest`] or [`header`] request.
 pub const REQUEST_BUF_LEN: usize = 160;
 
 /// The full nfnetlink message type of an ipset command.
@@ -203,19 +208,20 @@ fn emit_ip_port(
     Ok(w.len())
 }
 
-/// One `hash:ip` element change (the ban sets): like [`ElemRequest`] without
-/// port and protocol.
+/// One `hash:net` element change (the ban sets): the network's address and,
+/// unless it is a single address, `IPSET_ATTR_CIDR`, in the `ipset` tool's
+/// attribute order (IP, CIDR, TIMEOUT); no port or protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddrRequest<'a> {
+pub struct NetRequest<'a> {
     /// Add (with timeout) or delete.
     pub op: ElemOp,
-    /// Set name, e.g. `postern_ban4`; its family must match `addr`.
+    /// Set name, e.g. `postern_ban4`; its family must match the network's.
     pub set: &'a str,
-    /// The element.
-    pub addr: IpAddr,
+    /// The element (a /32 for one IPv4 address, an IPv6 prefix).
+    pub net: Cidr,
 }
 
-impl AddrRequest<'_> {
+impl NetRequest<'_> {
     /// Writes the request into `buf` with sequence number `seq` (also the
     /// sequence of its ack); returns the number of bytes written.
     pub fn emit(&self, seq: u32, buf: &mut [u8]) -> Result<usize, EncodeError> {
@@ -226,12 +232,10 @@ impl AddrRequest<'_> {
         let mut w = Writer::new(buf);
         let msg = begin(&mut w, cmd, seq, self.set)?;
         let data = w.begin_nest(IPSET_ATTR_DATA)?;
-        let ip = w.begin_nest(IPSET_ATTR_IP)?;
-        match self.addr {
-            IpAddr::V4(a) => w.attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, &a.octets())?,
-            IpAddr::V6(a) => w.attr(IPSET_ATTR_IPADDR_IPV6 | NLA_F_NET_BYTEORDER, &a.octets())?,
+        put_addr(&mut w, IPSET_ATTR_IP, self.net.addr())?;
+        if !self.net.is_host() {
+            w.attr(IPSET_ATTR_CIDR, &[self.net.len()])?;
         }
-        w.end_nest(ip)?;
         if let Some(secs) = timeout {
             w.attr(
                 IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER,
@@ -275,6 +279,7 @@ pub fn describe_errno(errno: i32) -> Option<&'static str> {
         4097 => "the kernel does not speak ipset protocol 6",
         4102 => "the set's type does not fit the element",
         4103 => "element already in the set, or not in it",
+        4104 => "invalid prefix length for the set (hash:net takes 1 to 32 or 128)",
         4106 => "the address family does not match the set's",
         4107 => "the set was created without timeout support (`timeout 0` is needed)",
         4109 => "an IPv4 address was expected",
@@ -284,6 +289,7 @@ pub fn describe_errno(errno: i32) -> Option<&'static str> {
         4353 => "the element is null",
         4354 => "invalid protocol",
         4355 => "protocol missing",
+
         _ => return None,
     })
 }
@@ -383,9 +389,11 @@ mod tests {
     /// `ipset -exist add pb4 10.0.0.2 timeout 300` (a `hash:ip` set) as ipset
     /// 7.17 sent it (strace -xx), but for protocol 7 → 6 and without the
     /// trailing `IPSET_ATTR_LINENO`: IP, TIMEOUT.
+    /// `ipset -exist add pb4 10.0.0.2 timeout 300` into a `hash:net` set:
+    /// a single address has no CIDR attribute (ipset's LINENO left out).
     #[test]
     #[cfg(target_endian = "little")]
-    fn add_plain_address_matches_ipset_capture() {
+    fn add_single_address_matches_ipset_capture() {
         #[rustfmt::skip]
         let data: &[u8] = &[
             0x0c, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01, 0x40, 0x0a, 0x00, 0x00, 0x02,
@@ -397,29 +405,79 @@ mod tests {
             &h16(0x8007),
             data,
         ]);
-        let r = AddrRequest {
+        let r = NetRequest {
             op: ElemOp::Add {
                 timeout: Duration::from_secs(300),
             },
             set: "pb4",
-            addr: v4(),
+            net: Cidr::host(v4()),
         };
         let mut buf = [0u8; REQUEST_BUF_LEN];
         let n = r.emit(0x6b04_c33f, &mut buf).unwrap();
         assert_eq!(&buf[..n], expected);
-        // Delete: no timeout. IPv6: a 16-byte address.
-        let del = AddrRequest {
+        // Delete: no timeout.
+        let del = NetRequest {
             op: ElemOp::Delete,
             ..r
         };
         assert_eq!(del.emit(1, &mut buf).unwrap(), n - 8);
-        let v6 = AddrRequest {
-            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ..r
+    }
+
+    /// `ipset -exist add tb6 2001:db8:1:2::/64 timeout 30` and `ipset -exist
+    /// del tb6 2001:db8:1:2::/64` into a `hash:net family inet6` set (strace
+    /// -xx, ipset 7.17): IP, CIDR 64, TIMEOUT; DATA verbatim (LINENO left out).
+    #[test]
+    fn ipv6_prefix_matches_ipset_capture() {
+        let prefix = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0];
+        let data = |timeout: bool| {
+            let mut d = cat(&[
+                &h16(24),
+                &h16(0x8001),
+                &h16(20),
+                &h16(0x4002),
+                &prefix,
+                &h16(5),
+                &h16(3),
+                &[64, 0, 0, 0],
+            ]);
+            if timeout {
+                d.extend_from_slice(&cat(&[&h16(8), &h16(0x4006), &30u32.to_be_bytes()]));
+            }
+            d
         };
-        let n6 = v6.emit(1, &mut buf).unwrap();
-        assert_eq!(n6, n + 12);
-        assert_eq!(&buf[n6 - 8 - 16..n6 - 8], &Ipv6Addr::LOCALHOST.octets());
+        let net = Cidr::network_of(IpAddr::V6(Ipv6Addr::from(prefix) | Ipv6Addr::LOCALHOST), 64);
+        for (op, timeout, cmd) in [
+            (
+                ElemOp::Add {
+                    timeout: Duration::from_secs(30),
+                },
+                true,
+                IPSET_CMD_ADD,
+            ),
+            (ElemOp::Delete, false, IPSET_CMD_DEL),
+        ] {
+            let d = data(timeout);
+            let expected = cat(&[
+                &head(20 + 8 + 8 + 4 + d.len() as u32, cmd, 9, "tb6"),
+                &h16(4 + d.len() as u16),
+                &h16(0x8007),
+                &d,
+            ]);
+            let r = NetRequest {
+                op,
+                set: "tb6",
+                net,
+            };
+            let mut buf = [0u8; REQUEST_BUF_LEN];
+            let n = r.emit(9, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &expected[..], "{op:?}");
+            for small in 0..n {
+                assert_eq!(
+                    r.emit(9, &mut buf[..small]),
+                    Err(EncodeError::BufferTooSmall)
+                );
+            }
+        }
     }
 
     /// `ipset -exist del postern4 10.0.0.2,tcp:22`: IP, PORT, PROTO; no timeout.

@@ -1,44 +1,57 @@
 //! The nftables backend: grants as set elements with kernel timeouts.
 //!
 //! Two flavours share one per-grant path:
-//! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`, an
+//! * **standalone** owns `table inet postern` (guard set, `allow4`/`allow6`,
+//!   the ban sets `ban4`/`ban6`, an
 //!   input chain at priority filter - 5). Setup and teardown are one netlink
 //!   batch each, built by [`standalone`] (the same batch `nft -f` sends for the
 //!   [`ruleset`] text; no `nft` binary needed); setup is atomic, idempotent and
 //!   keeps live grants.
 //! * **fw4** adds elements to `postern_allow4`/`postern_allow6` in OpenWrt's
-//!   `table inet fw4`, which the postern fw4 includes create. Setup only checks
-//!   (over netlink) that the sets exist; teardown leaves fw4 alone.
+//!   `table inet fw4`, which the postern fw4 includes create (sets, and the
+//!   chains `postern_input`/`postern_forward` that fw4's base `input` and
+//!   `forward` chains jump to for the capture devices, ahead of every zone's
+//!   rules). Setup checks (over netlink) that the sets exist and fills the
+//!   guard set `postern_guard` and the device sets `postern_devices` /
+//!   `postern_drop_devices` with one `nft -f -` (the capture devices and the
+//!   zones' verdict come from [`Backend::set_capture`]); after `fw4 restart`
+//!   the daemon's resync runs setup again. Teardown leaves fw4 alone.
 //!
 //! Port forwards ([`Backend::forward`]): an IPv4 grant is an element of the
 //! DNAT map `fwd4` (`src . proto . port : to4 . to_port`, used by the nat
 //! chain `dstnat` at priority dstnat - 5) plus an element of `fwd_allow4`
 //! (`src . to4 . proto . to_port`), added in one transaction with a kernel
 //! timeout; IPv6 has no NAT, only `fwd_allow6`. The standalone `forward`
-//! chain (priority filter - 5) drops banned sources, accepts established
-//! flows and granted sources, and drops every other packet to a configured
-//! forward target (`fwd_guard4`/`fwd_guard6`): this guard applies to routed
-//! traffic from **any** interface (LAN subnets included), not only the WAN.
-//! The forward objects are set up by an `nft -f` script
+//! chain (priority filter - 5) accepts established flows and granted
+//! sources outside the banned networks, and drops every other packet to a
+//! configured forward target (`fwd_guard4`/`fwd_guard6`): this guard applies
+//! to routed traffic from **any** interface (LAN subnets included), not only
+//! the WAN. The forward objects are set up by an `nft -f` script
 //! ([`ruleset::standalone_forward_script`]); without the `nft` tool
 //! `setup_forwards` refuses forwards ("forwards need the nft tool"). On fw4
-//! the objects (`postern_fwd4`, `postern_fwd_allow4/6`, the base chain
-//! `postern_dstnat`, the `forward_wan` accepts) come from the includes and
-//! fw4's own `wan` forward policy is the guard.
+//! the objects (`postern_fwd4`, `postern_fwd_allow4/6`, the guard sets
+//! `postern_fwd_guard4/6`, the base chain `postern_dstnat`, the chain
+//! `postern_forward`) come from the includes; `setup_forwards` fills the
+//! guard sets, which close the targets to traffic from the capture devices.
 //!
-//! Bans ([`Backend::ban`]) are elements of the address sets `ban4`/`ban6`
-//! (fw4: `postern_ban4`/`postern_ban6`) with a timeout; a drop rule for their
-//! members comes first in the input chain (fw4: in `input_wan`).
+//! Bans ([`Backend::ban`]) are networks: elements of the interval sets
+//! `ban4`/`ban6` (fw4: `postern_ban4`/`postern_ban6`; `flags interval,
+//! timeout`) with a timeout, sent as an interval start and end
+//! ([`netlink::NetElemRequest`]). No rule drops them: the grant and forward
+//! accepts and the DNAT rule skip sources in them (`ip saddr != @ban4`), so a
+//! banned source gets what a source without a grant gets, and nothing but
+//! new connections to guarded ports and forward targets is affected. The
+//! standalone input chain refuses guarded ports like closed ones (TCP RST,
+//! ICMP port unreachable), so neither guard nor ban shows from outside.
 //!
 //! Where the `nft` tool is installed, the standalone table is set up from the
-//! [`ruleset`] text with one `nft -f -` (it includes the ban sets and rules);
-//! without it (a minimal router, the emulated MIPS router) the [`standalone`]
-//! netlink batch builds the table, guard and allow sets and rules — without
-//! ban sets yet, so bans are then logged as failing. Grants, revokes and bans
+//! [`ruleset`] text with one `nft -f -`; without it (a minimal router, the
+//! emulated MIPS router) the [`standalone`] netlink batch — the same bytes —
+//! builds it. A table left by an older postern (ban sets of single
+//! addresses: `EEXIST`) is removed and built again. Grants, revokes and bans
 //! never spawn `nft`: they are `NEWSETELEM`/`DELSETELEM` batches built by
-//! [`netlink`] (pure, byte-tested)
-//! `NEWSETELEM`/`DELSETELEM` batches built by [`netlink`] (pure, byte-tested)
-//! and sent by `nfnetlink::socket` (the only netlink I/O).
+//! [`netlink`] (pure, byte-tested) and sent by `nfnetlink::socket` (the only
+//! netlink I/O).
 
 pub mod monitor;
 pub mod netlink;
@@ -49,13 +62,15 @@ use std::io;
 use std::net::IpAddr;
 
 use self::netlink::{
-    AddrElemRequest, ElemOp, EncodeError, KeyElem, SetElemRequest, FORWARD_BUF_LEN, REQUEST_BUF_LEN,
+    ElemOp, EncodeError, KeyElem, NetElemRequest, SetElemRequest, FORWARD_BUF_LEN, REQUEST_BUF_LEN,
 };
 use super::nfnetlink::socket::LazySocket;
 use super::{
     forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardLedger,
     ForwardSpec, Grant,
 };
+use crate::cidr::Cidr;
+use crate::firewall::GuardVerdict;
 use crate::port::PortSpec;
 
 /// Which firewall the backend plugs into.
@@ -78,6 +93,10 @@ pub struct NftBackend {
     /// Forward grants made by this backend and not yet over, so a reload can
     /// remove the grants of forwards no longer configured.
     live_forwards: ForwardLedger,
+    /// fw4 only: the capture devices and how their zones refuse (see
+    /// [`Backend::set_capture`]).
+    capture: Vec<String>,
+    verdict: GuardVerdict,
 }
 
 /// The kernel elements of one forward grant: the DNAT map element (IPv4
@@ -121,12 +140,13 @@ impl NftBackend {
             sock: LazySocket::new(),
             netlink_setup: false,
             live_forwards: ForwardLedger::default(),
+            capture: Vec::new(),
+            verdict: GuardVerdict::Reject,
         }
     }
 
     /// The standalone flavour with its table always built by the netlink
-    /// batch of [`standalone`] (what runs where no `nft` tool is installed;
-    /// no ban sets yet).
+    /// batch of [`standalone`] (what runs where no `nft` tool is installed).
     pub fn standalone_over_netlink() -> NftBackend {
         NftBackend {
             netlink_setup: true,
@@ -138,9 +158,7 @@ impl NftBackend {
     pub fn fw4() -> NftBackend {
         NftBackend {
             flavour: Flavour::Fw4,
-            sock: LazySocket::new(),
-            netlink_setup: false,
-            live_forwards: ForwardLedger::default(),
+            ..NftBackend::standalone()
         }
     }
 
@@ -269,13 +287,12 @@ impl NftBackend {
     }
 
     /// One change to a ban set; `ENOENT` is success when `absent_ok`.
-    fn ban_elem(&mut self, op: ElemOp, addr: IpAddr, absent_ok: bool) -> Result<(), FirewallError> {
-        let addr = addr.to_canonical();
-        let req = AddrElemRequest {
+    fn ban_elem(&mut self, op: ElemOp, net: Cidr, absent_ok: bool) -> Result<(), FirewallError> {
+        let req = NetElemRequest {
             op,
             table: self.table(),
-            set: self.ban_set(addr.is_ipv6()),
-            addr,
+            set: self.ban_set(net.addr().is_ipv6()),
+            net,
         };
         let outcome = self.exchange(|seq, buf| {
             let n = req
@@ -286,6 +303,12 @@ impl NftBackend {
         let source = match outcome {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(libc::ENOENT)) if absent_ok => return Ok(()),
+            // The exact network was deleted first, so this is an interval
+            // set refusing an overlap: a live ban of another prefix length.
+            Ok(Err(libc::EEXIST)) if matches!(op, ElemOp::Add { .. }) => io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "overlaps a live ban of another prefix length (was the IPv6 ban prefix changed?)",
+            ),
             Ok(Err(errno)) => io::Error::from_raw_os_error(errno),
             Err(e) => e,
         };
@@ -294,7 +317,7 @@ impl NftBackend {
             ElemOp::Delete => "delete",
         };
         Err(FirewallError {
-            context: format!("{verb} {addr} in inet {} {}", req.table, req.set),
+            context: format!("{verb} {net} in inet {} {}", req.table, req.set),
             source,
         })
     }
@@ -394,6 +417,64 @@ impl NftBackend {
         }
     }
 
+    /// Creates or updates the standalone table: with `nft -f` where the tool
+    /// is installed, else with the equivalent netlink batch.
+    fn setup_standalone(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
+        if !self.netlink_setup && nft_installed() {
+            run_nft_script(
+                &ruleset::standalone_setup_script(guarded),
+                "set up table inet postern",
+            )
+        } else {
+            self.table_batch(
+                standalone::setup_buf_len(guarded.len()),
+                "set up table inet postern",
+                |seq, buf| standalone::setup(ruleset::STANDALONE_TABLE, guarded, seq, buf),
+            )
+        }
+    }
+
+    /// Fills the fw4 guard and device sets (one `nft -f -` transaction): the
+    /// include's `postern_input` then closes `guarded` on the capture devices.
+    fn setup_fw4_guard(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
+        for set in [
+            ruleset::FW4_GUARD,
+            ruleset::FW4_DEVICES,
+            ruleset::FW4_DROP_DEVICES,
+        ] {
+            self.check_fw4_set(set).map_err(|e| FirewallError {
+                context: if e.source.raw_os_error() == Some(libc::ENOENT) {
+                    format!(
+                        "fw4 set {set} missing: the fw4 include of this postern version \
+                         is not loaded, so guarded ports would stay open (reload the \
+                         firewall; see /var/run/postern/firewall-include.err)"
+                    )
+                } else {
+                    e.context
+                },
+                source: e.source,
+            })?;
+        }
+        let drop = self.verdict == GuardVerdict::Drop;
+        let script = ruleset::fw4_setup_script(guarded, &self.capture, drop).ok_or_else(|| {
+            FirewallError {
+                context: format!("fw4: capture devices {:?}", self.capture),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not an interface name"),
+            }
+        })?;
+        run_nft_script(&script, "fill the fw4 guard sets")?;
+        if self.capture.is_empty() {
+            log::warn!("fw4: no capture device given: guarded ports are closed on no interface");
+        }
+        log::info!(
+            "fw4: guarding {} port(s) on {} ({}), ahead of the zones' rules",
+            guarded.len(),
+            self.capture.join(" "),
+            if drop { "drop" } else { "reject" }
+        );
+        Ok(())
+    }
+
     /// Checks that `set` exists in the fw4 table.
     fn check_fw4_set(&mut self, set: &'static str) -> Result<(), FirewallError> {
         let outcome = self
@@ -418,6 +499,12 @@ impl NftBackend {
             }),
         }
     }
+}
+
+/// Whether a setup failed because an object exists with another definition
+/// (`EEXIST` from the kernel, "File exists" from `nft`).
+fn already_exists(e: &FirewallError) -> bool {
+    e.source.raw_os_error() == Some(libc::EEXIST) || e.source.to_string().contains("File exists")
 }
 
 /// "add 10.0.0.2 . tcp . 22 to inet postern allow4" (or "delete … from …").
@@ -480,18 +567,20 @@ impl Backend for NftBackend {
     fn setup(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
         match self.flavour {
             Flavour::Standalone => {
-                if !self.netlink_setup && nft_installed() {
-                    run_nft_script(
-                        &ruleset::standalone_setup_script(guarded),
-                        "set up table inet postern",
-                    )?;
-                } else {
-                    self.table_batch(
-                        standalone::setup_buf_len(guarded.len()),
-                        "set up table inet postern",
-                        |seq, buf| standalone::setup(ruleset::STANDALONE_TABLE, guarded, seq, buf),
-                    )?;
-                    log::warn!("nft: no `nft` tool: table built over netlink, without ban sets (bans will fail)");
+                if let Err(e) = self.setup_standalone(guarded) {
+                    if !already_exists(&e) {
+                        return Err(e);
+                    }
+                    // A set of the same name but another type: the table was
+                    // left by another postern version (its ban sets held
+                    // addresses, not networks). Rebuild it; grants and bans
+                    // of this daemon are re-applied by its resync.
+                    log::warn!(
+                        "nft: table inet {} has objects of another postern version ({e}): rebuilding it",
+                        ruleset::STANDALONE_TABLE
+                    );
+                    self.teardown()?;
+                    self.setup_standalone(guarded)?;
                 }
                 log::info!(
                     "nft: table inet {} ready, {} guarded port(s)",
@@ -501,14 +590,9 @@ impl Backend for NftBackend {
                 Ok(())
             }
             Flavour::Fw4 => {
-                // fw4 closes the WAN input by default; `guarded` needs no rules here.
                 self.check_fw4_set(ruleset::FW4_ALLOW4)?;
                 self.check_fw4_set(ruleset::FW4_ALLOW6)?;
-                log::info!(
-                    "fw4: sets {} and {} present",
-                    ruleset::FW4_ALLOW4,
-                    ruleset::FW4_ALLOW6
-                );
+                self.setup_fw4_guard(guarded)?;
                 // An older include has no ban sets: grants still work, bans fail (logged).
                 for set in [ruleset::FW4_BAN4, ruleset::FW4_BAN6] {
                     if let Err(e) = self.check_fw4_set(set) {
@@ -552,22 +636,22 @@ impl Backend for NftBackend {
         self.elem(ElemOp::Delete, addr, port, true)
     }
 
-    fn ban(&mut self, addr: IpAddr, duration: core::time::Duration) -> Result<(), FirewallError> {
+    fn ban(&mut self, net: Cidr, duration: core::time::Duration) -> Result<(), FirewallError> {
         let op = ElemOp::Add { timeout: duration };
         if duration.is_zero() {
             return Err(FirewallError {
-                context: format!("ban {addr}"),
+                context: format!("ban {net}"),
                 source: io::Error::new(io::ErrorKind::InvalidInput, EncodeError::ZeroTimeout),
             });
         }
         // As for grants: re-adding keeps the old expiry, so delete first.
         // Bans are rare; the delete of an absent element costs little here.
-        self.ban_elem(ElemOp::Delete, addr, true)?;
-        self.ban_elem(op, addr, false)
+        self.ban_elem(ElemOp::Delete, net, true)?;
+        self.ban_elem(op, net, false)
     }
 
-    fn unban(&mut self, addr: IpAddr) -> Result<(), FirewallError> {
-        self.ban_elem(ElemOp::Delete, addr, true)
+    fn unban(&mut self, net: Cidr) -> Result<(), FirewallError> {
+        self.ban_elem(ElemOp::Delete, net, true)
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {
@@ -628,17 +712,20 @@ impl Backend for NftBackend {
                 Ok(())
             }
             Flavour::Fw4 => {
+                let guards = [ruleset::FW4_FWD_GUARD4, ruleset::FW4_FWD_GUARD6];
                 if !forwards.is_empty() {
                     for set in [
                         ruleset::FW4_FWD4,
                         ruleset::FW4_FWD_ALLOW4,
                         ruleset::FW4_FWD_ALLOW6,
+                        guards[0],
+                        guards[1],
                     ] {
                         self.check_fw4_set(set).map_err(|e| FirewallError {
                             context: format!(
                                 "{}: forwards need the postern fw4 include \
                                  /usr/share/nftables.d/table-pre/20-postern.nft \
-                                 (and chain-pre/forward_wan/20-postern.nft) of this version",
+                                 (and chain-pre/forward/20-postern.nft) of this version",
                                 e.context
                             ),
                             source: e.source,
@@ -648,6 +735,14 @@ impl Backend for NftBackend {
                 for (src, spec) in &stale {
                     self.remove_forward(*src, spec)?;
                 }
+                // An older include without the guard sets has no forwards to guard.
+                if forwards.is_empty() && guards.iter().any(|s| self.check_fw4_set(s).is_err()) {
+                    return Ok(());
+                }
+                run_nft_script(
+                    &ruleset::fw4_forward_script(forwards),
+                    "fill the fw4 forward guard sets",
+                )?;
                 log::info!("fw4: {} forward(s), forward sets present", forwards.len());
                 Ok(())
             }
@@ -713,6 +808,11 @@ impl Backend for NftBackend {
 
     fn watched(&self) -> Option<(&'static str, [&'static str; 2])> {
         Some((self.table(), [self.allow_set(false), self.allow_set(true)]))
+    }
+
+    fn set_capture(&mut self, devices: &[String], verdict: GuardVerdict) {
+        self.capture = devices.to_vec();
+        self.verdict = verdict;
     }
 
     fn name(&self) -> &'static str {

@@ -21,6 +21,7 @@
 use core::net::{IpAddr, Ipv4Addr};
 use core::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::firewall::nfnetlink::wire::Writer;
 use crate::port::{L4Proto, PortSpec};
 
@@ -72,8 +73,8 @@ pub const NFTA_DATA_VALUE: u16 = 1;
 /// Longest nf_tables object name, without the NUL (`NFT_NAME_MAXLEN` - 1).
 pub const NAME_MAX: usize = 255;
 
-/// Bytes that always suffice for one [`SetElemRequest`] batch or [`get_set`]
-/// request with names up to [`NAME_MAX`].
+/// Bytes that always suffice for one [`SetElemRequest`] or [`NetElemRequest`]
+/// batch or [`get_set`] request with names up to [`NAME_MAX`].
 pub const REQUEST_BUF_LEN: usize = 768;
 
 /// Bytes that always suffice for an [`elem_batch`] of two forward elements
@@ -150,30 +151,149 @@ impl SetElemRequest<'_> {
     }
 }
 
-/// A change to a set keyed by the address alone (`type ipv4_addr` or
-/// `ipv6_addr`, e.g. the ban sets), sent as the same three-message batch as
-/// [`SetElemRequest`].
+/// `NFTA_SET_ELEM_FLAGS` (`u32`, big-endian).
+pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+/// `NFTA_SET_ELEM_USERDATA` (libnftnl TLVs).
+pub const NFTA_SET_ELEM_USERDATA: u16 = 6;
+/// `NFT_SET_ELEM_INTERVAL_END`: the element ends an interval (its key is the
+/// first address after it).
+pub const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+
+/// The interval keys of a network: its first address and the first address
+/// after it (`None` when the network reaches the top of the address space,
+/// e.g. `255.255.255.255/32`: an interval that stays open to the end).
+/// Address bytes in network order (4 or 16 bytes, the first `len` of each array).
+pub fn net_interval(net: Cidr) -> ([u8; 16], Option<[u8; 16]>, usize) {
+    let mut start = [0u8; 16];
+    let mut end = [0u8; 16];
+    match net.addr() {
+        IpAddr::V4(a) => {
+            let first = u32::from(a);
+            start[..4].copy_from_slice(&first.to_be_bytes());
+            let size = 1u64 << (32 - u32::from(net.len().min(32)));
+            match u32::try_from(u64::from(first) + size) {
+                Ok(next) => {
+                    end[..4].copy_from_slice(&next.to_be_bytes());
+                    (start, Some(end), 4)
+                }
+                Err(_) => (start, None, 4),
+            }
+        }
+        IpAddr::V6(a) => {
+            let first = u128::from(a);
+            start.copy_from_slice(&first.to_be_bytes());
+            let shift = 128 - u32::from(net.len().min(128));
+            let next = if shift == 128 {
+                None
+            } else {
+                first.checked_add(1u128 << shift)
+            };
+            match next {
+                Some(next) => {
+                    end.copy_from_slice(&next.to_be_bytes());
+                    (start, Some(end), 16)
+                }
+                None => (start, None, 16),
+            }
+        }
+    }
+}
+
+/// A change to a set of networks (`type ipv4_addr` or `ipv6_addr` with
+/// `flags interval, timeout`, e.g. the ban sets): one element message in a
+/// batch, as [`SetElemRequest`], holding the interval's start (with the
+/// timeout) and its end (`NFT_SET_ELEM_INTERVAL_END`, no timeout), as `nft`
+/// 1.0.6 sends them. A network reaching the top of the address space has no
+/// end element; nft marks its start "open" in the element's user data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddrElemRequest<'a> {
+pub struct NetElemRequest<'a> {
     /// Add (with timeout) or delete.
     pub op: ElemOp,
     /// Table in family `inet`.
     pub table: &'a str,
     /// Set name, e.g. `ban4`; its type must match the address family.
     pub set: &'a str,
-    /// The element: 4 key bytes for IPv4, 16 for IPv6.
-    pub addr: IpAddr,
+    /// The network (a /32 for one IPv4 address).
+    pub net: Cidr,
 }
 
-impl AddrElemRequest<'_> {
+impl NetElemRequest<'_> {
     /// Writes the batch into `buf` with sequence numbers `seq..=seq+2`
     /// (the element message is `seq + 1`, see [`SetElemRequest::ack_seq`]).
     pub fn emit(&self, seq: u32, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        match self.addr {
-            IpAddr::V4(a) => emit_elem(self.op, self.table, self.set, &a.octets(), seq, buf),
-            IpAddr::V6(a) => emit_elem(self.op, self.table, self.set, &a.octets(), seq, buf),
+        let timeout_ms = match self.op {
+            ElemOp::Add { timeout } => Some(timeout_ms(timeout)?),
+            ElemOp::Delete => None,
+        };
+        let (start, end, n) = net_interval(self.net);
+        let mut w = Writer::new(buf);
+        let begin = w.begin_msg(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        )?;
+        w.end_msg(begin)?;
+        let (ty, flags) = match self.op {
+            ElemOp::Add { .. } => (
+                nft_type(NFT_MSG_NEWSETELEM),
+                NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+            ),
+            ElemOp::Delete => (nft_type(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK),
+        };
+        let msg = w.begin_msg(ty, flags, seq.wrapping_add(1), NFPROTO_INET, 0)?;
+        w.attr_name(NFTA_SET_ELEM_LIST_TABLE, self.table, NAME_MAX)?;
+        w.attr_name(NFTA_SET_ELEM_LIST_SET, self.set, NAME_MAX)?;
+        let elements = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS)?;
+        let elem = w.begin_nest(NFTA_LIST_ELEM)?;
+        if let Some(ms) = timeout_ms {
+            w.attr(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes())?;
         }
+        let key = w.begin_nest(NFTA_SET_ELEM_KEY)?;
+        w.attr(NFTA_DATA_VALUE, &start[..n])?;
+        w.end_nest(key)?;
+        if end.is_none() && timeout_ms.is_some() {
+            // NFTNL_UDATA_SET_ELEM_FLAGS (1), 4 bytes, NFTNL_SET_ELEM_F_INTERVAL_OPEN (1).
+            let mut u = [1, 4, 0, 0, 0, 0];
+            u[2..6].copy_from_slice(&1u32.to_ne_bytes());
+            w.attr(NFTA_SET_ELEM_USERDATA, &u)?;
+        }
+        w.end_nest(elem)?;
+        if let Some(end) = end {
+            let elem = w.begin_nest(NFTA_LIST_ELEM + 1)?;
+            w.attr(
+                NFTA_SET_ELEM_FLAGS,
+                &NFT_SET_ELEM_INTERVAL_END.to_be_bytes(),
+            )?;
+            let key = w.begin_nest(NFTA_SET_ELEM_KEY)?;
+            w.attr(NFTA_DATA_VALUE, &end[..n])?;
+            w.end_nest(key)?;
+            w.end_nest(elem)?;
+        }
+        w.end_nest(elements)?;
+        w.end_msg(msg)?;
+        let end = w.begin_msg(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            seq.wrapping_add(2),
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        )?;
+        w.end_msg(end)?;
+        Ok(w.len())
     }
+}
+
+/// An element timeout in whole milliseconds, rounded up so that 1 µs is 1 ms,
+/// not 0 (= permanent); zero is refused. Too large values saturate (the
+/// kernel refuses them with `ERANGE`).
+fn timeout_ms(timeout: Duration) -> Result<u64, EncodeError> {
+    if timeout.is_zero() {
+        return Err(EncodeError::ZeroTimeout);
+    }
+    let ms = timeout.as_nanos().div_ceil(1_000_000);
+    Ok(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// The element batch for any key (see [`SetElemRequest`] for its shape).
@@ -217,15 +337,7 @@ pub fn elem_batch(
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
     let timeout_ms = match op {
-        ElemOp::Add { timeout } => {
-            if timeout.is_zero() {
-                return Err(EncodeError::ZeroTimeout);
-            }
-            // Round up so that 1 µs is 1 ms, not 0 (= permanent). Too large
-            // values saturate; the kernel refuses them with ERANGE.
-            let ms = timeout.as_nanos().div_ceil(1_000_000);
-            Some(u64::try_from(ms).unwrap_or(u64::MAX))
-        }
+        ElemOp::Add { timeout } => Some(timeout_ms(timeout)?),
         ElemOp::Delete => None,
     };
     let mut w = Writer::new(buf);
@@ -675,67 +787,205 @@ mod tests {
         }
     }
 
-    /// `nft add element inet postern ban4 { 10.0.0.2 timeout 300s }`: the
-    /// key is the bare address (no concatenation padding).
+    /// `nft add element inet postern ban6 { 2001:db8:1:2::/64 timeout 30s }`
+    /// and `… ban4 { 10.0.0.2 timeout 30s }` into sets with `flags interval,
+    /// timeout` (strace -xx, nft 1.0.6, x86_64): the interval's start with
+    /// the timeout and its end flagged `INTERVAL_END`, verbatim. (nft also
+    /// sends a leading end element at `::`/`0.0.0.0` when the set is empty,
+    /// which the kernel does not need; and numbers the list entries 2, 3.)
     #[test]
-    #[cfg(target_endian = "little")]
-    fn add_plain_v4_address_bytes() {
+    fn ban_networks_match_nft_captures() {
         #[rustfmt::skip]
-        let expected: &[u8] = &[
-            0x14, 0, 0, 0, 0x10, 0, 0x01, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0a,
-            // NEWSETELEM: len 76, REQUEST|ACK|CREATE, seq 6, NFPROTO_INET
-            0x4c, 0, 0, 0, 0x0c, 0x0a, 0x05, 0x04, 6, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-            12, 0, 1, 0, b'p', b'o', b's', b't', b'e', b'r', b'n', 0,
-            // SET "ban4" (len 9 + 3 pad)
-            9, 0, 2, 0, b'b', b'a', b'n', b'4', 0, 0, 0, 0,
-            // ELEMENTS { LIST_ELEM { TIMEOUT 300000 ms, KEY { VALUE 10.0.0.2 } } }
-            32, 0, 0x03, 0x80,
-            28, 0, 0x01, 0x80,
-            12, 0, 4, 0, 0, 0, 0, 0, 0, 0x04, 0x93, 0xe0,
-            12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 0, 2,
-            0x14, 0, 0, 0, 0x11, 0, 0x01, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0a,
+        let v6_elements: &[u8] = &[
+            0x28, 0x00, 0x01, 0x80, 0x0c, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x75, 0x30, 0x18, 0x00, 0x01, 0x80, 0x14, 0x00, 0x01, 0x00,
+            0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00,
+            0x24, 0x00, 0x02, 0x80, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01,
+            0x18, 0x00, 0x01, 0x80, 0x14, 0x00, 0x01, 0x00, 0x20, 0x01, 0x0d, 0xb8,
+            0x00, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         ];
-        let req = AddrElemRequest {
-            op: ElemOp::Add {
-                timeout: Duration::from_secs(300),
-            },
-            table: "postern",
-            set: "ban4",
-            addr: v4(),
+        #[rustfmt::skip]
+        let v4_elements: &[u8] = &[
+            0x1c, 0x00, 0x01, 0x80, 0x0c, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x75, 0x30, 0x0c, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01, 0x00,
+            0x0a, 0x00, 0x00, 0x02,
+            0x18, 0x00, 0x02, 0x80, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01,
+            0x0c, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01, 0x00, 0x0a, 0x00, 0x00, 0x03,
+        ];
+        let add = nft_type(NFT_MSG_NEWSETELEM);
+        let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
+        let op = ElemOp::Add {
+            timeout: Duration::from_secs(30),
         };
-        let mut buf = [0u8; REQUEST_BUF_LEN];
-        let n = req.emit(5, &mut buf).unwrap();
-        assert_eq!(&buf[..n], expected);
-        // IPv6: the same with a 16-byte key (message 12 bytes longer).
-        let req6 = AddrElemRequest {
-            set: "ban6",
-            addr: v6(),
-            ..req
+        let net6 = Cidr::network_of(v6_net_member(), 64);
+        for (set, net, captured, attrs) in [
+            (
+                "ban6",
+                net6,
+                v6_elements,
+                &[0, 4, 16, 20, 40, 44, 52, 56][..],
+            ),
+            (
+                "ban4",
+                Cidr::host(v4()),
+                v4_elements,
+                &[0, 4, 16, 20, 28, 32, 40, 44],
+            ),
+        ] {
+            let elements = host_order(captured, attrs);
+            let expected = cat(&[
+                &batch_msg(0x10, 7),
+                &elem_msg(add, flags, 8, set, &elements),
+                &batch_msg(0x11, 9),
+            ]);
+            let req = NetElemRequest {
+                op,
+                table: "postern",
+                set,
+                net,
+            };
+            let mut buf = [0u8; REQUEST_BUF_LEN];
+            let n = req.emit(7, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &expected[..], "{set}");
+            // The delete names the same two elements, without the timeout
+            // (nft echoes the listed timeout and expiry; the kernel ignores them).
+            let del = NetElemRequest {
+                op: ElemOp::Delete,
+                ..req
+            };
+            let start_len = if set == "ban6" { 40 } else { 28 };
+            let mut del_elements = elements[..4].to_vec();
+            del_elements[..2].copy_from_slice(&h16(start_len as u16 - 12));
+            del_elements.extend_from_slice(&elements[16..]);
+            let expected = cat(&[
+                &batch_msg(0x10, 7),
+                &elem_msg(
+                    nft_type(NFT_MSG_DELSETELEM),
+                    NLM_F_REQUEST | NLM_F_ACK,
+                    8,
+                    set,
+                    &del_elements,
+                ),
+                &batch_msg(0x11, 9),
+            ]);
+            let n = del.emit(7, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &expected[..], "{set} delete");
+            // Too small a buffer is an error at every length, never a panic.
+            for small in 0..n {
+                assert_eq!(
+                    del.emit(7, &mut buf[..small]),
+                    Err(EncodeError::BufferTooSmall)
+                );
+            }
+        }
+        // REQUEST_BUF_LEN suffices for the longest names and an IPv6 network.
+        let max = "z".repeat(NAME_MAX);
+        let long = NetElemRequest {
+            op,
+            table: &max,
+            set: &max,
+            net: net6,
         };
-        let n6 = req6.emit(5, &mut buf).unwrap();
-        assert_eq!(n6, n + 12);
-        assert_eq!(&buf[n6 - 20 - 16..n6 - 20], &v6_octets());
-        // The delete has no timeout; a zero timeout is refused like for grants.
-        let del = AddrElemRequest {
-            op: ElemOp::Delete,
-            ..req
-        };
-        assert_eq!(del.emit(5, &mut buf).unwrap(), n - 12);
-        let zero = AddrElemRequest {
+        assert!(long.emit(0, &mut [0u8; REQUEST_BUF_LEN]).is_ok());
+        // Zero timeouts are refused like for grants.
+        let zero = NetElemRequest {
             op: ElemOp::Add {
                 timeout: Duration::ZERO,
             },
-            ..req
+            table: "postern",
+            set: "ban4",
+            net: Cidr::host(v4()),
         };
-        assert!(zero.emit(5, &mut buf).is_err());
+        assert_eq!(
+            zero.emit(0, &mut [0u8; REQUEST_BUF_LEN]),
+            Err(EncodeError::ZeroTimeout)
+        );
     }
 
-    #[cfg(target_endian = "little")]
-    fn v6_octets() -> [u8; 16] {
-        match v6() {
-            IpAddr::V6(a) => a.octets(),
-            IpAddr::V4(_) => unreachable!(),
-        }
+    /// `nft add element inet postern ban4 { 255.255.255.255 timeout 30s }`:
+    /// a network at the top of the address space has no end element; nft
+    /// marks the start open in the element's user data (a host-order flag).
+    #[test]
+    fn ban_network_at_the_top_is_an_open_interval() {
+        #[rustfmt::skip]
+        let captured: &[u8] = &[
+            0x28, 0x00, 0x01, 0x80, 0x0c, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x75, 0x30, 0x0c, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01, 0x00,
+            0xff, 0xff, 0xff, 0xff, 0x0a, 0x00, 0x06, 0x00, 0x01, 0x04, 0x01, 0x00,
+            0x00, 0x00, 0x00, 0x00,
+        ];
+        let mut elements = host_order(captured, &[0, 4, 16, 20, 28]);
+        elements[34..38].copy_from_slice(&1u32.to_ne_bytes());
+        let expected = cat(&[
+            &batch_msg(0x10, 0),
+            &elem_msg(
+                nft_type(NFT_MSG_NEWSETELEM),
+                NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                1,
+                "ban4",
+                &elements,
+            ),
+            &batch_msg(0x11, 2),
+        ]);
+        let req = NetElemRequest {
+            op: ElemOp::Add {
+                timeout: Duration::from_secs(30),
+            },
+            table: "postern",
+            set: "ban4",
+            net: Cidr::host(IpAddr::V4(Ipv4Addr::BROADCAST)),
+        };
+        let mut buf = [0u8; REQUEST_BUF_LEN];
+        let n = req.emit(0, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &expected[..]);
+    }
+
+    #[test]
+    fn network_intervals() {
+        let iv = |net: Cidr| {
+            let (s, e, n) = net_interval(net);
+            (s[..n].to_vec(), e.map(|e| e[..n].to_vec()))
+        };
+        assert_eq!(
+            iv(Cidr::host(v4())),
+            (vec![10, 0, 0, 2], Some(vec![10, 0, 0, 3]))
+        );
+        let v4net = |a: [u8; 4], len| Cidr::new(IpAddr::V4(a.into()), len).unwrap();
+        assert_eq!(
+            iv(v4net([10, 0, 0, 0], 8)),
+            (vec![10, 0, 0, 0], Some(vec![11, 0, 0, 0]))
+        );
+        assert_eq!(iv(v4net([0, 0, 0, 0], 0)), (vec![0; 4], None));
+        assert_eq!(iv(v4net([255, 0, 0, 0], 8)), (vec![255, 0, 0, 0], None));
+        let (s, e) = iv(Cidr::network_of(v6_net_member(), 64));
+        assert_eq!(
+            (s, e.unwrap()),
+            (
+                Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 0)
+                    .octets()
+                    .to_vec(),
+                Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 0)
+                    .octets()
+                    .to_vec()
+            )
+        );
+        let v6host = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xffff));
+        assert_eq!(
+            iv(Cidr::host(v6host)).1.unwrap(),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, 0)
+                .octets()
+                .to_vec()
+        );
+        let top = Cidr::network_of(IpAddr::V6(Ipv6Addr::from(u128::MAX)), 64);
+        assert_eq!(iv(top).1, None);
+        let all = Cidr::network_of(v6_net_member(), 0);
+        assert_eq!(iv(all), (vec![0; 16], None));
+    }
+
+    /// An address inside `2001:db8:1:2::/64`.
+    fn v6_net_member() -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 0x99))
     }
 
     #[test]

@@ -72,51 +72,65 @@ const FORWARD_HOOK: &str = "type filter hook forward priority filter - 5; policy
 
 const ALLOW4_TYPE: &str = "type ipv4_addr . inet_proto . inet_service; flags timeout;";
 const ALLOW6_TYPE: &str = "type ipv6_addr . inet_proto . inet_service; flags timeout;";
-const BAN4_TYPE: &str = "type ipv4_addr; flags timeout;";
-const BAN6_TYPE: &str = "type ipv6_addr; flags timeout;";
+/// Ban sets hold networks (`interval`): an IPv4 ban is a /32, an IPv6 ban a prefix.
+const BAN4_TYPE: &str = "type ipv4_addr; flags interval, timeout;";
+const BAN6_TYPE: &str = "type ipv6_addr; flags interval, timeout;";
 const GUARD_TYPE: &str = "type inet_proto . inet_service;";
 const CHAIN_HOOK: &str = "type filter hook input priority filter - 5; policy accept;";
 
-/// The rules of the standalone input chain, in order: banned sources are
-/// dropped first (established connections included), then grants accepted.
-fn standalone_rules() -> [String; 6] {
+/// The rules of the standalone input chain, in order. Established flows are
+/// accepted first; a grant accepts a new connection unless its source lies in
+/// a banned network; every other packet to a guarded port is refused as the
+/// kernel refuses a closed port (TCP: RST; UDP: ICMP port unreachable), so a
+/// scanner cannot tell guarded from closed ports, nor a banned source from a
+/// source without a grant. Nothing else is touched: a ban never affects
+/// established flows, unguarded ports or ICMP.
+fn standalone_rules() -> [String; 5] {
     [
-        format!("ip saddr @{STANDALONE_BAN4} drop"),
-        format!("ip6 saddr @{STANDALONE_BAN6} drop"),
         "ct state established,related accept".to_string(),
-        format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{STANDALONE_ALLOW4} accept"),
+        format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{STANDALONE_ALLOW4} ip saddr != @{STANDALONE_BAN4} accept"),
         format!(
-            "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{STANDALONE_ALLOW6} accept"
+            "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{STANDALONE_ALLOW6} ip6 saddr != @{STANDALONE_BAN6} accept"
         ),
-        format!("meta l4proto . th dport @{GUARD_SET} drop"),
+        format!("meta l4proto . th dport @{GUARD_SET} meta l4proto tcp reject with tcp reset"),
+        format!("meta l4proto . th dport @{GUARD_SET} reject"),
     ]
 }
 
 /// The DNAT rule: an IPv4 packet whose `saddr . l4proto . dport` is in the
-/// map `map` goes to the map's `addr . port` (no match: nothing happens).
-fn dnat_rule(map: &str) -> String {
+/// map `map` goes to the map's `addr . port` (no match: nothing happens),
+/// unless its source lies in a network of the ban set `ban4`: a banned
+/// source's packet stays addressed to the router, as a non-granted one does.
+fn dnat_rule(map: &str, ban4: &str) -> String {
     format!(
-        "meta nfproto ipv4 meta l4proto {{ tcp, udp }} dnat ip to ip saddr . meta l4proto . th dport map @{map}"
+        "meta nfproto ipv4 ip saddr != @{ban4} meta l4proto {{ tcp, udp }} dnat ip to ip saddr . meta l4proto . th dport map @{map}"
     )
 }
 
-/// The accept rules for granted forward sources (`allow4`, `allow6`: the
-/// allow sets' names).
-fn forward_accept_rules(allow4: &str, allow6: &str, counter: &str) -> [String; 2] {
+/// The accept rules for granted forward sources outside the banned networks
+/// (`allow4`, `allow6`: the allow sets' names; `ban4`, `ban6`: the ban sets').
+fn forward_accept_rules(
+    [allow4, allow6]: [&str; 2],
+    [ban4, ban6]: [&str; 2],
+    counter: &str,
+) -> [String; 2] {
     [
-        format!("meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @{allow4} {counter}accept"),
-        format!("meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @{allow6} {counter}accept"),
+        format!("meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @{allow4} ip saddr != @{ban4} {counter}accept"),
+        format!("meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @{allow6} ip6 saddr != @{ban6} {counter}accept"),
     ]
 }
 
-/// The rules of the standalone forward chain, in order: banned sources
-/// dropped, established flows accepted, granted sources accepted, every other
-/// packet to a configured forward target dropped.
+/// The rules of the standalone forward chain, in order: established flows
+/// accepted, granted sources outside the banned networks accepted, every
+/// other packet to a configured forward target dropped. A ban touches only
+/// new connections to forward targets.
 fn standalone_forward_rules() -> Vec<String> {
-    let [a4, a6] = forward_accept_rules(STANDALONE_FWD_ALLOW4, STANDALONE_FWD_ALLOW6, "");
+    let [a4, a6] = forward_accept_rules(
+        [STANDALONE_FWD_ALLOW4, STANDALONE_FWD_ALLOW6],
+        [STANDALONE_BAN4, STANDALONE_BAN6],
+        "",
+    );
     vec![
-        format!("ip saddr @{STANDALONE_BAN4} drop"),
-        format!("ip6 saddr @{STANDALONE_BAN6} drop"),
         "ct state established,related accept".to_string(),
         a4,
         a6,
@@ -199,7 +213,7 @@ pub fn standalone_forward_script(forwards: &[ForwardSpec]) -> String {
     let _ = writeln!(
         s,
         "add rule inet {t} {DSTNAT_CHAIN} {}",
-        dnat_rule(STANDALONE_FWD4)
+        dnat_rule(STANDALONE_FWD4, STANDALONE_BAN4)
     );
     let _ = writeln!(s, "flush chain inet {t} {FORWARD_CHAIN}");
     for r in standalone_forward_rules() {
@@ -299,35 +313,126 @@ pub fn standalone_teardown_script() -> String {
     format!("add table inet {STANDALONE_TABLE}\ndelete table inet {STANDALONE_TABLE}\n")
 }
 
-/// The fw4 include `/usr/share/nftables.d/table-pre/20-postern.nft`: the allow
-/// and ban sets, the forward map and sets, and postern's own DNAT base chain
-/// (fw4 has a `dstnat_wan` chain only when the zone has redirects), declared
-/// inside `table inet fw4`.
+/// The guard set inside the fw4 table: the guarded `proto . port` pairs
+/// (filled by the daemon at setup, like the standalone [`GUARD_SET`]).
+pub const FW4_GUARD: &str = "postern_guard";
+/// The capture devices inside the fw4 table (`type ifname`, filled by the
+/// daemon): the base-chain includes jump into postern's chains for them.
+pub const FW4_DEVICES: &str = "postern_devices";
+/// The capture devices whose fw4 zone drops rather than rejects (a subset of
+/// [`FW4_DEVICES`], filled by the daemon): guarded ports are dropped there.
+pub const FW4_DROP_DEVICES: &str = "postern_drop_devices";
+/// IPv4 forward targets closed to sources without a grant, in the fw4 table.
+pub const FW4_FWD_GUARD4: &str = "postern_fwd_guard4";
+/// IPv6 forward targets closed to sources without a grant, in the fw4 table.
+pub const FW4_FWD_GUARD6: &str = "postern_fwd_guard6";
+/// postern's regular chain for input from a capture device, in the fw4 table.
+pub const FW4_INPUT_CHAIN: &str = "postern_input";
+/// postern's regular chain for forwards from a capture device, in the fw4 table.
+pub const FW4_FORWARD_CHAIN: &str = "postern_forward";
+
+/// The rules of the fw4 `postern_input` chain, in order: established flows
+/// go back to fw4 (which accepts them); a grant accepts unless its source
+/// lies in a banned network; every other packet to a guarded port is
+/// dropped on a device of a dropping zone and refused as a closed port
+/// everywhere else (TCP RST, ICMP port unreachable: what fw4's
+/// `handle_reject` sends). Anything else returns to fw4 untouched, so the
+/// zone's own rules (DHCP, ICMPv6, user rules) see it as before.
+fn fw4_input_rules() -> [String; 6] {
+    [
+        "ct state established,related return".to_string(),
+        format!("meta nfproto ipv4 ip saddr . meta l4proto . th dport @{FW4_ALLOW4} ip saddr != @{FW4_BAN4} counter accept"),
+        format!("meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{FW4_ALLOW6} ip6 saddr != @{FW4_BAN6} counter accept"),
+        format!("meta l4proto . th dport @{FW4_GUARD} iifname @{FW4_DROP_DEVICES} counter drop"),
+        format!("meta l4proto . th dport @{FW4_GUARD} meta l4proto tcp counter reject with tcp reset"),
+        format!("meta l4proto . th dport @{FW4_GUARD} counter reject with icmpx type port-unreachable"),
+    ]
+}
+
+/// The rules of the fw4 `postern_forward` chain: established flows back to
+/// fw4, granted forward sources outside the banned networks accepted, every
+/// other packet from a capture device to a configured forward target dropped.
+fn fw4_forward_rules() -> Vec<String> {
+    let [a4, a6] = forward_accept_rules(
+        [FW4_FWD_ALLOW4, FW4_FWD_ALLOW6],
+        [FW4_BAN4, FW4_BAN6],
+        "counter ",
+    );
+    vec![
+        "ct state established,related return".to_string(),
+        a4,
+        a6,
+        format!(
+            "meta nfproto ipv4 ip daddr . meta l4proto . th dport @{FW4_FWD_GUARD4} counter drop"
+        ),
+        format!(
+            "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport @{FW4_FWD_GUARD6} counter drop"
+        ),
+    ]
+}
+
+/// One fw4-include chain block: `chain NAME {` with one rule a line.
+fn fw4_chain(name: &str, rules: &[String]) -> String {
+    let mut s = format!("chain {name} {{\n");
+    for r in rules {
+        let _ = writeln!(s, "\t{r}");
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The fw4 include `/usr/share/nftables.d/table-pre/20-postern.nft`, declared
+/// inside `table inet fw4` before fw4's chains: the grant, ban and guard
+/// sets, the capture-device sets, the forward map and sets, postern's own
+/// DNAT base chain (fw4 has a zone's `dstnat_*` chain only when it has
+/// redirects) and the regular chains `postern_input` / `postern_forward`
+/// that the base-chain includes jump to. Nothing here names a zone.
 pub fn fw4_table_pre() -> String {
     format!(
         "{}\n\
+         # postern: guarded ports and capture devices (elements added by the postern daemon)\n\
+         set {FW4_GUARD} {{\n\ttype inet_proto . inet_service\n}}\n\n\
+         set {FW4_DEVICES} {{\n\ttype ifname\n}}\n\n\
+         set {FW4_DROP_DEVICES} {{\n\ttype ifname\n}}\n\n\
          # postern: port forwards for granted sources (elements added by the postern daemon)\n\
          map {FW4_FWD4} {{\n\ttype ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service\n\tflags timeout\n}}\n\n\
          set {FW4_FWD_ALLOW4} {{\n\ttype ipv4_addr . ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
          set {FW4_FWD_ALLOW6} {{\n\ttype ipv6_addr . ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
-         chain {FW4_DSTNAT_CHAIN} {{\n\t{DSTNAT_HOOK}\n\t{}\n}}\n",
+         set {FW4_FWD_GUARD4} {{\n\ttype ipv4_addr . inet_proto . inet_service\n}}\n\n\
+         set {FW4_FWD_GUARD6} {{\n\ttype ipv6_addr . inet_proto . inet_service\n}}\n\n\
+         chain {FW4_DSTNAT_CHAIN} {{\n\t{DSTNAT_HOOK}\n\t{}\n}}\n\n\
+         # postern: input from a capture device (jumped to from fw4's input chain,\n\
+         # ahead of fw4's zone rules): grants accept, guarded ports are closed\n\
+         {}\n\
+         # postern: forwards from a capture device: granted sources accepted,\n\
+         # other traffic to a forward target dropped\n\
+         {}",
         fw4_table_pre_grants(),
-        dnat_rule(FW4_FWD4)
+        dnat_rule(FW4_FWD4, FW4_BAN4),
+        fw4_chain(FW4_INPUT_CHAIN, &fw4_input_rules()),
+        fw4_chain(FW4_FORWARD_CHAIN, &fw4_forward_rules()),
     )
 }
 
-/// The fw4 include `/usr/share/nftables.d/chain-pre/forward_wan/20-postern.nft`:
-/// rules at the top of fw4's `forward_wan` chain dropping banned sources and
-/// accepting granted forward sources (fw4's `wan` forward policy stays the
-/// guard for everyone else).
-pub fn fw4_chain_pre_forward_wan() -> String {
-    let [a4, a6] = forward_accept_rules(FW4_FWD_ALLOW4, FW4_FWD_ALLOW6, "counter ");
+/// The fw4 include `/usr/share/nftables.d/chain-pre/input/20-postern.nft`:
+/// one rule at the top of fw4's base `input` chain (before fw4's own
+/// established accept and its zone jumps) sending packets from a capture
+/// device through `postern_input`. A base chain is always rendered, in any
+/// zone layout: nothing depends on a zone's name.
+pub fn fw4_chain_pre_input() -> String {
     format!(
-        "# postern: drop banned sources, accept sources granted a port forward\n\
-         ip saddr @{FW4_BAN4} counter drop\n\
-         ip6 saddr @{FW4_BAN6} counter drop\n\
-         {a4}\n\
-         {a6}\n"
+        "# postern: capture devices through postern_input, ahead of every zone's rules\n\
+         iifname @{FW4_DEVICES} jump {FW4_INPUT_CHAIN}\n"
+    )
+}
+
+/// The fw4 include `/usr/share/nftables.d/chain-pre/forward/20-postern.nft`:
+/// packets forwarded from a capture device go through `postern_forward`
+/// first (granted forwards accepted, other traffic to forward targets dropped).
+pub fn fw4_chain_pre_forward() -> String {
+    format!(
+        "# postern: forwards from capture devices through postern_forward\n\
+         iifname @{FW4_DEVICES} jump {FW4_FORWARD_CHAIN}\n"
     )
 }
 
@@ -337,22 +442,77 @@ fn fw4_table_pre_grants() -> String {
         "# postern: knock/SPA grants (elements added by the postern daemon)\n\
          set {FW4_ALLOW4} {{\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
          set {FW4_ALLOW6} {{\n\ttype ipv6_addr . inet_proto . inet_service\n\tflags timeout\n}}\n\n\
-         # postern: sources banned after too many failed knocks or SPA packets\n\
-         set {FW4_BAN4} {{\n\ttype ipv4_addr\n\tflags timeout\n}}\n\n\
-         set {FW4_BAN6} {{\n\ttype ipv6_addr\n\tflags timeout\n}}\n"
+         # postern: networks banned after too many failed knocks or SPA packets\n\
+         # (their grants and forwards stop accepting; nothing else is touched)\n\
+         set {FW4_BAN4} {{\n\ttype ipv4_addr\n\tflags interval, timeout\n}}\n\n\
+         set {FW4_BAN6} {{\n\ttype ipv6_addr\n\tflags interval, timeout\n}}\n"
     )
 }
 
-/// The fw4 include `/usr/share/nftables.d/chain-pre/input_wan/20-postern.nft`:
-/// rules at the top of fw4's `input_wan` chain accepting granted sources.
-pub fn fw4_chain_pre_input_wan() -> String {
-    format!(
-        "# postern: drop banned sources, accept sources granted by a knock or SPA packet\n\
-         ip saddr @{FW4_BAN4} counter drop\n\
-         ip6 saddr @{FW4_BAN6} counter drop\n\
-         meta nfproto ipv4 ip saddr . meta l4proto . th dport @{FW4_ALLOW4} counter accept\n\
-         meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @{FW4_ALLOW6} counter accept\n"
+/// Whether `name` can be a Linux interface name in a postern nft script:
+/// 1–15 bytes of ASCII letters, digits and `-_.@:` (no quote, space or
+/// wildcard can reach the script).
+pub fn is_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b))
+}
+
+/// `"eth1", "pppoe-wan"` (sorted, duplicates dropped); `None` when empty.
+fn ifname_elements(devices: &[String]) -> Option<String> {
+    let mut names: Vec<&str> = devices.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return None;
+    }
+    Some(
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
+}
+
+/// The `nft -f -` script the fw4 backend's setup runs (one transaction):
+/// refills the guard set with `guard`, the device set with `devices` and the
+/// drop-device set with `devices` when `drop` (the zones drop rather than
+/// reject). Grants, bans and forward grants are left alone. `None` when a
+/// device name is not a plain interface name ([`is_ifname`]).
+pub fn fw4_setup_script(guard: &[PortSpec], devices: &[String], drop: bool) -> Option<String> {
+    if !devices.iter().all(|d| is_ifname(d)) {
+        return None;
+    }
+    let t = FW4_TABLE;
+    let mut s = String::new();
+    let _ = writeln!(s, "flush set inet {t} {FW4_GUARD}");
+    if let Some(e) = guard_elements(guard) {
+        let _ = writeln!(s, "add element inet {t} {FW4_GUARD} {{ {e} }}");
+    }
+    for (set, fill) in [(FW4_DEVICES, true), (FW4_DROP_DEVICES, drop)] {
+        let _ = writeln!(s, "flush set inet {t} {set}");
+        if let Some(e) = ifname_elements(devices).filter(|_| fill) {
+            let _ = writeln!(s, "add element inet {t} {set} {{ {e} }}");
+        }
+    }
+    Some(s)
+}
+
+/// The `nft -f -` script the fw4 backend's forward setup runs: refills the
+/// forward guard sets with the targets of `forwards` (forward grants, the
+/// map and the allow sets are left alone).
+pub fn fw4_forward_script(forwards: &[ForwardSpec]) -> String {
+    let t = FW4_TABLE;
+    let mut s = String::new();
+    for (set, ipv6) in [(FW4_FWD_GUARD4, false), (FW4_FWD_GUARD6, true)] {
+        let _ = writeln!(s, "flush set inet {t} {set}");
+        if let Some(e) = forward_guard_elements(forwards, ipv6) {
+            let _ = writeln!(s, "add element inet {t} {set} {{ {e} }}");
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -368,15 +528,14 @@ mod tests {
   set guard { type inet_proto . inet_service; elements = { tcp . 22, udp . 8000 } }
   set allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
   set allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
-  set ban4 { type ipv4_addr; flags timeout; }
-  set ban6 { type ipv6_addr; flags timeout; }
+  set ban4 { type ipv4_addr; flags interval, timeout; }
+  set ban6 { type ipv6_addr; flags interval, timeout; }
   chain input { type filter hook input priority filter - 5; policy accept;
-    ip saddr @ban4 drop
-    ip6 saddr @ban6 drop
     ct state established,related accept
-    meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
-    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
-    meta l4proto . th dport @guard drop
+    meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 ip saddr != @ban4 accept
+    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 ip6 saddr != @ban6 accept
+    meta l4proto . th dport @guard meta l4proto tcp reject with tcp reset
+    meta l4proto . th dport @guard reject
   }
 }
 "
@@ -394,18 +553,17 @@ mod tests {
 add set inet postern guard { type inet_proto . inet_service; }
 add set inet postern allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
 add set inet postern allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
-add set inet postern ban4 { type ipv4_addr; flags timeout; }
-add set inet postern ban6 { type ipv6_addr; flags timeout; }
+add set inet postern ban4 { type ipv4_addr; flags interval, timeout; }
+add set inet postern ban6 { type ipv6_addr; flags interval, timeout; }
 add chain inet postern input { type filter hook input priority filter - 5; policy accept; }
 flush set inet postern guard
 add element inet postern guard { tcp . 22, udp . 53 }
 flush chain inet postern input
-add rule inet postern input ip saddr @ban4 drop
-add rule inet postern input ip6 saddr @ban6 drop
 add rule inet postern input ct state established,related accept
-add rule inet postern input meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
-add rule inet postern input meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
-add rule inet postern input meta l4proto . th dport @guard drop
+add rule inet postern input meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 ip saddr != @ban4 accept
+add rule inet postern input meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 ip6 saddr != @ban6 accept
+add rule inet postern input meta l4proto . th dport @guard meta l4proto tcp reject with tcp reset
+add rule inet postern input meta l4proto . th dport @guard reject
 "
         );
         let empty = standalone_setup_script(&[]);
@@ -443,7 +601,7 @@ add rule inet postern input meta l4proto . th dport @guard drop
             "add chain inet postern forward { type filter hook forward priority filter - 5; policy accept; }\n",
             "add element inet postern fwd_guard4 { 10.0.0.5 . tcp . 80, 10.0.0.6 . udp . 53 }\n",
             "add element inet postern fwd_guard6 { fd00::5 . tcp . 80 }\n",
-            "add rule inet postern dstnat meta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @fwd4\n",
+            "add rule inet postern dstnat meta nfproto ipv4 ip saddr != @ban4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @fwd4\n",
         ] {
             assert!(s.contains(line), "missing {line} in\n{s}");
         }
@@ -455,11 +613,9 @@ add rule inet postern input meta l4proto . th dport @guard drop
         assert_eq!(
             rules,
             [
-                "ip saddr @ban4 drop",
-                "ip6 saddr @ban6 drop",
                 "ct state established,related accept",
-                "meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @fwd_allow4 accept",
-                "meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @fwd_allow6 accept",
+                "meta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @fwd_allow4 ip saddr != @ban4 accept",
+                "meta nfproto ipv6 ip6 saddr . ip6 daddr . meta l4proto . th dport @fwd_allow6 ip6 saddr != @ban6 accept",
                 "meta nfproto ipv4 ip daddr . meta l4proto . th dport @fwd_guard4 drop",
                 "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport @fwd_guard6 drop",
             ]
@@ -474,13 +630,25 @@ add rule inet postern input meta l4proto . th dport @guard drop
         );
         assert!(e.contains("delete map inet postern fwd4\n"), "{e}");
         assert!(!e.contains("add rule"), "{e}");
-        // fw4: our own DNAT base chain and the forward_wan accepts.
-        assert!(fw4_table_pre().contains(
-            "chain postern_dstnat {\n\ttype nat hook prerouting priority dstnat - 5; policy accept;\n\tmeta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @postern_fwd4\n}\n"
+        // fw4: our own DNAT base chain and the postern_forward chain.
+        let pre = fw4_table_pre();
+        assert!(pre.contains(
+            "chain postern_dstnat {\n\ttype nat hook prerouting priority dstnat - 5; policy accept;\n\tmeta nfproto ipv4 ip saddr != @postern_ban4 meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @postern_fwd4\n}\n"
         ));
-        assert!(fw4_chain_pre_forward_wan().contains(
-            "ip saddr . ip daddr . meta l4proto . th dport @postern_fwd_allow4 counter accept\n"
-        ));
+        assert!(pre.contains(
+            "chain postern_forward {\n\tct state established,related return\n\tmeta nfproto ipv4 ip saddr . ip daddr . meta l4proto . th dport @postern_fwd_allow4 ip saddr != @postern_ban4 counter accept\n"
+        ), "{pre}");
+        assert_eq!(
+            fw4_forward_script(&[web, dns]),
+            "flush set inet fw4 postern_fwd_guard4\n\
+             add element inet fw4 postern_fwd_guard4 { 10.0.0.5 . tcp . 80, 10.0.0.6 . udp . 53 }\n\
+             flush set inet fw4 postern_fwd_guard6\n\
+             add element inet fw4 postern_fwd_guard6 { fd00::5 . tcp . 80 }\n"
+        );
+        assert_eq!(
+            fw4_forward_script(&[]),
+            "flush set inet fw4 postern_fwd_guard4\nflush set inet fw4 postern_fwd_guard6\n"
+        );
     }
 
     #[test]
@@ -494,14 +662,62 @@ add rule inet postern input meta l4proto . th dport @guard drop
             "set postern_allow4 {\n\ttype ipv4_addr . inet_proto . inet_service\n\tflags timeout\n}"
         ));
         assert!(pre.contains("set postern_allow6 {\n\ttype ipv6_addr"));
-        assert!(pre.contains("set postern_ban4 {\n\ttype ipv4_addr\n\tflags timeout\n}"));
-        assert!(pre.contains("set postern_ban6 {\n\ttype ipv6_addr\n\tflags timeout\n}"));
-        // Bans come before the accepts.
-        assert!(fw4_chain_pre_input_wan().contains(
-            "\nip saddr @postern_ban4 counter drop\nip6 saddr @postern_ban6 counter drop\nmeta nfproto ipv4"
+        assert!(pre.contains("set postern_ban4 {\n\ttype ipv4_addr\n\tflags interval, timeout\n}"));
+        assert!(pre.contains("set postern_ban6 {\n\ttype ipv6_addr\n\tflags interval, timeout\n}"));
+        // The input chain: established back to fw4, grants (not banned)
+        // accepted, then the guard, ahead of every zone's own rules.
+        let chain = &pre[pre.find("chain postern_input {").unwrap()..];
+        let rules: Vec<&str> = chain
+            .lines()
+            .skip(1)
+            .take_while(|l| *l != "}")
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "ct state established,related return",
+                "meta nfproto ipv4 ip saddr . meta l4proto . th dport @postern_allow4 ip saddr != @postern_ban4 counter accept",
+                "meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 ip6 saddr != @postern_ban6 counter accept",
+                "meta l4proto . th dport @postern_guard iifname @postern_drop_devices counter drop",
+                "meta l4proto . th dport @postern_guard meta l4proto tcp counter reject with tcp reset",
+                "meta l4proto . th dport @postern_guard counter reject with icmpx type port-unreachable",
+            ]
+        );
+        // The base-chain includes name no zone.
+        for (include, chain) in [
+            (fw4_chain_pre_input(), "postern_input"),
+            (fw4_chain_pre_forward(), "postern_forward"),
+        ] {
+            let rules: Vec<&str> = include.lines().filter(|l| !l.starts_with('#')).collect();
+            assert_eq!(rules, [format!("iifname @postern_devices jump {chain}")]);
+        }
+    }
+
+    #[test]
+    fn fw4_setup_fills_guard_and_device_sets() {
+        let devs = ["pppoe-wan".to_string(), "eth1".to_string()];
+        let guard = [PortSpec::tcp(2222), PortSpec::udp(53)];
+        assert_eq!(
+            fw4_setup_script(&guard, &devs, false).unwrap(),
+            "flush set inet fw4 postern_guard\n\
+             add element inet fw4 postern_guard { tcp . 2222, udp . 53 }\n\
+             flush set inet fw4 postern_devices\n\
+             add element inet fw4 postern_devices { \"eth1\", \"pppoe-wan\" }\n\
+             flush set inet fw4 postern_drop_devices\n"
+        );
+        let drop = fw4_setup_script(&[], &devs, true).unwrap();
+        assert!(!drop.contains("postern_guard {"), "{drop}");
+        assert!(drop.ends_with(
+            "flush set inet fw4 postern_drop_devices\n\
+             add element inet fw4 postern_drop_devices { \"eth1\", \"pppoe-wan\" }\n"
         ));
-        assert!(fw4_chain_pre_input_wan().contains(
-            "\nmeta nfproto ipv6 ip6 saddr . meta l4proto . th dport @postern_allow6 counter accept\n"
-        ));
+        // A name that could break out of the quotes never reaches nft.
+        for bad in ["eth\"0", "a b", "", "sixteen-chars-xx", "eth+"] {
+            assert!(
+                fw4_setup_script(&guard, &[bad.to_string()], false).is_none(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -19,7 +19,10 @@ use super::netlink::{
     NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE,
     NFT_MSG_DELSETELEM, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
 };
-use super::ruleset::{GUARD_SET, STANDALONE_ALLOW4, STANDALONE_ALLOW6, STANDALONE_CHAIN};
+use super::ruleset::{
+    GUARD_SET, STANDALONE_ALLOW4, STANDALONE_ALLOW6, STANDALONE_BAN4, STANDALONE_BAN6,
+    STANDALONE_CHAIN,
+};
 use crate::firewall::nfnetlink::wire::Writer;
 use crate::port::PortSpec;
 
@@ -40,6 +43,7 @@ const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_USERDATA: u16 = 13;
 const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
+const NFT_SET_INTERVAL: u32 = 0x4;
 const NFT_SET_TIMEOUT: u32 = 0x10;
 
 const NFTA_CHAIN_TABLE: u16 = 1;
@@ -60,8 +64,17 @@ const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
-const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
+
+/// `NFTA_LOOKUP_FLAGS`: `NFT_LOOKUP_F_INV` (`!= @set`).
+const NFT_LOOKUP_F_INV: u32 = 1;
+/// `reject with tcp reset`: `NFT_REJECT_TCP_RST`, code 0.
+const NFT_REJECT_TCP_RST: u32 = 1;
+/// `reject` in an inet chain: `NFT_REJECT_ICMPX_UNREACH` with
+/// `NFT_REJECT_ICMPX_PORT_UNREACH` (ICMP or ICMPv6 port unreachable).
+const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
 
 /// nftables' registers: `NFT_REG_VERDICT`, the 128-bit `NFT_REG_1`/`NFT_REG_2`
 /// and 32-bit `NFT_REG32_xx` (8 + xx), as `nft` allocates them.
@@ -89,12 +102,23 @@ const NFPROTO_IPV6: u8 = 10;
 const KEY_PROTO_SERVICE: u32 = (12 << 6) | 13;
 const KEY_V4_PROTO_SERVICE: u32 = (((7 << 6) | 12) << 6) | 13;
 const KEY_V6_PROTO_SERVICE: u32 = (((8 << 6) | 12) << 6) | 13;
+/// nft's datatype ids of `ipv4_addr` and `ipv6_addr` (the ban sets' keys).
+const KEY_V4: u32 = 7;
+const KEY_V6: u32 = 8;
 /// What nft 1.0.6 stores as a set's user data (libnftnl TLVs, values in host
 /// order): key byte order 0, then a nested `u32` 13 and an empty entry. Kept so
 /// that `nft list` shows the same table whether nft or postern made it.
 fn set_userdata() -> [u8; 16] {
     let mut u = [0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 0, 0, 0, 0, 1, 0];
     u[10..14].copy_from_slice(&13u32.to_ne_bytes());
+    u
+}
+
+/// What nft 1.0.6 stores as the user data of a set keyed by an address: the
+/// key byte order, big endian (2, a host-order `u32`).
+fn addr_set_userdata() -> [u8; 6] {
+    let mut u = [0, 4, 0, 0, 0, 0];
+    u[2..6].copy_from_slice(&2u32.to_ne_bytes());
     u
 }
 
@@ -113,7 +137,7 @@ pub struct Batch {
 /// Bytes that suffice for [`setup`] with `guarded` ports (for a `Vec` the
 /// caller allocates: setup runs at start and reload only).
 pub fn setup_buf_len(guarded: usize) -> usize {
-    2048 + 20 * guarded
+    3072 + 20 * guarded
 }
 
 /// Sequence numbers for a batch, counting from `seq`.
@@ -191,6 +215,31 @@ fn lookup(w: &mut Writer<'_>, set: &str, set_id: u32) -> Result<(), EncodeError>
     })
 }
 
+/// `!= @set`: a lookup that matches when the key is absent.
+fn lookup_absent(w: &mut Writer<'_>, set: &str, set_id: u32) -> Result<(), EncodeError> {
+    expr(w, "lookup", |w| {
+        w.attr(2, &be(REG_1))?; // NFTA_LOOKUP_SREG
+        w.attr_name(1, set, NAME_MAX)?; // NFTA_LOOKUP_SET
+        w.attr(4, &be(set_id))?; // NFTA_LOOKUP_SET_ID
+        w.attr(5, &be(NFT_LOOKUP_F_INV)) // NFTA_LOOKUP_FLAGS
+    })
+}
+
+/// `reject` of the given type and ICMP code.
+fn reject(w: &mut Writer<'_>, ty: u32, code: u8) -> Result<(), EncodeError> {
+    expr(w, "reject", |w| {
+        w.attr(1, &be(ty))?; // NFTA_REJECT_TYPE
+        w.attr(2, &[code]) // NFTA_REJECT_ICMP_CODE
+    })
+}
+
+/// `meta l4proto . th dport @guard` (the start of both refusing rules).
+fn guarded_port(w: &mut Writer<'_>, guard_id: u32) -> Result<(), EncodeError> {
+    meta(w, NFT_META_L4PROTO, REG_1)?;
+    payload(w, REG32_01, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)?;
+    lookup(w, GUARD_SET, guard_id)
+}
+
 fn verdict(w: &mut Writer<'_>, code: u32) -> Result<(), EncodeError> {
     expr(w, "immediate", |w| {
         w.attr(1, &be(REG_VERDICT))?; // NFTA_IMMEDIATE_DREG
@@ -229,6 +278,7 @@ fn new_set(
     key_type: u32,
     key_len: u32,
     id: u32,
+    userdata: &[u8],
     seq: u32,
 ) -> Result<(), EncodeError> {
     let m = w.begin_msg(
@@ -244,7 +294,7 @@ fn new_set(
     w.attr(NFTA_SET_KEY_TYPE, &be(key_type))?;
     w.attr(NFTA_SET_KEY_LEN, &be(key_len))?;
     w.attr(NFTA_SET_ID, &be(id))?;
-    w.attr(NFTA_SET_USERDATA, &set_userdata())?;
+    w.attr(NFTA_SET_USERDATA, userdata)?;
     w.end_msg(m)
 }
 
@@ -269,9 +319,10 @@ fn end_rule(w: &mut Writer<'_>, (m, exprs): (usize, usize)) -> Result<(), Encode
 
 /// Writes the batch that creates or updates `table inet <table>` in one
 /// transaction, as [`super::ruleset::standalone_setup_script`] does: add table,
-/// the `guard`/`allow4`/`allow6` sets and the input chain (existing ones are
-/// kept, so live grants survive), flush and refill the guard set (`guarded`,
-/// sorted, duplicates dropped), flush the chain and append its four rules.
+/// the `guard`/`allow4`/`allow6` sets, the `ban4`/`ban6` network sets and the
+/// input chain (existing ones are kept, so live grants and bans survive),
+/// flush and refill the guard set (`guarded`, sorted, duplicates dropped),
+/// flush the chain and append its five rules.
 pub fn setup(
     table: &str,
     guarded: &[PortSpec],
@@ -290,37 +341,35 @@ pub fn setup(
     const GUARD_ID: u32 = 1;
     const ALLOW4_ID: u32 = 2;
     const ALLOW6_ID: u32 = 3;
-    new_set(
-        &mut w,
-        table,
-        GUARD_SET,
-        0,
-        KEY_PROTO_SERVICE,
-        8,
-        GUARD_ID,
-        s.next(),
-    )?;
+    const BAN4_ID: u32 = 4;
+    const BAN6_ID: u32 = 5;
+    let concat = set_userdata();
+    let addr = addr_set_userdata();
     let t = NFT_SET_TIMEOUT;
-    new_set(
-        &mut w,
-        table,
-        STANDALONE_ALLOW4,
-        t,
-        KEY_V4_PROTO_SERVICE,
-        12,
-        ALLOW4_ID,
-        s.next(),
-    )?;
-    new_set(
-        &mut w,
-        table,
-        STANDALONE_ALLOW6,
-        t,
-        KEY_V6_PROTO_SERVICE,
-        24,
-        ALLOW6_ID,
-        s.next(),
-    )?;
+    let ti = NFT_SET_INTERVAL | NFT_SET_TIMEOUT;
+    for (set, flags, key, len, id, udata) in [
+        (GUARD_SET, 0, KEY_PROTO_SERVICE, 8, GUARD_ID, &concat[..]),
+        (
+            STANDALONE_ALLOW4,
+            t,
+            KEY_V4_PROTO_SERVICE,
+            12,
+            ALLOW4_ID,
+            &concat,
+        ),
+        (
+            STANDALONE_ALLOW6,
+            t,
+            KEY_V6_PROTO_SERVICE,
+            24,
+            ALLOW6_ID,
+            &concat,
+        ),
+        (STANDALONE_BAN4, ti, KEY_V4, 4, BAN4_ID, &addr),
+        (STANDALONE_BAN6, ti, KEY_V6, 16, BAN6_ID, &addr),
+    ] {
+        new_set(&mut w, table, set, flags, key, len, id, udata, s.next())?;
+    }
 
     let m = w.begin_msg(
         nft_type(NFT_MSG_NEWCHAIN),
@@ -407,7 +456,7 @@ pub fn setup(
     verdict(&mut w, NF_ACCEPT)?;
     end_rule(&mut w, r)?;
 
-    // meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
+    // meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 ip saddr != @ban4 accept
     let r = begin_rule(&mut w, table, s.next())?;
     meta(&mut w, NFT_META_NFPROTO, REG_1)?;
     cmp(&mut w, NFT_CMP_EQ, &[NFPROTO_IPV4])?;
@@ -415,10 +464,12 @@ pub fn setup(
     meta(&mut w, NFT_META_L4PROTO, REG32_01)?;
     payload(&mut w, REG32_02, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)?;
     lookup(&mut w, STANDALONE_ALLOW4, ALLOW4_ID)?;
+    payload(&mut w, REG_1, NFT_PAYLOAD_NETWORK_HEADER, 12, 4)?;
+    lookup_absent(&mut w, STANDALONE_BAN4, BAN4_ID)?;
     verdict(&mut w, NF_ACCEPT)?;
     end_rule(&mut w, r)?;
 
-    // meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
+    // meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 ip6 saddr != @ban6 accept
     let r = begin_rule(&mut w, table, s.next())?;
     meta(&mut w, NFT_META_NFPROTO, REG_1)?;
     cmp(&mut w, NFT_CMP_EQ, &[NFPROTO_IPV6])?;
@@ -426,15 +477,27 @@ pub fn setup(
     meta(&mut w, NFT_META_L4PROTO, REG_2)?;
     payload(&mut w, REG32_05, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)?;
     lookup(&mut w, STANDALONE_ALLOW6, ALLOW6_ID)?;
+    payload(&mut w, REG_1, NFT_PAYLOAD_NETWORK_HEADER, 8, 16)?;
+    lookup_absent(&mut w, STANDALONE_BAN6, BAN6_ID)?;
     verdict(&mut w, NF_ACCEPT)?;
     end_rule(&mut w, r)?;
 
-    // meta l4proto . th dport @guard drop
+    // meta l4proto . th dport @guard meta l4proto tcp reject with tcp reset
     let r = begin_rule(&mut w, table, s.next())?;
+    guarded_port(&mut w, GUARD_ID)?;
     meta(&mut w, NFT_META_L4PROTO, REG_1)?;
-    payload(&mut w, REG32_01, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)?;
-    lookup(&mut w, GUARD_SET, GUARD_ID)?;
-    verdict(&mut w, NF_DROP)?;
+    cmp(&mut w, NFT_CMP_EQ, &[IPPROTO_TCP])?;
+    reject(&mut w, NFT_REJECT_TCP_RST, 0)?;
+    end_rule(&mut w, r)?;
+
+    // meta l4proto . th dport @guard reject
+    let r = begin_rule(&mut w, table, s.next())?;
+    guarded_port(&mut w, GUARD_ID)?;
+    reject(
+        &mut w,
+        NFT_REJECT_ICMPX_UNREACH,
+        NFT_REJECT_ICMPX_PORT_UNREACH,
+    )?;
     end_rule(&mut w, r)?;
 
     let last_ack = s.0.wrapping_sub(1);
@@ -506,6 +569,8 @@ mod tests {
                     b[at + 4..at + 8].copy_from_slice(&6u32.to_ne_bytes());
                 } else if ty == NFTA_SET_USERDATA && len == 20 {
                     b[at + 14..at + 18].copy_from_slice(&13u32.to_ne_bytes());
+                } else if ty == NFTA_SET_USERDATA && len == 10 {
+                    b[at + 6..at + 10].copy_from_slice(&2u32.to_ne_bytes());
                 }
                 at += (len + 3) & !3;
             }
@@ -533,13 +598,13 @@ mod tests {
     #[test]
     fn setup_is_nfts_batch_byte_for_byte() {
         let expected = nft_capture_in_host_order();
-        assert_eq!(expected.len(), 1836);
+        assert_eq!(expected.len(), 2516);
         let guard = [PortSpec::udp(53), PortSpec::tcp(22), PortSpec::udp(53)];
         let mut buf = vec![0u8; setup_buf_len(guard.len())];
         let batch = setup("postern", &guard, 0, &mut buf).unwrap();
         assert_eq!(
             (batch.first_ack, batch.last_ack, batch.len),
-            (1, 12, expected.len())
+            (1, 15, expected.len())
         );
         // Compare message by message for a readable failure.
         let got = &buf[..batch.len];
@@ -561,12 +626,12 @@ mod tests {
     fn setup_without_guarded_ports_skips_the_element_message() {
         let mut buf = vec![0u8; setup_buf_len(0)];
         let b = setup("postern", &[], 100, &mut buf).unwrap();
-        // begin, table, 3 sets, chain, flush set, flush chain, 4 rules, end.
-        assert_eq!((b.first_ack, b.last_ack), (101, 111));
-        assert_eq!(b.len, 1836 - 96);
+        // begin, table, 5 sets, chain, flush set, flush chain, 5 rules, end.
+        assert_eq!((b.first_ack, b.last_ack), (101, 114));
+        assert_eq!(b.len, 2516 - 96);
         // Sequence numbers wrap.
         let b = setup("postern", &[PortSpec::tcp(1)], u32::MAX, &mut buf).unwrap();
-        assert_eq!((b.first_ack, b.last_ack), (0, 11));
+        assert_eq!((b.first_ack, b.last_ack), (0, 14));
     }
 
     #[test]
@@ -618,7 +683,7 @@ mod tests {
     #[test]
     fn small_buffers_and_bad_names_are_errors() {
         let guard = [PortSpec::tcp(22)];
-        for n in [0, 19, 20, 100, 1000, 1700] {
+        for n in [0, 19, 20, 100, 1000, 1700, 2400] {
             let mut buf = vec![0u8; n];
             assert_eq!(
                 setup("postern", &guard, 0, &mut buf),

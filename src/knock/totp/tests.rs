@@ -186,3 +186,37 @@ fn random_knock_streams_never_open() {
     }
     assert_eq!(m.counters().completed, 0);
 }
+
+#[test]
+fn strength_counts_bands_knocks_and_accepted_steps() {
+    let default = TotpShape {
+        proto: L4Proto::Tcp,
+        base: 40000,
+        range: DEFAULT_RANGE,
+        length: DEFAULT_LENGTH,
+        period: DEFAULT_PERIOD,
+    };
+    // 6 x log2(2048) - log2(3)
+    assert!((default.strength_bits() - (66.0 - 3f64.log2())).abs() < 1e-9);
+    assert!(default.strength_bits() >= TARGET_STRENGTH_BITS);
+    assert!(
+        u32::from(default.range) <= 65535 - 1024,
+        "leaves room in the port space"
+    );
+    // The old default: 4 x log2(256) - log2(3) = 30.4 bits.
+    let old = TotpShape {
+        range: 1024,
+        length: 4,
+        ..default
+    };
+    assert_eq!(format!("{:.1}", old.strength_bits()), "30.4");
+    assert!(old.strength_bits() < MIN_STRENGTH_BITS);
+    // A range that is not a multiple of the length: the band is rounded down.
+    let odd = TotpShape {
+        range: 3000,
+        length: 6,
+        ..default
+    };
+    assert_eq!(odd.band(), 500);
+    assert!((odd.strength_bits() - (6.0 * 500f64.log2() - 3f64.log2())).abs() < 1e-9);
+}

@@ -140,6 +140,9 @@ pub enum Error {
     MessageType,
     /// The message field is not base64 of `ADDR,proto/port…`.
     Message,
+    /// The message field is longer than fwknop's limit (a long `-C` command
+    /// text, or very many ports).
+    MessageTooLong,
     /// The address is not IPv4 dotted decimal.
     Address,
     /// A protocol other than tcp or udp.
@@ -183,6 +186,9 @@ impl fmt::Display for Error {
             Error::Version => "bad version field",
             Error::MessageType => "unknown message type",
             Error::Message => "access message is not ADDR,proto/port",
+            Error::MessageTooLong => {
+                "message too long (over 256 base64 characters: a command text of up to about 180)"
+            }
             Error::Address => "address in the access message is not IPv4",
             Error::Protocol => "protocol is not tcp or udp",
             Error::Port => "port is not 1 to 65535",
@@ -312,7 +318,10 @@ fn command_message(
     field: &[u8],
     text: &mut heapless::Vec<u8, MAX_COMMAND_TEXT>,
 ) -> Result<Access, Error> {
-    if field.is_empty() || field.len() > MAX_MESSAGE_B64 {
+    if field.len() > MAX_MESSAGE_B64 {
+        return Err(Error::MessageTooLong);
+    }
+    if field.is_empty() {
         return Err(Error::Message);
     }
     let mut buf = [0u8; MAX_MESSAGE_B64];
@@ -356,7 +365,10 @@ fn nat_access(field: &[u8]) -> Result<NatTarget, Error> {
 
 /// Decodes and parses `b64(ADDR,proto/port[,proto/port…])`.
 fn access(field: &[u8]) -> Result<Access, Error> {
-    if field.is_empty() || field.len() > MAX_MESSAGE_B64 {
+    if field.len() > MAX_MESSAGE_B64 {
+        return Err(Error::MessageTooLong);
+    }
+    if field.is_empty() {
         return Err(Error::Message);
     }
     let mut buf = [0u8; MAX_MESSAGE_B64];
@@ -519,6 +531,29 @@ mod tests {
         let m = parse(&plain(&fields(0, "10.213.0.2,a,b", ""), 43)).unwrap();
         assert_eq!(m.access.addr, Some(Ipv4Addr::new(10, 213, 0, 2)));
         assert_eq!(&m.command[..], b"a,b", "split at the first comma only");
+        // The longest command text that fits: 192 bytes of message.
+        let longest = format!("0.0.0.0,{}", "x".repeat(184));
+        let m = parse(&plain(&fields(0, &longest, ""), 43)).unwrap();
+        assert_eq!(m.command.len(), 184);
+    }
+
+    #[test]
+    fn a_too_long_message_says_so() {
+        // fwknop -C with a long command: refused for its length, not as a
+        // malformed access message.
+        let long = format!("0.0.0.0,{}", "x".repeat(185));
+        let e = parse(&plain(&fields(0, &long, ""), 43)).unwrap_err();
+        assert_eq!(e, Error::MessageTooLong);
+        assert_eq!(
+            e.to_string(),
+            "message too long (over 256 base64 characters: a command text of up to about 180)"
+        );
+        let ports: Vec<String> = (1..=40).map(|p| format!("tcp/{p}")).collect();
+        let many = format!("0.0.0.0,{}", ports.join(","));
+        assert_eq!(
+            parse(&plain(&fields(1, &many, ""), 43)),
+            Err(Error::MessageTooLong)
+        );
     }
 
     #[test]

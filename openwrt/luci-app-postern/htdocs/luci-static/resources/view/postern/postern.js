@@ -87,7 +87,7 @@ function renderBans(st) {
 		return E('p', {}, _('No banned sources'));
 	return E('table', { 'class': 'table' }, [
 		E('tr', { 'class': 'tr table-titles' }, [
-			E('th', { 'class': 'th' }, _('Banned source')),
+			E('th', { 'class': 'th' }, _('Banned source (IPv6: network)')),
 			E('th', { 'class': 'th' }, _('Lifted in'))
 		])
 	].concat(bans.map(function(b) {
@@ -237,8 +237,13 @@ return view.extend({
 		o.placeholder = '/var/run/postern';
 		o.optional = true;
 
+		o = s.option(form.Value, 'user', _('Run as user'),
+			_('The system user the daemon becomes after start, keeping only CAP_NET_RAW and CAP_NET_ADMIN; root keeps uid 0. Commands still run as configured, through a privileged launcher.'));
+		o.placeholder = 'postern';
+		o.optional = true;
+
 		o = s.option(form.Value, 'ban_threshold', _('Ban after failures'),
-			_('Failed SPA packets (bad key, replay, stale time) and wrong knock steps from one source, within the window, that ban it.'));
+			_('Failed SPA packets (bad key, replay, stale time) from one source, within the window, that ban it. Knocks never count (only their volume is limited).'));
 		o.datatype = 'range(1,100000)';
 		o.placeholder = '10';
 		o.optional = true;
@@ -250,13 +255,19 @@ return view.extend({
 		o.optional = true;
 
 		o = s.option(form.Value, 'ban_duration', _('Ban duration (s)'),
-			_('How long a banned source is dropped; 0 disables bans. Keep it short: failures need no key, so a spoofed source can get an innocent address banned.'));
+			_('How long a banned network gets no new connections to guarded ports and forwards (its other traffic is untouched); 0 disables bans. Keep it short: failures need no key, so a spoofed source can get an innocent address banned.'));
 		o.datatype = 'range(0,86400)';
 		o.placeholder = '300';
 		o.optional = true;
 
+		o = s.option(form.Value, 'ban_ipv6_prefix', _('IPv6 ban prefix length'),
+			_('IPv6 failures are counted and banned per network of this many bits, so that rotating addresses within one /64 does not escape. IPv4 is always per address.'));
+		o.datatype = 'range(32,128)';
+		o.placeholder = '64';
+		o.optional = true;
+
 		o = s.option(form.DynamicList, 'trusted', _('Never ban'),
-			_('Networks (CIDR) that are never banned, e.g. where you administer the router from.'));
+			_('Networks (CIDR) that are never banned, e.g. where you administer the router from. Link-local and multicast sources, the router\'s own addresses and subnets, and its default gateways are never banned anyway.'));
 		o.datatype = 'cidr';
 		o.optional = true;
 
@@ -289,15 +300,16 @@ return view.extend({
 		o.modalonly = true;
 		o.depends({ key: /.+/ });
 
-		o = s.option(form.Value, 'knock_range', _('TOTP port range'));
+		o = s.option(form.Value, 'knock_range', _('TOTP port range'),
+			_('Ports from the first one. Strength = knocks x log2(range / knocks) - log2(3) bits: at least 48 (refused below), 64 with the defaults.'));
 		o.datatype = 'range(32,65535)';
-		o.placeholder = '1024';
+		o.placeholder = '12288';
 		o.modalonly = true;
 		o.depends({ key: /.+/ });
 
 		o = s.option(form.Value, 'length', _('TOTP knocks'));
 		o.datatype = 'range(2,16)';
-		o.placeholder = '4';
+		o.placeholder = '6';
 		o.modalonly = true;
 		o.depends({ key: /.+/ });
 
