@@ -14,6 +14,9 @@
 //! and never reaches a budget (asserted from the counters: no
 //! `budget_exceeded`, no AEAD beyond the client's own packets).
 //!
+//! A second test sends `postern spa --repeat 5` three times: one grant each,
+//! the copies refused as replays before any AEAD, no failure towards a ban.
+//!
 //! `POSTERN_FLOOD2_EXE` may name another `postern` binary (e.g. one built
 //! from before protocol 2, to watch the attack succeed there).
 //!
@@ -322,4 +325,58 @@ fn junk_flood_at_default_settings_with_32_clients_lets_the_client_in() {
         !log.contains(&format!("banned {CLIENT_V4}")),
         "the client was banned:\n{log}"
     );
+}
+
+/// `postern spa --repeat 5`: one grant, four replays refused before the
+/// AEAD, and no failure counted towards a ban (`bans: failures=0`).
+#[test]
+fn repeated_copies_open_once_and_count_no_failure() {
+    if !ready_or_skip("repeated_copies_open_once_and_count_no_failure") {
+        return;
+    }
+    let exe = exe();
+    let tag = format!("f3{}", std::process::id() % 100_000);
+    let mut lab = Lab::new(&tag).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    lab.start_daemon(&exe, &config(&lab), None).unwrap();
+    let router = ROUTER_V4.to_string();
+    let port = format!("tcp/{DEMO_PORT}");
+    let k = key(CLIENTS);
+    for round in 1..=3 {
+        let args = [
+            exe.to_str().unwrap(),
+            "spa",
+            &router,
+            "-A",
+            &port,
+            "--key",
+            &k,
+            "--repeat",
+            "5",
+        ];
+        let out = lab.run_in_client(&args).expect("run the client");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("(5 copies)"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let end = Instant::now() + Duration::from_secs(5);
+        while counter(&lab.status(&exe, 0, false).unwrap(), "replay") < 4 * round {
+            assert!(Instant::now() < end, "the copies did not all arrive");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(opened(&mut lab), 3, "one grant per attempt");
+    assert!(lab
+        .connect(IpAddr::V4(ROUTER_V4), DEMO_PORT, PROBE)
+        .unwrap()
+        .is_some());
+    let status = lab.status(&exe, 0, false).unwrap();
+    assert_eq!(counter(&status, "replay"), 12, "{status}");
+    assert_eq!(
+        counter(&status, "aead_attempts"),
+        3,
+        "copies cost no AEAD: {status}"
+    );
+    assert_eq!(counter(&status, "failures"), 0, "{status}");
 }
