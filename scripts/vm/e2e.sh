@@ -108,7 +108,9 @@ add_module() {
     order+=("$m")
 }
 # crc32c_generic: libcrc32c asks the crypto API for crc32c at load time.
-for m in crc32c_generic nf_tables nft_ct pcnet32; do add_module "$m"; done
+# nft_reject_inet: the standalone table answers a guarded port like a closed
+# one (`reject`, `reject with tcp reset`; pulls in nf_reject_ipv4/6).
+for m in crc32c_generic nf_tables nft_ct nft_reject_inet pcnet32; do add_module "$m"; done
 printf '%s\n' "${order[@]}" >"$R/etc/modules-order"
 log "modules: ${order[*]}"
 
