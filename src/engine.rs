@@ -202,18 +202,17 @@ pub struct Engine {
 }
 
 /// Whether an SPA refusal counts as a failure towards a ban: a packet that does
-/// not authenticate, a replay, or a timestamp out of the window. Refusals that
-/// say nothing about the sender's knowledge of a key (length, no client for the
+/// not authenticate, or a timestamp out of the window. Refusals that say
+/// nothing about the sender's knowledge of a key (length, no client for the
 /// source, the budget spent, a full replay cache) or that come from a client
-/// that authenticated (ports, durations, addresses) do not.
+/// that authenticated (ports, durations, addresses) do not; nor do replays:
+/// `postern spa --repeat` sends copies of one packet, and anyone who saw a
+/// packet could replay it with the client's address as source to get the
+/// client banned (a replay costs a hash lookup, no AEAD: nothing to ban for).
 fn spa_failure(r: Refusal) -> bool {
     matches!(
         r,
-        Refusal::AuthFailed
-            | Refusal::TooOld
-            | Refusal::TooNew
-            | Refusal::BeforeReplayGuard
-            | Refusal::Replay
+        Refusal::AuthFailed | Refusal::TooOld | Refusal::TooNew | Refusal::BeforeReplayGuard
     )
 }
 
@@ -1126,7 +1125,7 @@ mod ban_tests {
             packet(&mut e, t, ATTACKER, L4Proto::Udp, 62201, &[1, 2, 3]);
         }
         assert_eq!(e.counters().bans.failures, 0);
-        assert!(spa_failure(Refusal::Replay) && spa_failure(Refusal::TooOld));
+        assert!(!spa_failure(Refusal::Replay) && spa_failure(Refusal::TooOld));
         assert!(!spa_failure(Refusal::BudgetExceeded) && !spa_failure(Refusal::PortNotAllowed));
     }
 
@@ -1287,7 +1286,14 @@ mod ban_tests {
             };
             let mut buf = [0u8; MAX_PACKET_LEN];
             let key = crate::spa::Key::from_base64(KEY).unwrap();
-            let len = seal(&key, &[n; 24], &r, &[], &mut buf).unwrap();
+            let len = seal(
+                &key,
+                &[n; crate::spa::prefilter::RANDOM_LEN],
+                &r,
+                &[],
+                &mut buf,
+            )
+            .unwrap();
             let obs = Observation {
                 src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
                 dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
@@ -1335,6 +1341,8 @@ mod ban_tests {
 
 #[cfg(test)]
 mod oracle_tests;
+#[cfg(test)]
+mod repeat_tests;
 
 #[cfg(test)]
 mod replay_tests;

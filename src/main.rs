@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use postern::client::conf::{self as client_conf, Stanza};
 use postern::client::spa as spa_client;
+use postern::client::stun;
 use postern::config::{self, BackendKind};
 use postern::port::PortSpec;
 use postern::spa::{Key, Kind, Target};
@@ -51,22 +52,27 @@ usage:
         Send 12 knocks carrying a request sealed with the client's key and bound
         to ADDR (default: this machine's address towards HOST; behind NAT give
         the public one). See docs/knock-modes.md.
-  postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR] [--duration S] [--close]
-              [--command NAME | --forward NAME]
+  postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR | --resolve stun:SERVER[:PORT]]
+              [--duration S] [--close] [--command NAME | --forward NAME] [--repeat N]
               [--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]
         Send one SPA packet asking HOST to open (or with --close, close) the ports
-        for this packet's source (-s, the default) or for ADDR (-a); or to run
+        for this packet's source (-s, the default) or for ADDR (-a), or for the
+        address a STUN server sees this machine as (--resolve: sealed in the
+        packet, so a stolen copy opens nothing for the thief); or to run
         the router's 'config command' NAME (--command), or to open its
-        'config forward' NAME to a LAN host for S seconds (--forward). --stanza reads
-        host, key, ports, port and duration from CLIENTCONF
-        (default ~/.config/postern/client.conf); flags override it.
+        'config forward' NAME to a LAN host for S seconds (--forward). --repeat
+        sends N copies 20 ms apart (lossy links; the router accepts one).
+        --stanza reads host, key, ports, port, duration, address and resolve
+        from CLIENTCONF (default ~/.config/postern/client.conf); flags override it.
         PORT is the router's spa_port (default 62201); S defaults to 30.
   postern fw3-forwards [-c FILE]
         Print the iptables DNAT rules of FILE's enabled forwards (run by the
         fw3 firewall include; OpenWrt 21.02 and older).
-  postern keygen [NAME]
+  postern keygen [--require-address] [NAME]
         Print a new random key with the router's 'config client' section and the
-        client's stanza, ready to paste.
+        client's stanza, ready to paste. --require-address: the router refuses
+        this client's packets that do not name their address (option
+        require_address), and the stanza resolves it with STUN.
   postern import fwknopd ACCESS_CONF [FWKNOPD_CONF]
   postern import knockd KNOCKD_CONF
         Print a postern config converted from fwknopd's access.conf (and
@@ -449,6 +455,8 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let mut host: Option<String> = None;
     let mut access: Option<Vec<PortSpec>> = None;
     let mut target: Option<Target> = None;
+    let mut resolve: Option<String> = None;
+    let mut repeat: u32 = 1;
     let mut duration: Option<u32> = None;
     let mut close = false;
     let mut named: Option<(Kind, String)> = None;
@@ -467,6 +475,24 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
                     .parse()
                     .map_err(|_| format!("-a '{v}' is not an IP address"))?;
                 target = Some(Target::Addr(ip));
+            }
+            "--resolve" => {
+                let v = value(&mut it, a)?;
+                stun::parse_server(v).map_err(|e| format!("--resolve {e}"))?;
+                resolve = Some(v.clone());
+            }
+            "--repeat" => {
+                let v = value(&mut it, a)?;
+                repeat = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=spa_client::MAX_REPEAT).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "--repeat '{v}' is not a number from 1 to {}",
+                            spa_client::MAX_REPEAT
+                        )
+                    })?;
             }
             "--duration" | "-d" => {
                 let v = value(&mut it, a)?;
@@ -553,8 +579,21 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
             .or_else(|| stanza.as_ref().map(|s| s.access.clone()))
             .ok_or("spa: give the ports with -A, e.g. -A tcp/22")?,
     };
+    if target.is_some() && resolve.is_some() {
+        return Err("spa: give one of -s, -a and --resolve".into());
+    }
+    // Flags override the stanza's address or resolve.
+    let resolve = match (&target, resolve) {
+        (None, None) => stanza.as_ref().and_then(|s| s.resolve.clone()),
+        (_, r) => r,
+    };
     let target = target
-        .or_else(|| stanza.as_ref().and_then(|s| s.address.map(Target::Addr)))
+        .or_else(|| {
+            stanza
+                .as_ref()
+                .filter(|_| resolve.is_none())
+                .and_then(|s| s.address.map(Target::Addr))
+        })
         .unwrap_or(Target::Source);
     let duration = duration
         .or_else(|| stanza.as_ref().map(|s| s.duration))
@@ -567,9 +606,20 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         None if close => (Kind::Close, String::new()),
         None => (Kind::Open, String::new()),
     };
-    if kind == Kind::Command && target != Target::Source {
-        return Err("spa: a command runs for the packet's source only: drop -a".into());
+    if kind == Kind::Command && (target != Target::Source || resolve.is_some()) {
+        return Err(
+            "spa: a command runs for the packet's source only: drop -a or --resolve".into(),
+        );
     }
+    let addr = client::resolve(&host).map_err(|e| format!("spa: host '{host}': {e}"))?;
+    let target = match &resolve {
+        Some(uri) => {
+            let mapped = stun::query(uri, addr).map_err(|e| format!("spa: --resolve: {e}"))?;
+            println!("{uri} sees this machine as {mapped}");
+            Target::Addr(mapped)
+        }
+        None => target,
+    };
     let req = spa_client::Request {
         kind,
         target,
@@ -577,10 +627,14 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         name,
         duration,
     };
-    let addr = client::resolve(&host).map_err(|e| format!("spa: host '{host}': {e}"))?;
-    let sent = spa_client::send(addr, port, &key, &req).map_err(|e| format!("spa: {e}"))?;
+    let sent = spa_client::send(addr, port, &key, &req, repeat).map_err(|e| format!("spa: {e}"))?;
+    let copies = if repeat > 1 {
+        format!(" ({repeat} copies)")
+    } else {
+        String::new()
+    };
     println!(
-        "sent SPA request ({}) to {addr} udp:{port}, {} bytes",
+        "sent SPA request ({}) to {addr} udp:{port}, {} bytes{copies}",
         spa_client::describe(&req),
         sent.len()
     );
@@ -588,7 +642,9 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_keygen(args: &[String]) -> Result<ExitCode, String> {
-    let name = match args {
+    let require_address = args.iter().any(|a| a == "--require-address");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--require-address").collect();
+    let name = match rest[..] {
         [] => "laptop",
         [n] if config::uci::is_name(n) => n.as_str(),
         [n] => {
@@ -596,7 +652,15 @@ fn cmd_keygen(args: &[String]) -> Result<ExitCode, String> {
                 "keygen: '{n}' is not a valid name (letters, digits and _)"
             ))
         }
-        _ => return Err("keygen: usage: postern keygen [NAME]".into()),
+        _ => return Err("keygen: usage: postern keygen [--require-address] [NAME]".into()),
+    };
+    let (router_extra, client_extra) = if require_address {
+        (
+            "\toption require_address '1'   # packets must name their address (--resolve or -a)\n",
+            "\toption resolve 'stun:STUN_SERVER'   # learns the address to seal in the packet\n",
+        )
+    } else {
+        ("", "")
     };
     let mut bytes = [0u8; postern::spa::KEY_LEN];
     postern::random::fill(&mut bytes).map_err(|e| format!("keygen: {e}"))?;
@@ -610,13 +674,13 @@ config client '{name}'
 \toption key '{key}'
 \tlist   allow 'tcp:22'
 \toption max_duration '{max}'
-
+{router_extra}
 # On the client, append to ~/.config/postern/client.conf (then: postern spa --stanza {name}):
 config stanza '{name}'
 \toption host 'ROUTER_ADDRESS_OR_NAME'
 \toption key '{key}'
 \tlist   access 'tcp/22'
-",
+{client_extra}",
         max = config::DEFAULT_MAX_DURATION
     );
     Ok(ExitCode::SUCCESS)

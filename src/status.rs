@@ -456,6 +456,7 @@ pub fn counter_groups(c: &Counters, grants: &GrantTable) -> Vec<CounterGroup> {
             "spa",
             vec![
                 ("packets", c.spa.packets),
+                ("filter_passes", c.spa.filter_passes),
                 ("aead_attempts", c.spa.aead_attempts),
                 ("hmac_attempts", c.spa.hmac_attempts),
                 ("accepted", c.spa.accepted),

@@ -279,6 +279,31 @@ fn keygen_prints_paste_ready_snippets() {
 }
 
 #[test]
+fn keygen_require_address_binds_both_snippets() {
+    let out = postern(&["keygen", "--require-address", "phone"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let router: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("config client"))
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let cfg = postern::config::parse_str("router", &router).unwrap();
+    assert!(cfg.clients[0].require_address);
+    let stanza: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("config stanza"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let sections = postern::config::uci::parse("client", &stanza).unwrap();
+    let s = postern::client::conf::from_sections("client", &sections, None).unwrap();
+    assert_eq!(s[0].resolve.as_deref(), Some("stun:STUN_SERVER"));
+    let plain = text(&postern(&["keygen", "phone"]).stdout);
+    assert!(!plain.contains("require_address") && !plain.contains("resolve"));
+}
+
+#[test]
 fn import_prints_configs_that_check_accepts_and_warns_on_stderr() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/import/testdata/");
     for (args, warning, name) in [

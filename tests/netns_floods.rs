@@ -19,11 +19,11 @@
 //! Bans stay on with their defaults (10 failures in 60 s): every spoofed
 //! source is random and fails at most a few times, and the legitimate
 //! client never fails, so nothing bans it (asserted). The SPA floods run
-//! with `spa_verify_budget` at its maximum so that every junk packet costs
-//! the full verification (one AEAD or HMAC per candidate client: the worst
-//! case for CPU and memory); with the default budget (1000/s) a junk flood
-//! spends the budget and a client needs `list source` to get through
-//! (docs/performance.md).
+//! with `spa_verify_budget` at its maximum so that every fwknop-shaped junk
+//! packet costs the full verification (one HMAC per candidate client: the
+//! worst case for CPU and memory); native junk stops at the keyed pre-filter
+//! whatever the budget (32 clients at default settings:
+//! `tests/netns_spa_flood2.rs`).
 //!
 //! Root only (and `fwknop` for (c)). Without them each test prints SKIPPED
 //! loudly and passes — except under `CI=true`, where they must run.

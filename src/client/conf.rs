@@ -12,6 +12,7 @@
 //!     option port '62201'                # the router's spa_port (default 62201)
 //!     option duration '30'               # seconds (default 30)
 //!     option address '198.51.100.7'      # ask for this address (like -a) instead of the source
+//!     option resolve 'stun:stun.example.org'  # or learn it from a STUN server (like --resolve)
 //! ```
 //!
 //! `config encoded` sections (the router's syntax) may sit beside the stanzas:
@@ -32,7 +33,7 @@ pub const DEFAULT_PORT: u16 = 62201;
 /// The default requested duration, seconds.
 pub const DEFAULT_DURATION: u32 = 30;
 const OPTIONS: &[&str] = &[
-    "host", "key", "key_file", "access", "port", "duration", "address",
+    "host", "key", "key_file", "access", "port", "duration", "address", "resolve",
 ];
 
 /// One `config stanza` section.
@@ -52,6 +53,9 @@ pub struct Stanza {
     pub duration: u32,
     /// `option address`: an explicit address to allow.
     pub address: Option<IpAddr>,
+    /// `option resolve`: a STUN server (`stun:HOST[:PORT]`) that tells the
+    /// address to seal in the packet (at most one of `address` and `resolve`).
+    pub resolve: Option<String>,
 }
 
 /// The default client config path.
@@ -284,20 +288,42 @@ fn stanza(s: &Section, name: String, dir: Option<&Path>) -> Result<Stanza, Vec<(
         ),
         None => Some(None),
     };
-    match (host, key, access, port, duration, address) {
-        (Some(host), Some(key), Some(access), Some(port), Some(duration), Some(address))
-            if errs.is_empty() =>
-        {
-            Ok(Stanza {
-                name,
-                host,
-                key,
-                access,
-                port,
-                duration,
-                address,
-            })
-        }
+    let resolve = match s.get("resolve") {
+        Some(e) => take(
+            &mut errs,
+            single(e).and_then(|v| {
+                crate::client::stun::parse_server(v)
+                    .map(|_| Some(v.to_string()))
+                    .map_err(|m| (e.line, format!("resolve {m}")))
+            }),
+        ),
+        None => Some(None),
+    };
+    if let (Some(Some(_)), Some(e)) = (&address, s.get("resolve")) {
+        errs.push((
+            e.line,
+            "give option address or option resolve, not both".to_string(),
+        ));
+    }
+    match (host, key, access, port, duration, address, resolve) {
+        (
+            Some(host),
+            Some(key),
+            Some(access),
+            Some(port),
+            Some(duration),
+            Some(address),
+            Some(resolve),
+        ) if errs.is_empty() => Ok(Stanza {
+            name,
+            host,
+            key,
+            access,
+            port,
+            duration,
+            address,
+            resolve,
+        }),
         _ => Err(errs),
     }
 }
@@ -352,6 +378,30 @@ mod tests {
         assert_eq!(
             find(&s, "play", Path::new("c")).unwrap_err(),
             "c: no stanza 'play' (stanzas: home, work)"
+        );
+    }
+
+    #[test]
+    fn resolve_is_a_stun_server() {
+        let base = format!(
+            "config stanza 'x'\n\toption host 'r'\n\toption key '{KEY}'\n\tlist access 'tcp/22'\n"
+        );
+        let s = parse(&format!("{base}\toption resolve 'stun:192.0.2.9:3478'\n")).unwrap();
+        assert_eq!(s[0].resolve.as_deref(), Some("stun:192.0.2.9:3478"));
+        assert_eq!(s[0].address, None);
+        assert_eq!(
+            parse(&format!("{base}\toption resolve '192.0.2.9'\n")).unwrap_err(),
+            [(5, "resolve '192.0.2.9' is not stun:HOST[:PORT]".to_string())]
+        );
+        assert_eq!(
+            parse(&format!(
+                "{base}\toption address '192.0.2.7'\n\toption resolve 'stun:s'\n"
+            ))
+            .unwrap_err(),
+            [(
+                6,
+                "give option address or option resolve, not both".to_string()
+            )]
         );
     }
 

@@ -10,12 +10,17 @@ use std::io;
 use std::net::UdpSocket;
 
 use crate::port::{PortSpec, PortSpecError};
+use crate::spa::prefilter::RANDOM_LEN;
 use crate::spa::request::{MAX_NAME_LEN, MAX_PORTS};
-use crate::spa::seal::{self, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN};
+use crate::spa::seal::{self, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN};
 use crate::spa::{Key, Kind, RequestRepr, Target};
 
 /// Most padding bytes added (a random amount from 0 to this).
 pub const MAX_PADDING: u8 = 64;
+/// Most copies `--repeat` sends.
+pub const MAX_REPEAT: u32 = 10;
+/// Between two copies.
+pub const REPEAT_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What to ask the router for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +58,13 @@ pub fn parse_access(text: &str) -> Result<Vec<PortSpec>, String> {
     Ok(out)
 }
 
-/// Seals `req` at unix time `now` with `nonce` and `padding` into a packet.
+/// Seals `req` at unix time `now` with the nonce's `random` bytes and
+/// `padding` into a packet.
 pub fn packet_with(
     key: &Key,
     req: &Request,
     now: u64,
-    nonce: &[u8; NONCE_LEN],
+    random: &[u8; RANDOM_LEN],
     padding: &[u8],
 ) -> io::Result<Vec<u8>> {
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
@@ -98,15 +104,16 @@ pub fn packet_with(
         },
     };
     let mut out = [0u8; MAX_PACKET_LEN];
-    let n = seal::seal(key, nonce, &repr, padding, &mut out)
+    let n = seal::seal(key, random, &repr, padding, &mut out)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "request too long"))?;
     Ok(out[..n].to_vec())
 }
 
-/// Seals `req` with a random nonce and random padding, stamped with the wall clock.
+/// Seals `req` with a random nonce (20 random bytes and the pre-filter tag)
+/// and random padding, stamped with the wall clock.
 pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    crate::random::fill(&mut nonce)?;
+    let mut random = [0u8; RANDOM_LEN];
+    crate::random::fill(&mut random)?;
     let body = if req.kind.has_name() {
         req.name.len()
     } else {
@@ -116,19 +123,27 @@ pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
     let max = MAX_PADDING.min(u8::try_from(room).unwrap_or(u8::MAX));
     let mut padding = vec![0u8; usize::from(crate::random::below_or_eq(max)?)];
     crate::random::fill(&mut padding)?;
-    packet_with(key, req, crate::time::unix_now(), &nonce, &padding)
+    packet_with(key, req, crate::time::unix_now(), &random, &padding)
 }
 
-/// Sends `req` to `host:port`; returns the packet sent.
-pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request) -> io::Result<Vec<u8>> {
+/// Sends `req` to `host:port`, `copies` times [`REPEAT_GAP`] apart (the
+/// same packet: the router accepts the first copy that arrives and refuses
+/// the others as replays, which never count towards a ban); returns the
+/// packet sent.
+pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request, copies: u32) -> io::Result<Vec<u8>> {
     let p = packet(key, req)?;
     let bind: SocketAddr = match host {
         IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     };
     let sock = UdpSocket::bind(bind)?;
-    sock.send_to(&p, SocketAddr::new(host, port))
-        .map_err(|e| io::Error::new(e.kind(), format!("send to {host} udp:{port}: {e}")))?;
+    for i in 0..copies.max(1) {
+        if i > 0 {
+            std::thread::sleep(REPEAT_GAP);
+        }
+        sock.send_to(&p, SocketAddr::new(host, port))
+            .map_err(|e| io::Error::new(e.kind(), format!("send to {host} udp:{port}: {e}")))?;
+    }
     Ok(p)
 }
 
@@ -151,6 +166,7 @@ pub fn describe(req: &Request) -> String {
 mod tests {
     use super::*;
     use crate::config::{Client, Config, Main};
+    use crate::spa::seal::NONCE_LEN;
     use crate::spa::Verifier;
     use crate::time::{Millis, Now};
     use core::time::Duration;
@@ -204,6 +220,7 @@ mod tests {
                 max_duration: Duration::from_secs(60),
                 sources: Vec::new(),
                 allow_other_address: false,
+                require_address: false,
                 commands: Vec::new(),
                 forwards: Vec::new(),
             }],
@@ -223,10 +240,16 @@ mod tests {
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let port = sock.local_addr().unwrap().port();
         let key = Key::from_bytes([6; 32]);
-        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req()).unwrap();
+        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req(), 1).unwrap();
         let mut buf = [0u8; 600];
         let (n, _) = sock.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], &sent[..]);
+        // --repeat 3: three identical copies.
+        let sent = send("127.0.0.1".parse().unwrap(), port, &key, &req(), 3).unwrap();
+        for _ in 0..3 {
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &sent[..]);
+        }
         assert_eq!(describe(&req()), "open tcp:22 for 30 s");
     }
 }

@@ -31,7 +31,11 @@ pub const MAX_CLIENTS: usize = 32;
 pub const DEFAULT_MAX_DURATION: u64 = 300;
 /// Default `option fwknop_timeout` of a client, in seconds (fwknopd's default).
 pub const DEFAULT_FWKNOP_TIMEOUT: u64 = 30;
-/// Default `option spa_verify_budget`: AEAD verifications per second over all packets.
+/// Default `option source_skew`: seconds of timestamp window for SPA packets
+/// that ask for the packet's source (a stolen one is usable only that long).
+pub const DEFAULT_SOURCE_SKEW: u64 = 15;
+/// Default `option spa_verify_budget`: verifications per second for each client's
+/// native packets (those that passed its pre-filter), and for the fwknop path.
 pub const DEFAULT_VERIFY_BUDGET: u32 = 1000;
 /// Default `option state_dir`: tmpfs on OpenWrt, so the replay state never wears flash.
 pub const DEFAULT_STATE_DIR: &str = "/var/run/postern";
@@ -141,6 +145,10 @@ pub struct Client {
     /// name an address other than the packet's source (`-a`); when false only
     /// the source itself (`-s`, or `-a` with the source's own address) is opened.
     pub allow_other_address: bool,
+    /// `option require_address` (default false): refuse packets that do not
+    /// name an explicit address (native `-s`, fwknop's `0.0.0.0`), so a
+    /// captured packet re-sent from another address is worth nothing.
+    pub require_address: bool,
     /// `list command`: the `config command` names this client may run.
     pub commands: Vec<String>,
     /// `list forward`: the `config forward` names this client may open.
@@ -189,10 +197,16 @@ pub struct Main {
     pub spa_port: u16,
     /// `option max_skew` seconds (default 120; used by SPA).
     pub max_skew: Duration,
+    /// `option source_skew` seconds (default [`DEFAULT_SOURCE_SKEW`]): the
+    /// timestamp window of SPA packets that ask for the packet's source
+    /// (no address sealed in them), when shorter than `max_skew`.
+    pub source_skew: Duration,
     /// `option log_level`: error | warn | info | debug | trace (default info).
     pub log_level: log::LevelFilter,
-    /// `option spa_verify_budget`: AEAD verifications per second over all SPA
-    /// packets; packets beyond it are dropped and counted (default 1000).
+    /// `option spa_verify_budget`: verifications per second, for each client's
+    /// native packets (AEADs of packets that passed its pre-filter) and,
+    /// separately, for all fwknop packets (HMACs); packets beyond it are
+    /// dropped and counted (default 1000). Junk never reaches a native budget.
     pub spa_verify_budget: u32,
     /// `option state_dir`: where the daemon keeps the SPA replay state
     /// (default `/var/run/postern`, tmpfs).
@@ -226,6 +240,7 @@ impl Default for Main {
             backend: BackendKind::Auto,
             spa_port: 62201,
             max_skew: Duration::from_secs(120),
+            source_skew: Duration::from_secs(DEFAULT_SOURCE_SKEW),
             log_level: log::LevelFilter::Info,
             spa_verify_budget: DEFAULT_VERIFY_BUDGET,
             state_dir: DEFAULT_STATE_DIR.to_string(),

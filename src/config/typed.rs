@@ -4,7 +4,9 @@
 //!
 //! * `config postern` (at most one): `enabled`, `list interface`, `list device`,
 //!   `backend` (auto | fw4 | fw3 | nft | dry-run), `spa_port` (1-65535),
-//!   `max_skew` (seconds, 1..=86400), `log_level` (error | warn | info | debug | trace);
+//!   `max_skew` (seconds, 1..=86400), `source_skew` (seconds, 1..=86400, default
+//!   [`super::DEFAULT_SOURCE_SKEW`]: the window of SPA packets for their source,
+//!   when shorter than `max_skew`), `log_level` (error | warn | info | debug | trace);
 //! * `config sequence` (at most [`MAX_SEQUENCES`]): `enabled`, `list knock`
 //!   (1..=[`MAX_SEQUENCE_STEPS`] `proto:port` steps, no step equal to the one before),
 //!   `timeout` (1..=3600 s, default 10), `action` (open | close, default open),
@@ -15,12 +17,14 @@
 //!   open, at least one), `max_duration` (1..=86400 s, default
 //!   [`DEFAULT_MAX_DURATION`]), `list source` (networks the SPA packet may come
 //!   from, `ADDR/LEN`; default anywhere), `allow_other_address` (default 0: a
-//!   request opens only for the packet's source), and the fwknop options
+//!   request opens only for the packet's source), `require_address` (default 0;
+//!   1: refuse SPA packets without an explicit address), and the fwknop options
 //!   `fwknop_key`, `fwknop_hmac_key` (base64, both or neither), `fwknop_hmac_type`
 //!   (sha256 | sha1 | sha384 | sha512) and `fwknop_timeout` (see [`fwknop`]); a
 //!   client needs `key`, the fwknop keys, or both;
-//! * SPA options of `config postern`: `spa_verify_budget` (AEAD verifications per
-//!   second, [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
+//! * SPA options of `config postern`: `spa_verify_budget` (verifications per
+//!   second for each client's native packets and for the fwknop path,
+//!   [`MAX_CLIENTS`]..=1000000, default [`super::DEFAULT_VERIFY_BUDGET`]) and
 //!   `state_dir` (an absolute path, default [`super::DEFAULT_STATE_DIR`]).
 //! * ban options of `config postern` (see [`crate::bans`]): `ban_threshold`
 //!   (1..=100000 failures, default 10), `ban_window` (1..=86400 s, default 60),
@@ -75,6 +79,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "backend",
     "spa_port",
     "max_skew",
+    "source_skew",
     "log_level",
     "spa_verify_budget",
     "state_dir",
@@ -92,6 +97,7 @@ const CLIENT_OPTIONS: &[&str] = &[
     "max_duration",
     "source",
     "allow_other_address",
+    "require_address",
     "fwknop_key",
     "fwknop_hmac_key",
     "fwknop_hmac_type",
@@ -271,9 +277,10 @@ pub fn summary(cfg: &Config) -> String {
     let _ = writeln!(out, "log level: {}", m.log_level.as_str().to_lowercase());
     let _ = writeln!(
         out,
-        "spa port: udp:{} (max clock skew {}s, at most {} verifications/s)",
+        "spa port: udp:{} (max clock skew {}s, {}s for the packet's source; at most {} verifications/s per client)",
         m.spa_port,
         m.max_skew.as_secs(),
+        m.source_skew.min(m.max_skew).as_secs(),
         m.spa_verify_budget
     );
     let _ = writeln!(out, "state dir: {}", m.state_dir);
@@ -410,6 +417,9 @@ fn client_line(c: &Client) -> String {
     );
     if c.allow_other_address {
         line.push_str(", also for other addresses");
+    }
+    if c.require_address {
+        line.push_str(", only with an explicit address");
     }
     if !c.commands.is_empty() {
         let _ = write!(line, "; may run {}", c.commands.join(", "));
@@ -830,6 +840,7 @@ fn main_option(cx: &mut Errors, e: &Entry, m: &mut Main) {
         "backend" => set(&mut m.backend, get_choice(cx, e, BACKENDS)),
         "spa_port" => set(&mut m.spa_port, get_port(cx, e)),
         "max_skew" => set(&mut m.max_skew, get_secs(cx, e, 1, 86_400)),
+        "source_skew" => set(&mut m.source_skew, get_secs(cx, e, 1, 86_400)),
         "log_level" => set(&mut m.log_level, get_choice(cx, e, LOG_LEVELS)),
         "spa_verify_budget" => set(
             &mut m.spa_verify_budget,
@@ -1019,6 +1030,7 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
         None => Some(Vec::new()),
     };
     let allow_other_address = opt("allow_other_address").map_or(Some(false), |e| get_bool(cx, e));
+    let require_address = opt("require_address").map_or(Some(false), |e| get_bool(cx, e));
     if cx.count() != before {
         return None;
     }
@@ -1038,6 +1050,7 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
             max_duration: max_duration?,
             sources: sources?,
             allow_other_address: allow_other_address?,
+            require_address: require_address?,
             commands: commands?,
             forwards: forwards?,
         },
@@ -1079,7 +1092,7 @@ fn spa_cross_check(
     let active: Vec<&CheckedClient> = clients.iter().filter(|c| c.client.enabled).collect();
     if let Some(c) = active.get(MAX_CLIENTS) {
         let msg = format!(
-            "too many enabled clients: at most {MAX_CLIENTS} (each costs one verification per packet)"
+            "too many enabled clients: at most {MAX_CLIENTS} (each costs one pre-filter check per packet)"
         );
         cx.push(c.line, msg);
     }
@@ -1517,11 +1530,11 @@ config client 'laptop'
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
-            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, log_level, spa_verify_budget, state_dir, user, ban_threshold, ban_window, ban_duration, ban_ipv6_prefix, trusted)"
+            "unknown option 'zzz' in config postern (known: enabled, interface, device, backend, spa_port, max_skew, source_skew, log_level, spa_verify_budget, state_dir, user, ban_threshold, ban_window, ban_duration, ban_ipv6_prefix, trusted)"
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward)".to_string())
         );
     }
 
@@ -1630,7 +1643,7 @@ backend: auto
 interfaces: wan
 devices: (none)
 log level: info
-spa port: udp:62201 (max clock skew 120s, at most 1000 verifications/s)
+spa port: udp:62201 (max clock skew 120s, 15s for the packet's source; at most 1000 verifications/s per client)
 state dir: /var/run/postern
 daemon user: postern (when started as root)
 bans: 10 failure(s) within 60s ban a source for 300s (IPv4 per address, IPv6 per /64); trusted: none
@@ -1773,8 +1786,32 @@ knock volume: at most 240 knocks per 60s from one source network (IPv4 address, 
         }
         assert_eq!(
             err1(&many),
-            (3 * MAX_CLIENTS + 1, format!("too many enabled clients: at most {MAX_CLIENTS} (each costs one verification per packet)"))
+            (3 * MAX_CLIENTS + 1, format!("too many enabled clients: at most {MAX_CLIENTS} (each costs one pre-filter check per packet)"))
         );
+    }
+
+    #[test]
+    fn source_skew_and_require_address() {
+        let c = ok("config postern\n\toption source_skew 5\n");
+        assert_eq!(c.main.source_skew, Duration::from_secs(5));
+        assert_eq!(
+            ok("").main.source_skew,
+            Duration::from_secs(crate::config::DEFAULT_SOURCE_SKEW)
+        );
+        assert_eq!(
+            err1("config postern\n\toption source_skew 0\n").0,
+            2,
+            "1 to 86400 s"
+        );
+        let text = format!(
+            "config client 'laptop'\n\toption key '{}'\n\tlist allow tcp:22\n\toption require_address 1\n",
+            crate::spa::Key::from_bytes([9; 32]).to_base64()
+        );
+        let c = ok(&text);
+        assert!(c.clients[0].require_address);
+        assert!(summary(&c).contains("laptop [enabled]: may open tcp:22 for up to 300s, from anywhere, only with an explicit address"), "{}", summary(&c));
+        let bad = text.replace("require_address 1", "require_address maybe");
+        assert_eq!(err1(&bad).0, 4, "file:line of the option");
     }
 
     #[test]

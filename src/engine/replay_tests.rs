@@ -37,7 +37,14 @@ fn command(e: &mut Engine, name: &str, n: u8) -> Vec<String> {
     };
     let mut buf = [0u8; MAX_PACKET_LEN];
     let key = crate::spa::Key::from_base64(KEY).unwrap();
-    let len = seal(&key, &[n; 24], &r, &[], &mut buf).unwrap();
+    let len = seal(
+        &key,
+        &[n; crate::spa::prefilter::RANDOM_LEN],
+        &r,
+        &[],
+        &mut buf,
+    )
+    .unwrap();
     let obs = Observation {
         src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
         dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),

@@ -1,7 +1,8 @@
 //! Single Packet Authorization: one encrypted UDP packet asks for ports.
 //!
 //! Owns postern's native SPA protocol (`docs/spa-protocol.md`): the request
-//! format ([`request`]), the sealed wire form ([`seal`]), client keys
+//! format ([`request`]), the sealed wire form ([`seal`]) and its keyed
+//! pre-filter ([`prefilter`], [`siphash`]), client keys
 //! ([`Key`]), the replay cache ([`replay`]) and the [`verifier`] that turns a
 //! UDP payload into an accepted request or a named [`verifier::Refusal`].
 //! Sans-IO: no syscalls, no clock reads (time is passed in), no randomness
@@ -10,9 +11,11 @@
 use core::fmt;
 
 pub mod fwknop;
+pub mod prefilter;
 pub mod replay;
 pub mod request;
 pub mod seal;
+pub mod siphash;
 pub mod verifier;
 
 #[cfg(test)]

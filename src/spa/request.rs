@@ -6,7 +6,7 @@
 //! Layout (big-endian), documented with test vectors in `docs/spa-protocol.md`:
 //!
 //! ```text
-//!  0      version       u8   = 1
+//!  0      version       u8   = 2
 //!  1      kind          u8   1 = open, 2 = close, 3 = command, 4 = forward
 //!  2..10  timestamp     u64  unix seconds
 //! 10..14  duration      u32  seconds (open, forward: ≥ 1; close, command: 0)
@@ -26,7 +26,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::port::{L4Proto, PortSpec};
 
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Most `(proto, port)` pairs in one request.
 pub const MAX_PORTS: usize = 16;
 /// Longest command or forward name in one request.
@@ -427,7 +427,7 @@ mod tests {
 
     /// Open tcp:22 and udp:53 for 192.0.2.7, 30 s, at 1_700_000_000, 2 padding bytes.
     const BYTES: [u8; 40] = [
-        1, 1, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 30, 4, 192, 0, 2, 7, 0, 0, 0, 0, 0, 0,
+        2, 1, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 30, 4, 192, 0, 2, 7, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 2, 6, 0, 22, 17, 0, 53, 0xaa, 0xbb,
     ];
 
@@ -482,7 +482,11 @@ mod tests {
             b[at] = v;
             RequestRepr::parse(&Request::new_unchecked(&b[..]))
         };
-        assert_eq!(with(0, 2), Err(RequestError::UnsupportedVersion(2)));
+        assert_eq!(
+            with(0, 1),
+            Err(RequestError::UnsupportedVersion(1)),
+            "protocol 1 is gone"
+        );
         assert_eq!(with(1, 5), Err(RequestError::BadKind(5)));
         assert_eq!(
             with(1, 2),

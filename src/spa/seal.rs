@@ -1,17 +1,20 @@
-//! The sealed SPA packet: `nonce(24) ‖ ciphertext ‖ tag(16)`, XChaCha20-Poly1305.
+//! The sealed SPA packet (protocol 2): `random(20) ‖ filter tag(4) ‖
+//! ciphertext ‖ tag(16)`, XChaCha20-Poly1305 with the first 24 bytes as nonce.
 //!
 //! Owns the wire form and the AEAD: [`seal`] turns a [`RequestRepr`] plus
-//! padding into packet bytes (deterministic given the nonce and padding, so
-//! the test vectors in `docs/spa-protocol.md` are exact), [`open`] checks the
-//! length bounds, authenticates and decrypts into a caller-owned scratch
-//! buffer. There is no magic and no cleartext field: the whole packet looks
-//! random. The associated data is the constant [`AAD`] (domain separation; it
-//! is never sent). No I/O, no allocation, no randomness here (the caller
-//! brings the nonce and the padding).
+//! padding into packet bytes (deterministic given the random bytes and the
+//! padding, so the test vectors in `docs/spa-protocol.md` are exact), [`open`]
+//! checks the length bounds, authenticates and decrypts into a caller-owned
+//! scratch buffer, [`Cipher::passes`] is the keyed pre-filter
+//! ([`super::prefilter`]) to ask first. There is no magic and no cleartext
+//! field: the whole packet looks random. The associated data is the constant
+//! [`AAD`] (domain separation; it is never sent). No I/O, no allocation, no
+//! randomness here (the caller brings the random bytes and the padding).
 
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 
+use super::prefilter::{FilterInput, FilterKey, RANDOM_LEN};
 use super::request::{Request, RequestRepr, HEADER_LEN, PORT_LEN};
 use super::Key;
 
@@ -50,22 +53,46 @@ pub enum SealError {
     TooLong,
 }
 
-/// A client key ready for AEAD work (the key schedule is cheap; this keeps it typed).
+/// A client key ready for the pre-filter and AEAD work.
 #[derive(Clone)]
-pub struct Cipher(XChaCha20Poly1305);
+pub struct Cipher {
+    aead: XChaCha20Poly1305,
+    filter: FilterKey,
+}
 
 impl Cipher {
-    /// The cipher for `key`.
+    /// The cipher for `key` (derives the pre-filter key: one HMAC).
     pub fn new(key: &Key) -> Cipher {
-        Cipher(XChaCha20Poly1305::new(key.as_bytes().into()))
+        Cipher {
+            aead: XChaCha20Poly1305::new(key.as_bytes().into()),
+            filter: FilterKey::derive(key),
+        }
+    }
+
+    /// True when `packet`'s nonce carries this key's pre-filter tag (one
+    /// SipHash): only then is [`open`] worth trying.
+    pub fn passes(&self, packet: &[u8]) -> bool {
+        self.filter.passes(packet)
+    }
+
+    /// [`Cipher::passes`] on a nonce read once ([`FilterInput::of`]) for all candidates.
+    #[inline]
+    pub fn matches(&self, input: &FilterInput) -> bool {
+        self.filter.matches(input)
     }
 }
 
-/// Seals `repr` followed by `padding` under `key` with `nonce` into `out`;
-/// returns the packet length.
+/// The nonce a packet sealed under `key` with `random` carries: `random ‖
+/// SipHash-2-4(k_pf, random)[..4]`.
+pub fn nonce_for(key: &Key, random: &[u8; RANDOM_LEN]) -> [u8; NONCE_LEN] {
+    FilterKey::derive(key).nonce(random)
+}
+
+/// Seals `repr` followed by `padding` under `key` into `out`, with the nonce
+/// [`nonce_for`]`(key, random)`; returns the packet length.
 pub fn seal(
     key: &Key,
-    nonce: &[u8; NONCE_LEN],
+    random: &[u8; RANDOM_LEN],
     repr: &RequestRepr,
     padding: &[u8],
     out: &mut [u8],
@@ -75,13 +102,15 @@ pub fn seal(
     if plain_len > MAX_PLAINTEXT_LEN || out.len() < total {
         return Err(SealError::TooLong);
     }
-    out[..NONCE_LEN].copy_from_slice(nonce);
+    let cipher = Cipher::new(key);
+    let nonce = cipher.filter.nonce(random);
+    out[..NONCE_LEN].copy_from_slice(&nonce);
     let body = &mut out[NONCE_LEN..NONCE_LEN + plain_len];
     body[repr.buffer_len()..].copy_from_slice(padding);
     repr.emit(&mut Request::new_unchecked(&mut *body));
-    let tag = Cipher::new(key)
-        .0
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), AAD, body)
+    let tag = cipher
+        .aead
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), AAD, body)
         .map_err(|_| SealError::TooLong)?;
     out[NONCE_LEN + plain_len..total].copy_from_slice(&tag);
     Ok(total)
@@ -120,7 +149,7 @@ pub fn open<'s>(
     let buf = &mut scratch[..plain_len];
     buf.copy_from_slice(ciphertext);
     cipher
-        .0
+        .aead
         .decrypt_in_place_detached(XNonce::from_slice(nonce), AAD, buf, Tag::from_slice(tag))
         .map_err(|_| OpenError::Auth)?;
     Ok(buf)
@@ -146,7 +175,7 @@ mod tests {
 
     fn sealed(key: &Key, padding: &[u8]) -> Vec<u8> {
         let mut out = [0u8; MAX_PACKET_LEN];
-        let n = seal(key, &[7; NONCE_LEN], &repr(), padding, &mut out).unwrap();
+        let n = seal(key, &[7; RANDOM_LEN], &repr(), padding, &mut out).unwrap();
         out[..n].to_vec()
     }
 
@@ -164,11 +193,17 @@ mod tests {
         }
         let mut out = [0u8; MAX_PACKET_LEN];
         assert_eq!(
-            seal(&key, &[0; 24], &repr(), &[0; 222], &mut out),
+            seal(&key, &[0; RANDOM_LEN], &repr(), &[0; 222], &mut out),
             Err(SealError::TooLong)
         );
         assert_eq!(
-            seal(&key, &[0; 24], &repr(), &[], &mut out[..MIN_PACKET_LEN - 1]),
+            seal(
+                &key,
+                &[0; RANDOM_LEN],
+                &repr(),
+                &[],
+                &mut out[..MIN_PACKET_LEN - 1]
+            ),
             Err(SealError::TooLong)
         );
     }
@@ -189,6 +224,8 @@ mod tests {
                     Err(OpenError::Auth),
                     "byte {i} ^ {flip:#x} accepted"
                 );
+                // A changed nonce byte already fails the pre-filter.
+                assert_eq!(cipher.passes(&t), i >= NONCE_LEN, "byte {i}");
             }
         }
         // Dropping or adding a byte anywhere also fails.

@@ -1,7 +1,8 @@
 //! Checks the test vectors of `docs/spa-protocol.md` against the code.
 
+use super::prefilter::{FilterKey, RANDOM_LEN};
 use super::request::{Kind, Request, RequestRepr, Target};
-use super::seal::{open, seal, Cipher, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN};
+use super::seal::{nonce_for, open, seal, Cipher, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN};
 use super::Key;
 use crate::port::PortSpec;
 
@@ -82,12 +83,21 @@ fn the_documented_vectors_hold() {
             hex(v.trim())
         };
         let key: [u8; 32] = field("key").try_into().unwrap();
+        let filter_key = field("filter_key");
+        let random: [u8; RANDOM_LEN] = field("random").try_into().unwrap();
         let nonce: [u8; NONCE_LEN] = field("nonce").try_into().unwrap();
         let padding = field("padding");
         let plaintext = field("plaintext");
         let packet = field("packet");
         let key = Key::from_bytes(key);
         let want = expected(n);
+        assert_eq!(
+            FilterKey::derive(&key).as_bytes()[..],
+            filter_key[..],
+            "vector {n}: filter key"
+        );
+        assert_eq!(nonce_for(&key, &random), nonce, "vector {n}: nonce");
+        assert!(Cipher::new(&key).passes(&packet), "vector {n}: pre-filter");
 
         let parsed = RequestRepr::parse(&Request::new_checked(&plaintext[..]).unwrap()).unwrap();
         assert_eq!(parsed, want, "vector {n}: plaintext");
@@ -97,7 +107,7 @@ fn the_documented_vectors_hold() {
         assert_eq!(emitted, plaintext, "vector {n}: emit");
 
         let mut out = [0u8; MAX_PACKET_LEN];
-        let len = seal(&key, &nonce, &want, &padding, &mut out).unwrap();
+        let len = seal(&key, &random, &want, &padding, &mut out).unwrap();
         assert_eq!(&out[..len], &packet[..], "vector {n}: sealed packet");
         let mut scratch = [0u8; MAX_PLAINTEXT_LEN];
         let opened = open(&Cipher::new(&key), &packet, &mut scratch).unwrap();

@@ -1,31 +1,39 @@
 //! The SPA verifier: a UDP payload in, an [`Accepted`] request or a [`Refused`] out.
 //!
-//! Owns the enabled clients' ciphers, the per-second verification budget, the
-//! replay cache and the SPA counters. The work an unauthenticated packet can
-//! cause is bounded twice: at most one AEAD verification per enabled client
-//! whose `list source` admits the packet (so at most
-//! [`crate::config::MAX_CLIENTS`]), and at most `spa_verify_budget`
-//! verifications per second over all packets (beyond it packets are dropped
-//! unopened and counted). A request is accepted whole or not at all.
+//! Owns the enabled clients' ciphers and pre-filter keys, the verification
+//! budgets, the replay cache and the SPA counters. A native packet (protocol
+//! 2) costs, per enabled client whose `list source` admits it, one SipHash
+//! (the keyed pre-filter, [`super::prefilter`]); junk stops there (a junk
+//! packet passes one client's filter with probability 2^-32). Only a packet
+//! that passed a client's filter is looked up in the replay cache (one keyed
+//! hash: a flood of copies of a captured packet stops there too) and then
+//! costs one AEAD verification, charged to *that client's* budget
+//! (`spa_verify_budget` per second each): junk never touches any budget, and
+//! one client's flood cannot spend another's. A request is accepted whole or
+//! not at all.
 //!
-//! Checks, in order: length bounds → a client for the source → budget → AEAD
-//! (one per candidate key) → request format → timestamp window (`max_skew`)
-//! → replay guard (start of the replay record) and floor → replay cache
-//! (which records the nonce from here on, whatever the outcome) → target
-//! address → allowed ports, command or forward → duration. Sans-IO, no allocation per packet: the
-//! granted ports are copied into a scratch list the verifier owns.
+//! Checks, in order: length bounds → a client for the source → pre-filter →
+//! replay cache lookup → the client's budget → AEAD → request format →
+//! timestamp window (`max_skew`) → replay guard (start of the replay record)
+//! and floor → replay cache (which records the nonce from here on, whatever
+//! the outcome) → target address → allowed ports, command or forward →
+//! duration. Sans-IO, no allocation per packet: the granted ports are copied
+//! into a scratch list the verifier owns.
 //!
 //! Payloads with the length and alphabet of an fwknop packet
 //! ([`super::fwknop::looks_like_fwknop`]) take the fwknop path instead
 //! (`verifier/fwknop.rs`): the same steps with one HMAC per candidate client
-//! (those with fwknop keys) in place of the AEAD, then decryption and the
-//! fwknop plaintext; the same budget, replay cache, address policy, allow
-//! list and counters.
+//! (those with fwknop keys) in place of the pre-filter and AEAD (fwknop's
+//! wire format has no room for a filter), charged to a budget of its own
+//! (`spa_verify_budget` per second, all fwknop packets together), then
+//! decryption and the fwknop plaintext; the same replay cache, address
+//! policy, allow list and counters.
 
 use core::net::IpAddr;
 use core::time::Duration;
 
 use super::fwknop::{self, Error as FwknopError};
+use super::prefilter::FilterInput;
 use super::replay::{InsertError, ReplayCache, ReplayEntry, ReplayRecord, SavedEntry};
 use super::request::{Kind, Request, RequestError, RequestRepr, Target, MAX_PORTS};
 use super::seal::{self, Cipher, OpenError, MAX_PLAINTEXT_LEN, NONCE_LEN};
@@ -41,7 +49,8 @@ pub enum Refusal {
     BadLength,
     /// No enabled client accepts packets from this source (`list source`).
     NoClientForSource,
-    /// The per-second verification budget is spent: dropped unopened.
+    /// The verification budget of this second is spent (the client's whose
+    /// pre-filter the packet passed, or the fwknop path's): dropped unopened.
     BudgetExceeded,
     /// No candidate key authenticates it (junk, a wrong key, or tampering).
     AuthFailed,
@@ -68,6 +77,9 @@ pub enum Refusal {
     /// An address other than the packet's source, and the client may not
     /// ask for others (`option allow_other_address`).
     OtherAddress,
+    /// No explicit address (the packet's source), and the client requires
+    /// one (`option require_address`).
+    AddressRequired,
     /// A well-formed fwknop request of a kind postern does not serve
     /// (local NAT access, server_auth).
     Unsupported,
@@ -81,7 +93,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Refusal; 17] = [
+    pub const ALL: [Refusal; 18] = [
         Refusal::BadLength,
         Refusal::NoClientForSource,
         Refusal::BudgetExceeded,
@@ -99,6 +111,7 @@ impl Refusal {
         Refusal::Unsupported,
         Refusal::CommandNotAllowed,
         Refusal::ForwardNotAllowed,
+        Refusal::AddressRequired,
     ];
 
     /// Position in [`Refusal::ALL`], for counter arrays.
@@ -126,6 +139,7 @@ impl Refusal {
             Refusal::Unsupported => "unsupported",
             Refusal::CommandNotAllowed => "command_not_allowed",
             Refusal::ForwardNotAllowed => "forward_not_allowed",
+            Refusal::AddressRequired => "address_required",
         }
     }
 
@@ -184,13 +198,15 @@ pub struct Refused<'a> {
 impl core::fmt::Display for Refused<'_> {
     /// What went wrong, for the log line (the caller adds source and client).
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let skew = |f: &mut core::fmt::Formatter<'_>, word: &str| match self.detail {
+        let skew = |f: &mut core::fmt::Formatter<'_>, word: &str| {
+            match self.detail {
             Detail::Skew(s) => write!(
                 f,
-                "timestamp {} s {word} the router's clock (more than max_skew): check both clocks",
+                "timestamp {} s {word} the router's clock (more than max_skew, or source_skew for a packet without an address): check both clocks",
                 s.unsigned_abs()
             ),
             _ => write!(f, "timestamp {word} the router's clock"),
+        }
         };
         match (self.reason, self.detail) {
             (Refusal::TooOld, _) => skew(f, "behind"),
@@ -229,6 +245,9 @@ impl core::fmt::Display for Refused<'_> {
             (Refusal::CommandNotAllowed, _) => f.write_str(
                 "asks for a command that is not configured or not in the client's list command; nothing runs",
             ),
+            (Refusal::AddressRequired, _) => f.write_str(
+                "asks for the packet's source, and the client must name its address (option require_address): send with --resolve or -a; nothing opened",
+            ),
             (Refusal::ForwardNotAllowed, _) => f.write_str(
                 "asks for a forward that is not configured or not in the client's list forward; nothing opened",
             ),
@@ -262,6 +281,8 @@ pub struct Accepted<'a> {
 pub struct SpaCounters {
     /// Packets handed to [`Verifier::verify`].
     pub packets: u64,
+    /// Native packets that passed a client's pre-filter (junk almost never does).
+    pub filter_passes: u64,
     /// AEAD verifications tried (the work native packets caused).
     pub aead_attempts: u64,
     /// HMAC verifications tried (the work fwknop packets caused).
@@ -288,6 +309,9 @@ struct ClientKey {
     max_duration: u64,
     sources: Vec<Cidr>,
     allow_other_address: bool,
+    require_address: bool,
+    /// AEAD verifications of packets that passed this client's pre-filter.
+    budget: Budget,
     /// Indexes of the commands it may run (into `Verifier::commands`).
     commands: Vec<usize>,
     /// Indexes of the forwards it may open (into `Verifier::forwards`).
@@ -307,6 +331,7 @@ impl ClientKey {
 }
 
 /// Verifications allowed per whole second of monotonic time.
+#[derive(Clone, Copy)]
 struct Budget {
     per_second: u32,
     second: u64,
@@ -314,6 +339,14 @@ struct Budget {
 }
 
 impl Budget {
+    fn new(per_second: u32) -> Budget {
+        Budget {
+            per_second,
+            second: u64::MAX,
+            used: 0,
+        }
+    }
+
     fn take(&mut self, now: Millis, n: u32) -> bool {
         let s = now.0 / 1000;
         if s != self.second {
@@ -327,6 +360,33 @@ impl Budget {
             }
             _ => false,
         }
+    }
+}
+
+/// Nonces of the last [`RECENT_REFUSALS`] authenticated packets refused for
+/// their timestamp (too old, too new, before the replay guard): they cannot
+/// enter the replay cache (their timestamps are outside the window it
+/// covers), but their copies (`postern spa --repeat`, or someone replaying a
+/// captured old packet) must not cost an AEAD each nor count as new
+/// failures towards a ban: a copy is refused as a replay before the AEAD.
+struct RecentRefusals {
+    nonces: [[u8; NONCE_LEN]; RECENT_REFUSALS],
+    len: usize,
+    next: usize,
+}
+
+/// How many timestamp-refused nonces [`RecentRefusals`] keeps.
+const RECENT_REFUSALS: usize = 64;
+
+impl RecentRefusals {
+    fn contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.nonces[..self.len].iter().any(|n| n == nonce)
+    }
+
+    fn push(&mut self, nonce: [u8; NONCE_LEN]) {
+        self.nonces[self.next] = nonce;
+        self.next = (self.next + 1) % RECENT_REFUSALS;
+        self.len = (self.len + 1).min(RECENT_REFUSALS);
     }
 }
 
@@ -360,8 +420,12 @@ pub struct Verifier {
     commands: Vec<CommandName>,
     forwards: Vec<NamedForward>,
     max_skew: u64,
-    budget: Budget,
+    /// The window of packets for their source (`source_skew`, at most `max_skew`).
+    source_skew: u64,
+    /// The fwknop path's budget (HMACs per second, all its packets).
+    fwknop_budget: Budget,
     replay: ReplayCache,
+    recent_refusals: RecentRefusals,
     guard: Option<Millis>,
     scratch: [u8; MAX_PLAINTEXT_LEN],
     fwknop_scratch: fwknop::Scratch,
@@ -396,6 +460,7 @@ impl Verifier {
             .map(|c| ClientKey {
                 commands: index_of(&c.commands, &command_names),
                 forwards: index_of(&c.forwards, &forward_names),
+                budget: Budget::new(config.main.spa_verify_budget),
                 ..ClientKey::from(c)
             })
             .collect();
@@ -405,12 +470,14 @@ impl Verifier {
             commands,
             forwards,
             max_skew: config.main.max_skew.as_secs(),
-            budget: Budget {
-                per_second: config.main.spa_verify_budget,
-                second: u64::MAX,
-                used: 0,
-            },
+            source_skew: config.main.source_skew.min(config.main.max_skew).as_secs(),
+            fwknop_budget: Budget::new(config.main.spa_verify_budget),
             replay,
+            recent_refusals: RecentRefusals {
+                nonces: [[0; NONCE_LEN]; RECENT_REFUSALS],
+                len: 0,
+                next: 0,
+            },
             guard: None,
             scratch: [0; MAX_PLAINTEXT_LEN],
             fwknop_scratch: fwknop::Scratch::new(),
@@ -522,41 +589,63 @@ impl Verifier {
     fn check(&mut self, now: Now, src: IpAddr, payload: &[u8]) -> Result<(usize, Grant), Fail> {
         let none = Detail::None;
         seal::check_len(payload).map_err(|_| fail(Refusal::BadLength, None, none))?;
-        let native = |c: &&ClientKey| c.cipher.is_some() && c.admits(src);
-        let candidates = self.clients.iter().filter(native).count();
-        if candidates == 0 {
-            return Err(fail(Refusal::NoClientForSource, None, none));
-        }
-        // candidates <= MAX_CLIENTS: fits in u32.
-        if !self.budget.take(now.mono, candidates as u32) {
-            return Err(fail(Refusal::BudgetExceeded, None, none));
-        }
+        // Length checked: the nonce is there.
+        let Some(input) = FilterInput::of(payload) else {
+            return Err(fail(Refusal::BadLength, None, none));
+        };
+        let mut candidates = false;
+        // What junk gets: no filter passed, so no AEAD was tried.
+        let mut outcome = Refusal::AuthFailed;
+        let mut replay_checked = false;
         let mut found = None;
-        for (i, c) in self.clients.iter().enumerate().filter(|(_, c)| native(c)) {
+        for (i, c) in self.clients.iter_mut().enumerate() {
             let Some(cipher) = &c.cipher else { continue };
+            if !c.admits(src) {
+                continue;
+            }
+            candidates = true;
+            if !cipher.matches(&input) {
+                continue;
+            }
+            self.counters.filter_passes += 1;
+            // Copies of a recorded packet stop here, before any budget or AEAD.
+            if !replay_checked {
+                replay_checked = true;
+                let nonce = seal::nonce_of(payload);
+                if self.replay.contains(&nonce) || self.recent_refusals.contains(&nonce) {
+                    return Err(fail(Refusal::Replay, Some(i), none));
+                }
+            }
+            if !c.budget.take(now.mono, 1) {
+                outcome = Refusal::BudgetExceeded;
+                continue;
+            }
             self.counters.aead_attempts += 1;
             match seal::open(cipher, payload, &mut self.scratch) {
                 Ok(plain) => {
                     found = Some((i, plain.len()));
                     break;
                 }
-                Err(OpenError::Auth | OpenError::BadLength) => {}
+                Err(OpenError::Auth | OpenError::BadLength) => outcome = Refusal::AuthFailed,
             }
         }
+        if !candidates {
+            return Err(fail(Refusal::NoClientForSource, None, none));
+        }
         let Some((i, len)) = found else {
-            return Err(fail(Refusal::AuthFailed, None, none));
+            return Err(fail(outcome, None, none));
         };
         let who = Some(i);
         let repr = Request::new_checked(&self.scratch[..len])
             .and_then(|r| RequestRepr::parse(&r))
             .map_err(|e| fail(Refusal::BadRequest, who, Detail::Request(e)))?;
         let id = seal::nonce_of(payload);
-        self.fresh(now, i, repr.timestamp, id)?;
         let requested = match repr.target {
             Target::Source => None,
             Target::Addr(a) => Some(a),
         };
-        let addr = self.target(i, src, requested)?;
+        self.fresh(now, i, repr.timestamp, id, requested.is_none())?;
+        let addr = self.target(i, src, requested, repr.kind)?;
         let item = match repr.kind {
             Kind::Open | Kind::Close => {
                 self.allowed(i, &repr.ports)?;
@@ -598,9 +687,22 @@ impl Verifier {
         ))
     }
 
-    /// The address to grant: the source, or an explicit one the client may ask for.
-    fn target(&self, i: usize, src: IpAddr, requested: Option<IpAddr>) -> Result<IpAddr, Fail> {
+    /// The address to grant: the source (unless the client requires an
+    /// explicit address for what opens something), or an explicit one the
+    /// client may ask for.
+    fn target(
+        &self,
+        i: usize,
+        src: IpAddr,
+        requested: Option<IpAddr>,
+        kind: Kind,
+    ) -> Result<IpAddr, Fail> {
         match requested {
+            // A command opens nothing for an address: a stolen one runs
+            // what the client asked for anyway.
+            None if self.clients[i].require_address && kind != Kind::Command => {
+                Err(fail(Refusal::AddressRequired, Some(i), Detail::None))
+            }
             None => Ok(src),
             Some(a) if a == src => Ok(a),
             Some(a) if !grantable(a) => Err(fail(Refusal::BadAddress, Some(i), Detail::Addr(a))),
@@ -611,32 +713,27 @@ impl Verifier {
         }
     }
 
-    /// Timestamp window, replay guard and floor, and the replay cache, which
-    /// records `id` now (even if a later check refuses the request).
+    /// Timestamp window (`source_skew` for a packet that asks for its
+    /// `source`, else `max_skew`), replay guard and floor, and the replay
+    /// cache, which records `id` now (even if a later check refuses the request).
     fn fresh(
         &mut self,
         now: Now,
         i: usize,
         timestamp: u64,
         id: [u8; NONCE_LEN],
+        source: bool,
     ) -> Result<(), Fail> {
         let who = Some(i);
-        let skew = i128::from(timestamp) - i128::from(now.unix);
-        let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
-        if skew < -i128::from(self.max_skew) {
-            return Err(fail(Refusal::TooOld, who, skew_detail));
+        if self.recent_refusals.contains(&id) {
+            // A copy of a packet refused for its timestamp (fwknop's path
+            // gets here; native copies stop before the AEAD).
+            return Err(fail(Refusal::Replay, who, Detail::None));
         }
-        if skew > i128::from(self.max_skew) {
-            return Err(fail(Refusal::TooNew, who, skew_detail));
-        }
-        if let Some(g) = self.guard {
-            let guard_unix = now.unix.saturating_sub(now.mono.since(g) / 1000);
-            if timestamp <= guard_unix.saturating_add(self.max_skew) {
-                return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
-            }
-        }
-        if timestamp < self.replay.floor() {
-            return Err(fail(Refusal::BeforeReplayGuard, who, skew_detail));
+        let timed_out = self.timestamp_refusal(now, timestamp, source);
+        if let Some((reason, skew)) = timed_out {
+            self.recent_refusals.push(id);
+            return Err(fail(reason, who, skew));
         }
         let entry = ReplayEntry {
             nonce: id,
@@ -647,9 +744,41 @@ impl Verifier {
                 self.recorded = Some(entry);
                 Ok(())
             }
-            Err(InsertError::Replayed(_)) => Err(fail(Refusal::Replay, who, skew_detail)),
+            Err(InsertError::Replayed(_)) => Err(fail(Refusal::Replay, who, Detail::None)),
             Err(InsertError::Full(_)) => Err(fail(Refusal::ReplayCacheFull, who, Detail::None)),
         }
+    }
+
+    /// The timestamp checks: the window, the replay guard and the floor.
+    fn timestamp_refusal(
+        &self,
+        now: Now,
+        timestamp: u64,
+        source: bool,
+    ) -> Option<(Refusal, Detail)> {
+        let window = if source {
+            self.source_skew
+        } else {
+            self.max_skew
+        };
+        let skew = i128::from(timestamp) - i128::from(now.unix);
+        let skew_detail = Detail::Skew(skew.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
+        if skew < -i128::from(window) {
+            return Some((Refusal::TooOld, skew_detail));
+        }
+        if skew > i128::from(window) {
+            return Some((Refusal::TooNew, skew_detail));
+        }
+        if let Some(g) = self.guard {
+            let guard_unix = now.unix.saturating_sub(now.mono.since(g) / 1000);
+            if timestamp <= guard_unix.saturating_add(self.max_skew) {
+                return Some((Refusal::BeforeReplayGuard, skew_detail));
+            }
+        }
+        if timestamp < self.replay.floor() {
+            return Some((Refusal::BeforeReplayGuard, skew_detail));
+        }
+        None
     }
 
     /// The index of the first enabled command that `matches` and that client
@@ -707,6 +836,8 @@ impl From<&Client> for ClientKey {
             max_duration: c.max_duration.as_secs(),
             sources: c.sources.clone(),
             allow_other_address: c.allow_other_address,
+            require_address: c.require_address,
+            budget: Budget::new(0),
             commands: Vec::new(),
             forwards: Vec::new(),
         }

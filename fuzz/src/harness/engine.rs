@@ -315,12 +315,13 @@ impl World {
             name,
         };
         // Unique per packet, so the harness's nonce map is exact.
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..8].copy_from_slice(&(self.packets.len() as u64).to_be_bytes());
-        nonce[8] = input.u8();
+        let mut random = [0u8; spa::prefilter::RANDOM_LEN];
+        random[..8].copy_from_slice(&(self.packets.len() as u64).to_be_bytes());
+        random[8] = input.u8();
+        let nonce: [u8; NONCE_LEN] = spa::seal::nonce_for(&key(k), &random);
         let padding = input.bytes(usize::from(input_len_hint(b)));
         let mut out = [0u8; MAX_PACKET_LEN];
-        let len = spa::seal::seal(&key(k), &nonce, &repr, padding, &mut out).expect("fits");
+        let len = spa::seal::seal(&key(k), &random, &repr, padding, &mut out).expect("fits");
         self.sealed.insert(nonce, (k, repr));
         self.packets.push(out[..len].to_vec());
         out[..len].to_vec()

@@ -625,11 +625,13 @@ fn model(
         Err(Why::Unsupported) => return refuse(Refusal::Unsupported),
     };
     // The timestamp window first; from there on the replay id is recorded.
+    // 120 s (max_skew); 15 s (source_skew) for 0.0.0.0, the packet's source.
+    let window = if m.addr.is_none() { 15 } else { 120 };
     let skew = i128::from(m.ts) - i128::from(unix);
-    if skew < -120 {
+    if skew < -window {
         return refuse(Refusal::TooOld);
     }
-    if skew > 120 {
+    if skew > window {
         return refuse(Refusal::TooNew);
     }
     let addr = match m.addr.map(IpAddr::V4) {
@@ -762,9 +764,14 @@ fn judge(
             | Verdict::Refuse(
                 Refusal::BadAddress
                     | Refusal::OtherAddress
+                    | Refusal::AddressRequired
                     | Refusal::PortNotAllowed
                     | Refusal::CommandNotAllowed
-                    | Refusal::ForwardNotAllowed,
+                    | Refusal::ForwardNotAllowed
+                    // Remembered as refused for their timestamp: a copy is a replay.
+                    | Refusal::TooOld
+                    | Refusal::TooNew
+                    | Refusal::BeforeReplayGuard,
                 _
             )
     );

@@ -6,12 +6,13 @@
 use core::net::IpAddr;
 
 use postern::port::PortSpec;
+use postern::spa::prefilter::RANDOM_LEN;
 use postern::spa::request::Request;
 use postern::spa::seal::NONCE_LEN;
 use postern::spa::{Kind, RequestRepr, Target};
 
 use super::net::{frame, TCP, UDP};
-use super::spa::{seal_raw, LAPTOP, PHONE, STRANGER};
+use super::spa::{nonce, seal_raw, LAPTOP, PHONE, STRANGER};
 
 /// One seed: target, file name, bytes.
 pub type Seed = (&'static str, String, Vec<u8>);
@@ -189,7 +190,7 @@ fn spa_seeds() -> Vec<(String, Vec<u8>)> {
     // Mode 0: real packets (laptop, phone, stranger) and junk.
     for (name, k) in [("laptop", LAPTOP), ("phone", PHONE), ("stranger", STRANGER)] {
         let mut m0 = vec![0, 0];
-        m0.extend_from_slice(&seal_raw(k, &[k; NONCE_LEN], &plain));
+        m0.extend_from_slice(&seal_raw(k, &nonce(k, &[k; RANDOM_LEN]), &plain));
         out.push((format!("raw_{name}"), m0));
     }
     out.push((

@@ -1,10 +1,11 @@
 //! Target `spa`: the native SPA verifier and request format.
 //!
-//! The fuzzer cannot forge a Poly1305 tag, so raw bytes only reach the
-//! refusal paths. To fuzz what lies behind authentication, the harness also
-//! seals fuzz-chosen plaintext under keys it knows (its own AEAD call, checked
-//! against `seal::seal`), then compares the verifier's verdict with a model of
-//! the documented check order (`src/spa/verifier.rs`).
+//! The fuzzer cannot forge a Poly1305 tag (nor, but for 2^-32, a pre-filter
+//! tag), so raw bytes only reach the refusal paths. To fuzz what lies behind
+//! authentication, the harness also seals fuzz-chosen plaintext under keys it
+//! knows (its own AEAD call, with the nonce `random ‖ pre-filter tag` of
+//! protocol 2, checked against `seal::seal`), then compares the verifier's
+//! verdict with a model of the documented check order (`src/spa/verifier.rs`).
 //!
 //! Modes (first byte % 4): 0 raw packet — unless a configured key opens it
 //! (a seed can be a real packet), never accepted, never past authentication; 1 sealed fuzz plaintext — verdict equals the model, a second
@@ -18,6 +19,7 @@ use std::sync::OnceLock;
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use postern::config::{self, Config};
+use postern::spa::prefilter::RANDOM_LEN;
 use postern::spa::request::{Request, HEADER_LEN, MAX_NAME_LEN, MAX_PORTS};
 use postern::spa::seal::{self, Cipher, MAX_PACKET_LEN, MAX_PLAINTEXT_LEN, NONCE_LEN, TAG_LEN};
 use postern::spa::{Key, Kind, Refusal, RequestRepr, Target, Verifier};
@@ -123,7 +125,13 @@ pub fn source(b: u8) -> IpAddr {
     SOURCES[usize::from(b) % SOURCES.len()].parse().unwrap()
 }
 
-/// Seals arbitrary plaintext (not necessarily a request) under key byte `k`.
+/// The protocol 2 nonce of key byte `k` for these random bytes (`random ‖ tag`).
+pub fn nonce(k: u8, random: &[u8; RANDOM_LEN]) -> [u8; NONCE_LEN] {
+    seal::nonce_for(&key(k), random)
+}
+
+/// Seals arbitrary plaintext (not necessarily a request) under key byte `k`
+/// with this nonce as given (use [`nonce`] for one that passes `k`'s pre-filter).
 pub fn seal_raw(k: u8, nonce: &[u8; NONCE_LEN], plain: &[u8]) -> Vec<u8> {
     let aead = XChaCha20Poly1305::new(key(k).as_bytes().into());
     let mut body = plain.to_vec();
@@ -202,11 +210,17 @@ fn model(k: u8, plain: &[u8], src: IpAddr, unix: u64) -> Result<(), Refusal> {
         Err(_) => return Err(Refusal::BadRequest),
     };
     // The timestamp window first; from there on the nonce is recorded.
+    // 120 s (max_skew); 15 s (source_skew) for a packet that asks for its source.
+    let window = if repr.target == Target::Source {
+        15
+    } else {
+        120
+    };
     let skew = i128::from(repr.timestamp) - i128::from(unix);
-    if skew < -120 {
+    if skew < -window {
         return Err(Refusal::TooOld);
     }
-    if skew > 120 {
+    if skew > window {
         return Err(Refusal::TooNew);
     }
     if let Target::Addr(a) = repr.target {
@@ -252,12 +266,13 @@ fn sealed_plaintext(input: &mut Input<'_>) {
     let k = [LAPTOP, PHONE, OLD, STRANGER][usize::from(input.u8()) % 4];
     let src = source(input.u8());
     let delta = i64::from(input.u8() as i8) * if input.u8() & 1 == 0 { 1 } else { 3 };
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&{
-        let mut n = input.bytes(NONCE_LEN).to_vec();
-        n.resize(NONCE_LEN, 0);
-        n
-    });
+    // NONCE_LEN input bytes (as in protocol 1's corpus): the first
+    // RANDOM_LEN are the random part, the tag is the key's.
+    let mut random = [0u8; RANDOM_LEN];
+    let given = input.bytes(NONCE_LEN);
+    let n = given.len().min(RANDOM_LEN);
+    random[..n].copy_from_slice(&given[..n]);
+    let nonce = nonce(k, &random);
     let plain = input.rest();
     let packet = seal_raw(k, &nonce, plain);
     let ts = plain
@@ -271,7 +286,7 @@ fn sealed_plaintext(input: &mut Input<'_>) {
             let mut out = [0u8; MAX_PACKET_LEN];
             let n = seal::seal(
                 &key(k),
-                &nonce,
+                &random,
                 &repr,
                 &plain[repr.buffer_len()..],
                 &mut out,
@@ -326,6 +341,10 @@ fn sealed_plaintext(input: &mut Input<'_>) {
         Ok(())
             | Err(Refusal::BadAddress
                 | Refusal::OtherAddress
+                | Refusal::AddressRequired
+                | Refusal::TooOld
+                | Refusal::TooNew
+                | Refusal::BeforeReplayGuard
                 | Refusal::PortNotAllowed
                 | Refusal::DurationTooLong
                 | Refusal::CommandNotAllowed
@@ -401,13 +420,19 @@ fn tampered(input: &mut Input<'_>) {
     let at = usize::from(input.u16());
     let flip = input.u8() | 1;
     let plain = input.rest();
-    let mut packet = seal_raw(LAPTOP, &[7; NONCE_LEN], plain);
+    let mut packet = seal_raw(LAPTOP, &nonce(LAPTOP, &[7; RANDOM_LEN]), plain);
     let at = at % packet.len();
     packet[at] ^= flip;
     let mut scratch = [0u8; MAX_PLAINTEXT_LEN];
     for k in [LAPTOP, PHONE, OLD, STRANGER] {
         assert!(seal::open(&Cipher::new(&key(k)), &packet, &mut scratch).is_err());
     }
+    // A changed nonce byte fails the pre-filter too (the tag covers the nonce).
+    assert_eq!(
+        Cipher::new(&key(LAPTOP)).passes(&packet),
+        at >= NONCE_LEN,
+        "byte {at}"
+    );
     let mut v = Verifier::new(spa_config());
     let r = v
         .verify(now(T0), source(0), &packet)

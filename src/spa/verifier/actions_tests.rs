@@ -5,7 +5,7 @@ use super::*;
 use crate::config::{Command, Forward, FwknopClient, Main};
 use crate::port::L4Proto;
 use crate::spa::fwknop::vectors::{vectors, Vector};
-use crate::spa::seal::{seal, MAX_PACKET_LEN, NONCE_LEN};
+use crate::spa::seal::{seal, MAX_PACKET_LEN};
 use crate::spa::Key;
 use core::net::Ipv4Addr;
 
@@ -54,6 +54,7 @@ fn client(commands: &[&str], forwards: &[&str]) -> Client {
         max_duration: Duration::from_secs(120),
         sources: Vec::new(),
         allow_other_address: false,
+        require_address: false,
         commands: commands.iter().map(|s| s.to_string()).collect(),
         forwards: forwards.iter().map(|s| s.to_string()).collect(),
     }
@@ -101,7 +102,7 @@ fn named(kind: Kind, name: &str, duration: u32, target: Target, n: u8) -> Vec<u8
     let mut out = [0u8; MAX_PACKET_LEN];
     let len = seal(
         &Key::from_bytes([1; 32]),
-        &[n; NONCE_LEN],
+        &[n; crate::spa::prefilter::RANDOM_LEN],
         &r,
         &[7; 5],
         &mut out,
@@ -167,6 +168,7 @@ fn native_forward_with_duration_and_address_policy() {
     assert_eq!(reason(&mut v, now(), SRC, &p), Refusal::OtherAddress);
     let mut v = verifier(Client {
         allow_other_address: true,
+        require_address: false,
         ..client(&[], &["web"])
     });
     let a = v.verify(
@@ -286,7 +288,7 @@ fn shortest_named_requests_are_not_refused_for_their_length() {
         let mut out = [0u8; MAX_PACKET_LEN];
         let len = seal(
             &Key::from_bytes([1; 32]),
-            &[n; NONCE_LEN],
+            &[n; crate::spa::prefilter::RANDOM_LEN],
             &r,
             &[],
             &mut out,

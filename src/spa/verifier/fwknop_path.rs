@@ -3,7 +3,7 @@
 //! Owns the order of the checks for fwknop packets, which is fwknopd's with
 //! postern's bounds: cheap checks (length and alphabet chose this path; the
 //! `U2FsdGVkX1` prefix is refused here) → a client with fwknop keys for the
-//! source → budget (one unit per candidate) → one HMAC per candidate,
+//! source → the fwknop path's own budget (one unit per candidate) → one HMAC per candidate,
 //! constant-time, before any decryption → decryption and the plaintext (with
 //! its digest) → timestamp window, replay guard and floor, replay cache
 //! (keyed on the packet's SHA-256; records it whatever follows) → address
@@ -43,7 +43,7 @@ impl Verifier {
             return Err(fail(Refusal::NoClientForSource, None, none));
         }
         // candidates <= MAX_CLIENTS: fits in u32.
-        if !self.budget.take(now.mono, candidates as u32) {
+        if !self.fwknop_budget.take(now.mono, candidates as u32) {
             return Err(fail(Refusal::BudgetExceeded, None, none));
         }
         let mut found = None;
@@ -80,8 +80,13 @@ impl Verifier {
         let m = message::parse(plain).map_err(bad)?;
 
         let id = fwknop::replay_id(payload);
-        self.fresh(now, i, m.timestamp, id)?;
-        let addr = self.target(i, src, m.access.addr.map(IpAddr::V4))?;
+        self.fresh(now, i, m.timestamp, id, m.access.addr.is_none())?;
+        let kind = match (m.kind, m.nat) {
+            (MessageType::Command, _) => Kind::Command,
+            (_, Some(_)) => Kind::Forward,
+            _ => Kind::Open,
+        };
+        let addr = self.target(i, src, m.access.addr.map(IpAddr::V4), kind)?;
         let (kind, item) = match (m.kind, m.nat) {
             (MessageType::Command, _) => {
                 self.ports.clear();

@@ -27,6 +27,7 @@ fn client(name: &str, keys: Option<Keys>) -> Client {
         max_duration: Duration::from_secs(300),
         sources: Vec::new(),
         allow_other_address: false,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
     }
@@ -116,6 +117,7 @@ fn dash_a_follows_the_client_policy() {
     assert_eq!(ver.verify(at(&v), DASH_A, &v.packet).unwrap().addr, DASH_A);
     let mut ver = verifier(vec![Client {
         allow_other_address: true,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
         ..client("phone", Some(v.keys.clone()))
@@ -305,4 +307,52 @@ fn authentic_but_malformed_plaintexts_are_bad_requests() {
             "{plain}"
         );
     }
+}
+
+#[test]
+fn require_address_refuses_fwknop_zero_address_and_keeps_dash_a() {
+    let strict = |keys: Keys| Client {
+        require_address: true,
+        ..client("phone", Some(keys))
+    };
+    let s = vector("access_source_sha256");
+    let mut ver = verifier(vec![strict(s.keys.clone())]);
+    let r = ver.verify(at(&s), SRC, &s.packet).unwrap_err();
+    assert_eq!(
+        (r.reason, r.client),
+        (Refusal::AddressRequired, Some("phone")),
+        "fwknop -s sends 0.0.0.0"
+    );
+    assert!(r.record.is_some(), "recorded: never accepted later");
+    let a = vector("access_addr_hmac_sha1_digest_md5");
+    let mut ver = verifier(vec![strict(a.keys.clone())]);
+    assert_eq!(ver.verify(at(&a), DASH_A, &a.packet).unwrap().addr, DASH_A);
+}
+
+#[test]
+fn fwknop_zero_address_packets_get_the_source_window() {
+    let v = vector("access_source_sha256");
+    let late = |secs: u64| Now {
+        mono: Millis(1_000_000),
+        unix: v.timestamp + secs,
+    };
+    let mut ver = verifier(vec![client("phone", Some(v.keys.clone()))]);
+    assert_eq!(
+        outcome(&mut ver, late(16), SRC, &v.packet),
+        Err(Refusal::TooOld),
+        "0.0.0.0: 15 s, not max_skew"
+    );
+    let mut ver = verifier(vec![client("phone", Some(v.keys.clone()))]);
+    assert_eq!(outcome(&mut ver, late(15), SRC, &v.packet), Ok(()));
+    let a = vector("access_addr_hmac_sha1_digest_md5");
+    let mut ver = verifier(vec![client("phone", Some(a.keys.clone()))]);
+    let later = Now {
+        mono: Millis(1_000_000),
+        unix: a.timestamp + 100,
+    };
+    assert_eq!(
+        outcome(&mut ver, later, DASH_A, &a.packet),
+        Ok(()),
+        "an explicit address keeps max_skew"
+    );
 }

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::config::Main;
-use crate::spa::seal::{seal, MAX_PACKET_LEN, MIN_PACKET_LEN, NONCE_LEN};
+use crate::spa::prefilter::RANDOM_LEN;
+use crate::spa::seal::{nonce_for, seal, MAX_PACKET_LEN, MIN_PACKET_LEN, NONCE_LEN};
 use crate::spa::Key;
 use crate::test_rng::Rng;
 use core::net::Ipv4Addr;
@@ -24,6 +25,7 @@ fn client(i: u8) -> Client {
         max_duration: Duration::from_secs(300),
         sources: Vec::new(),
         allow_other_address: false,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
     }
@@ -31,7 +33,12 @@ fn client(i: u8) -> Client {
 
 fn config(clients: Vec<Client>) -> Config {
     Config {
-        main: Main::default(),
+        // Most packets here ask for their source: give them max_skew's
+        // window; `the_source_window` tests the default one.
+        main: Main {
+            source_skew: Duration::from_secs(86_400),
+            ..Main::default()
+        },
         sequences: Vec::new(),
         knock_modes: Default::default(),
         commands: Vec::new(),
@@ -58,11 +65,21 @@ fn repr(ts: u64) -> RequestRepr {
     }
 }
 
-/// A packet of `r` under key `k`, with nonce byte `n`.
+/// A packet of `r` under key `k`, with random nonce bytes `n`.
 fn packet(k: u8, n: u8, r: &RequestRepr) -> Vec<u8> {
     let mut out = [0u8; MAX_PACKET_LEN];
-    let len = seal(&key(k), &[n; NONCE_LEN], r, &[0x33; 10], &mut out).unwrap();
+    let len = seal(&key(k), &[n; RANDOM_LEN], r, &[0x33; 10], &mut out).unwrap();
     out[..len].to_vec()
+}
+
+/// What an on-path attacker makes of a packet it saw: the same nonce (so it
+/// passes the client's pre-filter), the rest changed.
+fn variant(p: &[u8], salt: u8) -> Vec<u8> {
+    let mut v = p.to_vec();
+    for b in &mut v[NONCE_LEN..] {
+        *b ^= salt | 1;
+    }
+    v
 }
 
 /// The reason of a refusal, or "accepted".
@@ -81,9 +98,13 @@ fn round_trip_opens_for_the_source() {
     assert_eq!(a.ports, [PortSpec::tcp(22)]);
     assert_eq!(a.duration, Duration::from_secs(60));
     assert_eq!(a.record.timestamp, T0);
-    assert_eq!(a.record.nonce, [1; NONCE_LEN]);
+    assert_eq!(a.record.nonce, nonce_for(&key(2), &[1; RANDOM_LEN]));
     let c = v.counters();
-    assert_eq!((c.packets, c.accepted, c.aead_attempts), (1, 1, 2));
+    assert_eq!(
+        (c.packets, c.accepted, c.filter_passes, c.aead_attempts),
+        (1, 1, 1, 1),
+        "c1's pre-filter skips the packet: one AEAD, under c2's key"
+    );
 }
 
 #[test]
@@ -109,6 +130,7 @@ fn explicit_address_and_close() {
 
     let mut v = Verifier::new(&config(vec![Client {
         allow_other_address: true,
+        require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
         ..client(1)
@@ -195,15 +217,41 @@ fn replay_within_the_window_is_refused() {
     let p = packet(1, 1, &repr(T0));
     assert_eq!(outcome(&mut v, now(T0), SRC, &p), Ok(()));
     let other_src = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
-    for t in [T0, T0 + 1, T0 + 119, T0 + 120] {
+    for t in [T0, T0 + 1, T0 + 119, T0 + 120, T0 + 121] {
         assert_eq!(outcome(&mut v, now(t), other_src, &p), Err(Refusal::Replay));
     }
+    assert_eq!(v.counters().refused(Refusal::Replay), 5);
     assert_eq!(
-        outcome(&mut v, now(T0 + 121), SRC, &p),
-        Err(Refusal::TooOld),
-        "after the window the timestamp refuses it"
+        v.counters().aead_attempts,
+        1,
+        "copies of a recorded packet stop at the replay lookup, before the AEAD"
     );
-    assert_eq!(v.counters().refused(Refusal::Replay), 4);
+}
+
+#[test]
+fn a_flood_of_a_captured_packet_costs_no_aead_once_the_original_is_recorded() {
+    let mut cfg = config(vec![client(1), client(2)]);
+    cfg.main.spa_verify_budget = 32;
+    let mut v = Verifier::new(&cfg);
+    let p = packet(1, 7, &repr(T0));
+    assert_eq!(outcome(&mut v, now(T0), SRC, &p), Ok(()));
+    // Exact copies and variants with the same nonce, far over the budget.
+    for i in 0..1000u32 {
+        let copy = if i % 2 == 0 {
+            p.clone()
+        } else {
+            variant(&p, i as u8)
+        };
+        assert_eq!(outcome(&mut v, now(T0), SRC, &copy), Err(Refusal::Replay));
+    }
+    assert_eq!(v.counters().aead_attempts, 1);
+    // The client's budget is untouched: its next packets get in.
+    for n in 8..20 {
+        assert_eq!(
+            outcome(&mut v, now(T0), SRC, &packet(1, n, &repr(T0))),
+            Ok(())
+        );
+    }
 }
 
 #[test]
@@ -332,7 +380,11 @@ fn disabled_clients_are_not_tried() {
         outcome(&mut v, now(T0), SRC, &packet(1, 1, &repr(T0))),
         Err(Refusal::AuthFailed)
     );
-    assert_eq!(v.counters().aead_attempts, 1);
+    assert_eq!(
+        v.counters().aead_attempts,
+        0,
+        "the disabled key has no filter, c2's filter does not pass c1's packet"
+    );
 }
 
 #[test]
@@ -352,7 +404,11 @@ fn a_thousand_random_packets_grant_nothing() {
     }
     let c = v.counters();
     assert_eq!((c.accepted, c.packets), (0, 1000));
-    assert_eq!(c.aead_attempts, 4000);
+    assert_eq!(
+        (c.filter_passes, c.aead_attempts),
+        (0, 0),
+        "junk stops at the pre-filter"
+    );
 }
 
 #[test]
@@ -368,62 +424,96 @@ fn cost_bound_one_verification_per_key_with_32_clients() {
     );
     let mut rng = Rng(32);
     for i in 0..100u64 {
-        let before = v.counters().aead_attempts;
         let p: Vec<u8> = (0..MIN_PACKET_LEN + 20).map(|_| rng.next() as u8).collect();
         let at = Now {
             mono: Millis(i),
             unix: T0,
         };
-        let _ = v.verify(at, SRC, &p);
-        assert_eq!(v.counters().aead_attempts - before, MAX_CLIENTS as u64);
+        assert_eq!(outcome(&mut v, at, SRC, &p), Err(Refusal::AuthFailed));
     }
-    // A valid packet for the last key also costs at most one try per key.
-    let before = v.counters().aead_attempts;
+    assert_eq!(v.counters().aead_attempts, 0, "junk: 32 SipHashes, no AEAD");
+    // A valid packet for the last key costs one AEAD, not one per key.
     let at = Now {
         mono: Millis(200),
         unix: T0,
     };
     assert!(v.verify(at, SRC, &packet(32, 1, &repr(T0))).is_ok());
-    assert_eq!(v.counters().aead_attempts - before, 32);
+    assert_eq!(v.counters().aead_attempts, 1);
 }
 
+/// The attack of issue 15: with 32 clients, ~31 junk packets a second spent
+/// the old shared budget (one AEAD per client each), and a legitimate packet
+/// was dropped unopened. Now junk costs no budget at all.
 #[test]
-fn the_per_second_budget_drops_packets_unopened() {
-    let clients: Vec<Client> = (1..=4).map(client).collect();
+fn a_junk_flood_never_spends_a_budget() {
+    let clients: Vec<Client> = (1..=MAX_CLIENTS as u8).map(client).collect();
     let mut cfg = config(clients);
-    cfg.main.spa_verify_budget = 10;
+    cfg.main.spa_verify_budget = 32;
     let mut v = Verifier::new(&cfg);
-    let junk = vec![0u8; MIN_PACKET_LEN];
+    let mut rng = Rng(400);
     let at = |ms| Now {
         mono: Millis(ms),
         unix: T0,
     };
-    // 4 keys per packet: two packets fit in 10, the third does not.
+    for _ in 0..10_000 {
+        let len = MIN_PACKET_LEN + rng.below(MAX_PACKET_LEN - MIN_PACKET_LEN + 1);
+        let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        assert_eq!(
+            outcome(&mut v, at(1000), SRC, &junk),
+            Err(Refusal::AuthFailed)
+        );
+    }
+    for k in [1, 17, 32] {
+        assert_eq!(
+            outcome(&mut v, at(1999), SRC, &packet(k, 1, &repr(T0))),
+            Ok(()),
+            "client {k} gets in within the flooded second"
+        );
+    }
+    assert_eq!(v.counters().refused(Refusal::BudgetExceeded), 0);
+}
+
+/// Packets that pass a client's pre-filter but do not authenticate (an
+/// on-path attacker's variants of a packet it dropped, or a leaked filter
+/// key) spend that client's budget only.
+#[test]
+fn each_client_has_its_own_budget() {
+    let mut cfg = config(vec![client(1), client(2)]);
+    cfg.main.spa_verify_budget = 10;
+    let mut v = Verifier::new(&cfg);
+    let at = |ms| Now {
+        mono: Millis(ms),
+        unix: T0,
+    };
+    let dropped = packet(1, 1, &repr(T0));
+    for i in 0..10u8 {
+        assert_eq!(
+            outcome(&mut v, at(1000), SRC, &variant(&dropped, i)),
+            Err(Refusal::AuthFailed)
+        );
+    }
+    assert_eq!(v.counters().aead_attempts, 10);
     assert_eq!(
-        outcome(&mut v, at(1000), SRC, &junk),
-        Err(Refusal::AuthFailed)
-    );
-    assert_eq!(
-        outcome(&mut v, at(1500), SRC, &junk),
-        Err(Refusal::AuthFailed)
-    );
-    assert_eq!(
-        outcome(&mut v, at(1999), SRC, &junk),
-        Err(Refusal::BudgetExceeded)
-    );
-    let valid = packet(1, 1, &repr(T0));
-    assert_eq!(
-        outcome(&mut v, at(1999), SRC, &valid),
+        outcome(&mut v, at(1999), SRC, &variant(&dropped, 99)),
         Err(Refusal::BudgetExceeded),
-        "valid or not: beyond the budget nothing is opened"
+        "c1's budget is spent"
     );
-    assert_eq!(v.counters().aead_attempts, 8);
     assert_eq!(
-        outcome(&mut v, at(2000), SRC, &valid),
-        Ok(()),
-        "next second"
+        outcome(&mut v, at(1999), SRC, &packet(1, 2, &repr(T0))),
+        Err(Refusal::BudgetExceeded),
+        "valid or not: beyond c1's budget nothing of c1's is opened"
     );
-    assert_eq!(v.counters().refused(Refusal::BudgetExceeded), 2);
+    assert_eq!(
+        outcome(&mut v, at(1999), SRC, &packet(2, 2, &repr(T0))),
+        Ok(()),
+        "c2's budget is its own"
+    );
+    assert_eq!(v.counters().aead_attempts, 11);
+    assert_eq!(
+        outcome(&mut v, at(2000), SRC, &dropped),
+        Ok(()),
+        "next second; the dropped original still gets in"
+    );
 }
 
 #[test]
@@ -437,7 +527,7 @@ fn authenticated_junk_is_a_bad_request_with_the_client_name() {
     let mut plain = [0u8; 40];
     repr(T0).emit(&mut Request::new_unchecked(&mut plain[..]));
     plain[0] = 9;
-    let nonce = [4u8; NONCE_LEN];
+    let nonce = nonce_for(&key(1), &[4u8; RANDOM_LEN]);
     let tag = XChaCha20Poly1305::new((&[1u8; 32]).into())
         .encrypt_in_place_detached(XNonce::from_slice(&nonce), seal::AAD, &mut plain)
         .unwrap();
@@ -462,9 +552,9 @@ fn a_full_replay_quota_refuses_new_packets_of_that_client_only() {
         let mut r = repr(T0);
         r.timestamp = T0 - if i == 0 { 99 } else { (i % 50) as u64 };
         let mut out = [0u8; MAX_PACKET_LEN];
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        let len = seal(&key(1), &nonce, &r, &[], &mut out).unwrap();
+        let mut random = [0u8; crate::spa::prefilter::RANDOM_LEN];
+        random[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let len = seal(&key(1), &random, &r, &[], &mut out).unwrap();
         assert_eq!(outcome(&mut v, now(T0), SRC, &out[..len]), Ok(()));
     }
     let next = packet(1, 0xee, &repr(T0));
@@ -515,4 +605,118 @@ fn arbitrary_bytes_never_panic() {
             let _ = RequestRepr::parse(&r);
         }
     }
+}
+
+fn default_window(clients: Vec<Client>) -> Config {
+    Config {
+        main: Main::default(),
+        ..config(clients)
+    }
+}
+
+/// A packet for the packet's source is good for `source_skew` (15 s by
+/// default); one that names its address keeps `max_skew`.
+#[test]
+fn the_source_window() {
+    let mut v = Verifier::new(&default_window(vec![client(1)]));
+    for (ts, n, want) in [
+        (T0 - 16, 1, Err(Refusal::TooOld)),
+        (T0 + 16, 2, Err(Refusal::TooNew)),
+        (T0 - 15, 3, Ok(())),
+        (T0 + 15, 4, Ok(())),
+    ] {
+        assert_eq!(
+            outcome(&mut v, now(T0), SRC, &packet(1, n, &repr(ts))),
+            want,
+            "{ts}"
+        );
+    }
+    let mut bound = repr(T0 - 100);
+    bound.target = Target::Addr(SRC);
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 5, &bound)),
+        Ok(()),
+        "its own address named: max_skew"
+    );
+    let mut cfg = default_window(vec![client(1)]);
+    cfg.main.max_skew = Duration::from_secs(10);
+    let mut v = Verifier::new(&cfg);
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 6, &repr(T0 - 12))),
+        Err(Refusal::TooOld),
+        "never longer than max_skew"
+    );
+}
+
+/// The on-path theft: the thief drops the client's packet and sends it from
+/// its own address. Without an address in the packet the thief gets the
+/// grant (the attack, as it works by default); with one, or with
+/// `require_address`, it gets nothing.
+#[test]
+fn a_stolen_packet_opens_for_the_thief_only_without_an_address() {
+    let thief = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 66));
+    let mut v = Verifier::new(&default_window(vec![client(1)]));
+    let a = v.verify(now(T0), thief, &packet(1, 1, &repr(T0))).unwrap();
+    assert_eq!(a.addr, thief, "the attack: -s grants whoever sends it");
+
+    let mut bound = repr(T0);
+    bound.target = Target::Addr(SRC);
+    let r = v.verify(now(T0), thief, &packet(1, 2, &bound)).unwrap_err();
+    assert_eq!(r.reason, Refusal::OtherAddress, "--resolve / -a: nothing");
+
+    let mut strict = client(1);
+    strict.require_address = true;
+    let mut v = Verifier::new(&default_window(vec![strict]));
+    let r = v
+        .verify(now(T0), thief, &packet(1, 3, &repr(T0)))
+        .unwrap_err();
+    assert_eq!(
+        (r.reason, r.client),
+        (Refusal::AddressRequired, Some("c1")),
+        "require_address: nothing"
+    );
+    assert!(r.record.is_some(), "and the packet is spent");
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 4, &bound)),
+        Ok(()),
+        "the client naming its address gets in"
+    );
+    let mut cmd = repr(T0);
+    cmd.kind = Kind::Command;
+    cmd.duration = 0;
+    cmd.ports.clear();
+    cmd.name = heapless::String::try_from("wake").unwrap();
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &packet(1, 5, &cmd)),
+        Err(Refusal::CommandNotAllowed),
+        "a command opens nothing for an address: require_address leaves it"
+    );
+}
+
+/// Copies of a packet refused for its timestamp (`--repeat` from a client
+/// with a wrong clock, or a captured old packet replayed) cost one AEAD in
+/// all and are refused as replays: one refusal that counts, not N.
+#[test]
+fn copies_of_a_packet_refused_for_its_timestamp_are_replays() {
+    let mut v = Verifier::new(&default_window(vec![client(1)]));
+    for (n, ts) in [(1u8, T0 - 500), (2, T0 + 500)] {
+        let p = packet(1, n, &repr(ts));
+        let first = outcome(&mut v, now(T0), SRC, &p);
+        assert!(
+            matches!(first, Err(Refusal::TooOld | Refusal::TooNew)),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            assert_eq!(outcome(&mut v, now(T0), SRC, &p), Err(Refusal::Replay));
+        }
+    }
+    assert_eq!(v.counters().aead_attempts, 2);
+    v.set_replay_guard(Some(Millis(5_000_000)));
+    let p = packet(1, 3, &repr(T0));
+    assert_eq!(
+        outcome(&mut v, now(T0), SRC, &p),
+        Err(Refusal::BeforeReplayGuard)
+    );
+    assert_eq!(outcome(&mut v, now(T0), SRC, &p), Err(Refusal::Replay));
+    assert_eq!(v.counters().aead_attempts, 3);
 }

@@ -346,6 +346,7 @@ var RULES = {
 		backend: { rule: one(choice([ 'auto', 'fw4', 'fw3', 'nft', 'dry-run' ])), dflt: 'auto' },
 		spa_port: { rule: one(port), dflt: '62201' },
 		max_skew: { rule: secs(1, 86400), dflt: '120' },
+		source_skew: { rule: secs(1, 86400), dflt: '15' },
 		log_level: { rule: one(choice([ 'error', 'warn', 'info', 'debug', 'trace' ])), dflt: 'info' },
 		spa_verify_budget: { rule: num(32, 1000000), dflt: '1000' },
 		state_dir: { rule: one(absPath), dflt: '/var/run/postern' },
@@ -398,6 +399,7 @@ var RULES = {
 		max_duration: { rule: secs(1, 86400), dflt: '300' },
 		source: { list: true, rule: each(cidr) },
 		allow_other_address: { rule: one(bool), dflt: '0' },
+		require_address: { rule: one(bool), dflt: '0' },
 		fwknop_key: { rule: one(secret(32)) },
 		fwknop_hmac_key: { rule: one(function(v, get) {
 			var r = secret(128)(v);

@@ -384,8 +384,12 @@ return view.extend({
 		o = s.option(form.Value, 'max_skew', _('Clock skew (s)'),
 			_('SPA packets whose timestamp is further from the router clock are refused.'));
 
+		o = s.option(form.Value, 'source_skew', _('Clock skew for the source (s)'),
+			_('Shorter window for SPA packets that ask for their own source address (no address sealed in them): a stolen one is usable only this long.'));
+		o.optional = true;
+
 		o = s.option(form.Value, 'spa_verify_budget', _('SPA verifications per second'),
-			_('Upper bound on decryption attempts per second, all packets together (flood protection).'));
+			_('Upper bound on decryption attempts per second for each client (packets that passed its pre-filter), and separately for all fwknop packets (flood protection).'));
 		o.optional = true;
 
 		o = s.option(form.Value, 'state_dir', _('State directory'),
@@ -570,6 +574,11 @@ return view.extend({
 
 		o = s.option(form.Flag, 'allow_other_address', _('May open for other addresses'),
 			_('Allow requests that name another address than the packet\'s source (fwknop -a).'));
+		o.default = '0';
+		o.modalonly = true;
+
+		o = s.option(form.Flag, 'require_address', _('Require an explicit address'),
+			_('Refuse packets that do not name their address (postern spa without --resolve or -a, fwknop -s): a packet stolen on the way and re-sent from elsewhere then opens nothing.'));
 		o.default = '0';
 		o.modalonly = true;
 
