@@ -35,12 +35,18 @@ fn root_or_skip(test: &str) -> bool {
     false
 }
 
+/// The router's one SPA client (so that SPA is on).
+const CLIENT_KEY: &str = "cG9zdGVybi1jb250cm9sLXRlc3QtY2xpZW50LWszMiE=";
+/// A key the router does not know: its packets are failures.
+const STRANGER_KEY: &str = "bm90LXRoZS1yb3V0ZXJzLWtleS1hdC1hbGwtMzJieXQ=";
+
 fn config(lab: &Lab) -> String {
     format!(
         "config postern 'main'\n\toption backend 'nft'\n\toption state_dir '{}'\n\
          \toption ban_threshold '3'\n\toption ban_window '60'\n\toption ban_duration '300'\n\n\
          config sequence 'service'\n\tlist knock 'tcp:7000'\n\tlist knock 'udp:8000'\n\tlist knock 'tcp:9000'\n\
-         \tlist open 'tcp:{DEMO_PORT}'\n\toption duration '300'\n",
+         \tlist open 'tcp:{DEMO_PORT}'\n\toption duration '300'\n\n\
+         config client 'laptop'\n\toption key '{CLIENT_KEY}'\n\tlist allow 'tcp:{DEMO_PORT}'\n",
         lab.dir().join("state").display()
     )
 }
@@ -123,9 +129,15 @@ fn revoke_and_unban_act_in_the_kernel_at_once() {
     let json = lab.status(Path::new(EXE), 0, true).unwrap();
     assert!(json.contains("\"grants\":[]"), "{json}");
 
-    // A ban: wrong knocks from the attacker's link.
+    // A ban: SPA packets sealed with a key the router does not know, from
+    // the attacker's link (knocks never ban: that would be an oracle).
     for _ in 0..3 {
-        knock_from(&x, router_x, &["tcp:7000", "tcp:9000"]);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &x, EXE, "spa", &router_x.to_string()])
+            .args(["-A", &format!("tcp/{DEMO_PORT}"), "--key", STRANGER_KEY])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
     lab.daemons_wait(&format!("banned {ATTACKER_V4} for 300 s"));
     let ban4 = |lab: &Lab| {
