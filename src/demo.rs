@@ -837,7 +837,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
     match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
         None => t.say(
             "client",
-            &format!("connect {target}:{DEMO_PORT} -> no answer (guarded)"),
+            &format!("connect {target}:{DEMO_PORT} -> refused, like any closed port (guarded)"),
         ),
         Some(g) => return Err(format!("the port answered before any knock: {g}")),
     }
@@ -899,7 +899,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
     t.say(
         "client",
         &format!(
-            "new connect -> no answer after {:.1} s (closed again)",
+            "new connect -> refused after {:.1} s (closed again)",
             opened.elapsed().as_secs_f64()
         ),
     );
@@ -960,7 +960,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
     match lab.connect(target, DEMO_PORT, probe).map_err(e)? {
         None => t.say(
             "client",
-            &format!("connect {target}:{DEMO_PORT} -> no answer (closed at once)"),
+            &format!("connect {target}:{DEMO_PORT} -> refused (closed at once)"),
         ),
         Some(_) => return Err("the port stayed open after the SPA close request".into()),
     }
