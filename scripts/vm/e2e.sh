@@ -10,7 +10,11 @@
 # the static mipsel postern (scripts/cross.sh mipsel build) and
 # scripts/vm/init; boots it with qemu-system-mipsel -M malta; and from a client
 # network namespace holding the VM's tap device proves, for postern's own
-# client and for Debian's `knock`: closed → knock → open → expired.
+# client and for Debian's `knock`: closed → knock → open → expired; then SPA,
+# the crypto path on a MIPS CPU under a real kernel: `postern spa` opens
+# (and --close closes) the guarded port, SPA packets under a key the router
+# does not know ban their (off-link) source, whose valid SPA then opens
+# nothing, while Debian's `fwknop` client still opens it for the other address.
 # Nothing prebuilt is committed; everything is fetched with apt-get download.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,9 +31,18 @@ fi
 
 GUEST=10.213.50.2
 CLIENT=10.213.50.1
+# The host side's second address: off-link from the VM (reached via $CLIENT),
+# so that postern may ban it (it never bans its on-link subnets).
+REMOTE=10.213.60.1
 SERVICE=8080
 GRANT=5 # seconds (the config's duration)
 NS=pvm$$
+# SPA keys (test keys, nothing secret): the router's native client, a native
+# key the router does not know, and fwknop's Rijndael and HMAC keys.
+SPA_KEY=cG9zdGVybi1jb250cm9sLXRlc3QtY2xpZW50LWszMiE=
+STRANGER_KEY=bm90LXRoZS1yb3V0ZXJzLWtleS1hdC1hbGwtMzJieXQ=
+FWKNOP_KEY=DyXRecbCiglrL5bp+oK2zB0ErwCQ/1GIU2EkP6N9Y70=
+FWKNOP_HMAC=dUuyo02GNrV4WraUMCVPwiERqhS0ROLV2upc4DQbTNePa498Yy7qQxrsK+cJVrv1elzJnBQS7lyy5zhL8BUHDA==
 TAP=pvmtap0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-vm.XXXXXX")
 QEMU_PID=
@@ -45,7 +58,7 @@ trap cleanup EXIT
 # --- tools and packages ------------------------------------------------------
 export DEBIAN_FRONTEND=noninteractive
 want=()
-for c in qemu-system-mipsel:qemu-system-mips cpio:cpio ip:iproute2 knock:knockd strings:binutils; do
+for c in qemu-system-mipsel:qemu-system-mips cpio:cpio ip:iproute2 knock:knockd strings:binutils fwknop:fwknop-client; do
     command -v "${c%%:*}" >/dev/null || want+=("${c#*:}")
 done
 if ! dpkg --print-foreign-architectures | grep -cx mipsel >/dev/null; then
@@ -119,6 +132,20 @@ config postern 'main'
 	list device 'eth0'
 	option backend 'nft'
 	option log_level 'debug'
+	# SPA from 10 s after boot (the replay guard), and a ban after 3 failures.
+	option max_skew '10'
+	option ban_threshold '3'
+	option ban_window '60'
+	option ban_duration '300'
+
+config client 'laptop'
+	option key '$SPA_KEY'
+	list allow 'tcp:$SERVICE'
+
+config client 'phone'
+	option fwknop_key '$FWKNOP_KEY'
+	option fwknop_hmac_key '$FWKNOP_HMAC'
+	list allow 'tcp:$SERVICE'
 
 config sequence 'web'
 	list knock 'tcp:7000'
@@ -127,6 +154,7 @@ config sequence 'web'
 	list open 'tcp:$SERVICE'
 	option duration '$GRANT'
 EOF
+chmod 600 "$R/etc/config/postern" # it holds keys
 echo nft >"$R/etc/postern-backend"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) >"$WORK/initrd.gz"
 log "initramfs: $(du -h "$WORK/initrd.gz" | cut -f1), kernel $(basename "$kdir")"
@@ -136,6 +164,7 @@ ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" tuntap add dev "$TAP" mode tap
 ip -n "$NS" addr add "$CLIENT/24" dev "$TAP"
+ip -n "$NS" addr add "$REMOTE/32" dev "$TAP"
 ip -n "$NS" link set "$TAP" up
 CONSOLE=$WORK/console.log
 log "booting qemu-system-mipsel -M malta (console: $CONSOLE)"
@@ -157,6 +186,9 @@ done
 log "guest ready after $((SECONDS - t0)) s: $(grep -m1 'VM: kernel' "$CONSOLE")"
 grep 'insmod .* FAILED' "$CONSOLE" && fail "a module did not load"
 grep -q 'VM: no nft binary' "$CONSOLE" || fail "the guest has an nft binary: the test must run without one"
+guest_clock=$(sed -n 's/^VM: clock \([0-9]*\).*/\1/p' "$CONSOLE")
+[ -n "$guest_clock" ] || fail "the guest did not print its clock"
+log "guest clock $((guest_clock - $(date +%s))) s from the host's at boot (SPA allows 10 s)"
 
 in_ns() { ip netns exec "$NS" "$@"; }
 # True when a TCP handshake with the guarded service completes within 2 s.
@@ -190,6 +222,53 @@ prove() {
 prove "postern knock" in_ns "$HOST_BIN" knock "$GUEST" tcp:7000 udp:8000 tcp:9000
 prove "Debian knock" in_ns knock "$GUEST" 7000 8000:udp 9000
 grep -c 'opened tcp:8080' "$CONSOLE" | grep -qx 2 || { cat "$CONSOLE"; fail "the daemon did not log two grants"; }
+
+# --- SPA ---------------------------------------------------------------------
+# Waits up to 15 s for the daemon to log a line matching $1.
+guest_logs() {
+    local t=$SECONDS
+    until grep -q "$1" "$CONSOLE"; do
+        [ $((SECONDS - t)) -lt 15 ] || { tail -20 "$CONSOLE"; fail "the daemon did not log: $1"; }
+        sleep 0.5
+    done
+}
+# Packets to the guest leave from $1 (REMOTE or CLIENT): a host route's src.
+from() { ip -n "$NS" route replace "$GUEST/32" dev "$TAP" src "$1"; }
+postern_spa() { in_ns "$HOST_BIN" spa "$GUEST" -A "tcp/$SERVICE" "$@" >/dev/null || fail "postern spa $*"; }
+
+# 1. Native SPA (XChaCha20-Poly1305 on the MIPS CPU), from the off-link address.
+from "$REMOTE"
+if is_open; then fail "native SPA: tcp:$SERVICE is open for $REMOTE before the packet"; fi
+postern_spa --key "$SPA_KEY"
+guest_logs "opened tcp:$SERVICE for $REMOTE .*spa client laptop"
+is_open || fail "native SPA: tcp:$SERVICE did not open for $REMOTE"
+log "postern spa: closed before, open after (from $REMOTE)"
+postern_spa --key "$SPA_KEY" --close
+guest_logs "closed tcp:$SERVICE for $REMOTE"
+if is_open; then fail "native SPA: --close left tcp:$SERVICE open"; fi
+log "postern spa --close: closed again"
+
+# 2. The ban: SPA packets under a key the router does not know.
+for _ in 1 2 3; do postern_spa --key "$STRANGER_KEY"; done
+guest_logs "banned $REMOTE for 300 s"
+postern_spa --key "$SPA_KEY"
+sleep 1
+if is_open; then fail "ban: tcp:$SERVICE opened for the banned $REMOTE"; fi
+[ "$(grep -c "opened tcp:$SERVICE for $REMOTE" "$CONSOLE")" = 1 ] || fail "ban: the daemon granted the banned $REMOTE"
+log "ban: $REMOTE banned after 3 packets under an unknown key; its valid SPA opens nothing"
+
+# 3. The real fwknop client, from the other address: the ban is not its.
+from "$CLIENT"
+if is_open; then fail "fwknop: tcp:$SERVICE is open for $CLIENT before the packet"; fi
+in_ns env HOME="$WORK" fwknop --no-rc-file --no-save-args -A "tcp/$SERVICE" -a "$CLIENT" \
+    --use-hmac --key-base64-rijndael "$FWKNOP_KEY" --key-base64-hmac "$FWKNOP_HMAC" \
+    -D "$GUEST" >"$WORK/fwknop.log" 2>&1 || { cat "$WORK/fwknop.log"; fail "fwknop client"; }
+guest_logs "opened tcp:$SERVICE for $CLIENT .*spa client phone"
+is_open || fail "fwknop: tcp:$SERVICE did not open for $CLIENT"
+from "$REMOTE"
+if is_open; then fail "ban: tcp:$SERVICE open for the banned $REMOTE"; fi
+log "fwknop: closed before, open after for $CLIENT; still closed for the banned $REMOTE"
+
 log "guest log:"
 grep -E 'postern|nft|VM:' "$CONSOLE" | sed 's/^/    /'
-echo "e2e: 2 passed, 0 failed"
+echo "e2e: 5 passed, 0 failed"
