@@ -22,7 +22,16 @@ cd "$(dirname "$0")/.."
 # Issue 7 won it back (2026-11-24): src/spawn.rs (fork/execve by hand)
 # replaced std::process::Command everywhere (-28104 bytes), fixed_vec.rs
 # (-12784): 907504 bytes. Budget left as it is.
-BUDGET=1024000
+# 1100 KiB. Raised on 2026-12-03 for issues 14-17 (1048984 bytes in CI, from
+# 907504): the privileged launcher and the user switch, the router's own
+# networks over rtnetlink (never-ban list), bans per network with a keyed-hash
+# table, the knock volume limiter, SPA protocol 2 (SipHash pre-filter,
+# per-client budgets, hashed replay cache with quotas and a floor), fw4 zone
+# reading from /etc/config/firewall, PPPoE session capture, the STUN client
+# (`--resolve`) and the control socket's revoke/unban. Issue 18 cuts the
+# router build to 640 KiB (client, demo and import out of it); this budget
+# only guards against growth until then.
+BUDGET=1126400
 
 bash scripts/cross.sh mipsel build
 bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
