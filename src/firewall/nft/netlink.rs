@@ -227,14 +227,7 @@ impl NetElemRequest<'_> {
         };
         let (start, end, n) = net_interval(self.net);
         let mut w = Writer::new(buf);
-        let begin = w.begin_msg(
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            seq,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        )?;
-        w.end_msg(begin)?;
+        batch_marker(&mut w, NFNL_MSG_BATCH_BEGIN, seq)?;
         let (ty, flags) = match self.op {
             ElemOp::Add { .. } => (
                 nft_type(NFT_MSG_NEWSETELEM),
@@ -273,16 +266,16 @@ impl NetElemRequest<'_> {
         }
         w.end_nest(elements)?;
         w.end_msg(msg)?;
-        let end = w.begin_msg(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            seq.wrapping_add(2),
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        )?;
-        w.end_msg(end)?;
+        batch_marker(&mut w, NFNL_MSG_BATCH_END, seq.wrapping_add(2))?;
         Ok(w.len())
     }
+}
+
+/// Writes a batch marker (`NFNL_MSG_BATCH_BEGIN` or `_END`) with sequence
+/// number `seq`: every nf_tables batch starts and ends with one.
+pub(crate) fn batch_marker(w: &mut Writer<'_>, ty: u16, seq: u32) -> Result<(), EncodeError> {
+    let m = w.begin_msg(ty, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES)?;
+    w.end_msg(m)
 }
 
 /// An element timeout in whole milliseconds, rounded up so that 1 µs is 1 ms,
@@ -342,14 +335,7 @@ pub fn elem_batch(
     };
     let mut w = Writer::new(buf);
 
-    let begin = w.begin_msg(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )?;
-    w.end_msg(begin)?;
+    batch_marker(&mut w, NFNL_MSG_BATCH_BEGIN, seq)?;
 
     let (ty, flags) = match op {
         ElemOp::Add { .. } => (
@@ -382,14 +368,7 @@ pub fn elem_batch(
         w.end_msg(msg)?;
     }
 
-    let end = w.begin_msg(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        msg_seq.wrapping_add(1),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )?;
-    w.end_msg(end)?;
+    batch_marker(&mut w, NFNL_MSG_BATCH_END, msg_seq.wrapping_add(1))?;
     Ok(w.len())
 }
 

@@ -12,12 +12,12 @@
 //! priority, verdicts) is big-endian; the `ct state` mask compared in a
 //! register is host order, as the kernel keeps the state bits in a host `u32`.
 
-use super::netlink::NAME_MAX;
+use super::netlink::{batch_marker, NAME_MAX};
 use super::netlink::{
-    nft_type, EncodeError, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
-    NFPROTO_INET, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS,
-    NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE,
-    NFT_MSG_DELSETELEM, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+    nft_type, EncodeError, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFPROTO_INET, NFTA_DATA_VALUE,
+    NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE, NFT_MSG_DELSETELEM, NFT_MSG_NEWSET,
+    NFT_MSG_NEWSETELEM, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
 };
 use super::ruleset::{
     GUARD_SET, STANDALONE_ALLOW4, STANDALONE_ALLOW6, STANDALONE_BAN4, STANDALONE_BAN6,
@@ -249,11 +249,6 @@ fn verdict(w: &mut Writer<'_>, code: u32) -> Result<(), EncodeError> {
         w.end_nest(v)?;
         w.end_nest(data)
     })
-}
-
-fn batch_marker(w: &mut Writer<'_>, ty: u16, seq: u32) -> Result<(), EncodeError> {
-    let m = w.begin_msg(ty, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES)?;
-    w.end_msg(m)
 }
 
 fn new_table(w: &mut Writer<'_>, table: &str, seq: u32) -> Result<(), EncodeError> {
