@@ -388,7 +388,7 @@ impl BanTable {
         let mut kept: Vec<(Cidr, Entry)> = old
             .map
             .iter()
-            .map(|s| (s.net, s.value))
+            .map(|s| (s.key, s.value))
             .filter(|(net, _)| {
                 self.policy.enabled()
                     && !self.policy.is_trusted(*net)
@@ -586,7 +586,7 @@ impl BanTable {
     /// The live bans at `now`.
     pub fn active(&self, now: Millis) -> impl Iterator<Item = Ban> + '_ {
         self.map.iter().filter_map(move |s| match s.value.until {
-            Some(until) if until > now => Some(Ban { net: s.net, until }),
+            Some(until) if until > now => Some(Ban { net: s.key, until }),
             _ => None,
         })
     }

@@ -9,17 +9,14 @@
 //! first knock is dropped (and counted), unless some entry has expired: those
 //! are purged then (and on every tick by the owner).
 //!
-//! The map is open addressing with linear probing over twice as many slots as
-//! entries (load factor at most 1/2, so probes stay short even when full), and
-//! hashes keys with a per-process random SipHash key, so spoofed sources cannot
-//! be chosen to collide.
+//! The map is a [`FixedMap`]: a keyed hash and a short probe per packet, so
+//! spoofed sources cannot be chosen to collide, and no scans.
 
-use core::cell::Cell;
-use core::hash::{BuildHasher, Hasher};
 use core::net::IpAddr;
-use std::collections::hash_map::RandomState;
 
-use crate::fixed_vec::{FixedDeque, FixedVec};
+use crate::fixed_map::{address_key_bytes, FixedMap, MapKey, Stored};
+use crate::fixed_vec::FixedDeque;
+use crate::probe_index::ProbeIndex;
 use static_assertions::const_assert;
 
 use crate::time::Millis;
@@ -31,11 +28,8 @@ const_assert!(KNOCK_TABLE_CAPACITY.is_power_of_two());
 const_assert!(KNOCK_TABLE_CAPACITY >= 64);
 // Keeps the table (about 40 bytes an entry plus the FIFO) well under 1 MiB.
 const_assert!(KNOCK_TABLE_CAPACITY <= 8192);
-/// Hash slots: twice the capacity, a power of two, indices fit in `u16`.
-const SLOTS: usize = 2 * KNOCK_TABLE_CAPACITY;
-const_assert!(SLOTS.is_power_of_two());
-const_assert!(SLOTS < u16::MAX as usize);
-const EMPTY: u16 = u16::MAX;
+// The map's index has twice the capacity's positions.
+const_assert!(2 * KNOCK_TABLE_CAPACITY <= ProbeIndex::MAX_POSITIONS);
 
 /// Identifies one source's attempt at one sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,7 +69,7 @@ pub enum Insert {
 
 /// Fixed-capacity progress table. Construct once (it is large: box it).
 pub struct ProgressTable<V: Copy + Default = ()> {
-    map: FixedMap<V>,
+    map: ProgressMap<V>,
     first_steps: FixedDeque<(Key, u32), KNOCK_TABLE_CAPACITY>,
     next_generation: u32,
 }
@@ -83,7 +77,7 @@ pub struct ProgressTable<V: Copy + Default = ()> {
 impl<V: Copy + Default> Default for ProgressTable<V> {
     fn default() -> Self {
         ProgressTable {
-            map: FixedMap::default(),
+            map: ProgressMap::new(),
             first_steps: FixedDeque::new(),
             next_generation: 0,
         }
@@ -134,7 +128,7 @@ impl<V: Copy + Default> ProgressTable<V> {
     /// Forgets `key`'s progress.
     pub fn remove(&mut self, key: &Key) {
         // The FIFO item (if any) goes stale and is skipped later.
-        self.map.swap_remove(key);
+        self.map.remove(key);
     }
 
     /// Stores a first knock (`matched = 1`) for `key`, evicting if full.
@@ -156,7 +150,7 @@ impl<V: Copy + Default> ProgressTable<V> {
         data: V,
         is_expired: impl Fn(&Key, &Progress<V>) -> bool,
     ) -> Insert {
-        self.map.swap_remove(&key);
+        self.map.remove(&key);
         let mut outcome = Insert::Stored;
         if self.map.is_full() {
             if self.evict_oldest_first_step() || self.purge_expired(&is_expired) > 0 {
@@ -199,7 +193,7 @@ impl<V: Copy + Default> ProgressTable<V> {
     fn evict_oldest_first_step(&mut self) -> bool {
         while let Some((key, generation)) = self.first_steps.pop_front() {
             if self.is_live_first_step(&key, generation) {
-                self.map.swap_remove(&key);
+                self.map.remove(&key);
                 return true;
             }
         }
@@ -218,184 +212,17 @@ impl<V: Copy + Default> ProgressTable<V> {
     }
 }
 
-/// A fixed-capacity hash map from [`Key`] to [`Progress`]: dense entries plus a
-/// slot array of entry indices (linear probing, backward-shift deletion).
-///
-/// Hashing is the main per-packet cost, so it is done at most once per key and
-/// operation: each entry keeps its home slot (moving entries never rehashes),
-/// and the home of the key last looked up is remembered, so the lookup, remove
-/// and re-insert that one knock makes hash its key once.
-struct FixedMap<V> {
-    slots: Box<[u16; SLOTS]>,
-    entries: FixedVec<Entry<V>, KNOCK_TABLE_CAPACITY>,
-    hasher: RandomState,
-    last_home: Cell<Option<(Key, u16)>>,
-}
+/// The map under the table.
+type ProgressMap<V> = FixedMap<Key, Progress<V>, KNOCK_TABLE_CAPACITY>;
 
-/// One stored pair and its home slot.
-#[derive(Clone, Copy)]
-struct Entry<V> {
-    key: Key,
-    value: Progress<V>,
-    home: u16,
-}
+// The home position fits in the entry's padding: 40 bytes an entry for plain knocks.
+const_assert!(core::mem::size_of::<Stored<Key, Progress<()>>>() <= 40);
 
-// The home slot fits in the entry's padding: 40 bytes an entry for plain knocks.
-const_assert!(core::mem::size_of::<Entry<()>>() <= 40);
-
-/// The slot array on the heap, every slot empty (built there, not on the stack).
-fn empty_slots() -> Box<[u16; SLOTS]> {
-    match vec![EMPTY; SLOTS].into_boxed_slice().try_into() {
-        Ok(slots) => slots,
-        Err(_) => unreachable!("a vec of SLOTS elements"),
-    }
-}
-
-impl<V> Default for FixedMap<V> {
-    fn default() -> Self {
-        FixedMap {
-            slots: empty_slots(),
-            entries: FixedVec::new(),
-            hasher: RandomState::new(),
-            last_home: Cell::new(None),
-        }
-    }
-}
-
-impl<V: Copy> FixedMap<V> {
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn is_full(&self) -> bool {
-        self.entries.is_full()
-    }
-
-    /// The slot where `key`'s probe run starts: keyed SipHash over the key's
-    /// bytes in one write (remembered for the next call with the same key).
-    fn home(&self, key: &Key) -> usize {
-        if let Some((k, home)) = self.last_home.get() {
-            if k == *key {
-                return usize::from(home);
-            }
-        }
-        let mut bytes = [0u8; 18];
-        match key.src {
-            IpAddr::V4(a) => {
-                bytes[0] = 4;
-                bytes[1..5].copy_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                bytes[0] = 6;
-                bytes[1..17].copy_from_slice(&a.octets());
-            }
-        }
-        bytes[17] = key.sequence;
-        let mut h = self.hasher.build_hasher();
-        h.write(&bytes);
-        let home = (h.finish() as usize) & (SLOTS - 1);
-        self.last_home.set(Some((*key, home as u16)));
-        home
-    }
-
-    /// The slot holding `key`, or the empty slot where it would go, and the home.
-    fn probe(&self, key: &Key) -> (usize, bool, u16) {
-        let home = self.home(key);
-        let mut slot = home;
-        loop {
-            let idx = self.slots[slot];
-            if idx == EMPTY {
-                return (slot, false, home as u16);
-            }
-            if self.entries[usize::from(idx)].key == *key {
-                return (slot, true, home as u16);
-            }
-            slot = (slot + 1) & (SLOTS - 1);
-        }
-    }
-
-    fn get(&self, key: &Key) -> Option<&Progress<V>> {
-        match self.probe(key) {
-            (slot, true, _) => Some(&self.entries[usize::from(self.slots[slot])].value),
-            _ => None,
-        }
-    }
-
-    fn get_mut(&mut self, key: &Key) -> Option<&mut Progress<V>> {
-        match self.probe(key) {
-            (slot, true, _) => Some(&mut self.entries[usize::from(self.slots[slot])].value),
-            _ => None,
-        }
-    }
-
-    /// Inserts or replaces; false when full.
-    fn insert(&mut self, key: Key, value: Progress<V>) -> bool {
-        let (slot, found, home) = self.probe(&key);
-        if found {
-            self.entries[usize::from(self.slots[slot])].value = value;
-            return true;
-        }
-        let idx = self.entries.len() as u16;
-        if self.entries.push(Entry { key, value, home }).is_err() {
-            return false;
-        }
-        self.slots[slot] = idx;
-        true
-    }
-
-    fn swap_remove(&mut self, key: &Key) -> Option<Progress<V>> {
-        let (slot, found, _) = self.probe(key);
-        if !found {
-            return None;
-        }
-        let idx = usize::from(self.slots[slot]);
-        self.clear_slot(slot);
-        let last = self.entries.len() - 1;
-        if idx != last {
-            // The last entry will move to `idx`: point its slot there first,
-            // found from its stored home without hashing.
-            let mut s = usize::from(self.entries[last].home);
-            while usize::from(self.slots[s]) != last {
-                s = (s + 1) & (SLOTS - 1);
-            }
-            self.slots[s] = idx as u16;
-        }
-        Some(self.entries.swap_remove(idx).value)
-    }
-
-    /// Empties `slot`, shifting later members of its probe run back (no tombstones).
-    fn clear_slot(&mut self, mut hole: usize) {
-        self.slots[hole] = EMPTY;
-        let mut slot = (hole + 1) & (SLOTS - 1);
-        while self.slots[slot] != EMPTY {
-            let idx = usize::from(self.slots[slot]);
-            let home = usize::from(self.entries[idx].home);
-            // Move it into the hole if its home is not cyclically in (hole, slot].
-            let dist_hole = hole.wrapping_sub(home) & (SLOTS - 1);
-            let dist_slot = slot.wrapping_sub(home) & (SLOTS - 1);
-            if dist_hole < dist_slot {
-                self.slots[hole] = self.slots[slot];
-                self.slots[slot] = EMPTY;
-                hole = slot;
-            }
-            slot = (slot + 1) & (SLOTS - 1);
-        }
-    }
-
-    fn retain(&mut self, mut keep: impl FnMut(&Key, &Progress<V>) -> bool) {
-        let mut i = 0;
-        while i < self.entries.len() {
-            let Entry { key, value, .. } = self.entries[i];
-            if keep(&key, &value) {
-                i += 1;
-            } else {
-                self.swap_remove(&key);
-            }
-        }
+impl MapKey for Key {
+    fn key_bytes(&self, out: &mut [u8; 18]) -> usize {
+        let n = address_key_bytes(self.src, out);
+        out[n] = self.sequence;
+        n + 1
     }
 }
 
@@ -487,49 +314,6 @@ mod tests {
         t.insert_first(key(1 << 21), Millis(1), never);
         assert!(t.get(&key(0)).is_none());
         assert!(t.get(&key(1)).is_some());
-    }
-
-    #[test]
-    fn fixed_map_matches_a_std_map_under_random_operations() {
-        use std::collections::HashMap;
-        let mut m = FixedMap::default();
-        let mut reference = HashMap::new();
-        let mut rng = 0x9e37_79b9u32;
-        for step in 0..200_000u64 {
-            rng ^= rng << 13;
-            rng ^= rng >> 17;
-            rng ^= rng << 5;
-            let k = key(rng % 6000);
-            let v = Progress {
-                matched: (rng % 7) as u8,
-                started: Millis(step),
-                generation: 0,
-                data: (),
-            };
-            match rng % 3 {
-                0 | 1 => {
-                    let ok = m.insert(k, v);
-                    if ok {
-                        reference.insert(k, v);
-                    } else {
-                        assert!(
-                            !reference.contains_key(&k) && reference.len() == KNOCK_TABLE_CAPACITY
-                        );
-                    }
-                }
-                _ => assert_eq!(m.swap_remove(&k), reference.remove(&k)),
-            }
-            assert_eq!(m.len(), reference.len());
-        }
-        for (k, v) in &reference {
-            assert_eq!(m.get(k), Some(v));
-        }
-        m.retain(|_, p| p.matched % 2 == 0);
-        reference.retain(|_, p| p.matched % 2 == 0);
-        assert_eq!(m.len(), reference.len());
-        for (k, v) in &reference {
-            assert_eq!(m.get(k), Some(v));
-        }
     }
 
     #[test]

@@ -37,6 +37,8 @@
 use core::hash::{BuildHasher, Hasher};
 use std::collections::hash_map::RandomState;
 
+use crate::probe_index::{Probe, ProbeIndex};
+
 use static_assertions::const_assert;
 
 use super::seal::NONCE_LEN;
@@ -49,12 +51,11 @@ pub const QUOTA: usize = 64;
 pub const ORPHANS: usize = 256;
 /// Most slots a cache can have (all clients configured).
 pub const MAX_SLOTS: usize = MAX_CLIENTS * QUOTA + ORPHANS;
-const EMPTY: u16 = u16::MAX;
 
 const_assert!(QUOTA >= 16);
 const_assert!(ORPHANS >= QUOTA);
-// Index slots: the next power of two of twice the entries; indices fit in u16.
-const_assert!((2 * MAX_SLOTS).next_power_of_two() < u16::MAX as usize);
+// Index positions: the next power of two of twice the entries.
+const_assert!((2 * MAX_SLOTS).next_power_of_two() <= ProbeIndex::MAX_POSITIONS);
 // 40 bytes a slot and at most 8 bytes of index per slot: about 110 KiB with
 // every client configured, 17 KiB for two clients.
 const_assert!(core::mem::size_of::<Slot>() <= 40);
@@ -161,8 +162,8 @@ pub struct ReplayCache {
     /// [`ORPHANS`] slots are the orphans'.
     slots: Box<[Slot]>,
     owners: usize,
-    /// Open addressing: slot numbers, [`EMPTY`] where none.
-    index: Box<[u16]>,
+    /// Slot numbers by keyed hash of the nonce.
+    index: ProbeIndex,
     hasher: RandomState,
     floor: u64,
     len: usize,
@@ -182,42 +183,30 @@ impl ReplayCache {
         ReplayCache {
             slots: vec![FREE; n].into_boxed_slice(),
             owners,
-            index: vec![EMPTY; (2 * n).next_power_of_two()].into_boxed_slice(),
+            index: ProbeIndex::new((2 * n).next_power_of_two()),
             hasher: RandomState::new(),
             floor: 0,
             len: 0,
         }
     }
 
-    fn mask(&self) -> usize {
-        self.index.len() - 1
-    }
-
     fn home(&self, nonce: &[u8; NONCE_LEN]) -> usize {
         let mut h = self.hasher.build_hasher();
         h.write(nonce);
-        (h.finish() as usize) & self.mask()
+        self.index.home(h.finish())
     }
 
-    /// The index position holding `nonce`, or the empty one where it would go.
-    fn probe(&self, nonce: &[u8; NONCE_LEN]) -> (usize, bool) {
-        let mut pos = self.home(nonce);
-        loop {
-            let s = self.index[pos];
-            if s == EMPTY {
-                return (pos, false);
-            }
-            if self.slots[usize::from(s)].entry.nonce == *nonce {
-                return (pos, true);
-            }
-            pos = (pos + 1) & self.mask();
-        }
+    /// Where `nonce` is in the index, or the empty position where it would go.
+    fn probe(&self, nonce: &[u8; NONCE_LEN]) -> Probe {
+        let slots = &self.slots;
+        self.index
+            .find(self.home(nonce), |s| slots[s].entry.nonce == *nonce)
     }
 
     /// True if an entry with this nonce is held (live or expired): one keyed
     /// hash, O(1) expected, no cryptography — cheap enough to ask first.
     pub fn contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
-        self.probe(nonce).1
+        matches!(self.probe(nonce), Probe::Found { .. })
     }
 
     /// Packets stamped below this may have been forgotten: refuse them.
@@ -277,41 +266,30 @@ impl ReplayCache {
     fn forget(&mut self, s: usize) {
         let e = self.slots[s].entry;
         self.raise_floor(e.timestamp.saturating_add(1));
-        let (pos, found) = self.probe(&e.nonce);
-        if found {
-            self.clear_index(pos);
+        if let Probe::Found { pos, .. } = self.probe(&e.nonce) {
+            let slots = &self.slots;
+            self.index.clear(pos, |s| usize::from(slots[s].home));
         }
         self.slots[s] = FREE;
         self.len -= 1;
     }
 
     fn put(&mut self, s: usize, entry: ReplayEntry) {
-        let (pos, _) = self.probe(&entry.nonce);
         let home = self.home(&entry.nonce);
-        self.index[pos] = s as u16;
+        let slots = &self.slots;
+        let pos = match self
+            .index
+            .find(home, |s| slots[s].entry.nonce == entry.nonce)
+        {
+            Probe::Found { pos, .. } | Probe::Vacant { pos } => pos,
+        };
+        self.index.set(pos, s);
         self.slots[s] = Slot {
             entry,
             used: true,
             home: home as u16,
         };
         self.len += 1;
-    }
-
-    /// Empties index position `hole`, shifting later members of its probe run back.
-    fn clear_index(&mut self, mut hole: usize) {
-        let mask = self.mask();
-        self.index[hole] = EMPTY;
-        let mut pos = (hole + 1) & mask;
-        while self.index[pos] != EMPTY {
-            let home = usize::from(self.slots[usize::from(self.index[pos])].home);
-            // Move it into the hole if its home is not cyclically in (hole, pos].
-            if hole.wrapping_sub(home) & mask < pos.wrapping_sub(home) & mask {
-                self.index[hole] = self.index[pos];
-                self.index[pos] = EMPTY;
-                hole = pos;
-            }
-            pos = (pos + 1) & mask;
-        }
     }
 
     /// The entries held, with their client (`None`: an orphan).
