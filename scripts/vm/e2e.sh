@@ -272,11 +272,11 @@ prove "Debian knock" in_ns knock "$GUEST" 7000 8000:udp 9000
 grep -c 'opened tcp:8080' "$CONSOLE" | grep -qx 2 || { cat "$CONSOLE"; fail "the daemon did not log two grants"; }
 
 # --- SPA ---------------------------------------------------------------------
-# Waits up to 15 s for the daemon to log a line matching $1.
+# Waits up to $2 s (default 15) for the daemon to log a line matching $1.
 guest_logs() {
     local t=$SECONDS
     until grep -q "$1" "$CONSOLE"; do
-        [ $((SECONDS - t)) -lt 15 ] || { tail -20 "$CONSOLE"; fail "the daemon did not log: $1"; }
+        [ $((SECONDS - t)) -lt "${2:-15}" ] || { tail -20 "$CONSOLE"; fail "the daemon did not log: $1"; }
         sleep 0.5
     done
 }
@@ -337,7 +337,9 @@ grep -q 'capture pppoe-wan: no such interface yet; waiting for it to appear' "$C
     { tail -30 "$CONSOLE"; fail "pppoe: the daemon did not start waiting for pppoe-wan"; }
 log "pppoe: the daemon started without pppoe-wan and waits for it"
 start_ac
-guest_logs "capture pppoe-wan: interface appeared; capture started"
+# pppd retries discovery with PADI timeouts of 5, 10 and 20 s, then again
+# after its holdoff: the next PADI can be 20 s away.
+guest_logs "capture pppoe-wan: interface appeared; capture started" 60
 grep -q 'IPCP opened' "$WORK/pppoe-ac.log" || { sleep 2; grep -q 'IPCP opened' "$WORK/pppoe-ac.log"; } ||
     { cat "$WORK/pppoe-ac.log"; tail -30 "$CONSOLE"; fail "pppoe: IPCP did not open"; }
 log "pppoe: pppd brought pppoe-wan up; the daemon captures on it"
@@ -348,9 +350,14 @@ if is_open; then fail "pppoe SPA: tcp:$SERVICE is open for $PPP_HOST before the 
 postern_spa --key "$SPA_KEY"
 guest_logs "opened tcp:$SERVICE for $PPP_HOST .*spa client laptop"
 is_open || fail "pppoe SPA: tcp:$SERVICE did not open for $PPP_HOST"
+# The daemon captures on eth0 too (for the steps above), and finds PPPoE
+# session frames there as well (README: capture on one of the two, not both):
+# each packet is seen twice, the second sighting is refused as a replay. That
+# second sighting proves that the capture on pppoe-wan delivers packets.
+guest_logs "refused packet from $PPP_HOST (client laptop): replay of a packet accepted before"
 postern_spa --key "$SPA_KEY" --close
 guest_logs "closed tcp:$SERVICE for $PPP_HOST"
-log "pppoe: postern spa over PPPoE opens (and --close closes) the guarded port"
+log "pppoe: postern spa over PPPoE opens (and --close closes) the guarded port; both captures (pppoe-wan, and eth0's PPPoE session frames) saw it"
 
 # 5. The line drops (the ISP sends PADT), the router redials.
 opened_before=$(grep -c "opened tcp:$SERVICE for $PPP_HOST" "$CONSOLE")
@@ -367,7 +374,7 @@ echo "$line" | grep -q 'link now down' || fail "pppoe: the link came back during
 log "pppoe: link down for 10 s: the daemon used $ticks clock ticks of CPU (a busy loop: ~1000)"
 [ "$ticks" -le 50 ] || fail "pppoe: the daemon used $ticks ticks in 10 s with its device down (busy loop?)"
 start_ac
-guest_logs "capture pppoe-wan: interface re-created; capture resumed"
+guest_logs "capture pppoe-wan: interface re-created; capture resumed" 60
 sleep 1
 if is_open; then fail "pppoe redial: tcp:$SERVICE open before the packet"; fi
 postern_spa --key "$SPA_KEY"
