@@ -127,8 +127,8 @@ copy_into_root() { # path relative to $P
     if [ -L "$P/$rel" ]; then copy_into_root "$(dirname "$rel")/$(readlink "$P/$rel")"; fi
 }
 find_lib() { find "$P/lib" "$P/usr/lib" -name "$1" \( -type f -o -type l \) -print -quit | sed "s|^$P/||"; }
-(cd "$P" && ls -d usr/lib/pppd/*/rp-pppoe.so >/dev/null) || fail "no rp-pppoe.so in the ppp package"
-todo=(usr/sbin/pppd $(cd "$P" && ls -d usr/lib/pppd/*/rp-pppoe.so) lib/ld.so.1)
+plugin=$(cd "$P" && ls -d usr/lib/pppd/*/rp-pppoe.so) || fail "no rp-pppoe.so in the ppp package"
+todo=(usr/sbin/pppd "$plugin" lib/ld.so.1)
 declare -A copied=()
 while [ ${#todo[@]} -gt 0 ]; do
     f=${todo[0]}
