@@ -174,13 +174,17 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
     }
 
     let mut backend = make_backend(opts.backend.unwrap_or(cfg.main.backend))?;
-    if backend.name() == "fw4" {
-        // The fw4 guard closes the guarded ports on the capture devices, as
-        // their zones refuse; say where that cannot work.
+    if matches!(backend.name(), "fw4" | "fw3") {
+        // The fw4 and fw3 guards close the guarded ports on the capture
+        // devices, as their zones refuse (same /etc/config/firewall); say
+        // where that cannot work.
         let report =
             crate::firewall::fw4_zones::report_at(Path::new("/"), &cfg.main.interfaces, &devices);
         for w in &report.warnings {
-            warn!("{w}");
+            match w.strip_prefix("fw4: ") {
+                Some(rest) if backend.name() == "fw3" => warn!("fw3: {rest}"),
+                _ => warn!("{w}"),
+            }
         }
         backend.set_capture(&devices, report.verdict);
     }

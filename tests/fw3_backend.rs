@@ -116,14 +116,44 @@ fn include_file_uses_the_daemon_set_names() {
     let text = std::fs::read_to_string(include()).unwrap();
     for set in [ipset::SET4, ipset::SET6] {
         assert!(
-            text.contains(&format!("create {set} hash:ip,port"))
-                && text.contains(&format!(
-                    "accept{} input_wan_rule {set} src,dst",
-                    if set == ipset::SET4 { 4 } else { 6 }
-                )),
-            "fw3.include does not create and accept {set}"
+            text.contains(&format!("create {set} hash:ip,port")),
+            "fw3.include does not create {set}"
         );
         assert!(text.contains("timeout 0"), "sets need timeout support");
+    }
+    assert!(text.contains(
+        "-m set --match-set \"postern$f\" src,dst -m set ! --match-set \"postern_ban$f\" src -j ACCEPT"
+    ));
+    for set in [ipset::GUARD_TCP, ipset::GUARD_UDP] {
+        assert!(text.contains(&format!("create {set} bitmap:port")), "{set}");
+    }
+    for set in [
+        ipset::DEVICES4,
+        ipset::DEVICES6,
+        ipset::DROP_DEVICES4,
+        ipset::DROP_DEVICES6,
+    ] {
+        assert!(
+            text.contains(&format!("create {set} hash:net,iface")),
+            "{set}"
+        );
+    }
+}
+
+/// The guard sets as the include makes them (for tests that make the
+/// grant sets by hand).
+fn guard_sets() {
+    sh("ipset create postern_guard_tcp bitmap:port range 0-65535");
+    sh("ipset create postern_guard_udp bitmap:port range 0-65535");
+    for (set, family) in [
+        ("postern_devices4", "inet"),
+        ("postern_devices6", "inet6"),
+        ("postern_drop_devices4", "inet"),
+        ("postern_drop_devices6", "inet6"),
+    ] {
+        sh(&format!(
+            "ipset create {set} hash:net,iface family {family}"
+        ));
     }
 }
 
@@ -145,10 +175,25 @@ fn setup_fails_clearly_without_the_include() {
         sh("ipset create postern4 hash:ip,port family inet timeout 0");
         let err = b.setup(&[]).unwrap_err();
         assert!(err.context.starts_with("ipset postern6 missing"), "{err}");
-        // Once both exist, setup succeeds and is repeatable.
+        // Without the guard sets (an older include) setup refuses: a user
+        // rule could open a guarded port.
         sh("ipset create postern6 hash:ip,port family inet6 timeout 0");
-        b.setup(&[]).unwrap();
-        b.setup(&[]).unwrap();
+        let err = b.setup(&[PortSpec::tcp(22)]).unwrap_err();
+        assert!(
+            err.context.starts_with("ipset postern_guard_tcp missing")
+                && err.context.contains("guarded ports would stay open"),
+            "{err}"
+        );
+        // Once all exist, setup succeeds, fills the guard and is repeatable.
+        guard_sets();
+        b.set_capture(&["veth-x".into()], postern::firewall::GuardVerdict::Reject);
+        b.setup(&[PortSpec::tcp(22), PortSpec::udp(53)]).unwrap();
+        b.setup(&[PortSpec::tcp(22), PortSpec::udp(53)]).unwrap();
+        assert_eq!(members("postern_guard_tcp"), ["22"]);
+        assert_eq!(members("postern_guard_udp"), ["53"]);
+        assert_eq!(members("postern_devices4"), ["0.0.0.0/0,veth-x"]);
+        assert_eq!(members("postern_devices6"), ["::/0,veth-x"]);
+        assert!(members("postern_drop_devices4").is_empty());
     });
 }
 
@@ -161,7 +206,7 @@ fn grant_regrant_revoke_teardown() {
         fw3_with_include();
         // The include is idempotent (fw3 runs it on every reload).
         sh(&format!("sh {}", include().display()));
-        let rules = sh("iptables -S input_wan_rule");
+        let rules = sh("iptables -S postern_input");
         assert_eq!(
             rules
                 .matches(
@@ -171,6 +216,9 @@ fn grant_regrant_revoke_teardown() {
             1,
             "{rules}"
         );
+        // Without fw3's custom chains the jump sits at the top of INPUT, once.
+        let input = sh("iptables -S INPUT");
+        assert_eq!(input.matches("-j postern_input").count(), 1, "{input}");
         let mut b = Fw3Backend::new();
         b.setup(&[PortSpec::tcp(22)]).unwrap();
         let who = "10.0.0.2,tcp:22";
@@ -276,6 +324,7 @@ fn kernel_refusals_are_explained() {
         // with the reason spelled out and the element named.
         sh("ipset create postern4 hash:ip,port family inet");
         sh("ipset create postern6 hash:ip,port family inet6");
+        guard_sets();
         let mut b = Fw3Backend::new();
         b.setup(&[]).unwrap();
         let err = b
@@ -322,12 +371,16 @@ fn bans_are_networks_that_only_withhold_postern_accepts() {
         fw3_with_include();
         sh(&format!("sh {}", include().display()));
         for (tool, ban) in [("iptables", "postern_ban4"), ("ip6tables", "postern_ban6")] {
-            for chain in ["input_wan_rule", "forwarding_wan_rule"] {
+            for chain in ["postern_input", "forwarding_wan_rule"] {
                 let rules = sh(&format!("{tool} -S {chain}"));
-                assert!(
-                    !rules.contains("DROP") && !rules.contains("REJECT"),
-                    "{rules}"
-                );
+                // The only refusals are the guard's (guarded ports, any
+                // source without a grant); a ban adds none.
+                for l in rules.lines() {
+                    if l.contains("DROP") || l.contains("REJECT") {
+                        assert!(l.contains("--match-set postern_guard_"), "{rules}");
+                        assert!(!l.contains("postern_ban"), "{rules}");
+                    }
+                }
                 let accepts: Vec<&str> =
                     rules.lines().filter(|l| l.contains("-j ACCEPT")).collect();
                 assert_eq!(accepts.len(), 1, "{rules}");
@@ -336,6 +389,8 @@ fn bans_are_networks_that_only_withhold_postern_accepts() {
                     "{rules}"
                 );
             }
+            // The old accept in input_wan_rule is gone.
+            assert!(!sh(&format!("{tool} -S input_wan_rule")).contains("ACCEPT"));
         }
         assert!(sh("ipset -t list postern_ban6").contains("Type: hash:net"));
 
@@ -417,6 +472,7 @@ fn forwards_setup_grant_regrant_unforward() {
         // Without the include's forward sets: a clear refusal.
         sh("ipset create postern4 hash:ip,port family inet timeout 0");
         sh("ipset create postern6 hash:ip,port family inet6 timeout 0");
+        guard_sets();
         b.setup(&[]).unwrap();
         let err = b.setup_forwards(&[spec]).unwrap_err();
         assert!(

@@ -35,7 +35,10 @@
 # reaches the verifier; `floods` adds junk-spa: random binary junk of the
 # native packet sizes (75-296 bytes), which no length check can drop.
 # POSTERN_SPA_BUDGET sets `option spa_verify_budget` (default: the config's
-# default).
+# default); POSTERN_SPA_CLIENTS (default 1) adds clients with other keys, so
+# that every junk packet meets that many pre-filters; POSTERN_NICE (default 0)
+# runs the daemon at another nice value, to tell losses to a busy host's
+# scheduler (capture ring overflow) from the daemon's own.
 #
 # Each `stop` first appends the daemon's `postern status --json` (counters:
 # capture drops, SPA refusals by reason...) to $STATE_DIR/NAME-status.log,
@@ -62,6 +65,8 @@ SEQ=${POSTERN_SEQ:-7000,8000,9000}      # TCP knock ports, in order
 ACCESS_TIMEOUT=${PK_ACCESS_TIMEOUT:-3}  # grant lifetime (measure.sh sets 60)
 SPA_PORT=62201                          # the config's spa_port (fwknop's too)
 SPA_BUDGET=${POSTERN_SPA_BUDGET:-}      # option spa_verify_budget ('' = default)
+SPA_CLIENTS=${POSTERN_SPA_CLIENTS:-1}    # SPA clients configured (the lab's key is the first)
+NICE=${POSTERN_NICE:-0}                 # the daemon's nice value (a diagnostic on a busy host)
 # The SPA replay state file is synced before each grant; on OpenWrt its
 # directory (/var/run/postern) is tmpfs, so keep it on tmpfs here too (on
 # this host's ext4 /tmp the sync alone cost ~30 ms per grant).
@@ -114,6 +119,12 @@ start() {
             head -1 "$D/keygen.txt" > "$D/key"
             printf "\nconfig client 'lab'\n\toption key '%s'\n" "$(cat "$D/key")"
             printf "\tlist allow 'tcp:%s'\n\toption max_duration '%s'\n" "$SVC_PORT" "$ACCESS_TIMEOUT"
+            # More clients (other keys): each costs the pre-filter of every junk packet.
+            local i
+            for i in $(seq 2 "$SPA_CLIENTS"); do
+                printf "\nconfig client 'other%s'\n\toption key '%s'\n" "$i" "$("$BIN" keygen | head -1)"
+                printf "\tlist allow 'tcp:%s'\n" "$SVC_PORT"
+            done
         else
             printf "\nconfig sequence 'lab'\n"
             local p
@@ -124,7 +135,7 @@ start() {
     } > "$D/postern.conf"
     "$BIN" check -c "$D/postern.conf" >/dev/null || die "postern refuses $D/postern.conf"
     # ip netns exec and taskset exec, so $! is the daemon itself
-    ip netns exec "$NS_R" taskset -c "$DAEMON_CPU" "$BIN" daemon -c "$D/postern.conf" \
+    ip netns exec "$NS_R" taskset -c "$DAEMON_CPU" nice -n "$NICE" "$BIN" daemon -c "$D/postern.conf" \
         --control "$D/postern.sock" </dev/null >"$D/postern.log" 2>&1 &
     echo $! > "$PIDF"
     for _ in $(seq 50); do

@@ -14,7 +14,15 @@
 # the crypto path on a MIPS CPU under a real kernel: `postern spa` opens
 # (and --close closes) the guarded port, SPA packets under a key the router
 # does not know ban their (off-link) source, whose valid SPA then opens
-# nothing, while Debian's `fwknop` client still opens it for the other address.
+# nothing, while Debian's `fwknop` client still opens it for the other address;
+# then PPPoE, the most common home WAN (issue 16): Debian's real pppd with its
+# rp-pppoe plugin and the kernel's PPPoE bring up `pppoe-wan` in the VM, against
+# scripts/vm/pppoe_ac.py on the host (the host kernel has no PPP; the access
+# concentrator is user space and bridges the session to a TUN device). The
+# daemon, started before the link exists, captures on `pppoe-wan`: a knock and
+# SPA over PPPoE open the guarded port; the ISP ends the session (PADT), the
+# daemon's CPU over 10 s with the link down is measured in the VM, pppd
+# redials, and SPA over the new link opens the port again.
 # Nothing prebuilt is committed; everything is fetched with apt-get download.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,6 +87,11 @@ fi
 # No nftables package: postern builds its table over netlink itself, and the
 # VM proves that a router without the `nft` binary works.
 pkgs=("$kernel_pkg" busybox-static:mipsel)
+# pppd (dynamically linked) and the libraries it needs; only pppd, its
+# rp-pppoe plugin and their shared objects go into the initramfs.
+ppp_pkgs=(ppp libc6 libssl3 libcrypt1 libpam0g libsystemd0 libpcap0.8 libcap2 libgcrypt20
+    liblz4-1 liblzma5 libzstd1 libgpg-error0 libdbus-1-3 libaudit1 libcap-ng0 libatomic1)
+for p in "${ppp_pkgs[@]}"; do pkgs+=("$p:mipsel"); done
 log "apt-get download ${pkgs[*]}"
 mkdir -p "$WORK/debs" "$WORK/root" "$WORK/kernel"
 chmod 777 "$WORK/debs" # apt's _apt user writes there
@@ -96,9 +109,41 @@ HOST_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json
 # --- initramfs -----------------------------------------------------------
 R=$WORK/root
 dpkg-deb -x "$WORK/debs/"linux-image-*.deb "$WORK/kernel"
+mkdir -p "$WORK/ppp"
 for d in "$WORK/debs/"*.deb; do
-    case "$d" in */linux-image-*) ;; *) dpkg-deb -x "$d" "$R" ;; esac
+    case "$d" in
+    */linux-image-*) ;;
+    */busybox-static_*) dpkg-deb -x "$d" "$R" ;;
+    *) dpkg-deb -x "$d" "$WORK/ppp" ;;
+    esac
 done
+# pppd, the plugin and the closure of their DT_NEEDED, symlinks kept.
+P=$WORK/ppp
+copy_into_root() { # path relative to $P
+    local rel=$1
+    [ -e "$R/$rel" ] && return 0
+    mkdir -p "$R/$(dirname "$rel")"
+    cp -a "$P/$rel" "$R/$rel"
+    if [ -L "$P/$rel" ]; then copy_into_root "$(dirname "$rel")/$(readlink "$P/$rel")"; fi
+}
+find_lib() { find "$P/lib" "$P/usr/lib" -name "$1" \( -type f -o -type l \) -print -quit | sed "s|^$P/||"; }
+plugin=$(cd "$P" && ls -d usr/lib/pppd/*/rp-pppoe.so) || fail "no rp-pppoe.so in the ppp package"
+todo=(usr/sbin/pppd "$plugin" lib/ld.so.1)
+declare -A copied=()
+while [ ${#todo[@]} -gt 0 ]; do
+    f=${todo[0]}
+    todo=("${todo[@]:1}")
+    [ -z "${copied[$f]:-}" ] || continue
+    copied[$f]=1
+    copy_into_root "$f"
+    real=$(realpath --relative-to="$P" "$P/$f")
+    for n in $(readelf -d "$P/$real" 2>/dev/null | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
+        lib=$(find_lib "$n")
+        [ -n "$lib" ] || fail "pppd needs $n, in none of ${ppp_pkgs[*]}"
+        todo+=("$lib")
+    done
+done
+log "pppd: ${#copied[@]} files (pppd, rp-pppoe.so, shared objects)"
 rm -rf "$R/usr/share" # docs, man pages
 mkdir -p "$R/bin" "$R/lib/modules" "$R/etc/config" "$R/proc" "$R/sys" "$R/dev"
 ln -sf busybox "$R/bin/sh"
@@ -123,13 +168,16 @@ add_module() {
 # crc32c_generic: libcrc32c asks the crypto API for crc32c at load time.
 # nft_reject_inet: the standalone table answers a guarded port like a closed
 # one (`reject`, `reject with tcp reset`; pulls in nf_reject_ipv4/6).
-for m in crc32c_generic nf_tables nft_ct nft_reject_inet pcnet32; do add_module "$m"; done
+# ppp_generic, pppox, pppoe (with slhc): the kernel side of pppd's PPPoE link.
+for m in crc32c_generic nf_tables nft_ct nft_reject_inet pcnet32 ppp_generic pppox pppoe; do add_module "$m"; done
 printf '%s\n' "${order[@]}" >"$R/etc/modules-order"
 log "modules: ${order[*]}"
 
 cat >"$R/etc/config/postern" <<EOF
 config postern 'main'
 	list device 'eth0'
+	# Does not exist at start: pppd brings it up later (and again after a redial).
+	list device 'pppoe-wan'
 	option backend 'nft'
 	option log_level 'debug'
 	# SPA from 10 s after boot (the replay guard), and a ban after 3 failures.
@@ -224,11 +272,11 @@ prove "Debian knock" in_ns knock "$GUEST" 7000 8000:udp 9000
 grep -c 'opened tcp:8080' "$CONSOLE" | grep -qx 2 || { cat "$CONSOLE"; fail "the daemon did not log two grants"; }
 
 # --- SPA ---------------------------------------------------------------------
-# Waits up to 15 s for the daemon to log a line matching $1.
+# Waits up to $2 s (default 15) for the daemon to log a line matching $1.
 guest_logs() {
     local t=$SECONDS
     until grep -q "$1" "$CONSOLE"; do
-        [ $((SECONDS - t)) -lt 15 ] || { tail -20 "$CONSOLE"; fail "the daemon did not log: $1"; }
+        [ $((SECONDS - t)) -lt "${2:-15}" ] || { tail -20 "$CONSOLE"; fail "the daemon did not log: $1"; }
         sleep 0.5
     done
 }
@@ -269,6 +317,76 @@ from "$REMOTE"
 if is_open; then fail "ban: tcp:$SERVICE open for the banned $REMOTE"; fi
 log "fwknop: closed before, open after for $CLIENT; still closed for the banned $REMOTE"
 
+# --- PPPoE --------------------------------------------------------------------
+# The ISP's side: a TUN device (10.213.70.1, peer = the router's PPP address)
+# bridged by scripts/vm/pppoe_ac.py to the PPPoE session on the tap.
+PPP_HOST=10.213.70.1
+PPP_ROUTER=10.213.70.2
+AC_PID=
+start_ac() {
+    ip netns exec "$NS" python3 "$REPO/scripts/vm/pppoe_ac.py" "$TAP" pppac0 "$PPP_HOST" "$PPP_ROUTER" \
+        >>"$WORK/pppoe-ac.log" 2>&1 &
+    AC_PID=$!
+}
+stop_ac() { [ -z "$AC_PID" ] || { kill "$AC_PID" 2>/dev/null || true; wait "$AC_PID" 2>/dev/null || true; AC_PID=; }; }
+trap 'stop_ac; cleanup' EXIT
+ip -n "$NS" tuntap add dev pppac0 mode tun
+ip -n "$NS" addr add "$PPP_HOST" peer "$PPP_ROUTER/32" dev pppac0
+ip -n "$NS" link set pppac0 up
+grep -q 'capture pppoe-wan: no such interface yet; waiting for it to appear' "$CONSOLE" ||
+    { tail -30 "$CONSOLE"; fail "pppoe: the daemon did not start waiting for pppoe-wan"; }
+log "pppoe: the daemon started without pppoe-wan and waits for it"
+start_ac
+# pppd retries discovery with PADI timeouts of 5, 10 and 20 s, then again
+# after its holdoff: the next PADI can be 20 s away.
+guest_logs "capture pppoe-wan: interface appeared; capture started" 60
+grep -q 'IPCP opened' "$WORK/pppoe-ac.log" || { sleep 2; grep -q 'IPCP opened' "$WORK/pppoe-ac.log"; } ||
+    { cat "$WORK/pppoe-ac.log"; tail -30 "$CONSOLE"; fail "pppoe: IPCP did not open"; }
+log "pppoe: pppd brought pppoe-wan up; the daemon captures on it"
+GUEST=$PPP_ROUTER
+# 4. A knock over PPPoE (postern's client), then native SPA over PPPoE.
+prove "postern knock over PPPoE" in_ns "$HOST_BIN" knock "$GUEST" tcp:7000 udp:8000 tcp:9000
+if is_open; then fail "pppoe SPA: tcp:$SERVICE is open for $PPP_HOST before the packet"; fi
+postern_spa --key "$SPA_KEY"
+guest_logs "opened tcp:$SERVICE for $PPP_HOST .*spa client laptop"
+is_open || fail "pppoe SPA: tcp:$SERVICE did not open for $PPP_HOST"
+# The daemon captures on eth0 too (for the steps above), and finds PPPoE
+# session frames there as well (README: capture on one of the two, not both):
+# each packet is seen twice, the second sighting is refused as a replay. That
+# second sighting proves that the capture on pppoe-wan delivers packets.
+guest_logs "refused packet from $PPP_HOST (client laptop): replay of a packet accepted before"
+postern_spa --key "$SPA_KEY" --close
+guest_logs "closed tcp:$SERVICE for $PPP_HOST"
+log "pppoe: postern spa over PPPoE opens (and --close closes) the guarded port; both captures (pppoe-wan, and eth0's PPPoE session frames) saw it"
+
+# 5. The line drops (the ISP sends PADT), the router redials.
+opened_before=$(grep -c "opened tcp:$SERVICE for $PPP_HOST" "$CONSOLE")
+stop_ac
+guest_logs "capture pppoe-wan: interface gone; waiting for it to come back"
+t=$SECONDS
+until grep -q 'VM: pppoe-wan down: postern used' "$CONSOLE"; do
+    [ $((SECONDS - t)) -lt 40 ] || { tail -20 "$CONSOLE"; fail "pppoe: no CPU measurement from the VM"; }
+    sleep 1
+done
+line=$(grep -m1 'VM: pppoe-wan down: postern used' "$CONSOLE")
+ticks=$(echo "$line" | sed -n 's/.*postern used \([0-9]*\) clock ticks.*/\1/p')
+echo "$line" | grep -q 'link now down' || fail "pppoe: the link came back during the measurement: $line"
+log "pppoe: link down for 10 s: the daemon used $ticks clock ticks of CPU (a busy loop: ~1000)"
+[ "$ticks" -le 50 ] || fail "pppoe: the daemon used $ticks ticks in 10 s with its device down (busy loop?)"
+start_ac
+guest_logs "capture pppoe-wan: interface re-created; capture resumed" 60
+sleep 1
+if is_open; then fail "pppoe redial: tcp:$SERVICE open before the packet"; fi
+postern_spa --key "$SPA_KEY"
+t=$SECONDS
+until [ "$(grep -c "opened tcp:$SERVICE for $PPP_HOST" "$CONSOLE")" -gt "$opened_before" ]; do
+    [ $((SECONDS - t)) -lt 15 ] || { tail -20 "$CONSOLE"; fail "pppoe redial: SPA over the new link opened nothing"; }
+    sleep 0.5
+done
+is_open || fail "pppoe redial: tcp:$SERVICE did not open over the new link"
+log "pppoe: after the redial, SPA over the new pppoe-wan opens the port again"
+stop_ac
+
 log "guest log:"
-grep -E 'postern|nft|VM:' "$CONSOLE" | sed 's/^/    /'
-echo "e2e: 5 passed, 0 failed"
+grep -E 'postern|nft|VM:|pppd|PPP|pppoe' "$CONSOLE" | sed 's/^/    /'
+echo "e2e: 8 passed, 0 failed"

@@ -3,15 +3,21 @@
 //!
 //! fw3 owns the firewall; postern's fw3 include (`/usr/share/postern/fw3.include`,
 //! run by fw3 on every reload) creates the `hash:ip,port` sets `postern4` and
-//! `postern6` with timeout support and the `input_wan_rule` rules that accept
-//! their members unless their source is in one of the `hash:net` ban sets
-//! `postern_ban4`/`postern_ban6` (a ban has no rule of its own: a banned
-//! source is treated as one without a grant). This backend only checks that
-//! the sets exist, then adds and
-//! deletes elements over netlink: per grant it never spawns `ipset` or
-//! `iptables`. Messages are built by [`netlink`] (pure, byte-tested) and sent
-//! by the shared `nfnetlink::socket`. It never creates, flushes or destroys a
-//! set: they belong to the include.
+//! `postern6` with timeout support, the guard sets, and the chain
+//! `postern_input`, jumped to from fw3's `input_rule` (ahead of the
+//! established accept and every zone's rules) for packets from the capture
+//! devices: it accepts granted sources unless their source is in one of the
+//! `hash:net` ban sets `postern_ban4`/`postern_ban6` (a ban has no rule of
+//! its own: a banned source is treated as one without a grant), then refuses
+//! the guarded ports as the capture devices' zone refuses, so a user rule
+//! accepting a guarded port cannot open it.
+//!
+//! Setup checks that the sets exist and fills the guard sets (guarded ports,
+//! capture devices: [`guard_restore_script`]) with one `ipset restore`; then
+//! grants are added and deleted over netlink: per grant it never spawns
+//! `ipset` or `iptables`. Messages are built by [`netlink`] (pure,
+//! byte-tested) and sent by the shared `nfnetlink::socket`. It never creates
+//! or destroys a set: they belong to the include.
 
 pub mod fw3_forwards;
 pub mod netlink;
@@ -24,7 +30,7 @@ use super::nfnetlink::socket::LazySocket;
 use super::nfnetlink::wire::EncodeError;
 use super::{
     forward_target, zero_forward_timeout, Backend, FirewallError, ForwardGrant, ForwardLedger,
-    ForwardSpec, Grant,
+    ForwardSpec, Grant, GuardVerdict,
 };
 use crate::cidr::Cidr;
 use crate::port::PortSpec;
@@ -47,6 +53,56 @@ pub const FWD_ALLOW6: &str = "postern_fwd_allow6";
 pub const FWD_CHAIN: &str = "postern_fwd";
 /// Where the OpenWrt package installs the fw3 include (named in errors).
 pub const INCLUDE_PATH: &str = "/usr/share/postern/fw3.include";
+/// The guarded TCP ports (`bitmap:port`), filled by setup.
+pub const GUARD_TCP: &str = "postern_guard_tcp";
+/// The guarded UDP ports (`bitmap:port`), filled by setup.
+pub const GUARD_UDP: &str = "postern_guard_udp";
+/// The capture devices, IPv4 (`hash:net,iface`: `0.0.0.0/0,DEV`).
+pub const DEVICES4: &str = "postern_devices4";
+/// The capture devices, IPv6 (`hash:net,iface`: `::/0,DEV`).
+pub const DEVICES6: &str = "postern_devices6";
+/// The capture devices whose zone drops (else empty), IPv4.
+pub const DROP_DEVICES4: &str = "postern_drop_devices4";
+/// The capture devices whose zone drops (else empty), IPv6.
+pub const DROP_DEVICES6: &str = "postern_drop_devices6";
+
+/// The `ipset restore` script the fw3 setup runs: refills the guard sets with
+/// `guard` (by protocol), the device sets with `devices` and the drop-device
+/// sets with `devices` when `drop` (the zones drop rather than reject).
+/// Grants, bans and forwards are left alone. `None` when a device name is not
+/// a plain interface name.
+pub fn guard_restore_script(guard: &[PortSpec], devices: &[String], drop: bool) -> Option<String> {
+    use std::fmt::Write as _;
+    if !devices
+        .iter()
+        .all(|d| crate::firewall::nft::ruleset::is_ifname(d))
+    {
+        return None;
+    }
+    let mut s = String::new();
+    for set in [GUARD_TCP, GUARD_UDP] {
+        let _ = writeln!(s, "flush {set}");
+    }
+    for p in guard {
+        let set = match p.proto {
+            crate::port::L4Proto::Tcp => GUARD_TCP,
+            crate::port::L4Proto::Udp => GUARD_UDP,
+        };
+        let _ = writeln!(s, "add {set} {}", p.port);
+    }
+    for (sets, fill) in [
+        ([DEVICES4, DEVICES6], true),
+        ([DROP_DEVICES4, DROP_DEVICES6], drop),
+    ] {
+        for (set, any) in sets.into_iter().zip(["0.0.0.0/0", "::/0"]) {
+            let _ = writeln!(s, "flush {set}");
+            for d in devices.iter().filter(|_| fill) {
+                let _ = writeln!(s, "add {set} {any},{d}");
+            }
+        }
+    }
+    Some(s)
+}
 
 /// ipset over netlink for fw3 (see the module docs).
 #[derive(Debug, Default)]
@@ -57,6 +113,11 @@ pub struct Fw3Backend {
     live_forwards: ForwardLedger,
     /// Whether `postern_fwd` may hold rules (then an empty reload clears it).
     dnat_rules: bool,
+    /// The capture devices the guard closes the guarded ports on
+    /// ([`Backend::set_capture`]).
+    capture: Vec<String>,
+    /// Whether their zones drop (else reject).
+    drop: bool,
 }
 
 impl Fw3Backend {
@@ -147,6 +208,37 @@ fn run_sh(script: &str, what: &str) -> Result<(), FirewallError> {
     })
 }
 
+/// Feeds `script` to `ipset restore -exist`; `what` names the step for errors.
+fn run_ipset_restore(script: &str, what: &str) -> Result<(), FirewallError> {
+    use crate::spawn::{Spawn, Stdio};
+    use std::io::Write as _;
+    let mut child = Spawn::new("ipset")
+        .args(["restore", "-exist"])
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Null)
+        .stderr(Stdio::Piped)
+        .spawn()
+        .map_err(|source| FirewallError {
+            context: format!("{what}: cannot run `ipset`"),
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error (ipset exited early) shows up in the exit status below.
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|source| FirewallError {
+        context: format!("{what}: waiting for `ipset`"),
+        source,
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(FirewallError {
+        context: format!("{what}: `ipset restore` failed ({})", out.status),
+        source: io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    })
+}
+
 /// What to do when a set is missing.
 pub fn missing_set_message(set: &str) -> String {
     format!(
@@ -174,11 +266,45 @@ fn elem_context(req: &ElemRequest<'_>) -> String {
 }
 
 impl Backend for Fw3Backend {
-    fn setup(&mut self, _guarded: &[PortSpec]) -> Result<(), FirewallError> {
-        // fw3 drops unsolicited WAN input by default; `guarded` needs no rules here.
+    fn setup(&mut self, guarded: &[PortSpec]) -> Result<(), FirewallError> {
         self.check_set(SET4)?;
         self.check_set(SET6)?;
         log::info!("fw3: ipsets {SET4} and {SET6} present");
+        // Without the guard sets (an older include) a user rule could open a
+        // guarded port while postern says it guards it: refuse to start.
+        for set in [
+            GUARD_TCP,
+            GUARD_UDP,
+            DEVICES4,
+            DEVICES6,
+            DROP_DEVICES4,
+            DROP_DEVICES6,
+        ] {
+            self.check_set(set).map_err(|e| FirewallError {
+                context: format!(
+                    "{}: the fw3 include of this postern version is not loaded, so \
+                     guarded ports would stay open (reload the firewall)",
+                    e.context
+                ),
+                source: e.source,
+            })?;
+        }
+        let script = guard_restore_script(guarded, &self.capture, self.drop).ok_or_else(|| {
+            FirewallError {
+                context: format!("fw3: capture devices {:?}", self.capture),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not an interface name"),
+            }
+        })?;
+        run_ipset_restore(&script, "fill the fw3 guard sets")?;
+        if self.capture.is_empty() {
+            log::warn!("fw3: no capture device given: guarded ports are closed on no interface");
+        }
+        log::info!(
+            "fw3: guarding {} port(s) on {} ({}), ahead of the zones' rules",
+            guarded.len(),
+            self.capture.join(" "),
+            if self.drop { "drop" } else { "reject" }
+        );
         // An older include has no ban sets: grants still work, bans fail (logged).
         for set in [BAN4, BAN6] {
             if let Err(e) = self.check_set(set) {
@@ -284,6 +410,11 @@ impl Backend for Fw3Backend {
 
     fn name(&self) -> &'static str {
         "fw3"
+    }
+
+    fn set_capture(&mut self, devices: &[String], verdict: GuardVerdict) {
+        self.capture = devices.to_vec();
+        self.drop = verdict == GuardVerdict::Drop;
     }
 }
 
@@ -393,6 +524,30 @@ mod tests {
         assert_eq!(Fw3Backend::set_for(mapped), "postern4");
         assert_eq!(Fw3Backend::set_for(v6), "postern6");
         assert_eq!(Fw3Backend::new().name(), "fw3");
+    }
+
+    #[test]
+    fn guard_script_fills_ports_by_protocol_and_devices_by_verdict() {
+        let guard = [PortSpec::tcp(2222), PortSpec::udp(5300)];
+        let devs = ["pppoe-wan".to_string(), "wwan0".to_string()];
+        assert_eq!(
+            guard_restore_script(&guard, &devs, false).unwrap(),
+            "flush postern_guard_tcp\nflush postern_guard_udp\n\
+             add postern_guard_tcp 2222\nadd postern_guard_udp 5300\n\
+             flush postern_devices4\nadd postern_devices4 0.0.0.0/0,pppoe-wan\n\
+             add postern_devices4 0.0.0.0/0,wwan0\n\
+             flush postern_devices6\nadd postern_devices6 ::/0,pppoe-wan\n\
+             add postern_devices6 ::/0,wwan0\n\
+             flush postern_drop_devices4\nflush postern_drop_devices6\n"
+        );
+        let drop = guard_restore_script(&guard[..1], &devs[..1], true).unwrap();
+        assert!(drop.ends_with(
+            "flush postern_drop_devices4\nadd postern_drop_devices4 0.0.0.0/0,pppoe-wan\n\
+             flush postern_drop_devices6\nadd postern_drop_devices6 ::/0,pppoe-wan\n"
+        ));
+        // A name that could smuggle a second command into the script is refused.
+        assert!(guard_restore_script(&guard, &["eth0\nflush postern4".into()], false).is_none());
+        assert!(guard_restore_script(&guard, &["eth0 x".into()], false).is_none());
     }
 
     #[test]

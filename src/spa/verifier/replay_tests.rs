@@ -240,3 +240,48 @@ fn entries_of_a_disabled_client_stay_refused_after_it_comes_back() {
     let mut v = reload(&v, &two, now(T0 + 2));
     assert_eq!(outcome(&mut v, now(T0 + 2), &p), Err(Refusal::Replay));
 }
+
+/// The residual of issue 15 (docs/spa-protocol.md, "Residual: an archive of
+/// one client's packets"), measured: a sniffer that kept more stale packets
+/// of one client than the router remembers refusing (64) replays them in a
+/// cycle. Each passes that client's pre-filter and is too old to be in the
+/// replay cache; the ring of the last 64 timestamp refusals holds only the
+/// most recent ones, so every packet the ring has forgotten costs one AEAD
+/// from that client's budget again: the flood keeps the budget spent second
+/// after second, and that client's fresh packet is dropped unopened
+/// (`budget_exceeded`). Bounded: another client is untouched, and nothing is
+/// banned (the refusals are `too_old` and `replay`, never `auth_failed`).
+#[test]
+fn residual_an_archive_of_stale_packets_spends_only_its_own_clients_budget() {
+    let mut cfg = config(vec![client(1), client(2)], 120);
+    cfg.main.spa_verify_budget = 32;
+    let mut v = Verifier::new(&cfg);
+    // 100 packets of client 1, sealed an hour before "now", each unseen.
+    let archive: Vec<Vec<u8>> = (0..100u8)
+        .map(|n| packet(1, n, &repr(T0 - 3600, PortSpec::tcp(22))))
+        .collect();
+    let mut replayed = archive.iter().cycle();
+    let fresh1 = packet(1, 200, &repr(T0, PortSpec::tcp(22)));
+    for second in 0..5 {
+        let at = now(T0 + second);
+        let before = v.counters().aead_attempts;
+        // 300 archived packets a second (1000 would do at the default budget).
+        for p in replayed.by_ref().take(300) {
+            let r = outcome(&mut v, at, p);
+            assert!(
+                matches!(
+                    r,
+                    Err(Refusal::TooOld | Refusal::Replay | Refusal::BudgetExceeded)
+                ),
+                "{r:?}"
+            );
+        }
+        assert_eq!(v.counters().aead_attempts - before, 32, "second {second}");
+        assert_eq!(outcome(&mut v, at, &fresh1), Err(Refusal::BudgetExceeded));
+    }
+    // Client 2 is not affected.
+    let fresh2 = packet(2, 201, &repr(T0 + 4, PortSpec::tcp(22)));
+    assert_eq!(outcome(&mut v, now(T0 + 4), &fresh2), Ok(()));
+    // When the flood stops, the victim gets in.
+    assert_eq!(outcome(&mut v, now(T0 + 6), &fresh1), Ok(()));
+}
