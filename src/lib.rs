@@ -29,6 +29,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod crash;
 pub mod daemon;
 #[cfg(feature = "desktop")]
 pub mod demo;

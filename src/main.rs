@@ -25,6 +25,7 @@ use postern::{control, daemon, logger};
 const DEFAULT_CONFIG: &str = "/etc/config/postern";
 
 fn main() -> ExitCode {
+    postern::crash::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     logger::init(log::LevelFilter::Info);
     let Some((name, rest)) = args.split_first() else {
