@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         quiet_on_broken_pipe();
     }
     match name.as_str() {
-        "help" | "--help" | "-h" => return cmd_help(rest),
-        "version" | "--version" | "-V" => return cmd_version(),
+        "--help" | "-h" => return cmd_help(rest),
+        "--version" | "-V" => return cmd_version(),
         _ => {}
     }
     let Some(cmd) = usage::find(name) else {
@@ -59,6 +59,9 @@ fn main() -> ExitCode {
         Err(msg) => return usage_error(Some(name), &msg),
     }
     let result = match cmd.name {
+        "help" => return cmd_help(rest),
+        "version" if rest.is_empty() => return cmd_version(),
+        "version" => Err(format!("version: unexpected argument '{}'", rest[0])),
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),

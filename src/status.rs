@@ -524,6 +524,11 @@ pub fn with_include_error(answer: &str, error: &str, json: bool) -> String {
     }
 }
 
+/// Whole seconds, rounded up (a grant with 0.2 s left shows 1 s).
+fn ceil_secs(d: core::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,9 +758,4 @@ mod tests {
         assert_eq!(include_error_at(&p).as_deref(), Some("broken"));
         std::fs::remove_file(&p).unwrap();
     }
-}
-
-/// Whole seconds, rounded up (a grant with 0.2 s left shows 1 s).
-fn ceil_secs(d: core::time::Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
