@@ -10,6 +10,9 @@
 #                 demo or import)
 #         build-desktop  the same with the default features (feature
 #                 `desktop`: everything) at .../release/postern-desktop
+#                 (built in TARGET_DIR/desktop)
+#         breakdown  the router build unstripped (in TARGET_DIR/size-symbols)
+#                 and where its bytes are (tools/size-breakdown.py)
 #         test    unit + integration tests under qemu-<arch>-static
 #         size    print the release binary's size (bytes) and `file` line
 #         version run `postern --version` under qemu
@@ -43,7 +46,7 @@ export RUST_BACKTRACE=0 # a panicking test under QEMU symbolizes for seconds
 
 die() { echo "cross.sh: $*" >&2; exit 1; }
 
-[ $# -ge 1 ] || die "usage: scripts/cross.sh TARGET [build|build-desktop|test|size|version]..."
+[ $# -ge 1 ] || die "usage: scripts/cross.sh TARGET [build|build-desktop|breakdown|test|size|version]..."
 case "$1" in
     mipsel | mipsel-unknown-linux-musl) T=mipsel-unknown-linux-musl QEMU=qemu-mipsel-static ;;
     mips | mips-unknown-linux-musl) T=mips-unknown-linux-musl QEMU=qemu-mips-static ;;
@@ -99,29 +102,41 @@ install() {
 
 BIN=$TARGET_DIR/$T/release/postern
 
-# build [desktop]: the router build, or with `desktop` the default features.
+# build [desktop|symbols]: the router build, or with `desktop` the default
+# features; `symbols`: the router build with its symbols, for breakdown.
 build() {
     local extra=() features=(--no-default-features) out=$BIN kind=router PANIC=${PANIC_SET:-immediate-abort}
+    local target_dir=$TARGET_DIR
     if [ "${1:-}" = desktop ]; then
+        # Its own target dir: the router binary at $BIN stays, and the
+        # two std builds (other panic strategies) are both kept.
+        target_dir=$TARGET_DIR/desktop
         features=() out=$BIN-desktop kind=desktop PANIC=${PANIC_SET:-abort}
+    elif [ "${1:-}" = symbols ]; then
+        target_dir=$TARGET_DIR/size-symbols out=$TARGET_DIR/size-symbols/$T/release/postern kind="router, unstripped"
+        extra+=(--config profile.release.strip=false)
     fi
     local rustflags='"-Cforce-unwind-tables=no"'
     case "$T" in mips*) rustflags+=', "-Crelocation-model=static"' ;; esac
     if [ "$PANIC" = immediate-abort ]; then
-        extra=(-Zpanic-immediate-abort --config 'profile.release.panic="immediate-abort"')
+        extra+=(-Zpanic-immediate-abort --config 'profile.release.panic="immediate-abort"')
     fi
     echo "== build $T $kind (release, std: optimize_for_size, panic=$PANIC)"
     local t0=$SECONDS
     # Unwind tables are dead weight with panic=abort (optimize_for_size also
     # drops std's backtrace printer). The [target] rustflags of
     # .cargo/config.toml still apply: --config arrays are appended.
-    cargo +"$NIGHTLY" build --release --locked --target "$T" ${features[@]+"${features[@]}"} \
+    cargo +"$NIGHTLY" build --release --locked --target "$T" --target-dir "$target_dir" ${features[@]+"${features[@]}"} \
         -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
         --config "target.$T.rustflags=[$rustflags]" ${extra[@]+"${extra[@]}"}
     # Strip what the linker keeps: MIPS `.pdr` (procedure descriptors, ~80 KB,
     # used by no one at run time) and the toolchain `.comment`. A new file, so
     # cargo's hard link in deps/ keeps the unstripped original.
-    objcopy --strip-all -R .pdr -R .comment "$BIN" "$out.tmp"
+    if [ "${1:-}" = symbols ]; then
+        echo "== built $out (with symbols) in $((SECONDS - t0)) s"
+        return
+    fi
+    objcopy --strip-all -R .pdr -R .comment "$target_dir/$T/release/postern" "$out.tmp"
     mv "$out.tmp" "$out"
     echo "== built $out in $((SECONDS - t0)) s"
     file -b "$out" | grep -c 'statically linked' >/dev/null || die "$out is not statically linked: $(file -b "$out")"
@@ -190,6 +205,10 @@ for step in "${STEPS[@]}"; do
     case "$step" in
         build) build ;;
         build-desktop) build desktop ;;
+        breakdown)
+            build symbols
+            python3 tools/size-breakdown.py "$TARGET_DIR/size-symbols/$T/release/postern" 2 30
+            ;;
         test) run_tests ;;
         size)
             [ -f "$BIN" ] || build
@@ -199,6 +218,6 @@ for step in "${STEPS[@]}"; do
             [ -f "$BIN" ] || build
             if [ -n "$QEMU" ]; then "$QEMU" "$BIN" --version; else "$BIN" --version; fi
             ;;
-        *) die "unknown step '$step' (build, build-desktop, test, size, version)" ;;
+        *) die "unknown step '$step' (build, build-desktop, breakdown, test, size, version)" ;;
     esac
 done

@@ -2,9 +2,11 @@
 //! signal. Router builds stop a panic at once (`panic = "immediate-abort"`,
 //! scripts/cross.sh: no message, no formatting, a trap instruction), so
 //! without this a bug would end the daemon without a word. The line names
-//! the signal and the address it reports; `addr2line -e` on the unstripped
-//! binary of the same build (target/TRIPLE/release/deps/postern-*) turns a
-//! trap's or a fault's address into a source line.
+//! the signal and the address it reports. `scripts/cross.sh TARGET
+//! breakdown` builds the same sources with their symbols; `addr2line -f -e
+//! target/size-symbols/TRIPLE/release/postern ADDRESS` then names the
+//! function (`si_addr`: the faulting instruction for a trap, the address
+//! touched for a memory fault).
 
 /// The signals a bug ends a process with: a trap (a panic of an
 /// immediate-abort build), an illegal instruction (the same on x86),
