@@ -33,14 +33,14 @@ cd "$(dirname "$0")/.."
 # (`--resolve`) and the control socket's revoke/unban. Issue 18 cuts the
 # router build to 640 KiB (client, demo and import out of it); this budget
 # only guards against growth until then.
-# Issue 18 (2026-12-03): the router build, 596104 bytes (from 1048936):
+# Issue 18 (2026-12-03): the router build, 596312 bytes (from 1048936):
 # client, demo and import out of it (feature `desktop`, -191 KB), panics
 # stop at once (immediate-abort, -140 KB; src/crash.rs logs the signal),
 # non-PIC MIPS code (-80 KB), SHA-2 compact rounds and no floating point
-# (-42 KB). Budget 640 KiB; the goal is 450 KiB. The desktop binary keeps
-# the old budget as a guard.
+# (-42 KB). Budget 640 KiB; the goal is 450 KiB. The desktop binary (909104
+# bytes, panic messages kept) is guarded at 960 KiB.
 BUDGET=655360
-DESKTOP_BUDGET=1126400
+DESKTOP_BUDGET=983040
 
 bash scripts/cross.sh mipsel build build-desktop
 bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
