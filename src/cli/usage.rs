@@ -336,6 +336,9 @@ pub fn overview(desktop: bool) -> String {
 pub fn of(cmd: &Command) -> String {
     let mut out = String::from("usage:\n");
     write_command(&mut out, cmd);
+    if !in_this_build(cmd) {
+        out.push_str("\n(in the desktop build only; this is a router build)\n");
+    }
     out.push_str(COMMON);
     out
 }
