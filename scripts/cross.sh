@@ -4,8 +4,15 @@
 #   scripts/cross.sh TARGET [STEP...]
 #
 # TARGET: mipsel | mips | armv7 | aarch64 | x86_64 (or the full Rust triple).
-# STEP:   build   static, stripped release binary at
-#                 ${CARGO_TARGET_DIR:-target}/TRIPLE/release/postern (default)
+# STEP:   build   static, stripped release router binary at
+#                 ${CARGO_TARGET_DIR:-target}/TRIPLE/release/postern (default):
+#                 `--no-default-features`, what a router runs (no client,
+#                 demo or import)
+#         build-desktop  the same with the default features (feature
+#                 `desktop`: everything) at .../release/postern-desktop
+#                 (built in TARGET_DIR/desktop)
+#         breakdown  the router build unstripped (in TARGET_DIR/size-symbols)
+#                 and where its bytes are (tools/size-breakdown.py)
 #         test    unit + integration tests under qemu-<arch>-static
 #         size    print the release binary's size (bytes) and `file` line
 #         version run `postern --version` under qemu
@@ -17,22 +24,29 @@
 # for the 32-bit targets (it carries musl for every arch; no cross gcc).
 #
 # Environment: POSTERN_NIGHTLY (toolchain, default below), POSTERN_PANIC
-# (`abort`, the default, keeps panic messages; `immediate-abort` drops them and
-# the formatting they pull in: smaller, but a bug dies without a word),
+# (`immediate-abort`, the router build's default: a panic stops at once,
+# without its message and the formatting and unwinder that would print it,
+# -140 KB on mipsel; src/crash.rs still logs one line with the signal and
+# address, which `addr2line -e` on the unstripped binary in deps/ resolves.
+# `abort`, the desktop build's default, keeps panic messages),
 # POSTERN_ZIG_VENV (where zig goes; tools/zcc reads the same variable).
+#
+# MIPS builds use -Crelocation-model=static: the binary is a static, non-PIE
+# executable anyway, and MIPS PIC code calls and addresses everything through
+# the GOT (lw t9 + jalr per call): -11% (80 KB) of the mipsel router binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NIGHTLY=${POSTERN_NIGHTLY:-nightly-2026-05-19}
 ZIG_VERSION=0.15.2
 ZIG_VENV=${POSTERN_ZIG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/postern/zig-venv}
-PANIC=${POSTERN_PANIC:-abort}
+PANIC_SET=${POSTERN_PANIC:-}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export RUST_BACKTRACE=0 # a panicking test under QEMU symbolizes for seconds
 
 die() { echo "cross.sh: $*" >&2; exit 1; }
 
-[ $# -ge 1 ] || die "usage: scripts/cross.sh TARGET [build|test|size|version]..."
+[ $# -ge 1 ] || die "usage: scripts/cross.sh TARGET [build|build-desktop|breakdown|test|size|version]..."
 case "$1" in
     mipsel | mipsel-unknown-linux-musl) T=mipsel-unknown-linux-musl QEMU=qemu-mipsel-static ;;
     mips | mips-unknown-linux-musl) T=mips-unknown-linux-musl QEMU=qemu-mips-static ;;
@@ -88,26 +102,44 @@ install() {
 
 BIN=$TARGET_DIR/$T/release/postern
 
+# build [desktop|symbols]: the router build, or with `desktop` the default
+# features; `symbols`: the router build with its symbols, for breakdown.
 build() {
-    local extra=()
-    if [ "$PANIC" = immediate-abort ]; then
-        extra=(-Zpanic-immediate-abort --config 'profile.release.panic="immediate-abort"')
+    local extra=() features=(--no-default-features) out=$BIN kind=router PANIC=${PANIC_SET:-immediate-abort}
+    local target_dir=$TARGET_DIR
+    if [ "${1:-}" = desktop ]; then
+        # Its own target dir: the router binary at $BIN stays, and the
+        # two std builds (other panic strategies) are both kept.
+        target_dir=$TARGET_DIR/desktop
+        features=() out=$BIN-desktop kind=desktop PANIC=${PANIC_SET:-abort}
+    elif [ "${1:-}" = symbols ]; then
+        target_dir=$TARGET_DIR/size-symbols out=$TARGET_DIR/size-symbols/$T/release/postern kind="router, unstripped"
+        extra+=(--config profile.release.strip=false)
     fi
-    echo "== build $T (release, std: optimize_for_size, panic=$PANIC)"
+    local rustflags='"-Cforce-unwind-tables=no"'
+    case "$T" in mips*) rustflags+=', "-Crelocation-model=static"' ;; esac
+    if [ "$PANIC" = immediate-abort ]; then
+        extra+=(-Zpanic-immediate-abort --config 'profile.release.panic="immediate-abort"')
+    fi
+    echo "== build $T $kind (release, std: optimize_for_size, panic=$PANIC)"
     local t0=$SECONDS
     # Unwind tables are dead weight with panic=abort (optimize_for_size also
     # drops std's backtrace printer). The [target] rustflags of
     # .cargo/config.toml still apply: --config arrays are appended.
-    cargo +"$NIGHTLY" build --release --locked --target "$T" \
+    cargo +"$NIGHTLY" build --release --locked --target "$T" --target-dir "$target_dir" ${features[@]+"${features[@]}"} \
         -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
-        --config "target.$T.rustflags=[\"-Cforce-unwind-tables=no\"]" "${extra[@]}"
+        --config "target.$T.rustflags=[$rustflags]" ${extra[@]+"${extra[@]}"}
     # Strip what the linker keeps: MIPS `.pdr` (procedure descriptors, ~80 KB,
     # used by no one at run time) and the toolchain `.comment`. A new file, so
     # cargo's hard link in deps/ keeps the unstripped original.
-    objcopy --strip-all -R .pdr -R .comment "$BIN" "$BIN.tmp"
-    mv "$BIN.tmp" "$BIN"
-    echo "== built $BIN in $((SECONDS - t0)) s"
-    file -b "$BIN" | grep -c 'statically linked' >/dev/null || die "$BIN is not statically linked: $(file -b "$BIN")"
+    if [ "${1:-}" = symbols ]; then
+        echo "== built $out (with symbols) in $((SECONDS - t0)) s"
+        return
+    fi
+    objcopy --strip-all -R .pdr -R .comment "$target_dir/$T/release/postern" "$out.tmp"
+    mv "$out.tmp" "$out"
+    echo "== built $out in $((SECONDS - t0)) s"
+    file -b "$out" | grep -c 'statically linked' >/dev/null || die "$out is not statically linked: $(file -b "$out")"
 }
 
 # Tests at opt-level 1 without debug info: the randomized no-panic tests take
@@ -141,7 +173,7 @@ run_tests() {
     # run can leave the child deadlocked inside qemu before its exec (seen on
     # qemu-aarch64 7.2: the child waits on a futex forever, the test hangs).
     # Natively, and on a router (the daemon is single-threaded), fork is fine.
-    local forking=(spawn:: runner:: the_command_runner_wakes_without_allocating)
+    local forking=(spawn:: runner:: crash:: the_command_runner_wakes_without_allocating)
     local skip=()
     if [ -n "$QEMU" ]; then
         for f in "${forking[@]}"; do skip+=(--skip "$f"); done
@@ -172,6 +204,11 @@ install
 for step in "${STEPS[@]}"; do
     case "$step" in
         build) build ;;
+        build-desktop) build desktop ;;
+        breakdown)
+            build symbols
+            python3 tools/size-breakdown.py "$TARGET_DIR/size-symbols/$T/release/postern" 2 30
+            ;;
         test) run_tests ;;
         size)
             [ -f "$BIN" ] || build
@@ -181,6 +218,6 @@ for step in "${STEPS[@]}"; do
             [ -f "$BIN" ] || build
             if [ -n "$QEMU" ]; then "$QEMU" "$BIN" --version; else "$BIN" --version; fi
             ;;
-        *) die "unknown step '$step' (build, test, size, version)" ;;
+        *) die "unknown step '$step' (build, build-desktop, breakdown, test, size, version)" ;;
     esac
 done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Size budget (CI): builds the mipsel router binary with scripts/cross.sh and
-# fails when it is larger than the budget. A size check, not a timing: the
-# number is deterministic for a given toolchain (pinned in cross.sh).
+# Size budget (CI): builds the mipsel router binary (`cross.sh mipsel build`:
+# --no-default-features, what the packages ship) and the desktop binary
+# (`build-desktop`: everything) with scripts/cross.sh, and fails when either
+# is larger than its budget. A size check, not a timing: the number is
+# deterministic for a given toolchain (pinned in cross.sh).
 #
 # Raise BUDGET only on purpose, in the commit that needs the bytes, and say
 # there what they buy; README "Router builds" lists the sizes.
@@ -31,13 +33,30 @@ cd "$(dirname "$0")/.."
 # (`--resolve`) and the control socket's revoke/unban. Issue 18 cuts the
 # router build to 640 KiB (client, demo and import out of it); this budget
 # only guards against growth until then.
-BUDGET=1126400
+# Issue 18 (2026-12-03): the router build, 596360 bytes (from 1048936):
+# client, demo and import out of it (feature `desktop`, -191 KB), panics
+# stop at once (immediate-abort, -140 KB; src/crash.rs logs the signal),
+# non-PIC MIPS code (-80 KB), SHA-2 compact rounds and no floating point
+# (-42 KB). Budget 640 KiB; the goal is 450 KiB. The desktop binary (909104
+# bytes, panic messages kept) is guarded at 960 KiB.
+BUDGET=655360
+DESKTOP_BUDGET=983040
 
-bash scripts/cross.sh mipsel build
+bash scripts/cross.sh mipsel build build-desktop
 bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern
-size=$(stat -c %s "$bin")
-echo "== size: mipsel postern is $size bytes, budget $BUDGET ($((size * 100 / BUDGET))% used)"
-if [ "$size" -gt "$BUDGET" ]; then
-    echo "size-check: FAILED: $bin grew past the budget by $((size - BUDGET)) bytes" >&2
-    exit 1
-fi
+failed=0
+check() { # NAME FILE BUDGET
+    local size
+    size=$(stat -c %s "$2")
+    echo "== size: mipsel $1 postern is $size bytes, budget $3 ($((size * 100 / $3))% used)"
+    if [ "$size" -gt "$3" ]; then
+        echo "size-check: FAILED: $2 grew past the budget by $((size - $3)) bytes" >&2
+        failed=1
+    fi
+}
+check router "$bin" "$BUDGET"
+check desktop "$bin-desktop" "$DESKTOP_BUDGET"
+# The router binary is the router build: no desktop commands.
+qemu-mipsel-static "$bin" help | grep -c '(a router build' >/dev/null ||
+    { echo "size-check: FAILED: $bin is not a router build" >&2; failed=1; }
+exit "$failed"

@@ -10,5 +10,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo clippy -D warnings, router build (--no-default-features)"
+cargo clippy --lib --bins --locked --no-default-features -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets

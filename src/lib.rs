@@ -12,7 +12,11 @@
 //!   event loop), [`client`] (knock and SPA senders, client config), [`random`]
 //!   (the kernel's random bytes), [`privileges`] (capabilities dropped after
 //!   start), [`runner`] (the admin's named commands for SPA
-//!   command mode) and [`demo`] (network-namespace lab).
+//!   command mode) and [`demo`] (network-namespace lab); [`cli`] holds the
+//!   command line's usage table.
+//!
+//! Feature `desktop` (default) holds [`client`], [`demo`] and [`import`];
+//! router builds leave it out (`--no-default-features`).
 
 #![deny(missing_docs)]
 
@@ -20,10 +24,14 @@ pub mod bans;
 pub mod base64;
 pub mod capture;
 pub mod cidr;
+pub mod cli;
+#[cfg(feature = "desktop")]
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod crash;
 pub mod daemon;
+#[cfg(feature = "desktop")]
 pub mod demo;
 pub mod engine;
 pub mod firewall;
@@ -31,6 +39,7 @@ pub mod fixed_map;
 pub mod fixed_vec;
 pub mod forward_grants;
 pub mod grants;
+#[cfg(feature = "desktop")]
 pub mod import;
 pub mod knock;
 pub mod launcher;

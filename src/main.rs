@@ -2,128 +2,122 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(feature = "desktop")]
 use std::time::Duration;
 
+use postern::cli::{self, usage};
+#[cfg(feature = "desktop")]
 use postern::client::conf::{self as client_conf, Stanza};
+#[cfg(feature = "desktop")]
 use postern::client::spa as spa_client;
+#[cfg(feature = "desktop")]
 use postern::client::stun;
 use postern::config::{self, BackendKind};
+#[cfg(feature = "desktop")]
 use postern::port::PortSpec;
-use postern::spa::{Key, Kind, Target};
-use postern::{client, control, daemon, demo, logger};
+use postern::spa::Key;
+#[cfg(feature = "desktop")]
+use postern::spa::{Kind, Target};
+#[cfg(feature = "desktop")]
+use postern::{client, demo};
+use postern::{control, daemon, logger};
 
 const DEFAULT_CONFIG: &str = "/etc/config/postern";
 
-const USAGE: &str = "\
-postern — port knocking and Single Packet Authorization for routers
-
-usage:
-  postern daemon [-c FILE] [-i DEV]... [--backend KIND] [--log-level LEVEL]
-                 [--control SOCKET]
-        Guard the ports of FILE's sequences and clients (default
-        /etc/config/postern), sniffing on each DEV. KIND: auto | fw4 | fw3 |
-        nft | dry-run. SIGHUP reloads FILE (a bad file is refused, the old one
-        stays); SIGTERM stops and removes postern's own nftables table. Live
-        grants are re-applied when the firewall is restarted under it.
-  postern status [--json] [-s SOCKET]
-        Live grants and counters of the running daemon (default socket
-        /var/run/postern.sock).
-  postern revoke ADDR PROTO:PORT [-s SOCKET]
-        End the live grant of ADDR to PROTO:PORT now (e.g. 192.0.2.7 tcp:22).
-  postern unban NET [-s SOCKET]
-        Lift the live bans within NET (an address or ADDR/LEN) now.
-  postern check [-c FILE] [--json]
-        Validate FILE: every error with file:line (exit 1), or a summary.
-        --json: ok, errors (line, message each) and warnings, as JSON.
-  postern schema [--json]
-        Every config section type and its options, as JSON.
-  postern knock [--delay MS] HOST PROTO:PORT...
-        Send a knock sequence, e.g. postern knock 192.0.2.1 tcp:7000 udp:8000 tcp:9000
-  postern knock [HOST] --totp --base PORT [--range N] [--length N] [--period S]
-              [--proto tcp|udp] (--key B64 | --key-file F | --stanza NAME) [--print]
-        Send the current time-derived sequence of a 'config sequence' with a key;
-        --print shows it instead, as Debian's knock client takes it. Defaults as
-        on the router: --range 12288 --length 6 --period 30 --proto tcp.
-  postern knock HOST --encode PROTO/PORT --profile NAME [-c FILE] [--minutes M]
-        Knock a sequence that spells PROTO/PORT, laid out by the 'config encoded'
-        section NAME of FILE (default ~/.config/postern/client.conf).
-  postern knock HOST --auth -A PROTO/PORT --base PORT [--proto tcp|udp]
-              [--minutes M | --close] [--source ADDR] (--key B64 | --key-file F | --stanza NAME)
-        Send 12 knocks carrying a request sealed with the client's key and bound
-        to ADDR (default: this machine's address towards HOST; behind NAT give
-        the public one). See docs/knock-modes.md.
-  postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR | --resolve stun:SERVER[:PORT]]
-              [--duration S] [--close] [--command NAME | --forward NAME] [--repeat N]
-              [--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]
-        Send one SPA packet asking HOST to open (or with --close, close) the ports
-        for this packet's source (-s, the default) or for ADDR (-a), or for the
-        address a STUN server sees this machine as (--resolve: sealed in the
-        packet, so a stolen copy opens nothing for the thief); or to run
-        the router's 'config command' NAME (--command), or to open its
-        'config forward' NAME to a LAN host for S seconds (--forward). --repeat
-        sends N copies 20 ms apart (lossy links; the router accepts one).
-        --stanza reads host, key, ports, port, duration, address and resolve
-        from CLIENTCONF (default ~/.config/postern/client.conf); flags override it.
-        PORT is the router's spa_port (default 62201); S defaults to 30.
-  postern fw3-forwards [-c FILE]
-        Print the iptables DNAT rules of FILE's enabled forwards (run by the
-        fw3 firewall include; OpenWrt 21.02 and older).
-  postern keygen [--require-address] [NAME]
-        Print a new random key with the router's 'config client' section and the
-        client's stanza, ready to paste. --require-address: the router refuses
-        this client's packets that do not name their address (option
-        require_address), and the stanza resolves it with STUN.
-  postern import fwknopd ACCESS_CONF [FWKNOPD_CONF]
-  postern import knockd KNOCKD_CONF
-        Print a postern config converted from fwknopd's access.conf (and
-        fwknopd.conf), OpenWrt's /etc/config/fwknopd, or knockd.conf; a warning
-        on stderr for each option with no postern equivalent.
-  postern demo
-        (root) Build a router and a client network namespace, guard a service
-        in the router, knock it open from the client, watch it close again.
-  postern version
-";
-
 fn main() -> ExitCode {
+    postern::crash::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     logger::init(log::LevelFilter::Info);
-    let Some((cmd, rest)) = args.split_first() else {
-        eprint!("{USAGE}");
+    let Some((name, rest)) = args.split_first() else {
+        eprint!("{}", usage::overview(cfg!(feature = "desktop")));
         return ExitCode::from(2);
     };
-    if cmd != "daemon" {
+    if name != "daemon" {
         quiet_on_broken_pipe();
     }
-    let result = match cmd.as_str() {
+    match name.as_str() {
+        "--help" | "-h" => return cmd_help(rest),
+        "--version" | "-V" => return cmd_version(),
+        _ => {}
+    }
+    let Some(cmd) = usage::find(name) else {
+        return usage_error(None, &cli::unknown_command(name));
+    };
+    if !usage::in_this_build(cmd) {
+        return usage_error(
+            None,
+            &format!("'{name}' is in the desktop build only; this is a router build"),
+        );
+    }
+    match cli::scan(cmd, rest) {
+        Ok(cli::Scan::Help) => {
+            print!("{}", usage::of(cmd));
+            return ExitCode::SUCCESS;
+        }
+        Ok(cli::Scan::Version) => return cmd_version(),
+        Ok(cli::Scan::Run) => {}
+        Err(msg) => return usage_error(Some(name), &msg),
+    }
+    let result = match cmd.name {
+        "help" => return cmd_help(rest),
+        "version" if rest.is_empty() => return cmd_version(),
+        "version" => Err(format!("version: unexpected argument '{}'", rest[0])),
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),
-        "revoke" | "unban" => cmd_control(cmd, rest),
+        "revoke" | "unban" => cmd_control(name, rest),
         "schema" => cmd_schema(rest),
         "fw3-forwards" => cmd_fw3_forwards(rest),
-        "knock" => cmd_knock(rest),
-        "spa" => cmd_spa(rest),
         "keygen" => cmd_keygen(rest),
+        #[cfg(feature = "desktop")]
+        "knock" => cmd_knock(rest),
+        #[cfg(feature = "desktop")]
+        "spa" => cmd_spa(rest),
+        #[cfg(feature = "desktop")]
         "demo" => cmd_demo(rest),
+        #[cfg(feature = "desktop")]
         "import" => cmd_import(rest),
-        "version" | "--version" | "-V" => {
-            println!("postern {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
-        }
-        "help" | "--help" | "-h" => {
-            print!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        other => Err(format!("unknown command '{other}'")),
+        other => unreachable!("'{other}' is in the usage table but has no command"),
     };
     match result {
         Ok(code) => code,
-        Err(msg) => {
-            eprintln!("postern: {msg}");
-            eprintln!("run 'postern help' for usage");
-            ExitCode::from(2)
-        }
+        Err(msg) => usage_error(Some(name), &msg),
     }
+}
+
+/// A usage error: the message, where to read the usage, exit 2.
+fn usage_error(command: Option<&str>, msg: &str) -> ExitCode {
+    eprintln!("postern: {msg}");
+    match command {
+        Some(c) => eprintln!("run 'postern help {c}' for usage"),
+        None => eprintln!("run 'postern help' for usage"),
+    }
+    ExitCode::from(2)
+}
+
+/// A command that ran and failed: the message, exit 1.
+fn failed(msg: &str) -> ExitCode {
+    eprintln!("postern: {msg}");
+    ExitCode::FAILURE
+}
+
+/// `postern help [SUBCOMMAND]`.
+fn cmd_help(args: &[String]) -> ExitCode {
+    match args {
+        [] => print!("{}", usage::overview(cfg!(feature = "desktop"))),
+        [name] => match usage::find(name) {
+            Some(cmd) => print!("{}", usage::of(cmd)),
+            None => return usage_error(None, &cli::unknown_command(name)),
+        },
+        _ => return usage_error(Some("help"), "help: give one SUBCOMMAND"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// `postern version`, `--version`, `-V`.
+fn cmd_version() -> ExitCode {
+    println!("postern {}", env!("CARGO_PKG_VERSION"));
+    ExitCode::SUCCESS
 }
 
 /// Lets a closed pipe end a command quietly, as it ends `yes | head -1`:
@@ -140,6 +134,7 @@ fn quiet_on_broken_pipe() {
     }
 }
 
+#[cfg(feature = "desktop")]
 /// `postern import fwknopd|knockd FILE...`: converted config on stdout, warnings on stderr.
 fn cmd_import(args: &[String]) -> Result<ExitCode, String> {
     let read = |p: &String| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
@@ -413,6 +408,7 @@ fn loaded_or_errors(
     }
 }
 
+#[cfg(feature = "desktop")]
 fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
     if let Some(req) = client::modes::parse(args)? {
         println!("{}", client::modes::run(&req)?);
@@ -446,11 +442,14 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("knock '{k}': {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let host = client::resolve(host).map_err(|e| e.to_string())?;
-    client::knock(host, &knocks, delay).map_err(|e| e.to_string())?;
-    Ok(ExitCode::SUCCESS)
+    let sent = client::resolve(host).and_then(|host| client::knock(host, &knocks, delay));
+    Ok(match sent {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed(&format!("knock: {e}")),
+    })
 }
 
+#[cfg(feature = "desktop")]
 fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let mut host: Option<String> = None;
     let mut access: Option<Vec<PortSpec>> = None;
@@ -611,10 +610,16 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
             "spa: a command runs for the packet's source only: drop -a or --resolve".into(),
         );
     }
-    let addr = client::resolve(&host).map_err(|e| format!("spa: host '{host}': {e}"))?;
+    let addr = match client::resolve(&host) {
+        Ok(addr) => addr,
+        Err(e) => return Ok(failed(&format!("spa: host '{host}': {e}"))),
+    };
     let target = match &resolve {
         Some(uri) => {
-            let mapped = stun::query(uri, addr).map_err(|e| format!("spa: --resolve: {e}"))?;
+            let mapped = match stun::query(uri, addr) {
+                Ok(mapped) => mapped,
+                Err(e) => return Ok(failed(&format!("spa: --resolve: {e}"))),
+            };
             println!("{uri} sees this machine as {mapped}");
             Target::Addr(mapped)
         }
@@ -627,7 +632,10 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         name,
         duration,
     };
-    let sent = spa_client::send(addr, port, &key, &req, repeat).map_err(|e| format!("spa: {e}"))?;
+    let sent = match spa_client::send(addr, port, &key, &req, repeat) {
+        Ok(sent) => sent,
+        Err(e) => return Ok(failed(&format!("spa: {e}"))),
+    };
     let copies = if repeat > 1 {
         format!(" ({repeat} copies)")
     } else {
@@ -663,7 +671,9 @@ fn cmd_keygen(args: &[String]) -> Result<ExitCode, String> {
         ("", "")
     };
     let mut bytes = [0u8; postern::spa::KEY_LEN];
-    postern::random::fill(&mut bytes).map_err(|e| format!("keygen: {e}"))?;
+    if let Err(e) = postern::random::fill(&mut bytes) {
+        return Ok(failed(&format!("keygen: {e}")));
+    }
     let key = Key::from_bytes(bytes).to_base64();
     print!(
         "\
@@ -686,6 +696,7 @@ config stanza '{name}'
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "desktop")]
 fn cmd_demo(args: &[String]) -> Result<ExitCode, String> {
     if let Some(a) = args.first() {
         return Err(format!("demo: unexpected argument '{a}'"));

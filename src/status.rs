@@ -125,7 +125,7 @@ impl Snapshot {
                     addr: g.addr.to_string(),
                     port: g.port.to_string(),
                     origin: g.origin.to_string(),
-                    expires_in_s: g.remaining(now).as_secs_f64().ceil() as u64,
+                    expires_in_s: ceil_secs(g.remaining(now)),
                 })
                 .collect(),
             bans: Vec::new(),
@@ -144,7 +144,7 @@ impl Snapshot {
             .iter()
             .map(|b| BanView {
                 addr: crate::bans::NetText(b.net).to_string(),
-                expires_in_s: b.remaining(now).as_secs_f64().ceil() as u64,
+                expires_in_s: ceil_secs(b.remaining(now)),
             })
             .collect();
         self
@@ -160,7 +160,7 @@ impl Snapshot {
                 forward: f.name.to_string(),
                 path: f.forward.path_for(f.addr),
                 client: f.client.to_string(),
-                expires_in_s: f.remaining(now).as_secs_f64().ceil() as u64,
+                expires_in_s: ceil_secs(f.remaining(now)),
             })
             .collect();
         self
@@ -522,6 +522,11 @@ pub fn with_include_error(answer: &str, error: &str, json: bool) -> String {
         Some(rest) => format!("{{{member},{rest}"),
         None => format!("{{{member}}}\n"),
     }
+}
+
+/// Whole seconds, rounded up (a grant with 0.2 s left shows 1 s).
+fn ceil_secs(d: core::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

@@ -143,6 +143,8 @@ fn check_feed(label: &str, package_mk: &str, values_mk: &str) {
     assert!(cmd.contains("cargo install"), "{label}: {cmd}");
     assert!(cmd.contains("--profile openwrt"), "{label}: {cmd}");
     assert_eq!(count(&cmd, "--locked"), 1, "{label}: {cmd}");
+    // The router build: no client, demo or import (feature `desktop`).
+    assert_eq!(count(&cmd, "--no-default-features"), 1, "{label}: {cmd}");
     assert!(
         cmd.contains("RUST_LIBC_UNSTABLE_MUSL_V1_2_3=1"),
         "{label}: {cmd}"
@@ -167,6 +169,7 @@ fn check_feed(label: &str, package_mk: &str, values_mk: &str) {
     if package_mk.contains("RUST_PKG_LOCKED") {
         let (cmd, _) = evaluate(&root, &["ARCH=mipsel", "RUST_PKG_LOCKED=0"]);
         assert_eq!(count(&cmd, "--locked"), 0, "{label}: {cmd}");
+        assert_eq!(count(&cmd, "--no-default-features"), 1, "{label}: {cmd}");
     }
 }
 

@@ -41,9 +41,9 @@ pub const DEFAULT_RANGE: u16 = 12288;
 /// Steps whose sequences are accepted at any time (`t-1`, `t`, `t+1`).
 pub const ACCEPTED_STEPS: u32 = 3;
 /// The strength of the default shape must reach this (bits).
-pub const TARGET_STRENGTH_BITS: f64 = 64.0;
+pub const TARGET_STRENGTH_BITS: Bits = Bits::whole(64);
 /// Configurations weaker than this are refused (bits).
-pub const MIN_STRENGTH_BITS: f64 = 48.0;
+pub const MIN_STRENGTH_BITS: Bits = Bits::whole(48);
 const LABEL: &[u8] = b"postern totp v1";
 /// MAC bytes per knock.
 const BYTES_PER_KNOCK: usize = 4;
@@ -85,14 +85,69 @@ impl TotpShape {
     /// below 2^-17, negligible), and nothing observable tells a right knock
     /// from a wrong one (see `docs/knock-modes.md`), so no knock can be
     /// learned alone.
-    pub fn strength_bits(&self) -> f64 {
-        f64::from(self.length) * f64::from(self.band().max(1)).log2()
-            - f64::from(ACCEPTED_STEPS).log2()
+    pub fn strength_bits(&self) -> Bits {
+        let band = Bits::log2(u32::from(self.band().max(1)));
+        Bits(i64::from(self.length) * band.0 - Bits::log2(ACCEPTED_STEPS).0)
     }
 
     /// The time step of unix time `unix`.
     pub fn step_at(&self, unix: u64) -> u64 {
         unix / self.period.max(1)
+    }
+}
+
+/// A number of bits of guessing strength, in fixed point (32 fractional
+/// bits): integer arithmetic only, so that a router build carries no
+/// floating-point formatting or `log2` (about 17 KB on soft-float MIPS).
+/// Displays with one decimal (`{:.0}`: none), as `{:.1}` shows an `f64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bits(i64);
+
+impl Bits {
+    const ONE: i64 = 1 << 32;
+
+    /// `n` bits.
+    pub const fn whole(n: u32) -> Bits {
+        Bits((n as i64) << 32)
+    }
+
+    /// log2(`x`) (`x` ≥ 1; 0 counts as 1), to about 2^-30.
+    pub fn log2(x: u32) -> Bits {
+        let x = x.max(1);
+        let whole = 31 - x.leading_zeros();
+        // The mantissa x / 2^whole in [1, 2), 31 fractional bits; each
+        // squaring yields the next bit of its logarithm.
+        let mut m = (u64::from(x) << 31) >> whole;
+        let mut frac = 0i64;
+        for bit in (0..32).rev() {
+            m = (m * m) >> 31;
+            if m >= 2 << 31 {
+                m >>= 1;
+                frac |= 1 << bit;
+            }
+        }
+        Bits((i64::from(whole) << 32) | frac)
+    }
+
+    /// The value as a float (tests, and clients that want one).
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / Self::ONE as f64
+    }
+}
+
+impl core::fmt::Display for Bits {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let tenths = f.precision() != Some(0);
+        let scale = if tenths { 10 } else { 1 };
+        // Rounded half up to the last digit shown.
+        let v = (self.0 * scale + Self::ONE / 2) >> 32;
+        let sign = if v < 0 { "-" } else { "" };
+        let v = v.unsigned_abs();
+        if tenths {
+            write!(f, "{sign}{}.{}", v / 10, v % 10)
+        } else {
+            write!(f, "{sign}{v}")
+        }
     }
 }
 

@@ -554,10 +554,10 @@ mod tests {
                 .contains("= 46.4 bits")
         );
         let c = ok(&totp("\toption knock_range 1024\n\toption length 8\n"));
-        assert!(c.knock_modes.totp[0].shape.strength_bits() >= 48.0);
+        assert!(c.knock_modes.totp[0].shape.strength_bits() >= crate::knock::totp::Bits::whole(48));
         // The defaults reach 64 bits.
         let d = ok(&totp(""));
-        assert!(d.knock_modes.totp[0].shape.strength_bits() >= 64.0);
+        assert!(d.knock_modes.totp[0].shape.strength_bits() >= crate::knock::totp::Bits::whole(64));
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn strength_counts_bands_knocks_and_accepted_steps() {
         period: DEFAULT_PERIOD,
     };
     // 6 x log2(2048) - log2(3)
-    assert!((default.strength_bits() - (66.0 - 3f64.log2())).abs() < 1e-9);
+    assert!((default.strength_bits().as_f64() - (66.0 - 3f64.log2())).abs() < 1e-7);
     assert!(default.strength_bits() >= TARGET_STRENGTH_BITS);
     assert!(
         u32::from(default.range) <= 65535 - 1024,
@@ -218,5 +218,7 @@ fn strength_counts_bands_knocks_and_accepted_steps() {
         ..default
     };
     assert_eq!(odd.band(), 500);
-    assert!((odd.strength_bits() - (6.0 * 500f64.log2() - 3f64.log2())).abs() < 1e-9);
+    assert!((odd.strength_bits().as_f64() - (6.0 * 500f64.log2() - 3f64.log2())).abs() < 1e-7);
+    assert_eq!(format!("{:.0}", MIN_STRENGTH_BITS), "48");
+    assert_eq!(format!("{}", Bits::whole(1)), "1.0");
 }
