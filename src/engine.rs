@@ -682,6 +682,7 @@ mod tests {
             knock_modes: Default::default(),
             commands: Vec::new(),
             forwards: Vec::new(),
+            peers: Vec::new(),
             sequences: vec![
                 seq(
                     "ssh",
