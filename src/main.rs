@@ -32,6 +32,9 @@ usage:
         End the live grant of ADDR to PROTO:PORT now (e.g. 192.0.2.7 tcp:22).
   postern unban NET [-s SOCKET]
         Lift the live bans within NET (an address or ADDR/LEN) now.
+  postern peer-sync [-s SOCKET]
+        Ask the peer routers (config peer) for their live state now; keepalived's
+        NOTIFY_MASTER hook runs it. See docs/ha.md.
   postern check [-c FILE] [--json]
         Validate FILE: every error with file:line (exit 1), or a summary.
         --json: ok, errors (line, message each) and warnings, as JSON.
@@ -98,7 +101,7 @@ fn main() -> ExitCode {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),
-        "revoke" | "unban" => cmd_control(cmd, rest),
+        "revoke" | "unban" | "peer-sync" => cmd_control(cmd, rest),
         "schema" => cmd_schema(rest),
         "fw3-forwards" => cmd_fw3_forwards(rest),
         "knock" => cmd_knock(rest),
