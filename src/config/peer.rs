@@ -25,6 +25,11 @@ pub struct Peer {
     /// `option source`: this router's address to send from and listen on
     /// (default: any address of the family).
     pub source: Option<IpAddr>,
+    /// `option interface`: the device the peer is reached on (a Linux
+    /// device name); the socket then takes datagrams from that device
+    /// only, so a flood with the peer's address forged from elsewhere
+    /// (the WAN) never reaches it.
+    pub interface: Option<String>,
     /// The line of the section (messages).
     pub line: usize,
 }

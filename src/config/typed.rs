@@ -333,12 +333,15 @@ pub fn summary(cfg: &Config) -> String {
         for p in &cfg.peers {
             let _ = writeln!(
                 out,
-                "  peer {} [{}]: {} udp:{}{}",
+                "  peer {} [{}]: {} udp:{}{}{}",
                 p.name,
                 on_off(p.enabled),
                 p.address,
                 p.port,
-                p.source.map_or(String::new(), |s| format!(" from {s}"))
+                p.source.map_or(String::new(), |s| format!(" from {s}")),
+                p.interface
+                    .as_ref()
+                    .map_or(String::new(), |i| format!(" on {i} only"))
             );
         }
     }

@@ -69,6 +69,8 @@ impl Outbox {
 
 /// One configured peer and its link.
 struct Remote {
+    /// Heard from within the reachability window at the last tick.
+    was_reachable: bool,
     name: String,
     address: IpAddr,
     port: u16,
@@ -136,8 +138,24 @@ impl Peers {
         socket
             .set_nonblocking(true)
             .map_err(|e| DaemonError(format!("peer socket: {e}")))?;
+        if let Some(dev) = &first.interface {
+            // Needs CAP_NET_RAW: done before privileges are dropped.
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::BindToDevice,
+                &std::ffi::OsString::from(dev),
+            )
+            .map_err(|e| DaemonError(format!("peer socket: bind to device {dev}: {e}")))?;
+        }
+        // Room for bursts (resync answers); the kernel caps it at rmem_max.
+        let _ =
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &(1 << 20));
         info!(
-            "peers: listening on udp:{local} for {}",
+            "peers: listening on udp:{local}{} for {}",
+            first
+                .interface
+                .as_ref()
+                .map_or(String::new(), |d| format!(" on {d} only")),
             active
                 .iter()
                 .map(|p| format!("{} ({})", p.name, p.address))
@@ -163,6 +181,7 @@ impl Peers {
                 None => PeerLink::new(&p.key, start),
             };
             self.remotes.push(Remote {
+                was_reachable: false,
                 name: p.name.clone(),
                 address: p.address,
                 port: p.port,
@@ -238,9 +257,23 @@ impl Peers {
         self.announce(Item::ResyncRequest);
     }
 
-    /// Housekeeping: keepalives.
+    /// Housekeeping: keepalives; a peer heard again after silence (it
+    /// started, or the link between the routers came back) is asked for
+    /// its live state, which may have changed meanwhile.
     pub(super) fn on_tick(&mut self, now: Millis) {
         for r in &mut self.remotes {
+            let reachable = r.link.reachable(now);
+            if reachable && !r.was_reachable {
+                info!("peer {}: reachable; asking for the live state", r.name);
+                r.link.push(Item::ResyncRequest);
+            } else if !reachable && r.was_reachable {
+                warn!(
+                    "peer {}: unreachable (nothing heard for {} s)",
+                    r.name,
+                    crate::peer::link::REACHABLE.as_secs()
+                );
+            }
+            r.was_reachable = reachable;
             r.link.on_tick(now);
         }
         self.flush();

@@ -1,7 +1,7 @@
 //! `config peer` sections: the other router(s) of a VRRP pair.
 //!
 //! A peer needs a unicast `address` and a `key`; every enabled peer uses
-//! the same `port` and `source` (one socket serves them all), which is not
+//! the same `port`, `source` and `interface` (one socket serves them all), which is not
 //! the SPA port; two peers never share an address; at most [`MAX_PEERS`].
 
 use core::net::IpAddr;
@@ -12,7 +12,8 @@ use crate::config::uci::{Entry, Section};
 use crate::config::Main;
 
 /// Options of `config peer`.
-pub(super) const PEER_OPTIONS: &[&str] = &["enabled", "address", "key", "port", "source"];
+pub(super) const PEER_OPTIONS: &[&str] =
+    &["enabled", "address", "key", "port", "source", "interface"];
 
 fn get_unicast(cx: &mut Errors, e: &Entry) -> Option<IpAddr> {
     let v = single(cx, e)?;
@@ -58,6 +59,18 @@ pub(super) fn peer(cx: &mut Errors, s: &Section, index: usize) -> Option<Peer> {
         Some(e) => get_unicast(cx, e).map(Some),
         None => Some(None),
     };
+    let interface = match opt("interface") {
+        Some(e) => single(cx, e).and_then(|v| {
+            if super::is_device_name(v) {
+                Some(Some(v.to_string()))
+            } else {
+                let msg = format!("interface '{v}' is not a device name (1-15 characters without spaces, '/' or ':')");
+                cx.push(e.line, msg);
+                None
+            }
+        }),
+        None => Some(None),
+    };
     if let (Some(a), Some(Some(src))) = (address, source) {
         if a.is_ipv4() != src.is_ipv4() {
             let line = opt("source").map_or(s.line, |e| e.line);
@@ -80,6 +93,7 @@ pub(super) fn peer(cx: &mut Errors, s: &Section, index: usize) -> Option<Peer> {
         key: key?,
         port: port?,
         source: source?,
+        interface: interface?,
         line: s.line,
     })
 }
@@ -152,6 +166,19 @@ mod tests {
         assert_eq!(p.port, crate::config::peer::DEFAULT_PEER_PORT);
         assert_eq!(p.source, None);
         assert!(p.enabled);
+        assert_eq!(p.interface, None);
+        let c = ok(&format!(
+            "config peer 'twin'\n\toption address '10.99.0.2'\n\toption key '{KEY}'\n\toption interface 'lan2'\n"
+        ));
+        assert_eq!(c.peers[0].interface.as_deref(), Some("lan2"));
+        let e = errors(&format!(
+            "config peer 'twin'\n\toption address '10.99.0.2'\n\toption key '{KEY}'\n\toption interface 'a/b'\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("t:4: ") && m.contains("not a device name")),
+            "{e:?}"
+        );
     }
 
     #[test]

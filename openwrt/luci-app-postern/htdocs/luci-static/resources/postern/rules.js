@@ -497,6 +497,7 @@ var RULES = {
 		address: { rule: one(unicast) },
 		key: { rule: one(key32) },
 		port: { rule: one(port), dflt: '62202' },
+		interface: { rule: one(deviceName) },
 		source: { rule: one(function(v, get) {
 			var r = unicast(v);
 			var a = parseAddr(toArray(get('address'))[0] || '');

@@ -737,6 +737,11 @@ return view.extend({
 		o = s.option(form.Value, 'source', _('Source address'), _('Optional: this router\'s address to send from and listen on.'));
 		o.modalonly = true;
 
+		o = s.option(form.Value, 'interface', _('Peer link device'),
+			_('Optional but recommended: the device of the link to the peer (e.g. a dedicated port or VLAN). ' +
+			  'Peer datagrams are then taken from that device only, so forged ones from the WAN never reach postern.'));
+		o.modalonly = true;
+
 		m.children.forEach(function(sec) {
 			applyRules(sec, sec.sectiontype);
 			if (sec instanceof form.GridSection)
