@@ -118,7 +118,8 @@ type LoadedConfig = Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>>
 /// reload), with the commands' users resolved.
 fn config_from(opts: &Options, bytes: &[u8]) -> LoadedConfig {
     let file = opts.config.display().to_string();
-    let cfg = config::parse_bytes(&file, bytes)?;
+    let mut cfg = config::parse_bytes(&file, bytes)?;
+    config::peer::read_key_files(&file, &mut cfg)?;
     let commands = actions::command_specs(&file, &cfg)?;
     Ok((cfg, commands))
 }

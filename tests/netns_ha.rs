@@ -242,6 +242,14 @@ impl Ha {
 
     /// Starts postern in router `r` (`other` is the peer's number).
     fn start_postern(&mut self, r: &str, other: &str) {
+        // Router 1 has the peer key inline, router 2 in a key_file.
+        let key = if r == "1" {
+            format!("\toption key '{PEER_KEY}'\n")
+        } else {
+            let path = self.dir.join("peer.key");
+            std::fs::write(&path, format!("{PEER_KEY}\n")).unwrap();
+            format!("\toption key_file '{}'\n", path.display())
+        };
         let config = format!(
             "config postern 'main'\n\toption backend 'nft'\n\toption state_dir '{state}'\n\
              \tlist device 'wan'\n\toption ban_threshold '3'\n\toption ban_window '60'\n\
@@ -250,7 +258,7 @@ impl Ha {
              \tlist knock 'tcp:9000'\n\tlist open 'tcp:{PORT}'\n\toption duration '{GRANT_S}'\n\n\
              config client 'laptop'\n\toption key '{KEY}'\n\tlist allow 'tcp:{PORT}'\n\
              \toption max_duration '600'\n\n\
-             config peer 'twin'\n\toption address '10.215.0.{other}'\n\toption key '{PEER_KEY}'\n\
+             config peer 'twin'\n\toption address '10.215.0.{other}'\n{key}\
              \toption interface 'peer'\n",
             state = self.dir.join(format!("state{r}")).display()
         );

@@ -483,7 +483,9 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    parse_bytes(&file, &bytes)
+    let mut cfg = parse_bytes(&file, &bytes)?;
+    peer::read_key_files(&file, &mut cfg)?;
+    Ok(cfg)
 }
 
 /// Parses and validates UCI bytes as read from `file` (invalid UTF-8 is

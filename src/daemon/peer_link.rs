@@ -16,7 +16,7 @@ use core::time::Duration;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 
 use super::{DaemonError, Effects};
 use crate::config::peer::Peer;
@@ -175,17 +175,21 @@ impl Peers {
         let start = now_us();
         let mut old = core::mem::take(&mut self.remotes);
         for p in cfg.active_peers() {
-            let same = |r: &Remote| r.address == p.address && &r.key == p.key.as_bytes();
+            let Some(key) = &p.key else {
+                error!("peer {}: no key (key_file not read): not synced", p.name);
+                continue;
+            };
+            let same = |r: &Remote| r.address == p.address && &r.key == key.as_bytes();
             let link = match old.iter().position(same) {
                 Some(i) => old.swap_remove(i).link,
-                None => PeerLink::new(&p.key, start),
+                None => PeerLink::new(key, start),
             };
             self.remotes.push(Remote {
                 was_reachable: false,
                 name: p.name.clone(),
                 address: p.address,
                 port: p.port,
-                key: *p.key.as_bytes(),
+                key: *key.as_bytes(),
                 link,
             });
         }

@@ -6,14 +6,21 @@
 
 use core::net::IpAddr;
 
-use super::{get_bool, get_key, get_port, section_label, single, Errors};
+use super::{get_abs_path, get_bool, get_key, get_port, section_label, single, Errors};
 use crate::config::peer::{Peer, DEFAULT_PEER_PORT, MAX_PEERS};
 use crate::config::uci::{Entry, Section};
 use crate::config::Main;
 
 /// Options of `config peer`.
-pub(super) const PEER_OPTIONS: &[&str] =
-    &["enabled", "address", "key", "port", "source", "interface"];
+pub(super) const PEER_OPTIONS: &[&str] = &[
+    "enabled",
+    "address",
+    "key",
+    "key_file",
+    "port",
+    "source",
+    "interface",
+];
 
 fn get_unicast(cx: &mut Errors, e: &Entry) -> Option<IpAddr> {
     let v = single(cx, e)?;
@@ -45,15 +52,23 @@ pub(super) fn peer(cx: &mut Errors, s: &Section, index: usize) -> Option<Peer> {
         }
     };
     let key = match opt("key") {
-        Some(e) => get_key(cx, e),
-        None => {
-            let msg = format!(
-                "{label} needs option key: the same 32-byte base64 key on both routers (make one with 'postern keygen')"
-            );
-            cx.push(s.line, msg);
+        Some(e) => get_key(cx, e).map(Some),
+        None => Some(None),
+    };
+    let key_file = match opt("key_file") {
+        Some(e) if opt("key").is_some() => {
+            cx.push(e.line, "give key or key_file, not both".to_string());
             None
         }
+        Some(e) => get_abs_path(cx, e).map(Some),
+        None => Some(None),
     };
+    if opt("key").is_none() && opt("key_file").is_none() {
+        let msg = format!(
+            "{label} needs option key (or key_file): the same 32-byte base64 key on both routers (make one with 'postern keygen')"
+        );
+        cx.push(s.line, msg);
+    }
     let port = opt("port").map_or(Some(DEFAULT_PEER_PORT), |e| get_port(cx, e));
     let source = match opt("source") {
         Some(e) => get_unicast(cx, e).map(Some),
@@ -91,6 +106,8 @@ pub(super) fn peer(cx: &mut Errors, s: &Section, index: usize) -> Option<Peer> {
         enabled: enabled?,
         address: address?,
         key: key?,
+        key_file: key_file?,
+        key_line: opt("key").or(opt("key_file")).map_or(s.line, |e| e.line),
         port: port?,
         source: source?,
         interface: interface?,
@@ -166,6 +183,7 @@ mod tests {
         assert_eq!(p.port, crate::config::peer::DEFAULT_PEER_PORT);
         assert_eq!(p.source, None);
         assert!(p.enabled);
+        assert!(p.key.is_some());
         assert_eq!(p.interface, None);
         let c = ok(&format!(
             "config peer 'twin'\n\toption address '10.99.0.2'\n\toption key '{KEY}'\n\toption interface 'lan2'\n"
@@ -242,5 +260,42 @@ mod tests {
         assert!(errors(&family)
             .iter()
             .any(|m| m.starts_with("t:4: ") && m.contains("same family")));
+    }
+
+    #[test]
+    fn a_key_file_is_read_with_errors_at_its_line() {
+        let dir = std::env::temp_dir().join(format!("postern-peer-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, format!("{KEY}\n")).unwrap();
+        let text = |path: &std::path::Path| {
+            format!(
+                "config peer 'twin'\n\toption address '10.99.0.2'\n\toption key_file '{}'\n",
+                path.display()
+            )
+        };
+        let mut c = ok(&text(&good));
+        assert_eq!(c.peers[0].key, None, "not read by the pure parser");
+        crate::config::peer::read_key_files("t", &mut c).unwrap();
+        assert!(c.peers[0].key.is_some());
+        let bad = dir.join("bad");
+        std::fs::write(&bad, "secret-not-base64").unwrap();
+        for path in [bad, dir.join("missing")] {
+            let mut c = ok(&text(&path));
+            let e = crate::config::peer::read_key_files("t", &mut c).unwrap_err();
+            let m = e[0].to_string();
+            assert!(m.starts_with("t:3: key_file"), "{m}");
+            assert!(!m.contains("secret"), "the content is never echoed: {m}");
+        }
+        let e = errors(&format!("{}\toption key '{KEY}'\n", text(&good)));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("t:3: ") && m.contains("not both")),
+            "{e:?}"
+        );
+        let e =
+            errors("config peer 'twin'\n\toption address '10.99.0.2'\n\toption key_file 'rel'\n");
+        assert!(e.iter().any(|m| m.starts_with("t:3: ")), "{e:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

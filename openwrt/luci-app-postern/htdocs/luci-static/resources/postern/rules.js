@@ -496,6 +496,11 @@ var RULES = {
 		enabled: { rule: one(bool), dflt: '1' },
 		address: { rule: one(unicast) },
 		key: { rule: one(key32) },
+		key_file: { rule: one(function(v, get) {
+			if (toArray(get('key')).length)
+				return _('Give key or key_file, not both');
+			return absPath(v);
+		}) },
 		port: { rule: one(port), dflt: '62202' },
 		interface: { rule: one(deviceName) },
 		source: { rule: one(function(v, get) {

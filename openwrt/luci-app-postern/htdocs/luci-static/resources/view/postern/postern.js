@@ -728,7 +728,10 @@ return view.extend({
 
 		o = s.option(form.Value, 'key', _('Peer key'), _('32 bytes, base64, the same on both routers (postern keygen).'));
 		o.password = true;
-		o.rmempty = false;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'key_file', _('Peer key file'),
+			_('Instead of the key: an absolute path to a file holding it, readable by the daemon\'s user.'));
 		o.modalonly = true;
 
 		o = s.option(form.Value, 'port', _('UDP port'), _('The same on both routers.'));
