@@ -154,6 +154,7 @@ install_file 0644 "$f/fw4-chain-pre-input.nft" usr/share/nftables.d/chain-pre/in
 install_file 0644 "$f/fw4-chain-pre-forward.nft" usr/share/nftables.d/chain-pre/forward/20-postern.nft
 install_file 0755 "$f/fw3.include" usr/share/postern/fw3.include
 install_file 0755 "$f/firewall-includes.sh" usr/share/postern/firewall-includes.sh
+install_file 0755 "$f/postern.keepalived-hotplug" etc/hotplug.d/keepalived/600-postern
 
 cat >"$stage/control/control" <<CONTROL
 Package: postern

@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [TARGET|all] [SECONDS] [INPUT...]
 #
-# TARGET: wire, uci, spa, engine, bpf, fwknop or all (default all); SECONDS per target
+# TARGET: wire, uci, spa, engine, bpf, fwknop, peer or all (default all); SECONDS per target
 # (default 60). With INPUT files, runs the target once over them instead
 # (reproducing a crash). Needs a nightly toolchain (rustup toolchain install
 # nightly --profile minimal) and a C++ compiler for libFuzzer; not cargo-fuzz
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-TARGETS=(wire uci spa engine bpf fwknop)
+TARGETS=(wire uci spa engine bpf fwknop peer)
 which=${1:-all}
 seconds=${2:-60}
 shift $(($# > 2 ? 2 : $#))

@@ -489,6 +489,39 @@ impl BanTable {
         None
     }
 
+    /// Bans `net` for `duration` because a peer router banned it (see
+    /// [`crate::peer`]), under this table's own policy: nothing happens (false)
+    /// when bans are off, when `net` is not a network this policy bans (an
+    /// IPv4 address, an IPv6 network of `ban_ipv6_prefix` bits), when it
+    /// overlaps a trusted or a protected network (the router's own), or when
+    /// every entry is a live ban. A longer live ban stays as it is.
+    pub fn impose(&mut self, now: Millis, net: Cidr, duration: Duration) -> bool {
+        if !self.policy.enabled() || duration.is_zero() || self.policy.network_of(net.addr()) != net
+        {
+            return false;
+        }
+        if self.policy.is_trusted(net) || self.protects(net.addr(), net) {
+            return false;
+        }
+        if self.map.get(&net).is_none() && self.insert(now, net).is_none() {
+            return false;
+        }
+        let until = now + duration;
+        let Some(e) = self.map.get_mut(&net) else {
+            return false;
+        };
+        if e.until.is_none() {
+            self.banned += 1;
+        }
+        e.until = Some(match e.until {
+            Some(u) if u > until => u,
+            _ => until,
+        });
+        e.failures = 0;
+        self.next_ban_end = Some(self.next_ban_end.map_or(until, |n| n.min(until)));
+        true
+    }
+
     /// A fresh generation number.
     fn bump(&mut self) -> u32 {
         let g = self.next_generation;
@@ -959,5 +992,45 @@ mod tests {
         let c = t.counters();
         assert_eq!(c.bans, BAN_TABLE_CAPACITY as u64 / 2);
         assert!(c.evicted > 100_000 && c.untracked == 0, "{c:?}");
+    }
+
+    #[test]
+    fn a_peer_ban_is_imposed_under_the_own_policy() {
+        let mut t = table(3, &["10.9.0.0/16"]);
+        let host = Cidr::host(v4(7));
+        assert!(t.impose(Millis(1000), host, Duration::from_secs(30)));
+        assert_eq!(t.banned_until(Millis(1000), host), Some(Millis(31_000)));
+        assert!(t.is_banned(Millis(2000), v4(7)));
+        // A shorter ban from the peer leaves the longer one.
+        assert!(t.impose(Millis(2000), host, Duration::from_secs(1)));
+        assert_eq!(t.banned_until(Millis(2000), host), Some(Millis(31_000)));
+        assert_eq!(t.active(Millis(2000)).count(), 1);
+        // Not a network this policy bans, trusted, or zero: refused.
+        let wide = Cidr::new(ip("10.1.0.0"), 16).unwrap();
+        assert!(!t.impose(Millis(1000), wide, Duration::from_secs(30)));
+        let v6_48 = Cidr::new(ip("2001:db8::"), 48).unwrap();
+        assert!(!t.impose(Millis(1000), v6_48, Duration::from_secs(30)));
+        let v6_64 = Cidr::new(ip("2001:db8::"), 64).unwrap();
+        assert!(t.impose(Millis(1000), v6_64, Duration::from_secs(30)));
+        let trusted = Cidr::host(ip("10.9.1.1"));
+        assert!(!t.impose(Millis(1000), trusted, Duration::from_secs(30)));
+        assert!(!t.impose(Millis(1000), Cidr::host(v4(8)), Duration::ZERO));
+        // The router's own networks are never banned, not even by a peer.
+        let mut own = ProtectedNets::new();
+        own.add(Cidr::new(ip("192.168.1.0"), 24).unwrap());
+        t.set_protected(Millis(1000), own, |_| {});
+        assert!(!t.impose(
+            Millis(1000),
+            Cidr::host(ip("192.168.1.5")),
+            Duration::from_secs(30)
+        ));
+        assert!(!t.impose(
+            Millis(1000),
+            Cidr::host(ip("127.0.0.1")),
+            Duration::from_secs(30)
+        ));
+        // A ban from a peer ends like any other.
+        t.expire(Millis(40_000));
+        assert!(!t.is_banned(Millis(40_000), v4(7)));
     }
 }

@@ -42,6 +42,9 @@ pub enum Request {
     Revoke(IpAddr, PortSpec),
     /// `postern unban NET`: lift every live ban within NET.
     Unban(Cidr),
+    /// `postern peer-sync`: ask the peer routers for their live state
+    /// (keepalived's `NOTIFY_MASTER` hook calls it).
+    PeerSync,
 }
 
 impl Request {
@@ -52,6 +55,7 @@ impl Request {
         match words.as_slice() {
             ["json"] => Ok(Request::Json),
             ["text"] | [] => Ok(Request::Text),
+            ["peer-sync"] => Ok(Request::PeerSync),
             ["revoke", addr, port] => {
                 let addr = addr
                     .parse::<IpAddr>()
@@ -66,7 +70,7 @@ impl Request {
                 .map(Request::Unban)
                 .map_err(|e| format!("unban: '{net}': {e}")),
             _ => Err(format!(
-                "unknown request '{}' (json, text, revoke ADDR PROTO:PORT, unban NET)",
+                "unknown request '{}' (json, text, revoke ADDR PROTO:PORT, unban NET, peer-sync)",
                 line.trim()
             )),
         }
@@ -79,6 +83,7 @@ impl Request {
             Request::Text => "text\n".to_string(),
             Request::Revoke(addr, port) => format!("revoke {addr} {port}\n"),
             Request::Unban(net) => format!("unban {net}\n"),
+            Request::PeerSync => "peer-sync\n".to_string(),
         }
     }
 }

@@ -45,6 +45,7 @@ use crate::time::{Millis, Now};
 mod actions;
 mod captures;
 mod control_requests;
+mod peer_link;
 
 use crate::runner::CommandSpec;
 use actions::Actions;
@@ -117,7 +118,8 @@ type LoadedConfig = Result<(Config, Vec<CommandSpec>), Vec<config::ConfigError>>
 /// reload), with the commands' users resolved.
 fn config_from(opts: &Options, bytes: &[u8]) -> LoadedConfig {
     let file = opts.config.display().to_string();
-    let cfg = config::parse_bytes(&file, bytes)?;
+    let mut cfg = config::parse_bytes(&file, bytes)?;
+    config::peer::read_key_files(&file, &mut cfg)?;
     let commands = actions::command_specs(&file, &cfg)?;
     Ok((cfg, commands))
 }
@@ -332,6 +334,8 @@ struct Effects<'b> {
     grants: GrantTable,
     /// Commands and forwards.
     actions: Actions,
+    /// State changes for the peer routers (see [`peer_link`]).
+    outbox: peer_link::Outbox,
 }
 
 /// The short name of what granted: a sequence or a client.
@@ -441,6 +445,7 @@ fn serve(
         .find(|c| c.user.is_none())
         .map(|c| c.name.clone());
     let monitor = open_monitor(backend);
+    let mut peers = peer_link::Peers::open(&cfg)?;
     // Every socket is open: from here on only what the loop needs.
     let held = match &become_user {
         Become::User { name, uid, gid } => switch_user(name, *uid, *gid)?,
@@ -461,6 +466,7 @@ fn serve(
         log_limit: LogLimit::default(),
         grants: GrantTable::new(),
         actions: Actions::new(&cfg, commands),
+        outbox: peer_link::Outbox::new(peers.enabled()),
     };
     let mut own_networks = OwnNetworks::open();
     own_networks.refresh(&mut engine, fx.backend);
@@ -480,6 +486,8 @@ fn serve(
         cfg.active_sequences().count(),
         spa_line(&cfg)
     );
+    // Catch up with the live state of the other router(s).
+    peers.request_resync();
 
     // Built once (again only when a capture is reopened): no allocation per
     // wake-up. Order: signals, control socket, firewall monitor (if any),
@@ -514,6 +522,7 @@ fn serve(
             if own_networks.due(now, &mut buf) {
                 own_networks.refresh(&mut engine, fx.backend);
             }
+            peers.on_tick(now);
             next_tick = now + TICK;
         }
         if rebuild {
@@ -527,6 +536,14 @@ fn serve(
         // after the fixed set for this poll only: they change as commands
         // start and end. Within the capacity reserved: no allocation.
         let fixed = fds.len();
+        // The peer socket (if any) goes first after the fixed set.
+        let peer_fd = peers.raw_fd().map(|fd| {
+            // SAFETY: the socket stays open until the set is cut back below.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fixed
+        });
+        let first_command = fds.len();
         fx.actions.each_poll_fd(|fd| {
             // SAFETY: the fd stays open until the set is cut back below,
             // before anything that could close it runs.
@@ -534,7 +551,8 @@ fn serve(
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         });
         let polled = poll(&mut fds, PollTimeout::from(wait));
-        let commands_ready = fds[fixed..]
+        let peers_ready = peer_fd.is_some_and(|i| readable(&fds[i]));
+        let commands_ready = fds[first_command..]
             .iter()
             .any(|f| f.revents().is_some_and(|r| !r.is_empty()));
         fds.truncate(fixed);
@@ -578,6 +596,9 @@ fn serve(
                 std::thread::sleep(pause);
             }
         }
+        if peers_ready {
+            peers.receive(&mut engine, &mut fx, &cfg);
+        }
         if monitor.is_some()
             && readable(&fds[2])
             && firewall_changed(monitor.as_ref(), &fx, &mut buf, false)
@@ -591,10 +612,25 @@ fn serve(
                 let now = Millis::now_monotonic();
                 match request {
                     Request::Revoke(addr, port) => {
-                        return control_requests::revoke(&mut fx, now, addr, port)
+                        let answer = control_requests::revoke(&mut fx, now, addr, port);
+                        if answer.starts_with("ok") {
+                            fx.outbox.push(crate::peer::Item::Close { addr, port });
+                        }
+                        return answer;
                     }
                     Request::Unban(net) => {
-                        return control_requests::unban(&mut engine, fx.backend, now, net)
+                        let answer = control_requests::unban(&mut engine, fx.backend, now, net);
+                        if answer.starts_with("ok") {
+                            fx.outbox.push(crate::peer::Item::Unban { net });
+                        }
+                        return answer;
+                    }
+                    Request::PeerSync if peers.enabled() => {
+                        peers.request_resync();
+                        return "ok: asked the peer router(s) for the live state\n".to_string();
+                    }
+                    Request::PeerSync => {
+                        return "error: no config peer: nothing to sync\n".to_string();
                     }
                     Request::Json | Request::Text => {}
                 }
@@ -611,8 +647,10 @@ fn serve(
                 .with_bans(now, engine.bans())
                 .with_forwards(now, &fx.actions.live)
                 .with_commands(fx.actions.command_views(std::time::Instant::now()))
-                .with_reload_error(reload_error.clone());
+                .with_reload_error(reload_error.clone())
+                .with_peers(peers.views(now));
                 snapshot.counters.insert(0, captures.counters());
+                snapshot.counters.extend(peers.counters());
                 match request {
                     Request::Text => snapshot.to_text(),
                     _ => snapshot.to_json(),
@@ -672,11 +710,13 @@ fn serve(
                     }
                 }
                 fx.max_skew = new.main.max_skew.as_secs();
+                peers.reload(&new);
                 cfg = new;
                 // The reload's own setup announced our objects again.
                 resync_pending |= firewall_changed(monitor.as_ref(), &fx, &mut buf, true);
             }
         }
+        peers.send(&mut fx.outbox);
     }
 }
 
@@ -864,7 +904,13 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             record_refused(fx, now, &refused);
             return log_refusal(fx, now, src, &refused);
         }
-        Decision::Ban { net, duration } => return ban(fx, net, duration),
+        Decision::Ban { net, duration } => {
+            fx.outbox.push(crate::peer::Item::Ban {
+                net,
+                remaining: duration,
+            });
+            return ban(fx, net, duration);
+        }
     };
     if let Some(entry) = record {
         let client = Some(client_of(&by).0);
@@ -872,6 +918,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             Some(file) => file.record_packet(client, entry, now.unix, fx.max_skew),
             None => Err(std::io::Error::other("no replay state file")),
         };
+        fx.outbox.push(peer_link::replay_item(client, entry));
         if let Err(e) = saved {
             error!("spa: not acting on a request: cannot record it against replay: {e}");
             return;
@@ -911,6 +958,8 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     timeout: duration,
                 };
                 fx.grants.record(now.mono, &grant, origin_name(&by));
+                fx.outbox
+                    .push(peer_link::grant_item(&grant, origin_name(&by)));
                 info!(
                     "opened {port} for {addr} for {} s ({by})",
                     duration.as_secs()
@@ -922,6 +971,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
         } => {
             for &port in ports {
                 fx.grants.remove(addr, port);
+                fx.outbox.push(crate::peer::Item::Close { addr, port });
                 match fx.backend.revoke(addr, port) {
                     Ok(()) => info!("closed {port} for {addr} ({by})"),
                     Err(e) => error!("could not close {port} for {addr} ({by}): {e}"),
@@ -942,6 +992,10 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
             let (client, _) = client_of(&by);
             fx.actions
                 .forward(fx.backend, now.mono, addr, forward, client, duration);
+            if let Some(name) = fx.actions.forward_name(forward) {
+                let item = peer_link::forward_item(addr, name, client, duration);
+                fx.outbox.push(item);
+            }
         }
         Decision::Refuse { .. } | Decision::Ban { .. } => {}
     }
@@ -1055,7 +1109,11 @@ fn ban(fx: &mut Effects<'_>, net: Cidr, duration: Duration) {
 /// recording it (a port, address or command not allowed), so that a restart
 /// with a configuration that would allow it does not accept it either.
 fn record_refused(fx: &mut Effects<'_>, now: Now, r: &Refused<'_>) {
-    let (Some(entry), Some(file)) = (r.record, fx.replay.as_mut()) else {
+    let Some(entry) = r.record else {
+        return;
+    };
+    fx.outbox.push(peer_link::replay_item(r.client, entry));
+    let Some(file) = fx.replay.as_mut() else {
         return;
     };
     if let Err(e) = file.record_packet(r.client, entry, now.unix, fx.max_skew) {

@@ -427,6 +427,18 @@ impl Engine {
         self.verifier.set_replay_guard(old.verifier.replay_guard());
     }
 
+    /// Bans `net` for `duration` because a peer router did, under this
+    /// engine's ban policy (see [`BanTable::impose`]); true when it is banned.
+    pub fn impose_ban(&mut self, now: Millis, net: Cidr, duration: Duration) -> bool {
+        self.bans.impose(now, net, duration)
+    }
+
+    /// Records an SPA packet a peer router recorded (see [`crate::peer`]):
+    /// from now on it is refused here too. No allocation.
+    pub fn record_peer_replay(&mut self, client: Option<&str>, entry: ReplayEntry, now: Now) {
+        self.verifier.record_peer_replay(client, entry, now);
+    }
+
     /// The SPA replay guard (see [`Verifier::replay_guard`]).
     pub fn replay_guard(&self) -> Option<Millis> {
         self.verifier.replay_guard()
@@ -682,6 +694,7 @@ mod tests {
             knock_modes: Default::default(),
             commands: Vec::new(),
             forwards: Vec::new(),
+            peers: Vec::new(),
             sequences: vec![
                 seq(
                     "ssh",

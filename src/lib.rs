@@ -45,6 +45,7 @@ pub mod knock;
 pub mod launcher;
 pub mod local_networks;
 pub mod logger;
+pub mod peer;
 pub mod port;
 pub mod privileges;
 pub mod probe_index;

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         "daemon" => cmd_daemon(rest),
         "check" => cmd_check(rest),
         "status" => cmd_status(rest),
-        "revoke" | "unban" => cmd_control(name, rest),
+        "revoke" | "unban" | "peer-sync" => cmd_control(name, rest),
         "schema" => cmd_schema(rest),
         "fw3-forwards" => cmd_fw3_forwards(rest),
         "keygen" => cmd_keygen(rest),

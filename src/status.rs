@@ -54,6 +54,21 @@ pub struct ForwardView {
     pub expires_in_s: u64,
 }
 
+/// One peer router as shown to the user (see [`crate::peer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// The `config peer` name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Heard from within [`crate::peer::link::REACHABLE`].
+    pub reachable: bool,
+    /// Seconds since it last sent state (None: never).
+    pub last_sync_s_ago: Option<u64>,
+    /// Its link's counters.
+    pub counters: crate::peer::PeerCounters,
+}
+
 /// One running command as shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandView {
@@ -95,6 +110,8 @@ pub struct Snapshot {
     pub commands: Vec<CommandView>,
     /// Counter groups.
     pub counters: Vec<CounterGroup>,
+    /// Peer routers (see [`Snapshot::with_peers`]).
+    pub peers: Vec<PeerView>,
     /// Why the last reload was refused, if it was (the running
     /// configuration is then older than the file); see [`Snapshot::with_reload_error`].
     pub last_reload_error: Option<String>,
@@ -130,6 +147,7 @@ impl Snapshot {
                 .collect(),
             bans: Vec::new(),
             forwards: Vec::new(),
+            peers: Vec::new(),
             commands: Vec::new(),
             counters: counter_groups(counters, grants),
             last_reload_error: None,
@@ -169,6 +187,12 @@ impl Snapshot {
     /// Adds why the last reload was refused (None: it succeeded, or none yet).
     pub fn with_reload_error(mut self, error: Option<String>) -> Snapshot {
         self.last_reload_error = error;
+        self
+    }
+
+    /// Adds the peer routers.
+    pub fn with_peers(mut self, peers: Vec<PeerView>) -> Snapshot {
+        self.peers = peers;
         self
     }
 
@@ -247,7 +271,27 @@ impl Snapshot {
             });
             j.push('}');
         });
-        j.push_str("}}\n");
+        j.push_str("},\"peers\":[");
+        join(&mut j, self.peers.iter(), |j, p| {
+            let c = &p.counters;
+            let _ = write!(
+                j,
+                "{{\"name\":{},\"address\":{},\"reachable\":{},\"last_sync_s_ago\":{},\"sent\":{},\"received\":{},\"items_received\":{},\"queue_drops\":{},\"send_errors\":{},\"forged\":{},\"replayed\":{},\"malformed\":{}}}",
+                quote(&p.name),
+                quote(&p.address),
+                p.reachable,
+                p.last_sync_s_ago.map_or("null".to_string(), |s| s.to_string()),
+                c.sent,
+                c.received,
+                c.items_received,
+                c.queue_drops,
+                c.send_errors,
+                c.forged,
+                c.replayed,
+                c.malformed
+            );
+        });
+        j.push_str("]}\n");
         j
     }
 
@@ -305,6 +349,25 @@ impl Snapshot {
                 t,
                 "  {} pid {} for {} s  (client {}, from {})",
                 c.name, c.pid, c.running_s, c.client, c.source
+            );
+        }
+        for p in &self.peers {
+            let c = &p.counters;
+            let _ = writeln!(
+                t,
+                "peer {} ({}): {}, last sync {}, sent {} received {}, drops {} (queue {}, send {}), refused {} forged {} replayed {} malformed",
+                p.name,
+                p.address,
+                if p.reachable { "reachable" } else { "UNREACHABLE" },
+                p.last_sync_s_ago.map_or("never".to_string(), |s| format!("{s} s ago")),
+                c.sent,
+                c.received,
+                c.queue_drops + c.send_errors,
+                c.queue_drops,
+                c.send_errors,
+                c.forged,
+                c.replayed,
+                c.malformed
             );
         }
         for (group, values) in &self.counters {
@@ -586,7 +649,7 @@ mod tests {
             j.contains("\"decisions\":{\"opened\":2,\"closed\":0,\"commands\":0,\"forwards\":0,\"grants_forgotten\":0}"),
             "{j}"
         );
-        assert!(j.ends_with("}}\n"));
+        assert!(j.ends_with("}},\"peers\":[]}\n"), "{j}");
         // Balanced braces and brackets outside strings: a cheap well-formedness check.
         let (mut depth, mut in_str, mut esc) = (0i32, false, false);
         for c in j.chars() {
@@ -757,5 +820,36 @@ mod tests {
         std::fs::write(&p, "  broken\n").unwrap();
         assert_eq!(include_error_at(&p).as_deref(), Some("broken"));
         std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn peers_in_json_and_text() {
+        let counters = crate::peer::PeerCounters {
+            sent: 5,
+            queue_drops: 2,
+            send_errors: 1,
+            forged: 7,
+            ..Default::default()
+        };
+        let s = Snapshot::collect(
+            Millis(0),
+            Millis(0),
+            "nft",
+            &[],
+            0,
+            &GrantTable::new(),
+            &Counters::default(),
+        )
+        .with_peers(vec![PeerView {
+            name: "twin".into(),
+            address: "10.99.0.2".into(),
+            reachable: false,
+            last_sync_s_ago: Some(3),
+            counters,
+        }]);
+        let j = s.to_json();
+        assert!(j.ends_with("\"peers\":[{\"name\":\"twin\",\"address\":\"10.99.0.2\",\"reachable\":false,\"last_sync_s_ago\":3,\"sent\":5,\"received\":0,\"items_received\":0,\"queue_drops\":2,\"send_errors\":1,\"forged\":7,\"replayed\":0,\"malformed\":0}]}\n"), "{j}");
+        let t = s.to_text();
+        assert!(t.contains("peer twin (10.99.0.2): UNREACHABLE, last sync 3 s ago, sent 5 received 0, drops 3 (queue 2, send 1), refused 7 forged 0 replayed 0 malformed"), "{t}");
     }
 }

@@ -285,6 +285,7 @@ fn base(kind: &str, option: &str, values: &[String]) -> (Vec<(&'static str, Stri
             o(&[("proto", "tcp"), ("port", "2222"), ("to", "192.168.1.10")]),
             String::new(),
         ),
+        "peer" => (o(&[("address", "10.0.0.2"), ("key", KEY)]), String::new()),
         other => panic!("no base section for config {other}"),
     }
 }

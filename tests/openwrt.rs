@@ -103,6 +103,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         files().join("postern.uci-defaults"),
         files().join("fw3.include"),
         files().join("firewall-includes.sh"),
+        files().join("postern.keepalived-hotplug"),
         repo().join("scripts/build-ipk.sh"),
     ];
     for s in &scripts {
@@ -250,6 +251,7 @@ fn ipk_has_openwrt_structure_fields_and_modes() {
         ),
         ("-rwxr-xr-x", "./usr/share/postern/fw3.include"),
         ("-rwxr-xr-x", "./usr/share/postern/firewall-includes.sh"),
+        ("-rwxr-xr-x", "./etc/hotplug.d/keepalived/600-postern"),
     ];
     for (mode, path) in expect {
         let line = data

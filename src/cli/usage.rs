@@ -110,6 +110,17 @@ Live grants and counters of the running daemon (default socket
         desktop: false,
     },
     Command {
+        name: "peer-sync",
+        forms: &[Form {
+            synopsis: "peer-sync [-s SOCKET]",
+            about: "\
+Ask the peer routers (config peer) for their live state now;
+keepalived's NOTIFY_MASTER hook runs it. See docs/ha.md.",
+        }],
+        options: &["-s --socket SOCKET"],
+        desktop: false,
+    },
+    Command {
         name: "check",
         forms: &[Form {
             synopsis: "check [-c FILE] [--json]",

@@ -211,6 +211,7 @@ mod tests {
             knock_modes: Default::default(),
             commands: Vec::new(),
             forwards: Vec::new(),
+            peers: Vec::new(),
             clients: vec![Client {
                 name: "me".into(),
                 enabled: true,

@@ -16,6 +16,7 @@ use crate::port::{L4Proto, PortRange, PortSpec};
 use crate::spa::Key;
 
 pub mod actions;
+pub mod peer;
 pub mod typed;
 pub mod uci;
 
@@ -56,6 +57,8 @@ pub struct Config {
     pub commands: Vec<Command>,
     /// `config forward` sections in file order (disabled ones included).
     pub forwards: Vec<NamedForward>,
+    /// `config peer` sections in file order (disabled ones included).
+    pub peers: Vec<peer::Peer>,
 }
 
 /// The knock modes beyond static sequences.
@@ -287,7 +290,7 @@ impl Config {
     /// Whether the file holds secrets: every client has a key (native or
     /// fwknop), every time-derived sequence too.
     pub fn has_secrets(&self) -> bool {
-        !self.clients.is_empty() || !self.knock_modes.totp.is_empty()
+        !self.clients.is_empty() || !self.knock_modes.totp.is_empty() || !self.peers.is_empty()
     }
 
     /// The enabled sequences.
@@ -308,6 +311,11 @@ impl Config {
     /// The enabled forwards, in file order (the order SPA decisions index).
     pub fn active_forwards(&self) -> impl Iterator<Item = &NamedForward> {
         self.forwards.iter().filter(|f| f.forward.enabled)
+    }
+
+    /// The enabled peers (the other routers of a VRRP pair).
+    pub fn active_peers(&self) -> impl Iterator<Item = &peer::Peer> {
+        self.peers.iter().filter(|p| p.enabled)
     }
 
     /// The enabled TOTP sequences.
@@ -475,7 +483,9 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    parse_bytes(&file, &bytes)
+    let mut cfg = parse_bytes(&file, &bytes)?;
+    peer::read_key_files(&file, &mut cfg)?;
+    Ok(cfg)
 }
 
 /// Parses and validates UCI bytes as read from `file` (invalid UTF-8 is

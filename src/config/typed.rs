@@ -57,6 +57,7 @@ use crate::spa::Key;
 mod actions;
 mod fwknop;
 mod knock_modes;
+mod peer;
 
 pub use actions::is_action_name;
 pub use fwknop::MIN_KEY_BYTES as MIN_FWKNOP_KEY_BYTES;
@@ -70,7 +71,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
 }
 
 const SECTION_TYPES: &[&str] = &[
-    "postern", "sequence", "client", "encoded", "command", "forward",
+    "postern", "sequence", "client", "encoded", "command", "forward", "peer",
 ];
 const MAIN_OPTIONS: &[&str] = &[
     "enabled",
@@ -143,6 +144,7 @@ fn options_of(kind: &str) -> Vec<&'static str> {
         "encoded" => &[knock_modes::ENCODED_OPTIONS],
         "command" => &[actions::COMMAND_OPTIONS],
         "forward" => &[actions::FORWARD_OPTIONS],
+        "peer" => &[peer::PEER_OPTIONS],
         _ => &[],
     };
     let mut names: Vec<&'static str> = Vec::new();
@@ -166,6 +168,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut client_knocks = Vec::new();
     let mut commands = Vec::new();
     let mut forwards = Vec::new();
+    let mut peers = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -200,6 +203,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                 let f = actions::forward(&mut cx, s, &section_label(s, index));
                 forwards.extend(f.map(|f| (f, s.line)));
             }
+            "peer" => peers.extend(peer::peer(&mut cx, s, index)),
             other => {
                 let msg = format!(
                     "unknown section type '{other}'{} (known: {})",
@@ -228,6 +232,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         .flat_map(|c| c.seq.knocks.iter().copied())
         .collect();
     actions::cross_check(&mut cx, sections, &main, &knock_ports, &commands, &forwards);
+    peer::cross_check(&mut cx, &main, &peers);
     cx.finish(Config {
         main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
@@ -239,6 +244,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         },
         commands,
         forwards: forwards.into_iter().map(|(f, _)| f).collect(),
+        peers,
     })
 }
 
@@ -321,6 +327,24 @@ pub fn summary(cfg: &Config) -> String {
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
     let _ = writeln!(out, "{}", volume_line(m));
+    if !cfg.peers.is_empty() {
+        let active = cfg.active_peers().count();
+        let _ = writeln!(out, "peers: {} ({active} enabled)", cfg.peers.len());
+        for p in &cfg.peers {
+            let _ = writeln!(
+                out,
+                "  peer {} [{}]: {} udp:{}{}{}",
+                p.name,
+                on_off(p.enabled),
+                p.address,
+                p.port,
+                p.source.map_or(String::new(), |s| format!(" from {s}")),
+                p.interface
+                    .as_ref()
+                    .map_or(String::new(), |i| format!(" on {i} only"))
+            );
+        }
+    }
     let k = &cfg.knock_modes;
     if !(k.totp.is_empty() && k.encoded.is_empty() && k.clients.is_empty()) {
         let _ = writeln!(
@@ -1522,7 +1546,7 @@ config client 'laptop'
     fn unknown_sections_and_options() {
         assert_eq!(
             err1("config sequense x\n"),
-            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client, encoded, command, forward)".to_string())
+            (1, "unknown section type 'sequense' (did you mean 'sequence'?) (known: postern, sequence, client, encoded, command, forward, peer)".to_string())
         );
         assert_eq!(
             err1(&seq("\toption timout 5\n")),

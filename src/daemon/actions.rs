@@ -268,6 +268,11 @@ impl Actions {
         }
     }
 
+    /// The name of the enabled forward `index` (as [`Config::active_forwards`] counts).
+    pub fn forward_name(&self, index: usize) -> Option<&str> {
+        self.forwards.get(index).map(|f| f.name.as_str())
+    }
+
     /// After a reload: the new command and forward lists; live forwards whose
     /// forward is gone or changed are withdrawn from the firewall now.
     pub fn reload(&mut self, backend: &mut dyn Backend, cfg: &Config, commands: Vec<CommandSpec>) {

@@ -76,3 +76,20 @@ fn a_refused_command_is_a_replay_after_a_reload_that_allows_it() {
     let out = command(&mut forgetful, "reboot", 1);
     assert!(out[0].starts_with("Run { command: 1"), "{out:?}");
 }
+
+#[test]
+fn a_packet_a_peer_router_recorded_is_refused_here() {
+    // The attack: a packet accepted by the other router is replayed here.
+    let mut master = engine("\tlist command wake\n");
+    let out = command(&mut master, "wake", 3);
+    assert!(out[0].starts_with("Run { command: 0"), "{out:?}");
+    let mut backup = engine("\tlist command wake\n");
+    for s in master.replay_record().entries {
+        backup.record_peer_replay(s.client.as_deref(), s.entry, NOW);
+    }
+    let out = command(&mut backup, "wake", 3);
+    assert!(out[0].contains("reason: Replay"), "{out:?}");
+    // A fresh packet still runs it.
+    let out = command(&mut backup, "wake", 4);
+    assert!(out[0].starts_with("Run { command: 0"), "{out:?}");
+}

@@ -522,6 +522,13 @@ impl Verifier {
         }
     }
 
+    /// Adds one entry a peer router recorded (as [`Verifier::restore_replay`]
+    /// does for a saved one; no allocation).
+    pub fn record_peer_replay(&mut self, client: Option<&str>, entry: ReplayEntry, now: Now) {
+        let owner = client.and_then(|n| self.clients.iter().position(|c| c.name == n));
+        self.replay.restore(owner, entry, now.unix, self.max_skew);
+    }
+
     /// True when a packet with this replay id was recorded: one keyed hash,
     /// no cryptography (may be asked before the AEAD).
     pub fn replay_contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fwknop;
 pub mod input;
 pub mod net;
+pub mod peer;
 pub mod seeds;
 pub mod spa;
 pub mod uci;
@@ -20,11 +21,12 @@ pub type Harness = fn(&[u8]);
 
 /// Every target by name (the directory names under `fuzz/corpus/` and
 /// `fuzz/regressions/`).
-pub const TARGETS: [(&str, Harness); 6] = [
+pub const TARGETS: [(&str, Harness); 7] = [
     ("wire", wire::run),
     ("uci", uci::run),
     ("spa", spa::run),
     ("engine", engine::run),
     ("bpf", bpf::run),
     ("fwknop", fwknop::run),
+    ("peer", peer::run),
 ];

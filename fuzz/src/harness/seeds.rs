@@ -420,5 +420,74 @@ pub fn all() -> Vec<Seed> {
     for (name, b) in fwknop_seeds() {
         out.push(("fwknop", name, b));
     }
+    for (name, b) in peer_seeds() {
+        out.push(("peer", name.to_string(), b));
+    }
     out
+}
+
+/// `peer` seeds: a raw datagram, every item sealed, a truncated item, a flipped byte.
+fn peer_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use postern::peer::message::{name, Item};
+    use postern::spa::ReplayEntry;
+    use std::time::Duration;
+    let items = [
+        Item::Grant {
+            addr: ip("192.0.2.7"),
+            port: PortSpec::tcp(22),
+            remaining: Duration::from_secs(30),
+            origin: name("laptop"),
+        },
+        Item::Close {
+            addr: ip("2001:db8::7"),
+            port: PortSpec::udp(53),
+        },
+        Item::Forward {
+            addr: ip("198.51.100.1"),
+            forward: name("nas"),
+            client: name("phone"),
+            remaining: Duration::from_secs(60),
+        },
+        Item::Ban {
+            net: "2001:db8:1:2::/64".parse().unwrap(),
+            remaining: Duration::from_secs(300),
+        },
+        Item::Unban {
+            net: "203.0.113.9/32".parse().unwrap(),
+        },
+        Item::Replay {
+            client: Some(name("laptop")),
+            entry: ReplayEntry {
+                nonce: [7; NONCE_LEN],
+                timestamp: 1_800_000_000,
+            },
+        },
+        Item::ResyncRequest,
+        Item::Keepalive,
+    ];
+    let mut all = Vec::new();
+    for i in &items {
+        let mut b = [0u8; 128];
+        let n = i.encode(&mut b).unwrap();
+        all.extend_from_slice(&b[..n]);
+    }
+    let mut sealed = super::peer::seal(9, &all);
+    // A wrong tag: the datagram as a forger without the key sends it.
+    if let Some(last) = sealed.last_mut() {
+        *last ^= 1;
+    }
+    let mut raw = vec![0];
+    raw.extend_from_slice(&sealed);
+    let mut every = vec![1, 9];
+    every.extend_from_slice(&all);
+    let mut cut = vec![1, 3];
+    cut.extend_from_slice(&all[..all.len() - 30]);
+    let mut flipped = vec![2, 0, 40, 0x10];
+    flipped.extend_from_slice(&all);
+    vec![
+        ("raw_wrong_tag", raw),
+        ("every_item", every),
+        ("truncated_item", cut),
+        ("flipped_byte", flipped),
+    ]
 }

@@ -65,6 +65,7 @@ fn client(commands: &[&str], forwards: &[&str]) -> Client {
 /// 10.213.0.5:22, `alt` tcp:2200 → 10.213.0.5:22, `web` tcp:8080 → :80.
 fn verifier(c: Client) -> Verifier {
     Verifier::new(&Config {
+        peers: Vec::new(),
         main: Main::default(),
         sequences: Vec::new(),
         knock_modes: Default::default(),
@@ -269,6 +270,7 @@ fn shortest_named_requests_are_not_refused_for_their_length() {
     let mut c = client(&["x"], &["y"]);
     c.commands = vec!["x".to_string()];
     let mut v = Verifier::new(&Config {
+        peers: Vec::new(),
         main: Main::default(),
         sequences: Vec::new(),
         knock_modes: Default::default(),

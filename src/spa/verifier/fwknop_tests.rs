@@ -35,6 +35,7 @@ fn client(name: &str, keys: Option<Keys>) -> Client {
 
 fn verifier(clients: Vec<Client>) -> Verifier {
     Verifier::new(&Config {
+        peers: Vec::new(),
         knock_modes: Default::default(),
         commands: Vec::new(),
         forwards: Vec::new(),
@@ -214,6 +215,7 @@ fn cheap_checks_cost_no_hmac() {
 fn budget_bounds_hmac_work() {
     let v = vector("access_source_sha256");
     let mut ver = Verifier::new(&Config {
+        peers: Vec::new(),
         knock_modes: Default::default(),
         commands: Vec::new(),
         forwards: Vec::new(),

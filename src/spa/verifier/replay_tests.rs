@@ -35,6 +35,7 @@ fn client(i: u8) -> Client {
 
 fn config(clients: Vec<Client>, max_skew: u64) -> Config {
     Config {
+        peers: Vec::new(),
         main: Main {
             max_skew: Duration::from_secs(max_skew),
             // These packets ask for their source: give them max_skew's

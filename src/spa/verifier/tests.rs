@@ -43,6 +43,7 @@ fn config(clients: Vec<Client>) -> Config {
         knock_modes: Default::default(),
         commands: Vec::new(),
         forwards: Vec::new(),
+        peers: Vec::new(),
         clients,
     }
 }

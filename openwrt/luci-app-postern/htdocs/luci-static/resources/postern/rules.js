@@ -222,6 +222,17 @@ function lanHost(kind) {
 }
 
 /* Each item of a list checked alone. */
+/* A unicast address, as `config peer`'s address and source. */
+function unicast(v) {
+	var b = parseAddr(v);
+	if (!b)
+		return _('Expecting an IPv4 or IPv6 address');
+	var zero = b.every(function(x) { return x === 0; });
+	var bad = zero || (b.length === 4 && (b[0] === 127 || b[0] >= 224 && b[0] <= 239)) ||
+		(b.length === 16 && (b[0] === 0xff || b.slice(0, 15).every(function(x) { return x === 0; }) && b[15] === 1));
+	return bad ? _('Expecting a unicast address (not unspecified, loopback or multicast)') : true;
+}
+
 function each(itemRule) {
 	return function(values, get) {
 		for (var i = 0; i < values.length; i++) {
@@ -480,6 +491,25 @@ var RULES = {
 		to: { rule: one(lanHost(4)) },
 		to6: { rule: one(lanHost(6)) },
 		to_port: { rule: one(port) }
+	},
+	peer: {
+		enabled: { rule: one(bool), dflt: '1' },
+		address: { rule: one(unicast) },
+		key: { rule: one(key32) },
+		key_file: { rule: one(function(v, get) {
+			if (toArray(get('key')).length)
+				return _('Give key or key_file, not both');
+			return absPath(v);
+		}) },
+		port: { rule: one(port), dflt: '62202' },
+		interface: { rule: one(deviceName) },
+		source: { rule: one(function(v, get) {
+			var r = unicast(v);
+			var a = parseAddr(toArray(get('address'))[0] || '');
+			if (r === true && a && a.length !== parseAddr(v).length)
+				return _('The source and the peer address must be of the same family');
+			return r;
+		}) }
 	}
 };
 

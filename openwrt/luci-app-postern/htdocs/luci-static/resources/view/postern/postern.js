@@ -310,6 +310,15 @@ function renderStatus(st, refresh) {
 			return row([ b.addr, '%d s'.format(b.expires_in_s),
 				actionButton(_('Lift ban'), callUnban, [ b.addr ], refresh) ]);
 		}), _('No banned sources')));
+	if ((st.peers || []).length) {
+		out.push(E('h4', {}, _('Peer routers')));
+		out.push(table([ _('Peer'), _('Address'), _('Reachable'), _('Last sync'), _('Drops') ],
+			st.peers.map(function(p) {
+				return row([ p.name, p.address, p.reachable ? _('yes') : _('no'),
+					p.last_sync_s_ago == null ? _('never') : _('%d s ago').format(p.last_sync_s_ago),
+					String(p.queue_drops + p.send_errors) ]);
+			}), ''));
+	}
 	if ((st.forwards || []).length)
 		out.push(table([ _('Address'), _('Forward'), _('Path'), _('Client'), _('Expires in') ],
 			st.forwards.map(function(f) { return row([ f.addr, f.forward, f.path, f.client, '%d s'.format(f.expires_in_s) ]); }), ''));
@@ -702,6 +711,39 @@ return view.extend({
 		o.modalonly = true;
 
 		o = s.option(form.Value, 'to_port', _('LAN port'), _('Default: the router port.'));
+
+		s = m.section(form.GridSection, 'peer', _('Peer routers'),
+			_('The other router of a VRRP pair (keepalived): grants, forwards, bans and replay state are sent to it ' +
+			  'as they happen, so a failover keeps them. Both routers need the same key.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.Value, 'address', _('Peer address'), _('The other router\'s address, best on a dedicated link.'));
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'key', _('Peer key'), _('32 bytes, base64, the same on both routers (postern keygen).'));
+		o.password = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'key_file', _('Peer key file'),
+			_('Instead of the key: an absolute path to a file holding it, readable by the daemon\'s user.'));
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'port', _('UDP port'), _('The same on both routers.'));
+		o.placeholder = '62202';
+
+		o = s.option(form.Value, 'source', _('Source address'), _('Optional: this router\'s address to send from and listen on.'));
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'interface', _('Peer link device'),
+			_('Optional but recommended: the device of the link to the peer (e.g. a dedicated port or VLAN). ' +
+			  'Peer datagrams are then taken from that device only, so forged ones from the WAN never reach postern.'));
+		o.modalonly = true;
 
 		m.children.forEach(function(sec) {
 			applyRules(sec, sec.sectiontype);
