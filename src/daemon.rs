@@ -45,6 +45,7 @@ use crate::time::{Millis, Now};
 mod actions;
 mod captures;
 mod control_requests;
+mod hooks;
 
 use crate::runner::CommandSpec;
 use actions::Actions;
@@ -328,6 +329,8 @@ struct Effects<'b> {
     grants: GrantTable,
     /// Commands and forwards.
     actions: Actions,
+    /// Open and close hooks of grants.
+    hooks: hooks::GrantHooks,
 }
 
 /// The short name of what granted: a sequence or a client.
@@ -457,6 +460,7 @@ fn serve(
         log_limit: LogLimit::default(),
         grants: GrantTable::new(),
         actions: Actions::new(&cfg, commands),
+        hooks: hooks::GrantHooks::new(&cfg),
     };
     let mut own_networks = OwnNetworks::open();
     own_networks.refresh(&mut engine, fx.backend);
@@ -512,13 +516,18 @@ fn serve(
             }
             next_tick = now + TICK;
         }
+        fx.hooks.expire(&mut fx.actions, now);
         if rebuild {
             drop(fds);
             captures.update(|| bpf::build_ranges(&cfg.capture_ranges(), true));
             fds = poll_set(signals, control, monitor.as_ref(), &captures);
             rebuild = false;
         }
-        let wait = next_tick.since(now).min(u64::from(u16::MAX)) as u16;
+        let wake = fx
+            .hooks
+            .next_expiry()
+            .map_or(next_tick, |at| at.min(next_tick));
+        let wait = wake.since(now).min(u64::from(u16::MAX)) as u16;
         // The commands' descriptors (launcher socket, output pipes) go
         // after the fixed set for this poll only: they change as commands
         // start and end. Within the capacity reserved: no allocation.
@@ -636,6 +645,7 @@ fn serve(
                     }
                     Ok(s) => {
                         info!("{s}: stopping");
+                        fx.hooks.stopping();
                         fx.actions.runner.shutdown();
                         return Ok(());
                     }
@@ -647,6 +657,9 @@ fn serve(
             let reloaded = reload(result, opts, &cfg, fx.backend, &captures);
             reload_error = reloaded.as_ref().err().cloned();
             if let Ok((new, commands)) = reloaded {
+                // on_close of withdrawn grants runs as configured when they opened.
+                fx.hooks
+                    .reload(&mut fx.actions, fx.backend, &mut fx.grants, &new);
                 fx.actions.adopt(seq);
                 fx.actions.reload(fx.backend, &new, commands);
                 let mut next = engine_for(&new);
@@ -912,6 +925,13 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     duration.as_secs()
                 );
             }
+            let opened = crate::grant_hooks::Opened {
+                addr,
+                origin: origin_name(&by),
+                ports,
+                duration,
+            };
+            fx.hooks.opened(&mut fx.actions, now.mono, opened);
         }
         Decision::Close {
             addr, by, ports, ..
@@ -923,6 +943,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     Err(e) => error!("could not close {port} for {addr} ({by}): {e}"),
                 }
             }
+            fx.hooks.closed(&mut fx.actions, addr, ports);
         }
         Decision::Run { command, by, .. } => {
             let (client, from) = client_of(&by);

@@ -713,6 +713,7 @@ mod tests {
                     )
                 },
             ],
+            hooks: Vec::new(),
         }
     }
 

@@ -29,6 +29,7 @@ pub mod engine;
 pub mod firewall;
 pub mod fixed_vec;
 pub mod forward_grants;
+pub mod grant_hooks;
 pub mod grants;
 pub mod import;
 pub mod knock;

@@ -224,6 +224,7 @@ mod tests {
                 commands: Vec::new(),
                 forwards: Vec::new(),
             }],
+            hooks: Vec::new(),
         };
         let mut v = Verifier::new(&cfg);
         let now = Now {

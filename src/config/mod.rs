@@ -16,10 +16,12 @@ use crate::port::{L4Proto, PortRange, PortSpec};
 use crate::spa::Key;
 
 pub mod actions;
+pub mod hooks;
 pub mod typed;
 pub mod uci;
 
 pub use actions::{Command, Forward, NamedForward, MAX_COMMANDS, MAX_FORWARDS};
+pub use hooks::Hooks;
 
 /// Most knock steps in one sequence.
 pub const MAX_SEQUENCE_STEPS: usize = 32;
@@ -56,6 +58,8 @@ pub struct Config {
     pub commands: Vec<Command>,
     /// `config forward` sections in file order (disabled ones included).
     pub forwards: Vec<NamedForward>,
+    /// The `on_open`/`on_close` hooks of sequences and clients (those that set any).
+    pub hooks: Vec<Hooks>,
 }
 
 /// The knock modes beyond static sequences.

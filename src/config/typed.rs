@@ -56,6 +56,7 @@ use crate::spa::Key;
 
 mod actions;
 mod fwknop;
+mod hooks;
 mod knock_modes;
 
 pub use actions::is_action_name;
@@ -107,9 +108,11 @@ const CLIENT_OPTIONS: &[&str] = &[
     "knock_timeout",
     "command",
     "forward",
+    "on_open",
+    "on_close",
 ];
 const SEQUENCE_OPTIONS: &[&str] = &[
-    "enabled", "knock", "timeout", "action", "open", "close", "duration",
+    "enabled", "knock", "timeout", "action", "open", "close", "duration", "on_open", "on_close",
 ];
 const BACKENDS: &[(&str, BackendKind)] = &[
     ("auto", BackendKind::Auto),
@@ -166,6 +169,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut client_knocks = Vec::new();
     let mut commands = Vec::new();
     let mut forwards = Vec::new();
+    let mut hooks = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -180,6 +184,8 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                     let msg = format!("too many sequences: at most {MAX_SEQUENCES} are allowed");
                     cx.push(s.line, msg);
                 }
+                let origin = s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index));
+                hooks.extend(hooks::section(&mut cx, s, origin));
                 if s.get("key").is_some() {
                     totp.extend(knock_modes::totp_sequence(&mut cx, s, index));
                 } else if let Some(c) = sequence(&mut cx, s, index) {
@@ -187,6 +193,8 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                 }
             }
             "client" => {
+                let origin = s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index));
+                hooks.extend(hooks::section(&mut cx, s, origin));
                 if let Some(c) = client(&mut cx, s, index) {
                     client_knocks.extend(knock_modes::client_knock(&mut cx, s, &c.client.name));
                     clients.push(c);
@@ -228,6 +236,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         .flat_map(|c| c.seq.knocks.iter().copied())
         .collect();
     actions::cross_check(&mut cx, sections, &main, &knock_ports, &commands, &forwards);
+    hooks::cross_check(&mut cx, &hooks, &commands);
     cx.finish(Config {
         main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
@@ -239,6 +248,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         },
         commands,
         forwards: forwards.into_iter().map(|(f, _)| f).collect(),
+        hooks: hooks.into_iter().map(|h| h.hooks).collect(),
     })
 }
 
@@ -318,6 +328,7 @@ pub fn summary(cfg: &Config) -> String {
         let _ = writeln!(out, "  {}", client_line(c));
     }
     actions_summary(&mut out, cfg);
+    hooks::summary(&mut out, cfg);
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
     let _ = writeln!(out, "{}", volume_line(m));
@@ -1526,7 +1537,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&seq("\toption timout 5\n")),
-            (5, "unknown option 'timout' in sequence 's' (did you mean 'timeout'?) (known: enabled, knock, timeout, action, open, close, duration)".to_string())
+            (5, "unknown option 'timout' in sequence 's' (did you mean 'timeout'?) (known: enabled, knock, timeout, action, open, close, duration, on_open, on_close)".to_string())
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
@@ -1534,7 +1545,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward, on_open, on_close)".to_string())
         );
     }
 

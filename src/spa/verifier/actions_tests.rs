@@ -80,6 +80,7 @@ fn verifier(c: Client) -> Verifier {
             forward("web", true, 8080, 80),
         ],
         clients: vec![c],
+        hooks: Vec::new(),
     })
 }
 
@@ -275,6 +276,7 @@ fn shortest_named_requests_are_not_refused_for_their_length() {
         commands: vec![command("x", true, None)],
         forwards: vec![forward("y", true, 2200, 22)],
         clients: vec![c],
+        hooks: Vec::new(),
     });
     for (n, kind, name, duration) in [(1, Kind::Command, "x", 0), (2, Kind::Forward, "y", 60)] {
         let r = RequestRepr {

@@ -41,6 +41,7 @@ fn verifier(clients: Vec<Client>) -> Verifier {
         main: Main::default(),
         sequences: Vec::new(),
         clients,
+        hooks: Vec::new(),
     })
 }
 
@@ -231,6 +232,7 @@ fn budget_bounds_hmac_work() {
                 ..c
             })
             .collect(),
+        hooks: Vec::new(),
     });
     let mut tampered = v.packet.clone();
     tampered[5] ^= 1;

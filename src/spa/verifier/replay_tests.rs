@@ -47,6 +47,7 @@ fn config(clients: Vec<Client>, max_skew: u64) -> Config {
         commands: Vec::new(),
         forwards: Vec::new(),
         clients,
+        hooks: Vec::new(),
     }
 }
 

@@ -44,6 +44,7 @@ fn config(clients: Vec<Client>) -> Config {
         commands: Vec::new(),
         forwards: Vec::new(),
         clients,
+        hooks: Vec::new(),
     }
 }
 

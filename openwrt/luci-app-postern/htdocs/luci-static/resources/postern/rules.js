@@ -365,6 +365,8 @@ var RULES = {
 		open: { list: true, rule: each(portSpec) },
 		close: { list: true, rule: each(portSpec) },
 		duration: { rule: secs(1, 86400), dflt: '30' },
+		on_open: { rule: one(actionName) },
+		on_close: { rule: one(actionName) },
 		key: { rule: one(key32) },
 		period: { rule: num(5, 3600), dflt: '30' },
 		length: { rule: one(function(v, get) {
@@ -428,7 +430,9 @@ var RULES = {
 		knock_proto: { rule: one(choice([ 'tcp', 'udp' ])), dflt: 'tcp' },
 		knock_timeout: { rule: secs(1, 3600), dflt: '10' },
 		command: { list: true, rule: each(actionName) },
-		forward: { list: true, rule: each(actionName) }
+		forward: { list: true, rule: each(actionName) },
+		on_open: { rule: one(actionName) },
+		on_close: { rule: one(actionName) }
 	},
 	encoded: {
 		enabled: { rule: one(bool), dflt: '1' },
