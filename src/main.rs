@@ -577,7 +577,9 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         Some(_) => Vec::new(),
         None => access
             .or_else(|| stanza.as_ref().map(|s| s.access.clone()))
-            .ok_or("spa: give the ports with -A, e.g. -A tcp/22")?,
+            // No ports (no -A, -A none, a stanza without access): the
+            // router's choice, the client's default_access.
+            .unwrap_or_default(),
     };
     if target.is_some() && resolve.is_some() {
         return Err("spa: give one of -s, -a and --resolve".into());

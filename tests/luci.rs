@@ -305,7 +305,10 @@ fn is_list(kind: &str, option: &str) -> bool {
         (kind, option),
         ("postern", "interface" | "device" | "trusted")
             | ("sequence", "knock" | "open" | "close")
-            | ("client", "allow" | "source" | "command" | "forward")
+            | (
+                "client",
+                "allow" | "source" | "command" | "forward" | "default_access"
+            )
             | ("encoded", "header" | "footer" | "allow")
             | ("command", "exec")
     )

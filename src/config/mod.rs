@@ -157,6 +157,10 @@ pub struct Client {
     pub commands: Vec<String>,
     /// `list forward`: the `config forward` names this client may open.
     pub forwards: Vec<String>,
+    /// `list default_access`: what a request without ports opens (or
+    /// closes): server-chosen ports, a subset of `allow` (empty: such a
+    /// request is refused).
+    pub default_access: Vec<PortSpec>,
 }
 
 /// A client's fwknop settings.

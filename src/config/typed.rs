@@ -110,6 +110,7 @@ const CLIENT_OPTIONS: &[&str] = &[
     "forward",
     "on_open",
     "on_close",
+    "default_access",
 ];
 const SEQUENCE_OPTIONS: &[&str] = &[
     "enabled", "knock", "timeout", "action", "open", "close", "duration", "on_open", "on_close",
@@ -437,6 +438,13 @@ fn client_line(c: &Client) -> String {
     }
     if !c.forwards.is_empty() {
         let _ = write!(line, "; may open forward {}", c.forwards.join(", "));
+    }
+    if !c.default_access.is_empty() {
+        let _ = write!(
+            line,
+            "; a request without ports opens {}",
+            ports(&c.default_access)
+        );
     }
     if let Some(f) = &c.fwknop {
         let only = if c.key.is_none() { " only" } else { "" };
@@ -1040,6 +1048,11 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
         Some(e) => get_networks(cx, e),
         None => Some(Vec::new()),
     };
+    let default_access = match (opt("default_access"), &allow) {
+        (Some(e), Some(allow)) => default_access(cx, e, allow),
+        (Some(_), None) => None,
+        (None, _) => Some(Vec::new()),
+    };
     let allow_other_address = opt("allow_other_address").map_or(Some(false), |e| get_bool(cx, e));
     let require_address = opt("require_address").map_or(Some(false), |e| get_bool(cx, e));
     if cx.count() != before {
@@ -1064,8 +1077,35 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
             require_address: require_address?,
             commands: commands?,
             forwards: forwards?,
+            default_access: default_access?,
         },
     })
+}
+
+/// `list default_access`: at most [`crate::spa::request::MAX_PORTS`] ports,
+/// each in the client's `allow` list.
+fn default_access(cx: &mut Errors, e: &Entry, allow: &[PortSpec]) -> Option<Vec<PortSpec>> {
+    let ports = get_ports(cx, e)?;
+    let max = crate::spa::request::MAX_PORTS;
+    if ports.len() > max {
+        let msg = format!(
+            "default_access has {} ports; at most {max} are allowed",
+            ports.len()
+        );
+        cx.push(e.line, msg);
+        return None;
+    }
+    let mut ok = true;
+    for (p, line) in &ports {
+        if !allow.contains(p) {
+            let msg = format!(
+                "default_access {p} is not in the client's allow list: add list allow '{p}' or remove it"
+            );
+            cx.push(*line, msg);
+            ok = false;
+        }
+    }
+    ok.then(|| ports.into_iter().map(|(p, _)| p).collect())
 }
 
 fn get_key(cx: &mut Errors, e: &Entry) -> Option<Key> {
@@ -1545,7 +1585,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward, on_open, on_close)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward, on_open, on_close, default_access)".to_string())
         );
     }
 
@@ -1899,5 +1939,23 @@ knock volume: at most 240 knocks per 60s from one source network (IPv4 address, 
             did_you_mean("knocks", SEQUENCE_OPTIONS),
             " (did you mean 'knock'?)"
         );
+    }
+
+    #[test]
+    fn default_access_is_a_subset_of_allow_and_refused_with_its_line() {
+        let c = ok(&client_text(
+            "\tlist allow 'udp:53'\n\tlist default_access 'tcp:22'\n",
+        ));
+        assert_eq!(c.clients[0].default_access, [PortSpec::tcp(22)]);
+        assert!(ok(&client_text("")).clients[0].default_access.is_empty());
+        assert_eq!(
+            err1(&client_text("\tlist default_access 'tcp:22'\n\tlist default_access 'tcp:80'\n")),
+            (
+                5,
+                "default_access tcp:80 is not in the client's allow list: add list allow 'tcp:80' or remove it"
+                    .to_string()
+            )
+        );
+        assert_eq!(err1(&client_text("\tlist default_access 'tcp:0'\n")).0, 4);
     }
 }

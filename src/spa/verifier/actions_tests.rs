@@ -57,6 +57,7 @@ fn client(commands: &[&str], forwards: &[&str]) -> Client {
         require_address: false,
         commands: commands.iter().map(|s| s.to_string()).collect(),
         forwards: forwards.iter().map(|s| s.to_string()).collect(),
+        default_access: Vec::new(),
     }
 }
 

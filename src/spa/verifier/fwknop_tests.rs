@@ -30,6 +30,7 @@ fn client(name: &str, keys: Option<Keys>) -> Client {
         require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
+        default_access: Vec::new(),
     }
 }
 

@@ -30,6 +30,7 @@ fn client(i: u8) -> Client {
         require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
+        default_access: Vec::new(),
     }
 }
 

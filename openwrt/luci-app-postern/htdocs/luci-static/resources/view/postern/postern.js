@@ -635,6 +635,10 @@ return view.extend({
 			_('Names of port forwards (below) this client may open with postern spa --forward NAME or fwknop -N.'));
 		o.modalonly = true;
 
+		o = s.option(form.DynamicList, 'default_access', _('Ports opened when none are asked for'),
+			_('Optional: what a request without ports opens (postern spa without -A, fwknop -A none): some of the allowed ports, e.g. tcp:22.'));
+		o.modalonly = true;
+
 		o = s.option(form.Value, 'on_open', _('Command on open'),
 			_('Optional: a router command (below) run when a grant of %s opens (not again when it is refreshed). It gets POSTERN_ADDRESS, POSTERN_PORTS, POSTERN_GRANTED_BY, POSTERN_DURATION.').format(_('this client')));
 		o.optional = true;
