@@ -65,6 +65,14 @@ usage:
         --stanza reads host, key, ports, port, duration, address and resolve
         from CLIENTCONF (default ~/.config/postern/client.conf); flags override it.
         PORT is the router's spa_port (default 62201); S defaults to 30.
+  postern ssh-proxy [--stanza NAME] [-c CLIENTCONF] [--key-file F | --key B64]
+              [-A tcp/22] [--knock PROTO:PORT,...] [--wait S] [--fdpass | --relay]
+              [--verbose] HOST PORT
+        An OpenSSH ProxyCommand (ProxyCommand postern ssh-proxy --stanza home %h %p):
+        sends the SPA request for tcp:PORT (or the knocks) to the router (the
+        stanza's host, else HOST), retries the connect to HOST's addresses in
+        order for up to S seconds (default 10), then relays stdin/stdout, or
+        under ProxyUseFdpass yes hands the connected socket to ssh.
   postern fw3-forwards [-c FILE]
         Print the iptables DNAT rules of FILE's enabled forwards (run by the
         fw3 firewall include; OpenWrt 21.02 and older).
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
         "fw3-forwards" => cmd_fw3_forwards(rest),
         "knock" => cmd_knock(rest),
         "spa" => cmd_spa(rest),
+        "ssh-proxy" => postern::client::ssh_proxy::cmd(rest),
         "keygen" => cmd_keygen(rest),
         "demo" => cmd_demo(rest),
         "import" => cmd_import(rest),

@@ -17,6 +17,7 @@ use crate::port::{L4Proto, PortSpec};
 pub mod conf;
 pub mod modes;
 pub mod spa;
+pub mod ssh_proxy;
 pub mod stun;
 
 /// Resolves `host` (an address or a name) to one IP address.
