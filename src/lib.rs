@@ -44,6 +44,7 @@ pub mod runner;
 pub mod spa;
 pub mod spawn;
 pub mod status;
+pub mod status_view;
 pub mod time;
 pub mod wire;
 

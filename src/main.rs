@@ -25,9 +25,9 @@ usage:
         nft | dry-run. SIGHUP reloads FILE (a bad file is refused, the old one
         stays); SIGTERM stops and removes postern's own nftables table. Live
         grants are re-applied when the firewall is restarted under it.
-  postern status [--json] [-s SOCKET]
+  postern status [--json | --watch] [-s SOCKET]
         Live grants and counters of the running daemon (default socket
-        /var/run/postern.sock).
+        /var/run/postern.sock); --watch redraws them every second.
   postern revoke ADDR PROTO:PORT [-s SOCKET]
         End the live grant of ADDR to PROTO:PORT now (e.g. 192.0.2.7 tcp:22).
   postern unban NET [-s SOCKET]
@@ -37,7 +37,7 @@ usage:
         --json: ok, errors (line, message each) and warnings, as JSON.
   postern schema [--json]
         Every config section type and its options, as JSON.
-  postern knock [--delay MS] HOST PROTO:PORT...
+  postern knock [--delay MS] [--verbose] HOST PROTO:PORT...
         Send a knock sequence, e.g. postern knock 192.0.2.1 tcp:7000 udp:8000 tcp:9000
   postern knock [HOST] --totp --base PORT [--range N] [--length N] [--period S]
               [--proto tcp|udp] (--key B64 | --key-file F | --stanza NAME) [--print]
@@ -55,6 +55,7 @@ usage:
   postern spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR | --resolve stun:SERVER[:PORT]]
               [--duration S] [--close] [--command NAME | --forward NAME] [--repeat N]
               [--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]
+              [--verbose]
         Send one SPA packet asking HOST to open (or with --close, close) the ports
         for this packet's source (-s, the default) or for ADDR (-a), or for the
         address a STUN server sees this machine as (--resolve: sealed in the
@@ -218,10 +219,12 @@ fn cmd_daemon(args: &[String]) -> Result<ExitCode, String> {
 fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
     let mut request = control::Request::Text;
     let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
+    let mut watch = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => request = control::Request::Json,
+            "--watch" | "-w" => watch = true,
             "-s" | "--socket" => socket = PathBuf::from(value(&mut it, a)?),
             other => return Err(format!("status: unexpected argument '{other}'")),
         }
@@ -234,6 +237,13 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
         Some(e) => postern::status::with_include_error(answer, e, json),
         None => answer.to_string(),
     };
+    if watch {
+        if json {
+            return Err("status: --watch redraws the text view; drop --json".into());
+        }
+        let every = std::time::Duration::from_secs(1);
+        postern::status_view::watch(&socket, every, show).map_err(|e| format!("status: {e}"))?;
+    }
     match control::query(&socket, request) {
         Ok(answer) => {
             print!("{}", show(&answer));
@@ -428,10 +438,12 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut delay = Duration::ZERO;
+    let mut verbose = false;
     let mut positional = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "-v" | "--verbose" => verbose = true,
             "-d" | "--delay" => {
                 let v = value(&mut it, a)?;
                 let ms: u64 = v
@@ -455,8 +467,11 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("knock '{k}': {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let host = client::resolve(host).map_err(|e| e.to_string())?;
-    client::knock(host, &knocks, delay).map_err(|e| e.to_string())?;
+    let addr = client::resolve(host).map_err(|e| e.to_string())?;
+    if verbose {
+        print!("{}", client::describe_knocks(host, addr, &knocks, delay));
+    }
+    client::knock(addr, &knocks, delay).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -473,9 +488,11 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let mut stanza_name: Option<String> = None;
     let mut conf_path: Option<PathBuf> = None;
     let mut port: Option<u16> = None;
+    let mut verbose = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "-v" | "--verbose" => verbose = true,
             "-A" | "--access" => access = Some(spa_client::parse_access(value(&mut it, a)?)?),
             "-s" | "--source" => target = Some(Target::Source),
             "-a" | "--allow-ip" => {
@@ -649,6 +666,16 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         spa_client::describe(&req),
         sent.len()
     );
+    if verbose {
+        let key_from = match (&stanza_name, &stanza) {
+            (Some(n), Some(_)) => format!("stanza '{n}'"),
+            _ => "the command line".to_string(),
+        };
+        print!(
+            "{}",
+            spa_client::report(&req, &host, addr, port, sent.len(), &key_from)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -158,7 +158,10 @@ pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request, copies: u32) -> i
 
 /// A short description for the user: `open tcp:22 udp:53 for 30 s`.
 pub fn describe(req: &Request) -> String {
-    let ports: Vec<String> = req.ports.iter().map(|p| p.to_string()).collect();
+    let mut ports: Vec<String> = req.ports.iter().map(|p| p.to_string()).collect();
+    if ports.is_empty() {
+        ports.push("the router's choice (default_access)".into());
+    }
     let target = match req.target {
         Target::Source => String::new(),
         Target::Addr(a) => format!(" for {a}"),
@@ -169,6 +172,63 @@ pub fn describe(req: &Request) -> String {
         Kind::Command => format!("run command {}", req.name),
         Kind::Forward => format!("open forward {}{target} for {} s", req.name, req.duration),
     }
+}
+
+/// What `postern spa --verbose` adds: where the packet went, its size and
+/// what it asks, one item a line. Never the key (only where it came from).
+pub fn report(
+    req: &Request,
+    host: &str,
+    addr: IpAddr,
+    port: u16,
+    len: usize,
+    key_from: &str,
+) -> String {
+    let kind = match req.kind {
+        Kind::Open => "open",
+        Kind::Close => "close",
+        Kind::Command => "command",
+        Kind::Forward => "forward",
+    };
+    let address = match req.target {
+        Target::Source => "the packet's source (no address sealed in it)".to_string(),
+        Target::Addr(a) => format!("{a} (sealed in the packet)"),
+    };
+    let mut out = format!(
+        "  destination: {host} = {} udp:{port}
+  size:        {len} bytes (nonce 24, tag 16,          the rest the sealed request and random padding)
+  request:     {kind}
+  for:         {address}
+",
+        SocketAddr::new(addr, port).ip()
+    );
+    use core::fmt::Write as _;
+    match req.kind {
+        Kind::Open | Kind::Close => {
+            let _ = writeln!(out, "  ports:       {}", describe_ports(&req.ports));
+        }
+        Kind::Command | Kind::Forward => {
+            let _ = writeln!(out, "  name:        {}", req.name);
+        }
+    }
+    if matches!(req.kind, Kind::Open | Kind::Forward) {
+        let _ = writeln!(out, "  duration:    {} s", req.duration);
+    }
+    let _ = writeln!(
+        out,
+        "  timestamp:   {} (this machine's clock; the router allows max_skew)",
+        crate::time::unix_now()
+    );
+    let _ = writeln!(out, "  key:         from {key_from} (not shown)");
+    out
+}
+
+fn describe_ports(ports: &[PortSpec]) -> String {
+    if ports.is_empty() {
+        return "none: the router's choice (the client's default_access)".into();
+    }
+    let v: Vec<String> = ports.iter().map(ToString::to_string).collect();
+    v.join(" ")
 }
 
 #[cfg(test)]
