@@ -25,7 +25,8 @@ pub fn human(secs: u64) -> String {
 }
 
 /// Rows of cells printed with every column as wide as its widest cell
-/// (the last column unpadded), each line indented by two spaces.
+/// (the last column unpadded), each line indented by two spaces. No
+/// heading row: the line above the table names what it lists.
 #[derive(Debug, Default)]
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -33,15 +34,11 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table with these column headings; columns whose heading starts
-    /// with `>` are right-aligned (the `>` is not shown).
-    pub fn new(headings: &[&str]) -> Table {
+    /// A table of columns described by `align`: `>` right-aligned, `<` left.
+    pub fn new(align: &str) -> Table {
         Table {
-            right: headings.iter().map(|h| h.starts_with('>')).collect(),
-            rows: vec![headings
-                .iter()
-                .map(|h| h.trim_start_matches('>').to_string())
-                .collect()],
+            right: align.chars().map(|c| c == '>').collect(),
+            rows: Vec::new(),
         }
     }
 
@@ -50,9 +47,9 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Whether only the headings are there.
+    /// Whether it has no row.
     pub fn is_empty(&self) -> bool {
-        self.rows.len() <= 1
+        self.rows.is_empty()
     }
 
     /// Appends the table to `out` (nothing when it has no row).
@@ -121,7 +118,7 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let mut t = Table::new(&["ADDRESS", "PORT", ">LEFT", "BY"]);
+        let mut t = Table::new("<<><");
         t.row(vec![
             "192.0.2.7".into(),
             "tcp:22".into(),
@@ -138,12 +135,11 @@ mod tests {
         t.write(&mut out);
         assert_eq!(
             out,
-            "  ADDRESS      PORT      LEFT  BY\n  \
-             192.0.2.7    tcp:22     28s  ssh\n  \
+            "  192.0.2.7    tcp:22     28s  ssh\n  \
              2001:db8::1  udp:53  2m 05s  laptop\n"
         );
         let mut none = String::new();
-        Table::new(&["A"]).write(&mut none);
+        Table::new("<").write(&mut none);
         assert!(none.is_empty());
     }
 }
