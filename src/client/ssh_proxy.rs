@@ -80,6 +80,9 @@ pub struct Options {
     pub duration: u32,
     /// The explicit address to grant (the stanza's `address`), else the source.
     pub target: Target,
+    /// The stanza's `resolve`: a STUN server that tells the address to
+    /// seal in each packet (per router address family).
+    pub resolve: Option<String>,
     /// How long to retry the connect.
     pub wait: Duration,
     /// Socket passing or relay.
@@ -207,6 +210,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             .as_ref()
             .and_then(|s| s.address)
             .map_or(Target::Source, Target::Addr),
+        resolve: stanza.as_ref().and_then(|s| s.resolve.clone()),
         wait,
         handover,
         verbose,
@@ -303,7 +307,7 @@ fn request(o: &Options, routers: &[IpAddr]) -> Result<String, String> {
         }
     } else {
         let key = o.key.as_ref().ok_or("no key")?;
-        let req = Request {
+        let mut req = Request {
             kind: Kind::Open,
             target: o.target,
             ports: o
@@ -315,6 +319,15 @@ fn request(o: &Options, routers: &[IpAddr]) -> Result<String, String> {
         };
         what = format!("the SPA request ({})", spa::describe(&req));
         for &ip in routers {
+            if let Some(uri) = &o.resolve {
+                match super::stun::query(uri, ip) {
+                    Ok(mapped) => req.target = Target::Addr(mapped),
+                    Err(e) => {
+                        last_error = format!("{uri}: {e}");
+                        continue;
+                    }
+                }
+            }
             match spa::send(ip, o.spa_port, key, &req, 1) {
                 Ok(packet) => {
                     sent += 1;
