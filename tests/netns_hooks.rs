@@ -251,3 +251,30 @@ fn on_close_runs_on_a_close_request_and_on_a_reload_that_removes_the_grant() {
         [format!("close removed ssh {CLIENT_V4} tcp:{DEMO_PORT} 600")]
     );
 }
+
+#[test]
+fn a_reload_that_removes_a_client_revokes_its_live_grants() {
+    if !root_or_skip("a_reload_that_removes_a_client_revokes_its_live_grants") {
+        return;
+    }
+    // The attack: a client's key leaked; the admin deletes the client and
+    // reloads. Its live grant (up to max_duration) must not outlive that.
+    let mut lab = Lab::new(&tag('r')).unwrap();
+    lab.serve_tcp(DEMO_PORT).unwrap();
+    // Another client keeps the port guarded after the reload.
+    let other = format!(
+        "config client 'other'\n\toption key 'CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg='\n\tlist allow 'tcp:{DEMO_PORT}'\n"
+    );
+    let config = format!("{}{}{other}", main_section(&lab), client(false));
+    lab.start_daemon(Path::new(EXE), &config, None).unwrap();
+    spa(&lab, &["--duration", "300"]);
+    lab.daemons_wait(&format!("opened tcp:{DEMO_PORT} for {CLIENT_V4} for 300 s"));
+    assert!(open(&lab));
+    std::fs::write(lab.config_path(0), format!("{}{other}", main_section(&lab))).unwrap();
+    lab.daemon(0).signal(libc::SIGHUP);
+    lab.daemons_wait("reloaded:");
+    lab.daemons_wait(&format!(
+        "closed tcp:{DEMO_PORT} for {CLIENT_V4}: phone was removed by the reload"
+    ));
+    assert!(!open(&lab), "the removed client's grant was revoked");
+}
