@@ -45,6 +45,7 @@ use crate::time::{Millis, Now};
 mod actions;
 mod captures;
 mod control_requests;
+mod hooks;
 mod peer_link;
 
 use crate::runner::CommandSpec;
@@ -336,6 +337,8 @@ struct Effects<'b> {
     actions: Actions,
     /// State changes for the peer routers (see [`peer_link`]).
     outbox: peer_link::Outbox,
+    /// Open and close hooks of grants.
+    hooks: hooks::GrantHooks,
 }
 
 /// The short name of what granted: a sequence or a client.
@@ -467,6 +470,7 @@ fn serve(
         grants: GrantTable::new(),
         actions: Actions::new(&cfg, commands),
         outbox: peer_link::Outbox::new(peers.enabled()),
+        hooks: hooks::GrantHooks::new(&cfg),
     };
     let mut own_networks = OwnNetworks::open();
     own_networks.refresh(&mut engine, fx.backend);
@@ -525,13 +529,18 @@ fn serve(
             peers.on_tick(now);
             next_tick = now + TICK;
         }
+        fx.hooks.expire(&mut fx.actions, now);
         if rebuild {
             drop(fds);
             captures.update(|| bpf::build_ranges(&cfg.capture_ranges(), true));
             fds = poll_set(signals, control, monitor.as_ref(), &captures);
             rebuild = false;
         }
-        let wait = next_tick.since(now).min(u64::from(u16::MAX)) as u16;
+        let wake = fx
+            .hooks
+            .next_expiry()
+            .map_or(next_tick, |at| at.min(next_tick));
+        let wait = wake.since(now).min(u64::from(u16::MAX)) as u16;
         // The commands' descriptors (launcher socket, output pipes) go
         // after the fixed set for this poll only: they change as commands
         // start and end. Within the capacity reserved: no allocation.
@@ -678,6 +687,7 @@ fn serve(
                     }
                     Ok(s) => {
                         info!("{s}: stopping");
+                        fx.hooks.stopping();
                         fx.actions.runner.shutdown();
                         return Ok(());
                     }
@@ -689,6 +699,9 @@ fn serve(
             let reloaded = reload(result, opts, &cfg, fx.backend, &captures);
             reload_error = reloaded.as_ref().err().cloned();
             if let Ok((new, commands)) = reloaded {
+                // on_close of withdrawn grants runs as configured when they opened.
+                fx.hooks
+                    .reload(&mut fx.actions, fx.backend, &mut fx.grants, &new);
                 fx.actions.adopt(seq);
                 fx.actions.reload(fx.backend, &new, commands);
                 let mut next = engine_for(&new);
@@ -965,6 +978,13 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     duration.as_secs()
                 );
             }
+            let opened = crate::grant_hooks::Opened {
+                addr,
+                origin: origin_name(&by),
+                ports,
+                duration,
+            };
+            fx.hooks.opened(&mut fx.actions, now.mono, opened);
         }
         Decision::Close {
             addr, by, ports, ..
@@ -977,6 +997,7 @@ fn apply(fx: &mut Effects<'_>, now: Now, decision: Decision<'_>) {
                     Err(e) => error!("could not close {port} for {addr} ({by}): {e}"),
                 }
             }
+            fx.hooks.closed(&mut fx.actions, addr, ports);
         }
         Decision::Run { command, by, .. } => {
             let (client, from) = client_of(&by);

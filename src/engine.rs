@@ -726,6 +726,7 @@ mod tests {
                     )
                 },
             ],
+            hooks: Vec::new(),
         }
     }
 

@@ -107,6 +107,21 @@ impl GrantTable {
         }
     }
 
+    /// Takes out the grants whose origin `keep` refuses (a reload removed
+    /// the sequence or client that made them).
+    pub fn take_unless(&mut self, keep: impl Fn(&str) -> bool) -> Vec<LiveGrant> {
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < self.entries.len() {
+            if keep(&self.entries[i].origin) {
+                i += 1;
+            } else {
+                gone.push(self.entries.swap_remove(i));
+            }
+        }
+        gone
+    }
+
     /// Drops grants whose time is up.
     pub fn expire(&mut self, now: Millis) {
         self.entries.retain(|g| g.expires > now);

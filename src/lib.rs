@@ -38,6 +38,7 @@ pub mod firewall;
 pub mod fixed_map;
 pub mod fixed_vec;
 pub mod forward_grants;
+pub mod grant_hooks;
 pub mod grants;
 #[cfg(feature = "desktop")]
 pub mod import;
@@ -55,6 +56,7 @@ pub mod runner;
 pub mod spa;
 pub mod spawn;
 pub mod status;
+pub mod status_view;
 pub mod time;
 pub mod wire;
 

@@ -74,6 +74,8 @@ fn main() -> ExitCode {
         #[cfg(feature = "desktop")]
         "spa" => cmd_spa(rest),
         #[cfg(feature = "desktop")]
+        "ssh-proxy" => postern::client::ssh_proxy::cmd(rest),
+        #[cfg(feature = "desktop")]
         "demo" => cmd_demo(rest),
         #[cfg(feature = "desktop")]
         "import" => cmd_import(rest),
@@ -204,10 +206,12 @@ fn cmd_daemon(args: &[String]) -> Result<ExitCode, String> {
 fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
     let mut request = control::Request::Text;
     let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
+    let mut watch = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => request = control::Request::Json,
+            "--watch" | "-w" => watch = true,
             "-s" | "--socket" => socket = PathBuf::from(value(&mut it, a)?),
             other => return Err(format!("status: unexpected argument '{other}'")),
         }
@@ -220,6 +224,13 @@ fn cmd_status(args: &[String]) -> Result<ExitCode, String> {
         Some(e) => postern::status::with_include_error(answer, e, json),
         None => answer.to_string(),
     };
+    if watch {
+        if json {
+            return Err("status: --watch redraws the text view; drop --json".into());
+        }
+        let every = std::time::Duration::from_secs(1);
+        postern::status_view::watch(&socket, every, show).map_err(|e| format!("status: {e}"))?;
+    }
     match control::query(&socket, request) {
         Ok(answer) => {
             print!("{}", show(&answer));
@@ -415,10 +426,12 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut delay = Duration::ZERO;
+    let mut verbose = false;
     let mut positional = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "-v" | "--verbose" => verbose = true,
             "-d" | "--delay" => {
                 let v = value(&mut it, a)?;
                 let ms: u64 = v
@@ -442,8 +455,14 @@ fn cmd_knock(args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("knock '{k}': {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let sent = client::resolve(host).and_then(|host| client::knock(host, &knocks, delay));
-    Ok(match sent {
+    let addr = match client::resolve(host) {
+        Ok(addr) => addr,
+        Err(e) => return Ok(failed(&format!("knock: {e}"))),
+    };
+    if verbose {
+        print!("{}", client::describe_knocks(host, addr, &knocks, delay));
+    }
+    Ok(match client::knock(addr, &knocks, delay) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => failed(&format!("knock: {e}")),
     })
@@ -463,9 +482,11 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
     let mut stanza_name: Option<String> = None;
     let mut conf_path: Option<PathBuf> = None;
     let mut port: Option<u16> = None;
+    let mut verbose = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "-v" | "--verbose" => verbose = true,
             "-A" | "--access" => access = Some(spa_client::parse_access(value(&mut it, a)?)?),
             "-s" | "--source" => target = Some(Target::Source),
             "-a" | "--allow-ip" => {
@@ -576,7 +597,9 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         Some(_) => Vec::new(),
         None => access
             .or_else(|| stanza.as_ref().map(|s| s.access.clone()))
-            .ok_or("spa: give the ports with -A, e.g. -A tcp/22")?,
+            // No ports (no -A, -A none, a stanza without access): the
+            // router's choice, the client's default_access.
+            .unwrap_or_default(),
     };
     if target.is_some() && resolve.is_some() {
         return Err("spa: give one of -s, -a and --resolve".into());
@@ -646,6 +669,16 @@ fn cmd_spa(args: &[String]) -> Result<ExitCode, String> {
         spa_client::describe(&req),
         sent.len()
     );
+    if verbose {
+        let key_from = match (&stanza_name, &stanza) {
+            (Some(n), Some(_)) => format!("stanza '{n}'"),
+            _ => "the command line".to_string(),
+        };
+        print!(
+            "{}",
+            spa_client::report(&req, &host, addr, port, sent.len(), &key_from)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ use crate::engine::Counters;
 use crate::forward_grants::ForwardTable;
 use crate::grants::GrantTable;
 use crate::spa::Refusal;
+use crate::status_view::{human, Table};
 use crate::time::Millis;
 use crate::wire::Reject;
 
@@ -298,14 +299,11 @@ impl Snapshot {
     /// The human form (`postern status`).
     pub fn to_text(&self) -> String {
         let mut t = String::new();
-        let up = self.uptime_s;
         let _ = writeln!(
             t,
-            "postern {}, up {}h{:02}m{:02}s, backend {}, devices {}",
+            "postern {}, up {}, backend {}, devices {}",
             self.version,
-            up / 3600,
-            up / 60 % 60,
-            up % 60,
+            human(self.uptime_s),
             self.backend,
             if self.devices.is_empty() {
                 "-".to_string()
@@ -324,33 +322,46 @@ impl Snapshot {
         }
         let _ = writeln!(t, "knock attempts in progress: {}", self.knocks_in_progress);
         let _ = writeln!(t, "live grants: {}", self.grants.len());
+        let mut table = Table::new("<<><");
         for g in &self.grants {
-            let _ = writeln!(
-                t,
-                "  {:<39} {:<11} {:>6} s left  ({})",
-                g.addr, g.port, g.expires_in_s, g.origin
-            );
+            table.row(vec![
+                g.addr.clone(),
+                g.port.clone(),
+                human(g.expires_in_s),
+                g.origin.clone(),
+            ]);
         }
+        table.write(&mut t);
         let _ = writeln!(t, "banned sources: {}", self.bans.len());
+        let mut table = Table::new("<>");
         for b in &self.bans {
-            let _ = writeln!(t, "  {:<39} {:>6} s left", b.addr, b.expires_in_s);
+            table.row(vec![b.addr.clone(), human(b.expires_in_s)]);
         }
+        table.write(&mut t);
         let _ = writeln!(t, "live forwards: {}", self.forwards.len());
+        let mut table = Table::new("<<<><");
         for f in &self.forwards {
-            let _ = writeln!(
-                t,
-                "  {:<39} {} {:>6} s left  ({}, client {})",
-                f.addr, f.path, f.expires_in_s, f.forward, f.client
-            );
+            table.row(vec![
+                f.addr.clone(),
+                f.forward.clone(),
+                f.path.clone(),
+                human(f.expires_in_s),
+                f.client.clone(),
+            ]);
         }
+        table.write(&mut t);
         let _ = writeln!(t, "running commands: {}", self.commands.len());
+        let mut table = Table::new("<>><<");
         for c in &self.commands {
-            let _ = writeln!(
-                t,
-                "  {} pid {} for {} s  (client {}, from {})",
-                c.name, c.pid, c.running_s, c.client, c.source
-            );
+            table.row(vec![
+                c.name.clone(),
+                c.pid.to_string(),
+                human(c.running_s),
+                c.client.clone(),
+                c.source.clone(),
+            ]);
         }
+        table.write(&mut t);
         for p in &self.peers {
             let c = &p.counters;
             let _ = writeln!(
@@ -687,12 +698,14 @@ mod tests {
         assert!(t.contains("backend nft, devices eth1"), "{t}");
         assert!(t.contains("live grants: 2"), "{t}");
         assert!(
-            t.contains("192.0.2.7") && t.contains("28 s left  (ssh)"),
+            t.contains("live grants: 2\n  2001:db8::9 ") && t.contains("  28s  ssh\n"),
             "{t}"
         );
         assert!(t.contains("knock: knocks=6"), "{t}");
-        assert!(t.contains("banned sources: 1\n  198.51.100.4"), "{t}");
-        assert!(t.contains("   297 s left\n"), "{t}");
+        assert!(
+            t.contains("banned sources: 1\n  198.51.100.4  4m 57s\n"),
+            "{t}"
+        );
         assert!(t.contains("bans: failures=1 bans=1\n"), "{t}");
         assert!(t.contains("wire_rejected: all 0"), "{t}");
     }
@@ -714,7 +727,7 @@ mod tests {
         let text = s.to_text();
         assert!(
             text.contains("banned sources: 2\n  198.51.100.4 ")
-                && text.contains("\n  2001:db8:1:2::/64 "),
+                && text.contains("\n  2001:db8:1:2::/64  5m 00s\n"),
             "{text}"
         );
         let j = s.to_json();
@@ -786,13 +799,11 @@ mod tests {
         let t = s.to_text();
         assert!(t.contains("live forwards: 2\n"), "{t}");
         assert!(
-            t.contains("tcp:2222 -> 10.213.2.2:22     50 s left  (nas, client phone)"),
+            t.contains("  203.0.113.5  nas  tcp:2222 -> 10.213.2.2:22     50s  phone\n"),
             "{t}"
         );
         assert!(
-            t.contains(
-                "running commands: 1\n  wake pid 4242 for 3 s  (client phone, from 203.0.113.5)"
-            ),
+            t.contains("running commands: 1\n  wake  4242  3s  phone  203.0.113.5\n"),
             "{t}"
         );
     }

@@ -229,6 +229,7 @@ fn the_command_runner_wakes_without_allocating() {
     let by = Requester {
         client: "alice",
         source: "192.0.2.9".parse().unwrap(),
+        grant: None,
     };
     runner.start(&spec, by, Instant::now()).unwrap();
     let n = allocations_during(|| {

@@ -219,6 +219,16 @@ fn base(kind: &str, option: &str, values: &[String]) -> (Vec<(&'static str, Stri
             .map(|(k, v)| (*k, v.to_string()))
             .collect::<Vec<_>>()
     };
+    if matches!(option, "on_open" | "on_close") {
+        // Each name the probe gives exists (hooks name config command sections).
+        let (b, mut extra) = base(kind, "", values);
+        for name in values.iter().filter(|v| postern::config::uci::is_name(v)) {
+            extra.push_str(&format!(
+                "config command '{name}'\n\tlist exec '/bin/true'\n"
+            ));
+        }
+        return (b, extra);
+    }
     let totp = [
         "key",
         "period",
@@ -296,7 +306,10 @@ fn is_list(kind: &str, option: &str) -> bool {
         (kind, option),
         ("postern", "interface" | "device" | "trusted")
             | ("sequence", "knock" | "open" | "close")
-            | ("client", "allow" | "source" | "command" | "forward")
+            | (
+                "client",
+                "allow" | "source" | "command" | "forward" | "default_access"
+            )
             | ("encoded", "header" | "footer" | "allow")
             | ("command", "exec")
     )

@@ -423,7 +423,9 @@ fn status_shows_grants_and_counters_and_standalone_table_comes_back() {
     assert!(json.contains("\"backend\":\"nft\""), "{json}");
     let text = lab.status(exe(), 0, false).unwrap();
     assert!(
-        text.contains("live grants: 1") && text.contains("(service)"),
+        text.contains("live grants: 1")
+            && text.contains(" tcp:2222 ")
+            && text.contains("  service\n"),
         "{text}"
     );
     // Someone deletes postern's table (`nft flush ruleset`): the daemon puts it

@@ -123,6 +123,9 @@ VECTORS = [
      dict(kind="command", ts=1_800_000_789, duration=0, addr=None, name=b"wake_nas")),
     ("open forward nas_ssh for 120 s, for 203.0.113.9 (-a)", 0xC0, bytes.fromhex("5a5a"),
      dict(kind="forward", ts=1_800_001_000, duration=120, addr="203.0.113.9", name=b"nas_ssh")),
+    ("open the client's default_access (no ports) for 60 s, for the packet's source", 0xE0,
+     bytes.fromhex("c3"),
+     dict(kind="open", ts=1_800_001_234, duration=60, addr=None, ports=[])),
 ]
 
 OLD_V1_PACKET = ("404142434445464748494a4b4c4d4e4f5051525354555657d5380570d0e0125f5df487beaf8265"

@@ -83,12 +83,12 @@ when the firewall is restarted under it. SOCKET: the control socket
     Command {
         name: "status",
         forms: &[Form {
-            synopsis: "status [--json] [-s SOCKET]",
+            synopsis: "status [--json | --watch] [-s SOCKET]",
             about: "\
 Live grants and counters of the running daemon (default socket
-/var/run/postern.sock).",
+/var/run/postern.sock); --watch redraws them every second.",
         }],
-        options: &["--json", "-s --socket SOCKET"],
+        options: &["--json", "-w --watch", "-s --socket SOCKET"],
         desktop: false,
     },
     Command {
@@ -169,7 +169,7 @@ require_address), and the stanza resolves it with STUN.",
         name: "knock",
         forms: &[
             Form {
-                synopsis: "knock [--delay MS] HOST PROTO:PORT...",
+                synopsis: "knock [--delay MS] [--verbose] HOST PROTO:PORT...",
                 about: "Send a knock sequence, e.g. postern knock 192.0.2.1 tcp:7000 udp:8000 tcp:9000",
             },
             Form {
@@ -214,13 +214,14 @@ give the public one). See docs/knock-modes.md.",
             "--minutes M",
             "--close",
             "--source ADDR",
+            "-v --verbose",
         ],
         desktop: true,
     },
     Command {
         name: "spa",
         forms: &[Form {
-            synopsis: "spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR | --resolve stun:SERVER[:PORT]]\n[--duration S] [--close] [--command NAME | --forward NAME] [--repeat N]\n[--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]",
+            synopsis: "spa [HOST] [-A tcp/22[,udp/53]] [-s | -a ADDR | --resolve stun:SERVER[:PORT]]\n[--duration S] [--close] [--command NAME | --forward NAME] [--repeat N]\n[--key-file F | --key B64 | --stanza NAME] [-c CLIENTCONF] [-p PORT]\n[--verbose]",
             about: "\
 Send one SPA packet asking HOST to open (or with --close, close) the
 ports for this packet's source (-s, the default) or for ADDR (-a), or
@@ -232,7 +233,8 @@ run the router's 'config command' NAME (--command), or to open its
 one). --stanza reads host, key, ports, port, duration, address and
 resolve from CLIENTCONF (default ~/.config/postern/client.conf); flags
 override it. PORT is the router's spa_port (default 62201); S defaults
-to 30.",
+to 30. -A may be left out (or be -A none) to ask for the client's
+default_access. --verbose shows what is sent (never the key).",
         }],
         options: &[
             "-A --access PORTS",
@@ -249,6 +251,36 @@ to 30.",
             "-n --stanza NAME",
             "-c --config CLIENTCONF",
             "-p --port PORT",
+            "-v --verbose",
+        ],
+        desktop: true,
+    },
+    Command {
+        name: "ssh-proxy",
+        forms: &[Form {
+            synopsis: "ssh-proxy [--stanza NAME] [-c CLIENTCONF] [--key-file F | --key B64]\n[-A tcp/22] [--knock PROTO:PORT,...] [--router HOST] [-p PORT] [-d S]\n[--wait S] [--fdpass | --relay] [--verbose] HOST PORT",
+            about: "\
+An OpenSSH ProxyCommand (ProxyCommand postern ssh-proxy --stanza home
+%h %p): sends the SPA request for tcp:PORT (or the knocks) to the
+router (the stanza's host, else HOST), retries the connect to HOST's
+addresses in order for up to S seconds (default 10), then relays
+stdin/stdout, or under ProxyUseFdpass yes hands the connected socket
+to ssh.",
+        }],
+        options: &[
+            "-n --stanza NAME",
+            "-c --config CLIENTCONF",
+            "--key B64",
+            "--key-file F",
+            "-A --access PORTS",
+            "--knock PROTO:PORT,...",
+            "--router HOST",
+            "-p --port PORT",
+            "-d --duration S",
+            "--wait S",
+            "--fdpass",
+            "--relay",
+            "-v --verbose",
         ],
         desktop: true,
     },

@@ -8,7 +8,7 @@
 //! config stanza 'home'
 //!     option host 'router.example.org'   # name or address (required)
 //!     option key 'base64…'               # or: option key_file '/path/to/key'
-//!     list   access 'tcp/22'             # tcp/PORT or tcp:PORT (at least one)
+//!     list   access 'tcp/22'             # tcp/PORT or tcp:PORT (none: the router's default_access)
 //!     option port '62201'                # the router's spa_port (default 62201)
 //!     option duration '30'               # seconds (default 30)
 //!     option address '198.51.100.7'      # ask for this address (like -a) instead of the source
@@ -249,13 +249,8 @@ fn stanza(s: &Section, name: String, dir: Option<&Path>) -> Result<Stanza, Vec<(
                 super::spa::parse_access(&items.join(",")).map_err(|m| (e.line, m)),
             )
         }
-        None => take(
-            &mut errs,
-            Err((
-                s.line,
-                format!("stanza '{name}' has no ports: add list access 'tcp/22'"),
-            )),
-        ),
+        // No access: the router's choice (the client's default_access).
+        None => Some(Vec::new()),
     };
     let port = match s.get("port") {
         Some(e) => take(

@@ -17,6 +17,7 @@ use crate::port::{L4Proto, PortSpec};
 pub mod conf;
 pub mod modes;
 pub mod spa;
+pub mod ssh_proxy;
 pub mod stun;
 
 /// Resolves `host` (an address or a name) to one IP address.
@@ -70,6 +71,25 @@ fn send_syn(target: SocketAddr) -> io::Result<()> {
         Err(nix::errno::Errno::ECONNREFUSED) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What `postern knock --verbose` prints before knocking: each knock, its
+/// destination and what goes on the wire.
+pub fn describe_knocks(host: &str, addr: IpAddr, knocks: &[PortSpec], delay: Duration) -> String {
+    use core::fmt::Write as _;
+    let mut out = format!(
+        "knocking {host} = {addr}: {} knock(s), {} ms apart\n",
+        knocks.len(),
+        delay.as_millis()
+    );
+    for (i, k) in knocks.iter().enumerate() {
+        let what = match k.proto {
+            L4Proto::Tcp => "one TCP SYN",
+            L4Proto::Udp => "one empty UDP datagram",
+        };
+        let _ = writeln!(out, "  {}/{}: {k} ({what})", i + 1, knocks.len());
+    }
+    out
 }
 
 /// Sends every knock in order, waiting `delay` between two knocks.

@@ -29,7 +29,8 @@ pub struct Request {
     pub kind: Kind,
     /// The address to allow: the packet's source (`-s`) or an explicit one (`-a`).
     pub target: Target,
-    /// Open and close: the ports (1 to [`MAX_PORTS`]).
+    /// Open and close: the ports (up to [`MAX_PORTS`]; none: the router
+    /// opens the client's `default_access`).
     pub ports: Vec<PortSpec>,
     /// Command and forward: the router's `config command`/`config forward` name.
     pub name: String,
@@ -37,9 +38,13 @@ pub struct Request {
     pub duration: u32,
 }
 
-/// Parses an access list: `tcp/22,udp/53` (fwknop's form) or `tcp:22,udp:53`.
+/// Parses an access list: `tcp/22,udp/53` (fwknop's form) or `tcp:22,udp:53`;
+/// `none` (or nothing) asks for no port: the router's choice.
 pub fn parse_access(text: &str) -> Result<Vec<PortSpec>, String> {
     let mut out = Vec::new();
+    if matches!(text.trim(), "" | "none") {
+        return Ok(out);
+    }
     for item in text.split(',').map(str::trim) {
         let spec = item.replacen('/', ":", 1);
         let p = spec
@@ -80,8 +85,8 @@ pub fn packet_with(
                 "a command runs for the packet's source only: drop -a".into(),
             ));
         }
-    } else if req.ports.is_empty() || req.ports.len() > MAX_PORTS {
-        return Err(invalid(format!("give 1 to {MAX_PORTS} ports")));
+    } else if req.ports.len() > MAX_PORTS {
+        return Err(invalid(format!("give at most {MAX_PORTS} ports")));
     }
     let repr = RequestRepr {
         kind: req.kind,
@@ -121,7 +126,11 @@ pub fn packet(key: &Key, req: &Request) -> io::Result<Vec<u8>> {
     };
     let room = MAX_PLAINTEXT_LEN.saturating_sub(crate::spa::request::HEADER_LEN + body);
     let max = MAX_PADDING.min(u8::try_from(room).unwrap_or(u8::MAX));
-    let mut padding = vec![0u8; usize::from(crate::random::below_or_eq(max)?)];
+    // A request without a body needs one byte of padding to reach the
+    // shortest packet the router reads (docs/spa-protocol.md).
+    let least = u8::from(body == 0);
+    let pad = crate::random::below_or_eq(max - least)? + least;
+    let mut padding = vec![0u8; usize::from(pad)];
     crate::random::fill(&mut padding)?;
     packet_with(key, req, crate::time::unix_now(), &random, &padding)
 }
@@ -149,7 +158,10 @@ pub fn send(host: IpAddr, port: u16, key: &Key, req: &Request, copies: u32) -> i
 
 /// A short description for the user: `open tcp:22 udp:53 for 30 s`.
 pub fn describe(req: &Request) -> String {
-    let ports: Vec<String> = req.ports.iter().map(|p| p.to_string()).collect();
+    let mut ports: Vec<String> = req.ports.iter().map(|p| p.to_string()).collect();
+    if ports.is_empty() {
+        ports.push("the router's choice (default_access)".into());
+    }
     let target = match req.target {
         Target::Source => String::new(),
         Target::Addr(a) => format!(" for {a}"),
@@ -160,6 +172,63 @@ pub fn describe(req: &Request) -> String {
         Kind::Command => format!("run command {}", req.name),
         Kind::Forward => format!("open forward {}{target} for {} s", req.name, req.duration),
     }
+}
+
+/// What `postern spa --verbose` adds: where the packet went, its size and
+/// what it asks, one item a line. Never the key (only where it came from).
+pub fn report(
+    req: &Request,
+    host: &str,
+    addr: IpAddr,
+    port: u16,
+    len: usize,
+    key_from: &str,
+) -> String {
+    let kind = match req.kind {
+        Kind::Open => "open",
+        Kind::Close => "close",
+        Kind::Command => "command",
+        Kind::Forward => "forward",
+    };
+    let address = match req.target {
+        Target::Source => "the packet's source (no address sealed in it)".to_string(),
+        Target::Addr(a) => format!("{a} (sealed in the packet)"),
+    };
+    let mut out = format!(
+        "  destination: {host} = {} udp:{port}
+  size:        {len} bytes (nonce 24, tag 16,          the rest the sealed request and random padding)
+  request:     {kind}
+  for:         {address}
+",
+        SocketAddr::new(addr, port).ip()
+    );
+    use core::fmt::Write as _;
+    match req.kind {
+        Kind::Open | Kind::Close => {
+            let _ = writeln!(out, "  ports:       {}", describe_ports(&req.ports));
+        }
+        Kind::Command | Kind::Forward => {
+            let _ = writeln!(out, "  name:        {}", req.name);
+        }
+    }
+    if matches!(req.kind, Kind::Open | Kind::Forward) {
+        let _ = writeln!(out, "  duration:    {} s", req.duration);
+    }
+    let _ = writeln!(
+        out,
+        "  timestamp:   {} (this machine's clock; the router allows max_skew)",
+        crate::time::unix_now()
+    );
+    let _ = writeln!(out, "  key:         from {key_from} (not shown)");
+    out
+}
+
+fn describe_ports(ports: &[PortSpec]) -> String {
+    if ports.is_empty() {
+        return "none: the router's choice (the client's default_access)".into();
+    }
+    let v: Vec<String> = ports.iter().map(ToString::to_string).collect();
+    v.join(" ")
 }
 
 #[cfg(test)]
@@ -190,7 +259,9 @@ mod tests {
         assert_eq!(parse_access("tcp:22, tcp/22").unwrap(), [PortSpec::tcp(22)]);
         assert!(parse_access("tcp/0").is_err());
         assert!(parse_access("icmp/1").unwrap_err().contains("icmp"));
-        assert!(parse_access("").is_err());
+        assert_eq!(parse_access("none").unwrap(), [], "the router's choice");
+        assert_eq!(parse_access("").unwrap(), []);
+        assert!(parse_access("tcp/22,none").is_err());
         let many: Vec<String> = (1..=17).map(|p| format!("tcp/{p}")).collect();
         assert!(parse_access(&many.join(",")).is_err());
     }
@@ -215,7 +286,7 @@ mod tests {
             clients: vec![Client {
                 name: "me".into(),
                 enabled: true,
-                key: Some(key),
+                key: Some(key.clone()),
                 fwknop: None,
                 allow: vec![PortSpec::tcp(22)],
                 max_duration: Duration::from_secs(60),
@@ -224,7 +295,9 @@ mod tests {
                 require_address: false,
                 commands: Vec::new(),
                 forwards: Vec::new(),
+                default_access: Vec::new(),
             }],
+            hooks: Vec::new(),
         };
         let mut v = Verifier::new(&cfg);
         let now = Now {
@@ -233,6 +306,19 @@ mod tests {
         };
         let got = v.verify(now, "192.0.2.1".parse().unwrap(), &a).unwrap();
         assert_eq!(got.ports, [PortSpec::tcp(22)]);
+        // No ports: always padded to the shortest packet, and refused by a
+        // client without default_access.
+        let empty = Request {
+            ports: Vec::new(),
+            ..req()
+        };
+        for _ in 0..40 {
+            let p = packet(&key, &empty).unwrap();
+            assert!(p.len() >= seal::MIN_PACKET_LEN);
+        }
+        let p = packet(&key, &empty).unwrap();
+        let refused = v.verify(now, "192.0.2.1".parse().unwrap(), &p).unwrap_err();
+        assert_eq!(refused.reason, crate::spa::Refusal::PortNotAllowed);
     }
 
     #[test]

@@ -16,11 +16,13 @@ use crate::port::{L4Proto, PortRange, PortSpec};
 use crate::spa::Key;
 
 pub mod actions;
+pub mod hooks;
 pub mod peer;
 pub mod typed;
 pub mod uci;
 
 pub use actions::{Command, Forward, NamedForward, MAX_COMMANDS, MAX_FORWARDS};
+pub use hooks::Hooks;
 
 /// Most knock steps in one sequence.
 pub const MAX_SEQUENCE_STEPS: usize = 32;
@@ -59,6 +61,8 @@ pub struct Config {
     pub forwards: Vec<NamedForward>,
     /// `config peer` sections in file order (disabled ones included).
     pub peers: Vec<peer::Peer>,
+    /// The `on_open`/`on_close` hooks of sequences and clients (those that set any).
+    pub hooks: Vec<Hooks>,
 }
 
 /// The knock modes beyond static sequences.
@@ -156,6 +160,10 @@ pub struct Client {
     pub commands: Vec<String>,
     /// `list forward`: the `config forward` names this client may open.
     pub forwards: Vec<String>,
+    /// `list default_access`: what a request without ports opens (or
+    /// closes): server-chosen ports, a subset of `allow` (empty: such a
+    /// request is refused).
+    pub default_access: Vec<PortSpec>,
 }
 
 /// A client's fwknop settings.

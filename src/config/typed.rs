@@ -56,6 +56,7 @@ use crate::spa::Key;
 
 mod actions;
 mod fwknop;
+mod hooks;
 mod knock_modes;
 mod peer;
 
@@ -108,9 +109,12 @@ const CLIENT_OPTIONS: &[&str] = &[
     "knock_timeout",
     "command",
     "forward",
+    "on_open",
+    "on_close",
+    "default_access",
 ];
 const SEQUENCE_OPTIONS: &[&str] = &[
-    "enabled", "knock", "timeout", "action", "open", "close", "duration",
+    "enabled", "knock", "timeout", "action", "open", "close", "duration", "on_open", "on_close",
 ];
 const BACKENDS: &[(&str, BackendKind)] = &[
     ("auto", BackendKind::Auto),
@@ -169,6 +173,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut commands = Vec::new();
     let mut forwards = Vec::new();
     let mut peers = Vec::new();
+    let mut hooks = Vec::new();
     let mut type_index: HashMap<&str, usize> = HashMap::new();
     let mut seq_count = 0usize;
     for s in sections {
@@ -183,6 +188,8 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                     let msg = format!("too many sequences: at most {MAX_SEQUENCES} are allowed");
                     cx.push(s.line, msg);
                 }
+                let origin = s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index));
+                hooks.extend(hooks::section(&mut cx, s, origin));
                 if s.get("key").is_some() {
                     totp.extend(knock_modes::totp_sequence(&mut cx, s, index));
                 } else if let Some(c) = sequence(&mut cx, s, index) {
@@ -190,6 +197,8 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
                 }
             }
             "client" => {
+                let origin = s.name.clone().unwrap_or_else(|| anon_name(&s.kind, index));
+                hooks.extend(hooks::section(&mut cx, s, origin));
                 if let Some(c) = client(&mut cx, s, index) {
                     client_knocks.extend(knock_modes::client_knock(&mut cx, s, &c.client.name));
                     clients.push(c);
@@ -233,6 +242,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         .collect();
     actions::cross_check(&mut cx, sections, &main, &knock_ports, &commands, &forwards);
     peer::cross_check(&mut cx, &main, &peers);
+    hooks::cross_check(&mut cx, &hooks, &commands);
     cx.finish(Config {
         main,
         sequences: seqs.into_iter().map(|c| c.seq).collect(),
@@ -245,6 +255,7 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
         commands,
         forwards: forwards.into_iter().map(|(f, _)| f).collect(),
         peers,
+        hooks: hooks.into_iter().map(|h| h.hooks).collect(),
     })
 }
 
@@ -324,6 +335,7 @@ pub fn summary(cfg: &Config) -> String {
         let _ = writeln!(out, "  {}", client_line(c));
     }
     actions_summary(&mut out, cfg);
+    hooks::summary(&mut out, cfg);
     let _ = writeln!(out, "guarded ports: {}", ports(&cfg.guarded_ports()));
     let _ = writeln!(out, "knock ports: {}", ports(&cfg.knock_ports()));
     let _ = writeln!(out, "{}", volume_line(m));
@@ -450,6 +462,13 @@ fn client_line(c: &Client) -> String {
     }
     if !c.forwards.is_empty() {
         let _ = write!(line, "; may open forward {}", c.forwards.join(", "));
+    }
+    if !c.default_access.is_empty() {
+        let _ = write!(
+            line,
+            "; a request without ports opens {}",
+            ports(&c.default_access)
+        );
     }
     if let Some(f) = &c.fwknop {
         let only = if c.key.is_none() { " only" } else { "" };
@@ -1053,6 +1072,11 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
         Some(e) => get_networks(cx, e),
         None => Some(Vec::new()),
     };
+    let default_access = match (opt("default_access"), &allow) {
+        (Some(e), Some(allow)) => default_access(cx, e, allow),
+        (Some(_), None) => None,
+        (None, _) => Some(Vec::new()),
+    };
     let allow_other_address = opt("allow_other_address").map_or(Some(false), |e| get_bool(cx, e));
     let require_address = opt("require_address").map_or(Some(false), |e| get_bool(cx, e));
     if cx.count() != before {
@@ -1077,8 +1101,35 @@ fn client(cx: &mut Errors, s: &Section, index: usize) -> Option<CheckedClient> {
             require_address: require_address?,
             commands: commands?,
             forwards: forwards?,
+            default_access: default_access?,
         },
     })
+}
+
+/// `list default_access`: at most [`crate::spa::request::MAX_PORTS`] ports,
+/// each in the client's `allow` list.
+fn default_access(cx: &mut Errors, e: &Entry, allow: &[PortSpec]) -> Option<Vec<PortSpec>> {
+    let ports = get_ports(cx, e)?;
+    let max = crate::spa::request::MAX_PORTS;
+    if ports.len() > max {
+        let msg = format!(
+            "default_access has {} ports; at most {max} are allowed",
+            ports.len()
+        );
+        cx.push(e.line, msg);
+        return None;
+    }
+    let mut ok = true;
+    for (p, line) in &ports {
+        if !allow.contains(p) {
+            let msg = format!(
+                "default_access {p} is not in the client's allow list: add list allow '{p}' or remove it"
+            );
+            cx.push(*line, msg);
+            ok = false;
+        }
+    }
+    ok.then(|| ports.into_iter().map(|(p, _)| p).collect())
 }
 
 fn get_key(cx: &mut Errors, e: &Entry) -> Option<Key> {
@@ -1550,7 +1601,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&seq("\toption timout 5\n")),
-            (5, "unknown option 'timout' in sequence 's' (did you mean 'timeout'?) (known: enabled, knock, timeout, action, open, close, duration)".to_string())
+            (5, "unknown option 'timout' in sequence 's' (did you mean 'timeout'?) (known: enabled, knock, timeout, action, open, close, duration, on_open, on_close)".to_string())
         );
         assert_eq!(
             err1("config postern\n\toption zzz 1\n").1,
@@ -1558,7 +1609,7 @@ config client 'laptop'
         );
         assert_eq!(
             err1(&format!("config client 'x'\n\toption key '{KEY7}'\n\tlist allow tcp:22\n\toption max_duraton 5\n")),
-            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward)".to_string())
+            (4, "unknown option 'max_duraton' in client 'x' (did you mean 'max_duration'?) (known: enabled, key, allow, max_duration, source, allow_other_address, require_address, fwknop_key, fwknop_hmac_key, fwknop_hmac_type, fwknop_timeout, knock_base, knock_proto, knock_timeout, command, forward, on_open, on_close, default_access)".to_string())
         );
     }
 
@@ -1912,5 +1963,23 @@ knock volume: at most 240 knocks per 60s from one source network (IPv4 address, 
             did_you_mean("knocks", SEQUENCE_OPTIONS),
             " (did you mean 'knock'?)"
         );
+    }
+
+    #[test]
+    fn default_access_is_a_subset_of_allow_and_refused_with_its_line() {
+        let c = ok(&client_text(
+            "\tlist allow 'udp:53'\n\tlist default_access 'tcp:22'\n",
+        ));
+        assert_eq!(c.clients[0].default_access, [PortSpec::tcp(22)]);
+        assert!(ok(&client_text("")).clients[0].default_access.is_empty());
+        assert_eq!(
+            err1(&client_text("\tlist default_access 'tcp:22'\n\tlist default_access 'tcp:80'\n")),
+            (
+                5,
+                "default_access tcp:80 is not in the client's allow list: add list allow 'tcp:80' or remove it"
+                    .to_string()
+            )
+        );
+        assert_eq!(err1(&client_text("\tlist default_access 'tcp:0'\n")).0, 4);
     }
 }

@@ -16,6 +16,7 @@ use log::{error, info, warn};
 use crate::config::{Config, ConfigError, Forward, NamedForward};
 use crate::firewall::{Backend, ForwardGrant, ForwardSpec};
 use crate::forward_grants::ForwardTable;
+use crate::grant_hooks::{GrantEnv, HookRun};
 use crate::launcher::{Launcher, Reloaded};
 use crate::privileges::Keep;
 use crate::runner::{self, CommandSpec, Requester, Runner, StartError};
@@ -188,43 +189,91 @@ impl Actions {
 
     /// Runs enabled command `index` for `client`, whose packet came from `source`.
     pub fn run(&mut self, index: usize, client: &str, source: IpAddr) {
-        let Some(spec) = self.commands.get(index) else {
+        if self.commands.get(index).is_none() {
             error!("spa client {client}: command #{index} is not configured");
+            return;
+        }
+        let asked = format!("for spa client {client}");
+        self.start(index, &asked, client, source, None);
+    }
+
+    /// Runs the open or close hook `hook` (a `config command` by name).
+    pub fn hook(&mut self, hook: &HookRun) {
+        let env = &hook.env;
+        let asked = format!(
+            "as {} hook of {} for {} ({})",
+            env.event.as_str(),
+            env.granted_by,
+            env.address,
+            env.reason.as_str()
+        );
+        let Some(index) = self
+            .commands
+            .iter()
+            .position(|c| c.name == hook.command.as_str())
+        else {
+            error!(
+                "command {} not run {asked}: it is not configured (or disabled)",
+                hook.command
+            );
+            return;
+        };
+        self.start(index, &asked, &env.granted_by, env.address, Some(env));
+    }
+
+    /// Starts command `index` (locally or through the launcher); `asked`
+    /// says for whom, in the log.
+    fn start(
+        &mut self,
+        index: usize,
+        asked: &str,
+        client: &str,
+        source: IpAddr,
+        grant: Option<&GrantEnv>,
+    ) {
+        let Some(spec) = self.commands.get(index) else {
             return;
         };
         if let Some(why) = self.lacks_privileges(spec) {
-            error!(
-                "command {} not run for spa client {client}: {why}",
-                spec.name
-            );
+            error!("command {} not run {asked}: {why}", spec.name);
             return;
         }
         if let Some(l) = &mut self.launcher {
             // The launcher runs it by name, from its own configuration; its
             // answer comes as an event.
-            if let Err(e) = l.run(&spec.name, client, source) {
+            let sent = match grant {
+                Some(env) => l.hook(&spec.name, env),
+                None => l.run(&spec.name, client, source),
+            };
+            if let Err(e) = sent {
                 error!(
-                    "command {} not run for spa client {client}: privileged launcher: {e}",
+                    "command {} not run {asked}: privileged launcher: {e}",
                     spec.name
                 );
             }
             return;
         }
-        let by = Requester { client, source };
+        let by = Requester {
+            client,
+            source,
+            grant,
+        };
         match self.runner.start(spec, by, Instant::now()) {
+            Ok(pid) if grant.is_some() => {
+                info!("running command {} (pid {pid}) {asked}", spec.name)
+            }
             Ok(pid) => info!(
-                "running command {} (pid {pid}) for spa client {client}, packet from {source}",
+                "running command {} (pid {pid}) {asked}, packet from {source}",
                 spec.name
             ),
             Err(StartError::Busy) => warn!(
-                "command {} not run for spa client {client}: {} commands are running already",
+                "command {} not run {asked}: {} commands are running already",
                 spec.name,
                 runner::MAX_RUNNING
             ),
-            Err(StartError::AlreadyRunning) => warn!(
-                "command {} not run for spa client {client}: it is still running",
-                spec.name
-            ),
+            Err(StartError::AlreadyRunning) => {
+                warn!("command {} not run {asked}: it is still running", spec.name)
+            }
             Err(StartError::Spawn(e)) => {
                 error!("command {} could not start: {e}", spec.name)
             }

@@ -20,6 +20,7 @@ pub(super) fn revoke(fx: &mut Effects<'_>, now: Millis, addr: IpAddr, port: Port
     if !fx.grants.remove(addr, port) {
         return format!("error: no live grant of {port} to {addr}\n");
     }
+    fx.hooks.closed(&mut fx.actions, addr, &[port]);
     match fx.backend.revoke(addr, port) {
         Ok(()) => {
             info!("revoked {port} for {addr} (control socket)");

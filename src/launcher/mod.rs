@@ -152,6 +152,15 @@ impl Launcher {
         })
     }
 
+    /// Asks for command `name` to run as an open or close hook of the
+    /// grant `env`; the outcome comes as an event.
+    pub fn hook(&mut self, name: &str, env: &crate::grant_hooks::GrantEnv) -> io::Result<()> {
+        self.send(&Request::Hook {
+            name: name.to_string(),
+            env: env.clone(),
+        })
+    }
+
     /// Asks the launcher to read the configuration file again; the bytes
     /// come as an event.
     pub fn reload(&mut self) -> io::Result<()> {

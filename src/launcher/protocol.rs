@@ -7,6 +7,8 @@
 
 use core::net::IpAddr;
 
+use crate::grant_hooks::{GrantEnv, HookEvent, HookReason, HOOK_PORTS};
+
 /// The largest message either side sends or accepts (bytes).
 pub const MAX_MESSAGE: usize = 1024;
 /// Longest reason text in [`Event::NotStarted`] (longer ones are cut).
@@ -28,6 +30,14 @@ pub enum Request {
         client: String,
         /// The packet's source address.
         source: IpAddr,
+    },
+    /// Run the configured command `name` as an open or close hook of a
+    /// grant (the runner's `POSTERN_*` environment, with the grant's).
+    Hook {
+        /// The command's section name.
+        name: String,
+        /// The grant: addresses, port specs, a name, numbers, fixed words.
+        env: GrantEnv,
     },
     /// Read the configuration file again (SIGHUP) and hand it over.
     Reload,
@@ -112,6 +122,65 @@ fn is_name(s: &str) -> bool {
     s.len() <= MAX_NAME && crate::config::uci::is_name(s)
 }
 
+/// A UCI name, or `@type[N]` (an anonymous section: what granted a hook's grant).
+fn is_origin(s: &str) -> bool {
+    if is_name(s) {
+        return true;
+    }
+    let Some(inner) = s.strip_prefix('@').and_then(|r| r.strip_suffix(']')) else {
+        return false;
+    };
+    let Some((kind, index)) = inner.split_once('[') else {
+        return false;
+    };
+    s.len() <= MAX_NAME
+        && crate::config::uci::is_name(kind)
+        && !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn origin(f: &str) -> Result<String, BadMessage> {
+    if is_origin(f) {
+        Ok(f.to_string())
+    } else {
+        Err(BadMessage("not a name"))
+    }
+}
+
+/// The fields of a hook's grant after the verb and name.
+fn grant_fields(env: &GrantEnv) -> [String; 6] {
+    [
+        env.event.as_str().to_string(),
+        env.reason.as_str().to_string(),
+        env.granted_by.to_string(),
+        env.address.to_string(),
+        env.ports_text(),
+        env.duration_s.to_string(),
+    ]
+}
+
+fn grant(fields: &[&str]) -> Result<GrantEnv, BadMessage> {
+    let [event, reason, by, address, ports, duration] = fields else {
+        return Err(BadMessage("unknown request"));
+    };
+    let mut list: heapless::Vec<crate::port::PortSpec, HOOK_PORTS> = heapless::Vec::new();
+    for p in ports.split(' ').filter(|p| !p.is_empty()) {
+        let p = p.parse().map_err(|_| BadMessage("not a port"))?;
+        list.push(p).map_err(|_| BadMessage("too many ports"))?;
+    }
+    Ok(GrantEnv {
+        event: HookEvent::parse(event).ok_or(BadMessage("not an event"))?,
+        reason: HookReason::parse(reason).ok_or(BadMessage("not a reason"))?,
+        granted_by: origin(by)?
+            .as_str()
+            .try_into()
+            .map_err(|_| BadMessage("not a name"))?,
+        address: source(address)?,
+        ports: list,
+        duration_s: duration.parse().map_err(|_| BadMessage("not a number"))?,
+    })
+}
+
 /// `fields` joined by NUL into `out`; false when a field holds a NUL or the
 /// whole would exceed [`MAX_MESSAGE`].
 fn join(out: &mut Vec<u8>, fields: &[&str]) -> bool {
@@ -164,6 +233,15 @@ impl Request {
                     && is_name(client)
                     && join(out, &["run", name, client, &source.to_string()])
             }
+            Request::Hook { name, env } => {
+                let f = grant_fields(env);
+                is_name(name)
+                    && is_origin(&f[2])
+                    && join(
+                        out,
+                        &["hook", name, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5]],
+                    )
+            }
             Request::Reload => join(out, &["reload"]),
             Request::Adopt { seq } => join(out, &["adopt", &seq.to_string()]),
         }
@@ -176,6 +254,10 @@ impl Request {
                 name: name(n)?,
                 client: name(c)?,
                 source: source(s)?,
+            }),
+            ["hook", n, rest @ ..] => Ok(Request::Hook {
+                name: name(n)?,
+                env: grant(rest)?,
             }),
             ["reload"] => Ok(Request::Reload),
             ["adopt", s] => Ok(Request::Adopt {
@@ -198,7 +280,7 @@ impl Event {
                 pid,
             } => {
                 is_name(name)
-                    && is_name(client)
+                    && is_origin(client)
                     && join(
                         out,
                         &[
@@ -216,7 +298,9 @@ impl Event {
                 reason,
             } => {
                 let cut = cut_reason(reason);
-                is_name(name) && is_name(client) && join(out, &["not-started", name, client, &cut])
+                is_name(name)
+                    && is_origin(client)
+                    && join(out, &["not-started", name, client, &cut])
             }
             Event::Finished { name } => is_name(name) && join(out, &["finished", name]),
             Event::Config { seq } => join(out, &["config", &seq.to_string()]),
@@ -229,13 +313,13 @@ impl Event {
         match split(bytes)?.as_slice() {
             ["started", n, c, s, p] => Ok(Event::Started {
                 name: name(n)?,
-                client: name(c)?,
+                client: origin(c)?,
                 source: source(s)?,
                 pid: p.parse().map_err(|_| BadMessage("not a pid"))?,
             }),
             ["not-started", n, c, r] if r.len() <= MAX_REASON => Ok(Event::NotStarted {
                 name: name(n)?,
-                client: name(c)?,
+                client: origin(c)?,
                 reason: r.to_string(),
             }),
             ["finished", n] => Ok(Event::Finished { name: name(n)? }),
@@ -341,6 +425,67 @@ mod tests {
         }
         let long = vec![b'a'; MAX_MESSAGE + 1];
         assert!(Request::decode(&long).is_err());
+    }
+
+    fn hook_env(by: &str) -> GrantEnv {
+        GrantEnv {
+            event: HookEvent::Close,
+            reason: HookReason::Expired,
+            address: "2001:db8::7".parse().unwrap(),
+            ports: [
+                crate::port::PortSpec::tcp(22),
+                crate::port::PortSpec::udp(53),
+            ]
+            .into_iter()
+            .collect(),
+            granted_by: by.try_into().unwrap(),
+            duration_s: 30,
+        }
+    }
+
+    #[test]
+    fn hooks_round_trip_and_carry_only_checked_fields() {
+        round_request(Request::Hook {
+            name: "down".into(),
+            env: hook_env("ssh"),
+        });
+        round_request(Request::Hook {
+            name: "down".into(),
+            env: hook_env("@sequence[3]"),
+        });
+        let mut buf = Vec::new();
+        assert!(Request::Hook {
+            name: "down".into(),
+            env: hook_env("laptop"),
+        }
+        .encode(&mut buf));
+        assert_eq!(
+            buf,
+            b"hook\0down\0close\0expired\0laptop\x002001:db8::7\0tcp:22 udp:53\x0030"
+        );
+        // A name or origin that is a path, and fields that are no port,
+        // event, reason or number, are refused whole.
+        for bad in ["/bin/sh", "@x[1", "@/[1]", "a b"] {
+            let r = Request::Hook {
+                name: "down".into(),
+                env: hook_env("ssh"),
+            };
+            let mut r2 = r.clone();
+            if let Request::Hook { env, .. } = &mut r2 {
+                env.granted_by = bad.try_into().unwrap();
+            }
+            assert!(!r2.encode(&mut Vec::new()), "{bad:?} encoded");
+        }
+        for bytes in [
+            &b"hook\0/bin/sh\0open\0granted\0ssh\x00192.0.2.9\0tcp:22\x0030"[..],
+            b"hook\0up\0opened\0granted\0ssh\x00192.0.2.9\0tcp:22\x0030",
+            b"hook\0up\0open\0because\0ssh\x00192.0.2.9\0tcp:22\x0030",
+            b"hook\0up\0open\0granted\0ssh\x00192.0.2.9\0tcp:22;rm\x0030",
+            b"hook\0up\0open\0granted\0ssh\x00192.0.2.9\0tcp:22\0x",
+            b"hook\0up\0open\0granted\0ssh\x00192.0.2.9\0tcp:22",
+        ] {
+            assert!(Request::decode(bytes).is_err(), "{bytes:?} decoded");
+        }
     }
 
     #[test]

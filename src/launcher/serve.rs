@@ -1,6 +1,7 @@
 //! The launcher process's loop: requests from the daemon, SIGCHLD and the
 //! running commands' output pipes, all through one `poll`.
 
+use core::net::IpAddr;
 use std::ffi::CStr;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -15,6 +16,7 @@ use super::channel::Channel;
 use super::protocol::{Event, Request, MAX_MESSAGE};
 use super::{Setup, MAX_CONFIG};
 use crate::config::ConfigError;
+use crate::grant_hooks::GrantEnv;
 use crate::runner::{CommandSpec, Requester, Runner};
 
 /// Longest sleep between the runner's timeout checks.
@@ -174,34 +176,10 @@ impl Launcher {
                 name,
                 client,
                 source,
-            } => {
-                let event = match self.commands.iter().find(|c| c.name == name) {
-                    None => Event::NotStarted {
-                        name,
-                        client,
-                        reason: "no such command is configured".into(),
-                    },
-                    Some(spec) => {
-                        let by = Requester {
-                            client: &client,
-                            source,
-                        };
-                        match self.runner.start(spec, by, Instant::now()) {
-                            Ok(pid) => Event::Started {
-                                name,
-                                client,
-                                source,
-                                pid,
-                            },
-                            Err(e) => Event::NotStarted {
-                                name,
-                                client,
-                                reason: e.to_string(),
-                            },
-                        }
-                    }
-                };
-                self.tell(&event, None);
+            } => self.start(name, client, source, None),
+            Request::Hook { name, env } => {
+                let client = env.granted_by.to_string();
+                self.start(name, client, env.address, Some(&env));
             }
             Request::Reload => self.reload(),
             Request::Adopt { seq } => match self.pending.take() {
@@ -220,6 +198,40 @@ impl Launcher {
                 }
             },
         }
+    }
+
+    /// Starts command `name` (looked up in the launcher's own
+    /// configuration) for `client` from `source`, as a hook of `grant`
+    /// when given, and tells the daemon how it went.
+    fn start(&mut self, name: String, client: String, source: IpAddr, grant: Option<&GrantEnv>) {
+        let event = match self.commands.iter().find(|c| c.name == name) {
+            None => Event::NotStarted {
+                name,
+                client,
+                reason: "no such command is configured".into(),
+            },
+            Some(spec) => {
+                let by = Requester {
+                    client: &client,
+                    source,
+                    grant,
+                };
+                match self.runner.start(spec, by, Instant::now()) {
+                    Ok(pid) => Event::Started {
+                        name,
+                        client,
+                        source,
+                        pid,
+                    },
+                    Err(e) => Event::NotStarted {
+                        name,
+                        client,
+                        reason: e.to_string(),
+                    },
+                }
+            }
+        };
+        self.tell(&event, None);
     }
 
     /// Reads and validates the configuration file; hands its bytes over.

@@ -43,6 +43,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::grant_hooks::GrantEnv;
 use crate::spawn::{ExecReport, ExecState, Spawn, Stdio};
 
 pub use finished::{Finished, Status};
@@ -60,7 +61,7 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// From SIGTERM to SIGKILL in [`Runner::shutdown`].
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// `PATH` in a command's environment (the rest: `POSTERN_COMMAND`,
-/// `POSTERN_CLIENT`, `POSTERN_SOURCE`).
+/// `POSTERN_CLIENT`, `POSTERN_SOURCE`, and for hooks [`GrantEnv::vars`]).
 pub const ENV_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Bytes read per `read` (a stack buffer once the kept output is full).
@@ -86,6 +87,9 @@ pub struct Requester<'a> {
     pub client: &'a str,
     /// The address the request came from.
     pub source: IpAddr,
+    /// For an open or close hook: the grant it is about (its `POSTERN_*`
+    /// environment, [`GrantEnv::vars`]).
+    pub grant: Option<&'a GrantEnv>,
 }
 
 /// Why [`Runner::start`] started nothing.
@@ -364,7 +368,13 @@ impl Run {
             .env("PATH", ENV_PATH)
             .env("POSTERN_COMMAND", &spec.name)
             .env("POSTERN_CLIENT", by.client)
-            .env("POSTERN_SOURCE", by.source.to_string())
+            .env("POSTERN_SOURCE", by.source.to_string());
+        if let Some(grant) = by.grant {
+            for (key, value) in grant.vars() {
+                command.env(key, value);
+            }
+        }
+        command
             .current_dir("/")
             .stdin(Stdio::Null)
             .stdout(Stdio::Fd(theirs))

@@ -21,6 +21,7 @@ fn alice() -> Requester<'static> {
     Requester {
         client: "alice",
         source: "192.0.2.9".parse().unwrap(),
+        grant: None,
     }
 }
 
@@ -439,6 +440,7 @@ fn the_environment_is_exactly_the_documented_one() {
     let by = Requester {
         client: "bob",
         source: "2001:db8::7".parse().unwrap(),
+        grant: None,
     };
     let env = spec("env", &["/usr/bin/env"], Duration::from_secs(30));
     runner.start(&env, by, Instant::now()).unwrap();
@@ -451,6 +453,45 @@ fn the_environment_is_exactly_the_documented_one() {
             "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
             "POSTERN_CLIENT=bob",
             "POSTERN_COMMAND=env",
+            "POSTERN_SOURCE=2001:db8::7",
+        ]
+    );
+
+    // A hook also learns the grant.
+    let grant = crate::grant_hooks::GrantEnv {
+        event: crate::grant_hooks::HookEvent::Close,
+        reason: crate::grant_hooks::HookReason::Expired,
+        address: "2001:db8::7".parse().unwrap(),
+        ports: [
+            crate::port::PortSpec::tcp(22),
+            crate::port::PortSpec::udp(53),
+        ]
+        .into_iter()
+        .collect(),
+        granted_by: "ssh".try_into().unwrap(),
+        duration_s: 30,
+    };
+    let by = Requester {
+        client: "ssh",
+        source: grant.address,
+        grant: Some(&grant),
+    };
+    runner.start(&env, by, Instant::now()).unwrap();
+    let f = run_to_end(&mut runner).pop().unwrap();
+    let mut lines: Vec<&str> = text(&f).lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "POSTERN_ADDRESS=2001:db8::7",
+            "POSTERN_CLIENT=ssh",
+            "POSTERN_COMMAND=env",
+            "POSTERN_DURATION=30",
+            "POSTERN_EVENT=close",
+            "POSTERN_GRANTED_BY=ssh",
+            "POSTERN_PORTS=tcp:22 udp:53",
+            "POSTERN_REASON=expired",
             "POSTERN_SOURCE=2001:db8::7",
         ]
     );

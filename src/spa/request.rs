@@ -12,7 +12,7 @@
 //! 10..14  duration      u32  seconds (open, forward: ≥ 1; close, command: 0)
 //! 14      address kind  u8   0 = the packet's source, 4 = IPv4, 6 = IPv6 (command: 0)
 //! 15..31  address       16 bytes (IPv4 in the first 4, the rest zero; all zero for kind 0)
-//! 31      count         u8   open/close: ports, 1..=MAX_PORTS; command/forward: name bytes, 1..=MAX_NAME_LEN
+//! 31      count         u8   open/close: ports, 0..=MAX_PORTS (0: the client's default_access); command/forward: name bytes, 1..=MAX_NAME_LEN
 //! 32..    ports         open/close: count × (proto u8 (6 tcp, 17 udp), port u16 ≠ 0)
 //!         name          command/forward: the `config command`/`config forward` name ([A-Za-z0-9_])
 //! ..end   padding       any bytes (random), any length the packet bounds allow
@@ -62,7 +62,7 @@ pub enum RequestError {
     BadKind(u8),
     /// An address kind other than 0, 4 or 6, or non-zero bytes where zeros belong.
     BadAddress,
-    /// Zero ports or more than [`MAX_PORTS`].
+    /// More than [`MAX_PORTS`] ports.
     BadPortCount(u8),
     /// A protocol other than TCP or UDP, or port 0.
     BadPort,
@@ -80,7 +80,7 @@ impl fmt::Display for RequestError {
             RequestError::BadKind(k) => write!(f, "unknown request kind {k}"),
             RequestError::BadAddress => f.write_str("bad address field"),
             RequestError::BadPortCount(n) => {
-                write!(f, "{n} ports (1 to {MAX_PORTS} allowed)")
+                write!(f, "{n} ports (0 to {MAX_PORTS} allowed)")
             }
             RequestError::BadPort => f.write_str("bad protocol or port 0"),
             RequestError::BadDuration => f.write_str("bad duration"),
@@ -311,7 +311,8 @@ pub struct RequestRepr {
     pub duration: u32,
     /// The address to allow (always the source for a command).
     pub target: Target,
-    /// Open and close: the ports, 1..=[`MAX_PORTS`]; empty otherwise.
+    /// Open and close: the ports, 0..=[`MAX_PORTS`] (none: the client's
+    /// `default_access`); empty otherwise.
     pub ports: heapless::Vec<PortSpec, MAX_PORTS>,
     /// Command and forward: the name; empty otherwise.
     pub name: heapless::String<MAX_NAME_LEN>,
@@ -362,7 +363,8 @@ impl RequestRepr {
             });
         }
         let count = r.port_count();
-        if count == 0 || usize::from(count) > MAX_PORTS {
+        // No port: the client's default_access (the router's choice).
+        if usize::from(count) > MAX_PORTS {
             return Err(RequestError::BadPortCount(count));
         }
         let mut ports = heapless::Vec::new();
@@ -500,7 +502,9 @@ mod tests {
             Err(RequestError::BadAddress),
             "v4 tail not zero"
         );
-        assert_eq!(with(31, 0), Err(RequestError::BadPortCount(0)));
+        // No port: the router's choice (the client's default_access).
+        let none = with(31, 0).unwrap();
+        assert!(none.ports.is_empty() && none.kind == Kind::Open);
         assert_eq!(with(31, 3), Err(RequestError::Truncated));
         assert_eq!(with(32, 1), Err(RequestError::BadPort), "icmp");
         assert_eq!(with(34, 0), Err(RequestError::BadPort), "port 0");

@@ -178,6 +178,8 @@ pub enum Detail {
     Addr(IpAddr),
     /// What is wrong with an authenticated fwknop packet.
     Fwknop(FwknopError),
+    /// A request without ports from a client without `default_access`.
+    NoDefault,
 }
 
 /// A refused packet.
@@ -223,6 +225,9 @@ impl core::fmt::Display for Refused<'_> {
             (Refusal::PortNotAllowed, Detail::Port(p)) => {
                 write!(f, "{p} is not in the client's allow list; nothing opened")
             }
+            (Refusal::PortNotAllowed, Detail::NoDefault) => f.write_str(
+                "asks for no port (the router's choice), and the client has no default_access; nothing opened",
+            ),
             (Refusal::DurationTooLong, Detail::Duration { requested, max }) => write!(
                 f,
                 "{requested} s requested, the client's max_duration is {max} s; nothing opened"
@@ -316,6 +321,8 @@ struct ClientKey {
     commands: Vec<usize>,
     /// Indexes of the forwards it may open (into `Verifier::forwards`).
     forwards: Vec<usize>,
+    /// What a request without ports opens or closes (`list default_access`).
+    default_access: Vec<PortSpec>,
 }
 
 /// An enabled command, as the verifier matches it.
@@ -818,9 +825,19 @@ impl Verifier {
             .ok_or(fail(Refusal::ForwardNotAllowed, Some(i), Detail::None))
     }
 
-    /// Every port must be in the client's allow list; copies them for the decision.
+    /// Every port must be in the client's allow list; copies them for the
+    /// decision. No port at all asks for the client's `default_access`
+    /// (refused when it has none).
     fn allowed(&mut self, i: usize, ports: &[PortSpec]) -> Result<(), Fail> {
         let c = &self.clients[i];
+        let ports = if ports.is_empty() {
+            if c.default_access.is_empty() {
+                return Err(fail(Refusal::PortNotAllowed, Some(i), Detail::NoDefault));
+            }
+            &c.default_access[..]
+        } else {
+            ports
+        };
         if let Some(p) = ports.iter().find(|p| !c.allow.contains(p)) {
             return Err(fail(Refusal::PortNotAllowed, Some(i), Detail::Port(*p)));
         }
@@ -847,6 +864,7 @@ impl From<&Client> for ClientKey {
             budget: Budget::new(0),
             commands: Vec::new(),
             forwards: Vec::new(),
+            default_access: c.default_access.clone(),
         }
     }
 }
@@ -863,6 +881,8 @@ mod fwknop_path;
 
 #[cfg(test)]
 mod actions_tests;
+#[cfg(test)]
+mod default_access_tests;
 #[cfg(test)]
 mod fwknop_tests;
 #[cfg(test)]

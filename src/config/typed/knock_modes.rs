@@ -37,6 +37,8 @@ pub(super) const TOTP_OPTIONS: &[&str] = &[
     "open",
     "close",
     "duration",
+    "on_open",
+    "on_close",
 ];
 /// Options of `config encoded`.
 pub(super) const ENCODED_OPTIONS: &[&str] = &[

@@ -202,6 +202,22 @@ impl fmt::Display for Error {
     }
 }
 
+/// A plaintext as the fwknop client writes it: random, user, `timestamp`,
+/// version, message type `ty`, base64 of `message`, then a SHA-256 digest
+/// (tests only: the real client makes the vectors).
+#[doc(hidden)]
+pub fn plaintext_for_test(timestamp: u64, ty: u8, message: &str) -> Vec<u8> {
+    let mut msg = [0u8; MAX_MESSAGE_B64];
+    let n = base64::encode_unpadded_into(message.as_bytes(), &mut msg).unwrap_or(0);
+    let mut fields = format!("1234567890123456:cm9vdA:{timestamp}:3.0.0:{ty}:").into_bytes();
+    fields.extend_from_slice(&msg[..n]);
+    let mut d = [0u8; 86];
+    let n = digest_b64(43, &fields, &mut d).unwrap_or(0);
+    fields.push(b':');
+    fields.extend_from_slice(&d[..n]);
+    fields
+}
+
 /// The digest hashes fwknop writes (by unpadded base64 length).
 fn digest_b64(len: usize, data: &[u8], out: &mut [u8; 86]) -> Option<usize> {
     let mut d = [0u8; MAX_DIGEST_LEN];
@@ -297,6 +313,7 @@ pub fn parse(plain: &[u8]) -> Result<Message, Error> {
     let nat = match nat {
         Some(field) => {
             if access.ports.len() != 1 {
+                // Also: no port (NAT needs the router port it forwards).
                 return Err(Error::NatAccess);
             }
             Some(nat_access(field)?)
@@ -363,7 +380,9 @@ fn nat_access(field: &[u8]) -> Result<NatTarget, Error> {
     Ok(NatTarget { addr, port })
 }
 
-/// Decodes and parses `b64(ADDR,proto/port[,proto/port…])`.
+/// Decodes and parses `b64(ADDR,proto/port[,proto/port…])`. `ADDR` alone,
+/// `ADDR,` and `none/N` items (fwknop's default access message is
+/// `ADDR,none/0`) ask for no port: the client's `default_access`.
 fn access(field: &[u8]) -> Result<Access, Error> {
     if field.len() > MAX_MESSAGE_B64 {
         return Err(Error::MessageTooLong);
@@ -381,11 +400,16 @@ fn access(field: &[u8]) -> Result<Access, Error> {
         .parse()
         .map_err(|_| Error::Address)?;
     let mut ports = heapless::Vec::new();
-    for spec in parts {
+    let mut parts = parts.peekable();
+    while let Some(spec) = parts.next() {
+        if spec.is_empty() && parts.peek().is_none() {
+            break;
+        }
         let (proto, port) = spec.split_once('/').ok_or(Error::Message)?;
         let proto = match proto {
             "tcp" => L4Proto::Tcp,
             "udp" => L4Proto::Udp,
+            "none" if digits(port.as_bytes(), 5).is_some() => continue,
             _ => return Err(Error::Protocol),
         };
         let port = u16::try_from(digits(port.as_bytes(), 5).ok_or(Error::Port)?)
@@ -395,9 +419,6 @@ fn access(field: &[u8]) -> Result<Access, Error> {
         ports
             .push(PortSpec { proto, port })
             .map_err(|_| Error::TooManyPorts)?;
-    }
-    if ports.is_empty() {
-        return Err(Error::Message);
     }
     Ok(Access {
         addr: (!addr.is_unspecified()).then_some(addr),
@@ -508,7 +529,9 @@ mod tests {
         assert_eq!(p(1, "0.0.0.0,tcp/0", ""), Err(Error::Port));
         assert_eq!(p(1, "0.0.0.0,tcp/65536", ""), Err(Error::Port));
         assert_eq!(p(1, "0.0.0.0,tcp22", ""), Err(Error::Message));
-        assert_eq!(p(1, "0.0.0.0", ""), Err(Error::Message));
+        assert_eq!(p(1, "0.0.0.0,none/x", ""), Err(Error::Protocol));
+        assert_eq!(p(1, "0.0.0.0,,tcp/22", ""), Err(Error::Message));
+        assert_eq!(p(1, "0.0.0.0,none", ""), Err(Error::Message));
         assert_eq!(p(1, "2001:db8::1,tcp/22", ""), Err(Error::Address));
         assert_eq!(p(1, "010.0.0.1,tcp/22", ""), Err(Error::Address));
         let many: Vec<String> = (1..=17).map(|i| format!("tcp/{i}")).collect();
@@ -518,6 +541,31 @@ mod tests {
         );
         assert!(Error::Nat.is_unsupported() && !Error::Port.is_unsupported());
         assert!(!Error::Command.is_unsupported());
+    }
+
+    #[test]
+    fn messages_without_ports_ask_for_the_default_access() {
+        let p = |ty: u8, msg: &str, extra: &str| parse(&plain(&fields(ty, msg, extra), 43));
+        for msg in ["0.0.0.0", "0.0.0.0,", "0.0.0.0,none/0", "10.0.0.2,none/22"] {
+            let m = p(1, msg, "").unwrap();
+            assert!(m.access.ports.is_empty(), "{msg}");
+        }
+        assert_eq!(
+            p(1, "10.0.0.2", "").unwrap().access.addr,
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        let m = p(1, "0.0.0.0,none/0,tcp/22", "").unwrap();
+        assert_eq!(m.access.ports, [PortSpec::tcp(22)], "none adds nothing");
+        let m = p(3, "0.0.0.0,none/0", ":60").unwrap();
+        assert!(m.access.ports.is_empty());
+        assert_eq!(m.client_timeout, Some(60));
+        // NAT needs its router port.
+        let nat = ":MTkyLjE2OC4xLjEwLDIy";
+        assert_eq!(p(2, "0.0.0.0,none/0", nat), Err(Error::NatAccess));
+        assert_eq!(p(2, "0.0.0.0", nat), Err(Error::NatAccess));
+        // The test helper writes what the client writes.
+        let m = parse(&plaintext_for_test(1_795_475_593, 1, "0.0.0.0,none/0")).unwrap();
+        assert!(m.access.ports.is_empty() && m.timestamp == 1_795_475_593);
     }
 
     #[test]

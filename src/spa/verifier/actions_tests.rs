@@ -57,6 +57,7 @@ fn client(commands: &[&str], forwards: &[&str]) -> Client {
         require_address: false,
         commands: commands.iter().map(|s| s.to_string()).collect(),
         forwards: forwards.iter().map(|s| s.to_string()).collect(),
+        default_access: Vec::new(),
     }
 }
 
@@ -81,6 +82,7 @@ fn verifier(c: Client) -> Verifier {
             forward("web", true, 8080, 80),
         ],
         clients: vec![c],
+        hooks: Vec::new(),
     })
 }
 
@@ -277,6 +279,7 @@ fn shortest_named_requests_are_not_refused_for_their_length() {
         commands: vec![command("x", true, None)],
         forwards: vec![forward("y", true, 2200, 22)],
         clients: vec![c],
+        hooks: Vec::new(),
     });
     for (n, kind, name, duration) in [(1, Kind::Command, "x", 0), (2, Kind::Forward, "y", 60)] {
         let r = RequestRepr {

@@ -30,6 +30,7 @@ fn client(name: &str, keys: Option<Keys>) -> Client {
         require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
+        default_access: Vec::new(),
     }
 }
 
@@ -42,6 +43,7 @@ fn verifier(clients: Vec<Client>) -> Verifier {
         main: Main::default(),
         sequences: Vec::new(),
         clients,
+        hooks: Vec::new(),
     })
 }
 
@@ -233,6 +235,7 @@ fn budget_bounds_hmac_work() {
                 ..c
             })
             .collect(),
+        hooks: Vec::new(),
     });
     let mut tampered = v.packet.clone();
     tampered[5] ^= 1;

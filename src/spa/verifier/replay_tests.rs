@@ -30,6 +30,7 @@ fn client(i: u8) -> Client {
         require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
+        default_access: Vec::new(),
     }
 }
 
@@ -48,6 +49,7 @@ fn config(clients: Vec<Client>, max_skew: u64) -> Config {
         commands: Vec::new(),
         forwards: Vec::new(),
         clients,
+        hooks: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ fn client(i: u8) -> Client {
         require_address: false,
         commands: Vec::new(),
         forwards: Vec::new(),
+        default_access: Vec::new(),
     }
 }
 
@@ -45,6 +46,7 @@ fn config(clients: Vec<Client>) -> Config {
         forwards: Vec::new(),
         peers: Vec::new(),
         clients,
+        hooks: Vec::new(),
     }
 }
 

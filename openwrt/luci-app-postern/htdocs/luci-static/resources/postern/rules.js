@@ -376,6 +376,8 @@ var RULES = {
 		open: { list: true, rule: each(portSpec) },
 		close: { list: true, rule: each(portSpec) },
 		duration: { rule: secs(1, 86400), dflt: '30' },
+		on_open: { rule: one(actionName) },
+		on_close: { rule: one(actionName) },
 		key: { rule: one(key32) },
 		period: { rule: num(5, 3600), dflt: '30' },
 		length: { rule: one(function(v, get) {
@@ -439,7 +441,24 @@ var RULES = {
 		knock_proto: { rule: one(choice([ 'tcp', 'udp' ])), dflt: 'tcp' },
 		knock_timeout: { rule: secs(1, 3600), dflt: '10' },
 		command: { list: true, rule: each(actionName) },
-		forward: { list: true, rule: each(actionName) }
+		forward: { list: true, rule: each(actionName) },
+		on_open: { rule: one(actionName) },
+		on_close: { rule: one(actionName) },
+		default_access: { list: true, rule: function(values, get) {
+			var r = each(portSpec)(values);
+			if (r !== true)
+				return r;
+			if (values.length > 16)
+				return _('At most %d ports').format(16);
+			var allow = guarded(get, 'allow');
+			for (var i = 0; i < values.length; i++) {
+				var p = specOf(values[i]);
+				var found = allow.some(function(a) { return a.proto === p.proto && a.port === p.port; });
+				if (!found)
+					return _('%s is not in the client\'s allow list').format(values[i]);
+			}
+			return true;
+		} }
 	},
 	encoded: {
 		enabled: { rule: one(bool), dflt: '1' },

@@ -494,6 +494,16 @@ return view.extend({
 		o = s.option(form.Value, 'duration', _('Open for (s)'));
 		o.depends('action', 'open');
 
+		o = s.option(form.Value, 'on_open', _('Command on open'),
+			_('Optional: a router command (below) run when a grant of %s opens (not again when it is refreshed). It gets POSTERN_ADDRESS, POSTERN_PORTS, POSTERN_GRANTED_BY, POSTERN_DURATION.').format(_('this sequence')));
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'on_close', _('Command on close'),
+			_('Optional: a router command (below) run once when that grant ends: at its expiry, on a close request, or when a reload removes %s.').format(_('this sequence')));
+		o.optional = true;
+		o.modalonly = true;
+
 		s = m.section(form.GridSection, 'encoded', _('Encoded sequences'),
 			_('The knocks spell the port to open (postern knock --encode tcp/143 --profile NAME).'));
 		s.addremove = true;
@@ -632,6 +642,20 @@ return view.extend({
 
 		o = s.option(form.DynamicList, 'forward', _('Forwards it may open'),
 			_('Names of port forwards (below) this client may open with postern spa --forward NAME or fwknop -N.'));
+		o.modalonly = true;
+
+		o = s.option(form.DynamicList, 'default_access', _('Ports opened when none are asked for'),
+			_('Optional: what a request without ports opens (postern spa without -A, fwknop -A none): some of the allowed ports, e.g. tcp:22.'));
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'on_open', _('Command on open'),
+			_('Optional: a router command (below) run when a grant of %s opens (not again when it is refreshed). It gets POSTERN_ADDRESS, POSTERN_PORTS, POSTERN_GRANTED_BY, POSTERN_DURATION.').format(_('this client')));
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'on_close', _('Command on close'),
+			_('Optional: a router command (below) run once when that grant ends: at its expiry, on a close request, or when a reload removes %s.').format(_('this client')));
+		o.optional = true;
 		o.modalonly = true;
 
 		o = s.option(form.Value, '_router_address', _('Router address for clients'),
