@@ -126,7 +126,7 @@ run_tests() {
     # here, loudly; the qemu-aware suites (netns, nft_backend) skip per test.
     local host_only=(netns_spa netns_fwknop netns_knock_modes netns_bans netns_lifecycle netns_actions netns_forward netns_floods netns_privileges fw3_backend openwrt
         netns_ban_scope netns_never_ban netns_totp_oracle netns_replay_gaps netns_uid netns_link_loss netns_fw4_guard netns_procd_restart netns_spa_flood2 netns_spa_theft
-        netns_bare_machine netns_control apk_package openwrt_feed openwrt_init luci luci_browser)
+        netns_bare_machine package_without_git netns_control apk_package openwrt_feed openwrt_init luci luci_browser)
     local tests=() f name
     for f in tests/*.rs; do
         name=$(basename "$f" .rs)
