@@ -23,7 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NIGHTLY=${POSTERN_NIGHTLY:-nightly-2026-05-19}
+# The pinned nightly (scripts/rust-nightly; the fuzz build uses the same).
+NIGHTLY=${POSTERN_NIGHTLY:-$(cat scripts/rust-nightly)}
 ZIG_VERSION=0.15.2
 ZIG_VENV=${POSTERN_ZIG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/postern/zig-venv}
 PANIC=${POSTERN_PANIC:-abort}
