@@ -862,12 +862,14 @@ pub fn run(exe: &Path) -> Result<(), String> {
     lab.serve_tcp(DEMO_PORT).map_err(e)?;
     t.say("router", &format!("service listening on tcp:{DEMO_PORT}"));
     // A fresh SPA key for the client 'laptop', as `postern keygen` makes one.
+    // The daemon stays root (`option user 'root'`): a desktop has no system
+    // user `postern` to drop to (the OpenWrt package creates one).
     let mut key = [0u8; crate::spa::KEY_LEN];
     crate::random::fill(&mut key).map_err(e)?;
     let key = crate::spa::Key::from_bytes(key).to_base64();
     let config = format!(
         "{}\nconfig client 'laptop'\n\toption key '{key}'\n\tlist allow 'tcp:{DEMO_PORT}'\n\toption max_duration '60'\n\n\
-         config postern 'main'\n\toption state_dir '{}'\n",
+         config postern 'main'\n\toption state_dir '{}'\n\toption user 'root'\n",
         demo_config(duration),
         lab.dir().join("state").display()
     );
