@@ -7,12 +7,17 @@
 #       arm_cortex-a7_neon-vfpv4, aarch64_cortex-a53, aarch64_generic, x86_64.
 #       The binary's ELF machine and byte order must match ARCH, and it must
 #       be static (OpenWrt has musl, not glibc): build it with scripts/cross.sh.
+#       --firewall fw3: for an image with OpenWrt's fw3 `firewall` package
+#       (not firewall4): also depends on ipset and kmod-ipt-ipset, as the
+#       SDK's package does there (the feed's +PACKAGE_firewall:... DEPENDS).
+#       Default fw4: libc, kmod-nft-core, kmod-nft-nat.
 #   scripts/build-ipk.sh --luci [--out DIR]
 #       luci-app-postern_<version>-<release>_all.ipk.
 #
 # An .ipk is a gzip'd tar of ./debian-binary, ./data.tar.gz and
 # ./control.tar.gz (what OpenWrt's ipkg-build writes and opkg reads).
-# Output is reproducible: fixed owners, modes and mtimes (SOURCE_DATE_EPOCH).
+# Output is reproducible: fixed owners, modes and mtimes (SOURCE_DATE_EPOCH;
+# default: the last commit's time, or without git the newest source file's).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,21 +25,23 @@ pkgdir="$top/openwrt/postern"
 lucidir="$top/openwrt/luci-app-postern"
 version=$(sed -n 's/^PKG_VERSION:=//p' "$pkgdir/Makefile")
 release=$(sed -n 's/^PKG_RELEASE:=//p' "$pkgdir/Makefile")
-epoch=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || echo 0)}
+# SOURCE_DATE_EPOCH, else the last commit, else the newest source file.
+epoch=$(bash "$top/scripts/source-date-epoch.sh")
 
 die() { echo "build-ipk: $*" >&2; exit 1; }
 
-arch="" binary="" out="$top/target/ipk" luci=0 allow_dynamic=0 stage_only=""
+arch="" binary="" out="$top/target/ipk" luci=0 allow_dynamic=0 stage_only="" firewall=fw4
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) arch=${2:?--arch needs a value}; shift 2 ;;
 	--binary) binary=${2:?--binary needs a value}; shift 2 ;;
 	--out) out=${2:?--out needs a value}; shift 2 ;;
 	--luci) luci=1; shift ;;
+	--firewall) firewall=${2:?--firewall needs fw3 or fw4}; shift 2 ;;
 	--allow-dynamic) allow_dynamic=1; shift ;; # tests only: a glibc host build
 	--stage-only) stage_only=${2:?--stage-only needs a value}; shift 2 ;; # scripts/build-package.sh: leave data/ and control/ in DIR
 
-	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -144,6 +151,15 @@ if [ "$allow_dynamic" = 0 ] && LC_ALL=C grep -qa 'ld-linux' "$binary"; then
 	die "$binary is linked against glibc (ld-linux); OpenWrt needs a static musl build (scripts/cross.sh TARGET build)"
 fi
 
+# What the SDK writes for openwrt/postern/Makefile's DEPENDS (libc first; the
+# +PACKAGE_firewall:... entries only where the image has fw3's `firewall`);
+# tests/openwrt_feed.rs compares the two.
+case "$firewall" in
+fw4) depends="libc, kmod-nft-core, kmod-nft-nat" ;;
+fw3) depends="libc, kmod-nft-core, kmod-nft-nat, ipset, kmod-ipt-ipset" ;;
+*) die "--firewall fw3 or fw4, not '$firewall'" ;;
+esac
+
 f="$pkgdir/files"
 install_file 0755 "$binary" usr/sbin/postern
 install_file 0755 "$f/postern.init" etc/init.d/postern
@@ -159,7 +175,7 @@ install_file 0755 "$f/postern.keepalived-hotplug" etc/hotplug.d/keepalived/600-p
 cat >"$stage/control/control" <<CONTROL
 Package: postern
 Version: $version-$release
-Depends: libc, kmod-nft-core, kmod-nft-nat
+Depends: $depends
 Require-User: postern=370:postern=370
 Source: openwrt/postern
 SourceName: postern

@@ -16,7 +16,8 @@
 # (default deflate, what apk mkpkg writes). E.g.
 #   scripts/build-package.sh --format apk --arch mipsel_24kc --binary FILE [--out DIR]
 #   scripts/build-package.sh --format apk --luci [--out DIR]
-# Output is reproducible (SOURCE_DATE_EPOCH, default: the last commit's time).
+# Output is reproducible (SOURCE_DATE_EPOCH, default: the last commit's time,
+# or without git the newest source file's: scripts/source-date-epoch.sh).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,12 +29,12 @@ while [ $# -gt 0 ]; do
 	--format) format=${2:?--format needs apk or ipk}; shift 2 ;;
 	--out) out=${2:?--out needs a value}; shift 2 ;;
 	--compression) compression=${2:?--compression needs deflate or none}; shift 2 ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) args+=("$1"); shift ;;
 	esac
 done
 
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || echo 0)}
+SOURCE_DATE_EPOCH=$(bash "$top/scripts/source-date-epoch.sh")
 export SOURCE_DATE_EPOCH
 
 case "$format" in

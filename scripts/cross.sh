@@ -37,7 +37,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NIGHTLY=${POSTERN_NIGHTLY:-nightly-2026-05-19}
+# The pinned nightly (scripts/rust-nightly; the fuzz build uses the same).
+NIGHTLY=${POSTERN_NIGHTLY:-$(cat scripts/rust-nightly)}
 ZIG_VERSION=0.15.2
 ZIG_VENV=${POSTERN_ZIG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/postern/zig-venv}
 PANIC_SET=${POSTERN_PANIC:-}
@@ -159,7 +160,7 @@ run_tests() {
     local host_only=(netns_spa netns_fwknop netns_knock_modes netns_bans netns_lifecycle netns_actions netns_forward netns_floods netns_privileges fw3_backend openwrt
         netns_ban_scope netns_never_ban netns_totp_oracle netns_replay_gaps netns_uid netns_link_loss netns_fw4_guard netns_procd_restart netns_spa_flood2 netns_spa_theft
         netns_control netns_ha apk_package openwrt_feed openwrt_init luci luci_browser netns_fw3_guard
-        netns_hooks netns_default_access netns_ssh_proxy)
+        netns_hooks netns_default_access netns_ssh_proxy netns_bare_machine package_without_git)
     local tests=() f name
     for f in tests/*.rs; do
         name=$(basename "$f" .rs)

@@ -5,8 +5,9 @@
 #
 # TARGET: wire, uci, spa, engine, bpf, fwknop, peer or all (default all); SECONDS per target
 # (default 60). With INPUT files, runs the target once over them instead
-# (reproducing a crash). Needs a nightly toolchain (rustup toolchain install
-# nightly --profile minimal) and a C++ compiler for libFuzzer; not cargo-fuzz
+# (reproducing a crash). Needs the pinned nightly toolchain of
+# scripts/rust-nightly (POSTERN_NIGHTLY overrides it; scripts/fuzz-ci.sh
+# installs it) and a C++ compiler for libFuzzer; not cargo-fuzz
 # (the fuzz crate is laid out for `cargo fuzz` too, which builds the same way).
 #
 # New interesting inputs go to fuzz/target/work/<target>/ (not committed);
@@ -31,14 +32,15 @@ fi
 
 # The instrumentation cargo-fuzz applies (sanitizer "none": the code under
 # test is safe Rust), plus debug assertions and overflow checks.
-host=$(rustc +nightly -vV | sed -n 's/^host: //p')
+NIGHTLY=${POSTERN_NIGHTLY:-$(cat ../scripts/rust-nightly)}
+host=$(rustc +"$NIGHTLY" -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
 -Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 export CARGO_TARGET_DIR="$PWD/target"
-echo "== building fuzz targets (nightly, $host)"
-cargo +nightly build --locked --release --target "$host" --bins
+echo "== building fuzz targets ($NIGHTLY, $host)"
+cargo +"$NIGHTLY" build --locked --release --target "$host" --bins
 bin="$CARGO_TARGET_DIR/$host/release"
 
 if [ $# -gt 0 ]; then

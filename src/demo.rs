@@ -180,6 +180,46 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
+/// Writes a config file as `postern check` wants one that holds keys: mode
+/// 0600 (from its creation on), owned by the owner of `dir` (the lab directory,
+/// which a test may give to the daemon's user).
+fn write_private(path: &Path, text: &str, dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    let owner = std::fs::metadata(dir)?;
+    if owner.uid() != f.metadata()?.uid() {
+        std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    Ok(())
+}
+
+/// Sets the kernel parameter `key` (sysctl's dotted name, e.g.
+/// `net.ipv4.ip_forward`) to `value` in namespace `ns` by writing
+/// `/proc/sys/...` from a thread inside it (the `net.*` files belong to the
+/// writer's namespace), so that no `sysctl` tool (procps) is needed.
+pub fn set_sysctl(ns: &str, key: &str, value: &str) -> io::Result<()> {
+    if key.is_empty()
+        || key
+            .split('.')
+            .any(|part| part.is_empty() || part.contains('/'))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("sysctl {key}: not a parameter name"),
+        ));
+    }
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let value = format!("{value}\n");
+    in_netns(ns, move || std::fs::write(&path, value))?
+        .map_err(|e| io::Error::new(e.kind(), format!("sysctl {key} in {ns}: {e}")))
+}
+
 /// A running `postern daemon` inside the router namespace, with its log.
 pub struct DaemonProcess {
     child: Child,
@@ -464,14 +504,8 @@ impl Lab {
             self.add_attacker()?;
         }
         let lan = self.attacker_ns.clone().unwrap_or_default();
-        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
-            let out = self.run_in_router(&["sysctl", "-qw", key])?;
-            if !out.status.success() {
-                return Err(io::Error::other(format!(
-                    "sysctl {key}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+        for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+            set_sysctl(&self.router_ns, key, "1")?;
         }
         ip_words(&format!("-n {lan} route replace default via {ROUTER_X_V4}"))?;
         ip_words(&format!(
@@ -544,7 +578,7 @@ impl Lab {
         let path = self
             .dir
             .join(format!("postern-{}.conf", self.daemons.len()));
-        std::fs::write(&path, config)?;
+        write_private(&path, config, &self.dir)?;
         let mut child = Spawn::new("ip")
             .args(["netns", "exec", &self.router_ns])
             .args(wrapper)
@@ -793,14 +827,28 @@ impl Timeline {
     }
 }
 
+/// The command that runs the demo as root: this very executable under
+/// `sudo` (a build under `target/` is not on root's PATH, nor often on the
+/// user's), its path quoted for the shell when it needs it.
+pub fn root_hint(exe: &Path) -> String {
+    let path = exe.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !path.is_empty() && path.chars().all(plain) {
+        format!("sudo {path} demo")
+    } else {
+        format!("sudo '{}' demo", path.replace('\'', r"'\''"))
+    }
+}
+
 /// `postern demo`: closed → knock → open → expired, on a real kernel. Ok only if
 /// every step behaved; everything created is removed in any case.
 pub fn run(exe: &Path) -> Result<(), String> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(
-            "the demo needs root (network namespaces and nftables): sudo postern demo".into(),
-        );
+        return Err(format!(
+            "the demo needs root (network namespaces and nftables): {}",
+            root_hint(exe)
+        ));
     }
     catch_interrupts();
     let t = Timeline(Instant::now());
@@ -814,12 +862,14 @@ pub fn run(exe: &Path) -> Result<(), String> {
     lab.serve_tcp(DEMO_PORT).map_err(e)?;
     t.say("router", &format!("service listening on tcp:{DEMO_PORT}"));
     // A fresh SPA key for the client 'laptop', as `postern keygen` makes one.
+    // The daemon stays root (`option user 'root'`): a desktop has no system
+    // user `postern` to drop to (the OpenWrt package creates one).
     let mut key = [0u8; crate::spa::KEY_LEN];
     crate::random::fill(&mut key).map_err(e)?;
     let key = crate::spa::Key::from_bytes(key).to_base64();
     let config = format!(
         "{}\nconfig client 'laptop'\n\toption key '{key}'\n\tlist allow 'tcp:{DEMO_PORT}'\n\toption max_duration '60'\n\n\
-         config postern 'main'\n\toption state_dir '{}'\n",
+         config postern 'main'\n\toption state_dir '{}'\n\toption user 'root'\n",
         demo_config(duration),
         lab.dir().join("state").display()
     );
@@ -968,4 +1018,29 @@ pub fn run(exe: &Path) -> Result<(), String> {
     t.say("lab", "removed namespaces, veth, daemon and service");
     println!("demo OK: closed -> knock -> open -> closed again; SPA open -> close");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_hint_names_the_running_executable() {
+        assert_eq!(
+            root_hint(Path::new("/home/u/postern/target/release/postern")),
+            "sudo /home/u/postern/target/release/postern demo"
+        );
+        assert_eq!(
+            root_hint(Path::new("/home/u/my dir/it's/postern")),
+            r"sudo '/home/u/my dir/it'\''s/postern' demo"
+        );
+    }
+
+    #[test]
+    fn sysctl_names_that_would_leave_proc_sys_are_refused() {
+        for key in ["", "net..x", "../../etc/passwd", "net/ipv4.x", "net.ipv4."] {
+            let e = set_sysctl("nowhere", key, "1").unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{key}");
+        }
+    }
 }

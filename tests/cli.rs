@@ -24,10 +24,32 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn temp_file(name: &str, body: &str) -> std::path::PathBuf {
+/// A file in the temp dir, removed when dropped (also when the test fails).
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+fn temp_file(name: &str, body: &str) -> TempFile {
     let p = std::env::temp_dir().join(format!("postern-cli-{}-{name}", std::process::id()));
     std::fs::write(&p, body).unwrap();
-    p
+    TempFile(p)
 }
 
 #[test]

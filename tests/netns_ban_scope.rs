@@ -559,11 +559,11 @@ fn guarded_udp_refusals_share_the_kernels_icmp_rate_limit() {
         return;
     }
     let lab = lab("r");
-    for key in [
-        "net.ipv4.icmp_ratelimit=10000",
-        "net.ipv6.icmp.ratelimit=40000",
+    for (key, value) in [
+        ("net.ipv4.icmp_ratelimit", "10000"),
+        ("net.ipv6.icmp.ratelimit", "40000"),
     ] {
-        run(&["ip", "netns", "exec", &lab.router_ns, "sysctl", "-qw", key]);
+        demo::set_sysctl(&lab.router_ns, key, value).expect("icmp rate limit");
     }
     let (b, r) = in_router(&lab, NftBackend::standalone(), |b| {
         b.setup(&[PortSpec::udp(GUARDED_UDP)])

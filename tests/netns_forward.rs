@@ -73,24 +73,9 @@ fn lab(tag: &str) -> (Lab, String) {
     let client_dev = format!("pc{}", &lab.router_dev[2..]);
     let r = lab.router_ns.clone();
     let c = lab.client_ns.clone();
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &r,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &r,
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-    ]);
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        demo::set_sysctl(&r, key, "1").expect("forwarding on");
+    }
     run(&[
         "ip",
         "-n",

@@ -145,15 +145,7 @@ impl OnPath {
             "permanent",
         ]);
         run(&["ip", "-n", &victim, "route", "add", "default", "via", &via]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &thief,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
+        demo::set_sysctl(&thief, "net.ipv4.ip_forward", "1").expect("forwarding on");
         let r = on_path.lab.router_ns.clone();
         let x = ATTACKER_V4.to_string();
         run(&["ip", "-n", &r, "route", "add", "10.213.9.0/24", "via", &x]);

@@ -262,7 +262,7 @@ fn profile_openwrt_keeps_panic_abort_under_the_sdk_environment() {
 }
 
 #[test]
-fn feed_makefile_license_files_exist_and_its_kernel_dependencies_match_the_ipk() {
+fn feed_makefile_license_files_exist() {
     let mk = std::fs::read_to_string(repo().join("openwrt/postern/Makefile")).unwrap();
     let files = mk
         .lines()
@@ -271,29 +271,86 @@ fn feed_makefile_license_files_exist_and_its_kernel_dependencies_match_the_ipk()
     for f in files.split_whitespace() {
         assert!(repo().join(f).is_file(), "PKG_LICENSE_FILES names {f}");
     }
-    // The unconditional +kmod-* of DEPENDS are the .ipk's (and so the
-    // .apk's) kernel dependencies, as the SDK would write them.
-    if !make_or_skip("feed_makefile_license_files_exist_and_its_kernel_dependencies_match_the_ipk")
-    {
-        return;
+    // Its DEPENDS and the .ipk's: see
+    // hand_built_depends_equal_the_sdk_packages_on_fw3_and_fw4_images.
+}
+
+/// What OpenWrt's `filter_deps` makes of a DEPENDS list for an image whose
+/// selected packages are `selected`: `@...` dropped, `+` stripped, and
+/// `COND:pkg` kept only when `CONFIG_COND` is set (`!COND:pkg` when it is not).
+fn sdk_depends(depends: &str, selected: &[&str]) -> Vec<String> {
+    let mut out = vec!["libc".to_string()];
+    for dep in depends.split_whitespace().filter(|d| !d.starts_with('@')) {
+        let dep = dep.replace('+', "");
+        match dep.split_once(':') {
+            None => out.push(dep),
+            Some((cond, pkg)) => {
+                let (negated, cond) = match cond.strip_prefix('!') {
+                    Some(c) => (true, c),
+                    None => (false, cond),
+                };
+                let set = cond
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .split("||")
+                    .any(|c| selected.contains(&c));
+                if set != negated {
+                    out.push(pkg.to_string());
+                }
+            }
+        }
     }
-    let root = buildroot("deps", PACKAGE_NEW, VALUES);
-    let (_, depends) = evaluate(&root, &["ARCH=mipsel"]);
-    let feed: Vec<&str> = depends
-        .split_whitespace()
-        .filter_map(|d| d.strip_prefix("+kmod-"))
-        .collect();
-    let script = std::fs::read_to_string(repo().join("scripts/build-ipk.sh")).unwrap();
-    let control = script
-        .split("Package: postern\n")
-        .nth(1)
-        .expect("the postern control in build-ipk.sh");
-    let ipk: Vec<&str> = control
+    out
+}
+
+/// `Depends:` of the control file build-ipk.sh writes with `args`.
+fn hand_built_depends(args: &[&str]) -> Vec<String> {
+    let stage = std::env::temp_dir().join(format!(
+        "postern-depends-{}-{}",
+        args.join("-"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&stage);
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/build-ipk.sh"))
+        .args(["--arch", "x86_64", "--allow-dynamic", "--binary"])
+        .arg(env!("CARGO_BIN_EXE_postern"))
+        .args(args)
+        .arg("--stage-only")
+        .arg(&stage)
+        .output()
+        .unwrap();
+    let control = std::fs::read_to_string(stage.join("control/control"));
+    let _ = std::fs::remove_dir_all(&stage);
+    assert!(
+        out.status.success(),
+        "build-ipk {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    control
+        .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("Depends: "))
-        .unwrap()
+        .expect("Depends:")
         .split(", ")
-        .filter_map(|d| d.strip_prefix("kmod-"))
-        .collect();
-    assert_eq!(feed, ipk);
+        .map(str::to_string)
+        .collect()
+}
+
+/// The hand-built package depends on what the SDK's package built from the
+/// feed Makefile depends on: on a fw4 image (no `firewall` package) and,
+/// with `--firewall fw3`, on a fw3 image (ipset and its kernel module).
+#[test]
+fn hand_built_depends_equal_the_sdk_packages_on_fw3_and_fw4_images() {
+    if !make_or_skip("hand_built_depends_equal_the_sdk_packages_on_fw3_and_fw4_images") {
+        return;
+    }
+    let root = buildroot("depends", PACKAGE_NEW, VALUES);
+    let (_, depends) = evaluate(&root, &["ARCH=mipsel"]);
+    let fw4 = sdk_depends(&depends, &["PACKAGE_firewall4"]);
+    let fw3 = sdk_depends(&depends, &["PACKAGE_firewall"]);
+    assert!(fw3.iter().any(|d| d == "ipset"), "{depends}");
+    assert!(!fw4.iter().any(|d| d == "ipset"), "{depends}");
+    assert_eq!(hand_built_depends(&[]), fw4);
+    assert_eq!(hand_built_depends(&["--firewall", "fw4"]), fw4);
+    assert_eq!(hand_built_depends(&["--firewall", "fw3"]), fw3);
 }

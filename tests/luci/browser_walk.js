@@ -20,6 +20,7 @@ const WAN = '203.0.113.5';
 const PASSWORD = 'postern-test';
 let step = 'start';
 let failPage = null;
+let profile = null; /* chromium's profile dir: removed on success and failure */
 
 function say(s) {
 	step = s;
@@ -39,7 +40,7 @@ async function main() {
 		postern: env.POSTERN, config: env.CONFIG, socket: env.SOCKET, daemonPid: +env.DAEMON_PID,
 		password: PASSWORD, wanAddress: WAN
 	});
-	const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-chromium-'));
+	profile = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-chromium-'));
 	const browser = await chromium.launchPersistentContext(profile, {
 		executablePath: '/usr/bin/chromium',
 		headless: true,
@@ -285,5 +286,7 @@ main().catch(async e => {
 			await failPage.screenshot({ path: path.join(os.tmpdir(), 'postern-luci-failure.png'), fullPage: true });
 		} catch (err) {}
 	}
+	if (profile)
+		fs.rmSync(profile, { recursive: true, force: true });
 	process.exit(1);
 });
