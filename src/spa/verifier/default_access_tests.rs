@@ -47,6 +47,7 @@ fn verifier(c: Client) -> Verifier {
         forwards: Vec::new(),
         clients: vec![c],
         hooks: Vec::new(),
+        peers: Vec::new(),
     })
 }
 
