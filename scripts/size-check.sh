@@ -39,8 +39,11 @@ cd "$(dirname "$0")/.."
 # non-PIC MIPS code (-80 KB), SHA-2 compact rounds and no floating point
 # (-42 KB). Budget 640 KiB; the goal is 450 KiB. The desktop binary (909104
 # bytes, panic messages kept) is guarded at 960 KiB.
+# Issues 19 and 20 merged (2026-12-03): router 650568 bytes (peer sync,
+# hooks, status table: +64.7 KB; u128 and Unicode case tables out: -10.5 KB);
+# desktop 981812 (ssh-proxy +18 KB): its guard goes to 1 MiB.
 BUDGET=655360
-DESKTOP_BUDGET=983040
+DESKTOP_BUDGET=1048576
 
 bash scripts/cross.sh mipsel build build-desktop
 bin=${CARGO_TARGET_DIR:-target}/mipsel-unknown-linux-musl/release/postern

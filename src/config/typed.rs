@@ -291,7 +291,11 @@ pub fn summary(cfg: &Config) -> String {
     let _ = writeln!(out, "backend: {}", backend_name(m.backend));
     let _ = writeln!(out, "interfaces: {}", names(&m.interfaces));
     let _ = writeln!(out, "devices: {}", names(&m.devices));
-    let _ = writeln!(out, "log level: {}", m.log_level.as_str().to_lowercase());
+    let _ = writeln!(
+        out,
+        "log level: {}",
+        m.log_level.as_str().to_ascii_lowercase()
+    );
     let _ = writeln!(
         out,
         "spa port: udp:{} (max clock skew {}s, {}s for the packet's source; at most {} verifications/s per client)",

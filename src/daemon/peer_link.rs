@@ -363,7 +363,7 @@ impl Peers {
                         fx.grants.record(now.mono, &grant, &origin);
                         info!(
                             "opened {port} for {addr} for {} ms (from peer {peer}: {origin})",
-                            remaining.as_millis()
+                            remaining.as_millis() as u64
                         );
                     }
                     Err(e) => warn!("could not open {port} for {addr} (peer {peer}): {e}"),

@@ -70,7 +70,7 @@ impl Backend for DryRunBackend {
             "dry-run: grant {} to {} for {} ms",
             grant.addr,
             grant.port,
-            grant.timeout.as_millis()
+            grant.timeout.as_millis() as u64
         );
         self.ops.push(DryRunOp::Grant(*grant));
         Ok(())
@@ -83,7 +83,7 @@ impl Backend for DryRunBackend {
     }
 
     fn ban(&mut self, net: Cidr, duration: core::time::Duration) -> Result<(), FirewallError> {
-        log::info!("dry-run: ban {net} for {} ms", duration.as_millis());
+        log::info!("dry-run: ban {net} for {} ms", duration.as_millis() as u64);
         self.ops.push(DryRunOp::Ban(net, duration));
         Ok(())
     }
@@ -111,7 +111,7 @@ impl Backend for DryRunBackend {
             "dry-run: forward {} from {} to {target} for {} ms",
             g.spec.describe(),
             g.src,
-            g.timeout.as_millis()
+            g.timeout.as_millis() as u64
         );
         self.ops.push(DryRunOp::Forward(*g));
         Ok(())

@@ -123,7 +123,6 @@ struct Summary<'a>(&'a Finished);
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.0;
-        let ms = r.run_time.as_millis();
         write!(
             f,
             "command {} for client {} from {} (pid {}) {} after {}.{:03} s",
@@ -132,8 +131,8 @@ impl fmt::Display for Summary<'_> {
             r.source,
             r.pid,
             r.status,
-            ms / 1000,
-            ms % 1000
+            r.run_time.as_secs(),
+            r.run_time.subsec_millis()
         )?;
         match (r.stopped, r.timed_out, r.killed) {
             (true, _, true) => f.write_str(" (stopped on shutdown, SIGKILLed)")?,

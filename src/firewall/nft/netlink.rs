@@ -285,8 +285,13 @@ fn timeout_ms(timeout: Duration) -> Result<u64, EncodeError> {
     if timeout.is_zero() {
         return Err(EncodeError::ZeroTimeout);
     }
-    let ms = timeout.as_nanos().div_ceil(1_000_000);
-    Ok(u64::try_from(ms).unwrap_or(u64::MAX))
+    // Whole seconds and the rounded-up rest, without u128 arithmetic (its
+    // division routine costs 2 KiB in a 32-bit router build).
+    let ms = timeout
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(timeout.subsec_nanos().div_ceil(1_000_000)));
+    Ok(ms)
 }
 
 /// The element batch for any key (see [`SetElemRequest`] for its shape).
