@@ -15,30 +15,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postern::demo::{self, Lab, ATTACKER_V4, CLIENT_V4, DEMO_PORT, ROUTER_V4, ROUTER_X_V4};
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const SPA_PORT: u16 = 62201;
 const SEQUENCE: [&str; 3] = ["tcp:7000", "udp:8000", "tcp:9000"];
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
-    false
-}
 
 /// A lab with the service and the attacker namespace.
 fn lab(letter: char) -> Lab {

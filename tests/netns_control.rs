@@ -13,27 +13,13 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use postern::demo::{Lab, ATTACKER_V4, CLIENT_V4, DEMO_PORT, ROUTER_V4, ROUTER_X_V4};
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
 const SEQUENCE: [&str; 3] = ["tcp:7000", "udp:8000", "tcp:9000"];
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
-    false
-}
 
 /// The router's one SPA client (so that SPA is on).
 const CLIENT_KEY: &str = "cG9zdGVybi1jb250cm9sLXRlc3QtY2xpZW50LWszMiE=";

@@ -10,28 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use postern::demo::{Lab, ATTACKER_V4, CLIENT_V6, DEMO_PORT, ROUTER_V4, ROUTER_V6, ROUTER_X_V4};
+#[path = "support/root.rs"]
+mod root;
+use root::{in_ci, root_or_skip};
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
-    false
-}
 
 /// A lab tag unique to this process and test.
 fn tag(letter: char) -> String {

@@ -18,6 +18,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postern::demo::{demo_config, Lab, CLIENT_V4, DEMO_PORT, ROUTER_V4};
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 
@@ -27,24 +30,6 @@ const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const MAX_TICKS_WHILE_DOWN: u64 = 20;
 /// How long the device stays down while the daemon's CPU time is measured.
 const DOWN_FOR: Duration = Duration::from_secs(3);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
-    false
-}
 
 /// utime + stime of process `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {

@@ -16,6 +16,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use postern::demo::{self, Lab, ROUTER_X_V4, ROUTER_X_V6};
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -31,24 +34,6 @@ const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 const REMOTE_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 7);
 const REMOTE_V6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x55, 0, 0, 0, 0, 7);
 const REMOTE_V6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x55, 0, 0xaaaa, 0, 0, 8);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
-    false
-}
 
 fn ip(args: &str) {
     let out = Command::new("ip")

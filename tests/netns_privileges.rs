@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use postern::demo::{Lab, ATTACKER_V4, CLIENT_V4, DEMO_PORT, ROUTER_V4, ROUTER_X_V4};
 use postern::privileges::NETWORK;
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
@@ -39,24 +42,6 @@ const AS_NOBODY: [&str; 11] = [
     "+net_raw,+net_admin",
     "--",
 ];
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when the test may run; prints SKIPPED (or fails under CI) otherwise.
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables). Run: sudo -E cargo test ***\n");
-    false
-}
 
 fn lab(letter: char) -> Lab {
     let tag = format!("p{letter}{}", std::process::id() % 100_000);

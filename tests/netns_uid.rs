@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use postern::demo::{Lab, ATTACKER_V4, CLIENT_V4, DEMO_PORT, ROUTER_V4, ROUTER_X_V4};
 use postern::privileges::{bit, CAP_NET_ADMIN, NETWORK};
+#[path = "support/root.rs"]
+mod root;
 
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const PROBE: Duration = Duration::from_millis(500);
@@ -37,21 +39,9 @@ const NOBODY: u32 = 65_534;
 /// A command that prints its own ids and effective capabilities.
 const WHOAMI: &str = "\tlist exec '/bin/grep'\n\tlist exec '-E'\n\tlist exec '^(Uid|Gid|CapEff):'\n\tlist exec '/proc/self/status'\n";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
+/// True when the test may run (see support/root.rs); it also needs useradd.
 fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs root, and CI=true: netns tests must run in CI"
-    );
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, nftables, useradd). Run: sudo -E cargo test ***\n");
-    false
+    root::root_or_skip_needing(test, "network namespaces, nftables, useradd")
 }
 
 /// Serializes useradd/userdel within this test binary.
