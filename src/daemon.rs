@@ -211,7 +211,7 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         mask.add(s);
     }
     mask.thread_block()
-        .map_err(|e| fail(format!("blocking signals: {e}")))?;
+        .map_err(|e| fail(format!("blocking signals: {}", std::io::Error::from(e))))?;
     // Forked while root, before anything else is open: runs the commands.
     let launcher = if started_as == 0 {
         let setup = crate::launcher::Setup {
@@ -226,7 +226,7 @@ pub fn run(opts: &Options) -> Result<(), DaemonError> {
         None
     };
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| fail(format!("signalfd: {e}")))?;
+        .map_err(|e| fail(format!("signalfd: {}", std::io::Error::from(e))))?;
 
     backend
         .setup(&cfg.guarded_ports())
@@ -570,7 +570,7 @@ fn serve(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 fx.actions.runner.shutdown();
-                return Err(fail(format!("poll: {e}")));
+                return Err(fail(format!("poll: {}", std::io::Error::from(e))));
             }
         }
         if commands_ready {

@@ -42,7 +42,6 @@
 //! guarded port.
 
 use core::time::Duration;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::uci::{Entry, Section, Value};
@@ -174,12 +173,20 @@ pub fn from_sections(file: &str, sections: &[Section]) -> Result<Config, Vec<Con
     let mut forwards = Vec::new();
     let mut peers = Vec::new();
     let mut hooks = Vec::new();
-    let mut type_index: HashMap<&str, usize> = HashMap::new();
+    // Sections seen per type (few types: a list, no hashing machinery).
+    let mut type_index: Vec<(&str, usize)> = Vec::new();
     let mut seq_count = 0usize;
     for s in sections {
-        let slot = type_index.entry(s.kind.as_str()).or_insert(0);
-        let index = *slot;
-        *slot += 1;
+        let index = match type_index.iter_mut().find(|(k, _)| *k == s.kind) {
+            Some((_, n)) => {
+                *n += 1;
+                *n - 1
+            }
+            None => {
+                type_index.push((s.kind.as_str(), 1));
+                0
+            }
+        };
         match s.kind.as_str() {
             "postern" => main_section(&mut cx, s, &mut main),
             "sequence" => {

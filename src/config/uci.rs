@@ -36,8 +36,6 @@
 //! Line numbers are 1-based; a statement whose words span lines is reported at the
 //! line where it starts. Nothing here panics, whatever the input.
 
-use std::collections::HashMap;
-
 use super::ConfigError;
 
 /// One `config` section: its type, optional name and entries in file order.
@@ -397,8 +395,9 @@ struct Builder<'f> {
     sections: Vec<Section>,
     /// Index of the section options go to.
     current: Option<usize>,
-    /// Named sections by name.
-    named: HashMap<String, usize>,
+    /// Named sections by name, sorted by name (a sorted Vec: no hashing
+    /// machinery in the router binary).
+    named: Vec<(String, usize)>,
     errors: Vec<ConfigError>,
 }
 
@@ -408,7 +407,7 @@ impl<'f> Builder<'f> {
             file,
             sections: Vec::new(),
             current: None,
-            named: HashMap::new(),
+            named: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -495,10 +494,14 @@ impl<'f> Builder<'f> {
             let msg = format!("invalid section name '{name}': use letters, digits and _");
             self.err(line, msg);
         }
-        let Some(&idx) = self.named.get(name) else {
-            self.open(line, kind, Some(name));
-            self.named.insert(name.to_string(), self.sections.len() - 1);
-            return;
+        let idx = match self.named.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(found) => self.named[found].1,
+            Err(at) => {
+                self.open(line, kind, Some(name));
+                self.named
+                    .insert(at, (name.to_string(), self.sections.len() - 1));
+                return;
+            }
         };
         self.current = Some(idx);
         let Some(prev) = self.sections.get(idx) else {
@@ -916,6 +919,12 @@ config include
         assert_eq!(single(&s[0], "a"), "1");
         assert_eq!(single(&s[0], "b"), "2");
         assert_eq!(s[0].line, 1);
+        // Names opened out of order and reopened in another order.
+        let s = ok("config t 'm'\nconfig t 'z'\nconfig t 'a'\nconfig t 'z'\n\toption q 1\nconfig t 'a'\n\toption r 2\nconfig t 'm'\n\toption s 3\n");
+        assert_eq!(s.len(), 3);
+        assert_eq!(single(&s[0], "s"), "3");
+        assert_eq!(single(&s[1], "q"), "1");
+        assert_eq!(single(&s[2], "r"), "2");
         let e = errs("config t 'x'\nconfig u 'x'\n");
         assert_eq!(
             e,

@@ -145,7 +145,12 @@ impl Peers {
                 nix::sys::socket::sockopt::BindToDevice,
                 &std::ffi::OsString::from(dev),
             )
-            .map_err(|e| DaemonError(format!("peer socket: bind to device {dev}: {e}")))?;
+            .map_err(|e| {
+                DaemonError(format!(
+                    "peer socket: bind to device {dev}: {}",
+                    std::io::Error::from(e)
+                ))
+            })?;
         }
         // Room for bursts (resync answers); the kernel caps it at rmem_max.
         let _ =

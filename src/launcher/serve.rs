@@ -52,7 +52,10 @@ pub(super) fn serve(channel: Channel, setup: Setup, commands: Vec<CommandSpec>) 
     }
     // HUP stays blocked and unread: reloads come from the daemon.
     if let Err(e) = mask.thread_block() {
-        error!("privileged launcher: blocking signals: {e}");
+        error!(
+            "privileged launcher: blocking signals: {}",
+            std::io::Error::from(e)
+        );
         return 1;
     }
     mask.remove(Signal::SIGHUP);
@@ -60,7 +63,7 @@ pub(super) fn serve(channel: Channel, setup: Setup, commands: Vec<CommandSpec>) 
     {
         Ok(s) => s,
         Err(e) => {
-            error!("privileged launcher: signalfd: {e}");
+            error!("privileged launcher: signalfd: {}", std::io::Error::from(e));
             return 1;
         }
     };
@@ -106,7 +109,7 @@ impl Launcher {
                 match poll(&mut fds, PollTimeout::from(ms)) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => {
-                        error!("privileged launcher: poll: {e}");
+                        error!("privileged launcher: poll: {}", std::io::Error::from(e));
                         return 1;
                     }
                 }

@@ -502,7 +502,12 @@ impl Run {
             return;
         };
         if let Err(e) = killpg(Pid::from_raw(pgid), signal) {
-            debug!("command {} (pid {}): {signal}: {e}", self.name, self.pid);
+            debug!(
+                "command {} (pid {}): {signal}: {}",
+                self.name,
+                self.pid,
+                io::Error::from(e)
+            );
         }
     }
 

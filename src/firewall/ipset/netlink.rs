@@ -87,7 +87,10 @@ pub fn timeout_secs(timeout: Duration) -> Result<u32, EncodeError> {
     if timeout.is_zero() {
         return Err(EncodeError::ZeroTimeout);
     }
-    let secs = timeout.as_nanos().div_ceil(1_000_000_000);
+    // Whole seconds plus one for any fraction: no u128 division (as_nanos).
+    let secs = timeout
+        .as_secs()
+        .saturating_add(u64::from(timeout.subsec_nanos() != 0));
     Ok(u32::try_from(secs)
         .unwrap_or(u32::MAX)
         .min(MAX_TIMEOUT_SECS))
