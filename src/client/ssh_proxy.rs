@@ -591,7 +591,12 @@ mod tests {
         let t = Instant::now();
         let e = connect(&[addr], Duration::from_millis(600), false).unwrap_err();
         let took = t.elapsed();
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        // qemu-user (the cross runner sets POSTERN_QEMU_USER) hands back
+        // getsockopt(SO_ERROR) untranslated, so the target's std cannot
+        // name the host's errno there; on a real kernel it is a refusal.
+        if std::env::var_os("POSTERN_QEMU_USER").is_none() {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        }
         assert!(took >= Duration::from_millis(500), "{took:?}");
         // And it connects once something listens.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
