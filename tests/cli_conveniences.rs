@@ -12,8 +12,22 @@ use std::time::{Duration, Instant};
 const EXE: &str = env!("CARGO_BIN_EXE_postern");
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
+/// The binary as a command: under qemu-user (the cross runner sets
+/// `POSTERN_QEMU_USER` to the emulator) it goes through the same emulator,
+/// since nothing registers it with binfmt_misc.
+fn postern() -> Command {
+    match std::env::var_os("POSTERN_QEMU_USER") {
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            c.arg(EXE);
+            c
+        }
+        None => Command::new(EXE),
+    }
+}
+
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(EXE).args(args).output().unwrap();
+    let out = postern().args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -104,7 +118,7 @@ fn status_watch_redraws_every_second() {
             let _ = writeln!(conn, "live grants: {i}");
         }
     });
-    let mut child = Command::new(EXE)
+    let mut child = postern()
         .args(["status", "--watch", "-s"])
         .arg(&path)
         .stdout(Stdio::piped())

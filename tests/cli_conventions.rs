@@ -8,11 +8,20 @@ use std::process::{Command, Output};
 
 use postern::cli::usage::COMMANDS;
 
+/// Runs the binary; under qemu-user (the cross runner sets
+/// `POSTERN_QEMU_USER` to the emulator) through the same emulator, since
+/// nothing registers it with binfmt_misc.
 fn postern(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_postern"))
-        .args(args)
-        .output()
-        .expect("run postern")
+    let exe = env!("CARGO_BIN_EXE_postern");
+    let mut cmd = match std::env::var_os("POSTERN_QEMU_USER") {
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            c.arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args).output().expect("run postern")
 }
 
 fn text(b: &[u8]) -> String {
